@@ -1,0 +1,99 @@
+"""The `tether` command: parse arguments, dispatch to one command module, map errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tether import __version__
+from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
+
+COMMANDS = ("init", "run", "status", "spec", "show")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"tether: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tether.cli import init, run, show, spec, status
+
+    parser = _Parser(
+        prog="tether",
+        description="Run research and ML experiments fast; record every run as a git ref.",
+    )
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show tracebacks of unexpected errors"
+    )
+    parser.add_argument(
+        "-C", dest="directory", type=Path, default=None, metavar="DIR",
+        help="run as if tether was started in DIR",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (init, run, status, spec, show):
+        module.register(sub)
+    return parser
+
+
+def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
+    """Append the traceback to `.tether/logs/tether.log` of the enclosing repo, if any."""
+    try:
+        from tether.gitstore.git import find_root
+        from tether.layout import error_log
+
+        path = error_log(find_root(cwd))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(f"--- {datetime.now(UTC).isoformat()} tether {' '.join(sys.argv[1:])}\n")
+            handle.write("".join(traceback.format_exception(exc)))
+        return path
+    except Exception:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] | None = None
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args_list, passthrough = args_list[:cut], args_list[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    args.passthrough = passthrough
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    cwd = (args.directory or Path.cwd()).resolve()
+    args.cwd = cwd
+    args.argv = ["tether", *args_list, *(["--", *passthrough] if passthrough is not None else [])]
+    try:
+        code: int = args.handler(args)
+        return code
+    except TetherError as exc:
+        _log_traceback(cwd, exc)
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"tether: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tether: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        where = _log_traceback(cwd, exc)
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"tether: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        if where and not args.verbose:
+            print(f"  the traceback is in {where}; please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

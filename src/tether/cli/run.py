@@ -1,0 +1,130 @@
+"""`tether run`: run the pipeline (or a bare command) and record it as an experiment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tether.errors import RunFailed, UsageError
+from tether.execute.runner import RunEvent, RunOptions, render_plan, run
+from tether.spec.values import parse_duration
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run the pipeline or `-- CMD ARGS...` and record it as an experiment",
+        description="Run the stages whose inputs changed (or a bare command after --) under "
+        "supervision, and record the run, whatever its outcome, as one commit on "
+        "refs/tether/exps/<baseline>/<name>.",
+    )
+    parser.add_argument("stages", nargs="*", metavar="STAGE",
+                        help="run only these stages (and what they depend on)")
+    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
+                        metavar="[FILE:][+]KEY=VALUE",
+                        help="override a param (value typed as YAML); +KEY adds a new key")
+    parser.add_argument("-n", "--name", help="experiment name (default: a fresh adjective-noun)")
+    parser.add_argument("-m", "--message", default="", help="a note stored with the experiment")
+    parser.add_argument("--force", action="store_true", help="run every stage, changed or not")
+    parser.add_argument("--dry", action="store_true",
+                        help="print what would run and why; run and record nothing")
+    parser.add_argument("--temp", action="store_true",
+                        help="run in an isolated git worktree (HEAD + uncommitted changes)")
+    parser.add_argument("--timeout", help="bare command only: total time limit (e.g. 2h)")
+    parser.add_argument("--stall-timeout", help="bare command only: kill after this long silent")
+    parser.add_argument("--expected", help="bare command only: remind after this long")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not echo stage output")
+    parser.set_defaults(handler=handle)
+
+
+def _split_command(args: argparse.Namespace) -> list[str] | None:
+    command: list[str] | None = args.passthrough
+    if command is None:
+        return None
+    if not command:
+        raise UsageError("nothing after `--`", hint="write `tether run -- python train.py`")
+    return command
+
+
+def _limits(args: argparse.Namespace) -> dict[str, float | None]:
+    limits: dict[str, float | None] = {}
+    for option, key in (("timeout", "timeout"), ("stall_timeout", "stall_timeout"),
+                        ("expected", "expected")):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        try:
+            limits[key] = parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"--{option.replace('_', '-')} {value!r}: {exc}") from None
+    return limits
+
+
+def _print_event(event: RunEvent) -> None:
+    err = sys.stderr
+    if event.kind == "plan":
+        return
+    if event.kind == "stage_start":
+        print(f"tether: ▶ {event.stage} ({event.detail})", file=err, flush=True)
+    elif event.kind == "stage_skip":
+        print(f"tether: · {event.stage} unchanged, skipped", file=err, flush=True)
+    elif event.kind == "stage_end":
+        record = event.data["record"]
+        took = f" in {record.duration:.1f}s" if record.duration is not None else ""
+        mark = "✔" if event.detail == "success" else "✘"
+        code = f", exit {record.exit_code}" if record.exit_code not in (None, 0) else ""
+        print(f"tether: {mark} {event.stage} {event.detail}{took}{code}", file=err, flush=True)
+    elif event.kind == "reminder":
+        print(f"tether: ⏰ {event.stage} is taking longer than expected: {event.detail}",
+              file=err, flush=True)
+    elif event.kind in ("stalled", "timeout"):
+        print(f"tether: {event.stage} {event.kind}: {event.detail}", file=err, flush=True)
+
+
+def handle(args: argparse.Namespace) -> int:
+    command = _split_command(args)
+    stages_given = args.stages
+    limits = _limits(args)
+    if limits and command is None:
+        raise UsageError("--timeout/--stall-timeout/--expected apply to `-- COMMAND` only",
+                         hint="set timeout, stall_timeout and expected per stage in tether.yaml")
+    options = RunOptions(
+        targets=stages_given,
+        overrides=args.overrides,
+        name=args.name,
+        message=args.message,
+        force=args.force,
+        dry=args.dry,
+        temp=args.temp,
+        command=command,
+        echo=None if args.quiet else sys.stdout.buffer,
+        on_event=_print_event,
+        argv=args.argv,
+        command_limits=limits,
+    )
+    result = run(args.cwd, options)
+    if args.dry:
+        print(render_plan(result.plan))
+        return 0
+    record, ref = result.record, result.ref
+    assert record is not None and ref is not None
+    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(record.metrics.items())[:6])
+    summary = f"tether: recorded {record.name} ({record.status}, {record.duration:.1f}s)"
+    print(summary + (f": {metrics}" if metrics else ""), file=sys.stderr)
+    if record.status != "success":
+        failed = next(s for s in record.stages if s.status == record.status)
+        raise RunFailed(
+            record.status,
+            f"stage {failed.name!r} {record.status}"
+            + (f" (exit {failed.exit_code})" if failed.exit_code is not None else "")
+            + f"; the run is recorded as {record.name}",
+            hint=f"see its log: .tether/runs/{record.id}/logs/{failed.name}.log",
+        )
+    return 0
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,113 @@
+"""The one exception tree of tether, and the exit codes each error maps to.
+
+Every error carries a message a user can act on: what was wrong, where, and
+what to do. `tether.cli.main` is the only place that turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README ("Exit codes").
+EXIT_OK = 0
+EXIT_STAGE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SPEC = 3
+EXIT_GIT_STATE = 4
+EXIT_EXPERIMENT = 5
+EXIT_GIT_COMMAND = 6
+EXIT_INTERNAL = 70
+EXIT_TIMEOUT = 124
+EXIT_STALLED = 125
+EXIT_INTERRUPTED = 130
+
+
+class TetherError(Exception):
+    """Base of every error tether raises on purpose."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(TetherError):
+    """The command line itself is wrong (bad option value, conflicting flags)."""
+
+    exit_code = EXIT_USAGE
+
+
+class SpecError(TetherError):
+    """`tether.yaml`, `tether.py` or a params file is invalid.
+
+    `problems` holds one line per problem, each naming file, line and key.
+    """
+
+    exit_code = EXIT_SPEC
+
+    def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        count = len(self.problems)
+        head = "invalid pipeline spec" if count != 1 else "invalid pipeline spec"
+        body = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{head} ({count} problem{'s' if count != 1 else ''}):\n{body}", hint=hint)
+
+
+class ParamsError(SpecError):
+    """A params file or a `-S` override is invalid."""
+
+    def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
+        super().__init__(problems, hint=hint)
+        body = "\n".join(f"  {p}" for p in self.problems)
+        self.message = f"invalid params:\n{body}"
+        self.args = (self.message,)
+
+
+class GitStateError(TetherError):
+    """The repository is not in a state tether can work with (no repo, no commit...)."""
+
+    exit_code = EXIT_GIT_STATE
+
+
+class GitError(TetherError):
+    """A git command failed; the message names the command and git's own words."""
+
+    exit_code = EXIT_GIT_COMMAND
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        command = "git " + " ".join(argv)
+        detail = stderr.strip() or f"exit status {returncode}"
+        super().__init__(f"`{command}` failed: {detail}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ExperimentError(TetherError):
+    """An experiment name or reference is unknown, ambiguous or already taken."""
+
+    exit_code = EXIT_EXPERIMENT
+
+
+class RunFailed(TetherError):
+    """A run finished, was recorded, and did not succeed.
+
+    The exit code tells how it ended: failed, timeout, stalled or interrupted.
+    """
+
+    _codes = {
+        "failed": EXIT_STAGE_FAILED,
+        "timeout": EXIT_TIMEOUT,
+        "stalled": EXIT_STALLED,
+        "interrupted": EXIT_INTERRUPTED,
+    }
+
+    def __init__(self, status: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.exit_code = self._codes.get(status, EXIT_STAGE_FAILED)

@@ -1,0 +1,343 @@
+"""`tether run`: plan, execute under supervision, and record one experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO
+
+from tether.atomic import write_text
+from tether.cache.hashing import StatCache
+from tether.errors import ExperimentError, UsageError
+from tether.execute.stage import run_stage, stage_environment
+from tether.execute.supervisor import SupervisorEvent
+from tether.execute.workspace import Workspace, in_place, temporary_worktree
+from tether.gitstore import experiments as exps
+from tether.gitstore.git import Git, find_root
+from tether.gitstore.names import generate_name, validate_name
+from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
+from tether.lockfile import StageLock, read_lock, write_lock
+from tether.params import Params, apply_overrides, dump_params_file, load_params, parse_override
+from tether.plan import Plan, fingerprint, make_plan
+from tether.project import ensure_state_dir, load_project_pipeline
+from tether.record.code import capture_code
+from tether.record.record import RunRecord, StageRecord, clean_json
+from tether.record.results import collect_metrics, collect_steps, record_logs
+from tether.spec import Pipeline
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Something the CLI may want to show while a run goes on."""
+
+    kind: str  # plan stage_start stage_skip stage_end reminder stalled recorded
+    stage: str | None
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOptions:
+    targets: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+    message: str = ""
+    force: bool = False
+    dry: bool = False
+    temp: bool = False
+    command: list[str] | None = None
+    echo: BinaryIO | None = None
+    on_event: Callable[[RunEvent], None] | None = None
+    argv: list[str] = field(default_factory=list)
+    command_limits: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    record: RunRecord | None = None
+    ref: exps.ExperimentRef | None = None
+
+    @property
+    def status(self) -> str:
+        return self.record.status if self.record else "planned"
+
+
+def new_run_id(now: float) -> str:
+    """Sortable by time, unique across machines."""
+    return f"{int(now * 1000):012x}{secrets.token_hex(6)}"
+
+
+def run(cwd: Path, options: RunOptions) -> RunResult:
+    """Plan the pipeline (or bare command) and, unless dry, run and record it."""
+    if options.command is not None and options.targets:
+        raise UsageError("give either stage names or `-- COMMAND`, not both")
+    root = find_root(cwd)
+    git = Git(root)
+    baseline = git.head_commit()
+    emit = options.on_event or (lambda event: None)
+    overrides = [parse_override(text) for text in options.overrides]
+    if options.name is not None:
+        validate_name(options.name)
+        if options.name in exps.taken_names(git, baseline):
+            raise ExperimentError(
+                f"experiment name {options.name!r} is already used under baseline {baseline[:10]}",
+                hint="choose another name with -n, or remove the old experiment",
+            )
+    pipeline = load_project_pipeline(root, options.command, options.command_limits, cwd)
+    order = pipeline.order(options.targets or None)
+
+    # Validate everything against the user's workspace before creating anything.
+    params = _load_effective_params(root, pipeline, overrides)
+    cache = StatCache(None if options.dry else tmp_dir(root) / "statcache.db")
+    try:
+        plan = make_plan(pipeline, order, root, params, read_lock(root), cache, force=options.force)
+        if options.dry:
+            return RunResult(plan=plan)
+        ensure_state_dir(root)
+        started = time.time()
+        run_id = new_run_id(started)
+        workspace = temporary_worktree(git, run_id) if options.temp else in_place(root)
+        try:
+            if workspace.temporary:
+                params = _load_effective_params(workspace.path, pipeline, overrides)
+                plan = make_plan(
+                    pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
+                    force=options.force,
+                )
+            emit(RunEvent("plan", None, "", {"plan": plan}))
+            return _execute_and_record(
+                git, workspace, pipeline, plan, params, cache, options, baseline, run_id, started
+            )
+        finally:
+            workspace.cleanup(git)
+    finally:
+        cache.close()
+
+
+def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any]) -> Params:
+    files = {ref.file for stage in pipeline.stages.values() for ref in stage.params}
+    files |= {ov.file for ov in overrides if not ov.allow_new}
+    params = load_params(root, files)
+    apply_overrides(params, overrides)
+    return params
+
+
+class _StopOnSignal:
+    """Turn SIGTERM/SIGHUP into a stop request the supervisor honours."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _execute_and_record(
+    git: Git,
+    workspace: Workspace,
+    pipeline: Pipeline,
+    plan: Plan,
+    params: Params,
+    cache: StatCache,
+    options: RunOptions,
+    baseline: str,
+    run_id: str,
+    started: float,
+) -> RunResult:
+    emit = options.on_event or (lambda event: None)
+    taken = exps.taken_names(git, baseline)
+    name = options.name or generate_name(taken)
+    run_dir = runs_dir(git.root) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    code = capture_code(git, workspace.path)
+    ws = workspace.path
+
+    for file in sorted(params.changed):
+        write_text(ws / file, dump_params_file(file, params.files[file]))
+    params_json = run_dir / "params.json"
+    write_text(params_json, json.dumps(params.main(), default=str), fsync=False)
+
+    lock = read_lock(ws)
+    stage_records: list[StageRecord] = []
+    stopped = False
+    with _StopOnSignal() as stop:
+        for decision in plan.decisions:
+            stage = pipeline.stages[decision.name]
+            record = StageRecord(name=stage.name, status="skipped", reasons=decision.reasons,
+                                 cmd=list(stage.cmd))
+            stage_records.append(record)
+            if stopped:
+                record.status = "not_run"
+                continue
+            if decision.action == "skip":
+                previous = lock.get(stage.name)
+                if previous:
+                    record.fingerprint = previous.fingerprint
+                    record.deps, record.params, record.outs = (
+                        previous.deps, previous.params, previous.outs
+                    )
+                emit(RunEvent("stage_skip", stage.name, "unchanged"))
+                continue
+            try:
+                fp = fingerprint(stage, ws, params, cache)
+                record.fingerprint, record.deps, record.params = fp.digest, fp.deps, fp.params
+                emit(RunEvent("stage_start", stage.name, "; ".join(decision.reasons)))
+                tether_vars = {
+                    "TETHER_RUN_ID": run_id,
+                    "TETHER_EXP_NAME": name,
+                    "TETHER_STAGE": stage.name,
+                    "TETHER_ROOT": str(ws),
+                    "TETHER_PARAMS_FILE": str(params_json),
+                    "TETHER_STEPS_FILE": str(run_dir / "steps" / f"{stage.name}.jsonl"),
+                    "TETHER_SUMMARY_FILE": str(run_dir / "summary" / f"{stage.name}.json"),
+                }
+                (run_dir / "steps").mkdir(exist_ok=True)
+                (run_dir / "summary").mkdir(exist_ok=True)
+
+                def on_supervisor(event: SupervisorEvent, stage_name: str = stage.name) -> None:
+                    if event.kind == "expected_exceeded":
+                        emit(RunEvent("reminder", stage_name, event.detail))
+                    elif event.kind in ("stalled", "timeout"):
+                        emit(RunEvent(event.kind, stage_name, event.detail))
+
+                run_stage(
+                    stage,
+                    workspace=ws,
+                    env=stage_environment(stage, os.environ, tether_vars),
+                    log_path=run_dir / "logs" / f"{stage.name}.log",
+                    record=record,
+                    echo=options.echo,
+                    on_event=on_supervisor,
+                    stop=stop,
+                )
+            except KeyboardInterrupt:
+                record.status = "interrupted"
+            emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
+            if record.status == "success":
+                record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
+                lock[stage.name] = StageLock(
+                    fingerprint=record.fingerprint or "",
+                    cmd=list(stage.cmd),
+                    deps=record.deps,
+                    params=record.params,
+                    outs=record.outs,
+                )
+                write_lock(ws, lock)
+                cache.flush()
+            else:
+                stopped = True
+            if stop.is_set() and record.status == "success":
+                stopped = True
+
+    ended = time.time()
+    failed = [r for r in stage_records if r.status not in ("success", "skipped", "not_run")]
+    if not failed and any(r.status == "not_run" for r in stage_records):
+        status = "interrupted"
+    else:
+        status = failed[0].status if failed else "success"
+    exit_code = failed[0].exit_code if failed else 0
+    metrics = collect_metrics(pipeline, plan, ws, run_dir)
+    steps = collect_steps(pipeline, plan, ws, run_dir)
+    log_files = record_logs(stage_records, run_dir)
+
+    from tether.record.environment import capture_environment
+
+    record = RunRecord(
+        id=run_id,
+        name=name,
+        message=options.message,
+        baseline=baseline,
+        branch=git.head_branch(),
+        kind="command" if options.command is not None else "pipeline",
+        status=status,
+        exit_code=exit_code,
+        created_at=started,
+        started_at=started,
+        ended_at=ended,
+        duration=ended - started,
+        argv=options.argv,
+        targets=options.targets,
+        overrides=options.overrides,
+        params=clean_json(params.to_json()),
+        metrics=clean_json(metrics),
+        steps=clean_json(steps),
+        stages=stage_records,
+        code=code,
+        environment=capture_environment(os.environ),
+        spec=pipeline.to_json(),
+        temp_workspace=workspace.temporary,
+    )
+    ref = _commit(git, workspace, pipeline, record, run_dir, log_files, taken)
+    emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
+    return RunResult(plan=plan, record=record, ref=ref)
+
+
+def _commit(
+    git: Git,
+    workspace: Workspace,
+    pipeline: Pipeline,
+    record: RunRecord,
+    run_dir: Path,
+    log_files: dict[str, Path],
+    taken: set[str],
+) -> exps.ExperimentRef:
+    outs = [out for stage in pipeline.stages.values() for out in stage.outs]
+    metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
+    params_files = list(record.params)
+    for attempt in range(5):
+        record_path = run_dir / "record.json"
+        write_text(record_path, record.dumps(), fsync=False)
+        tree = exps.snapshot_tree(
+            git,
+            workspace.path,
+            exclude=outs,
+            force_add=[*metric_files, *params_files, LOCK_FILE],
+            extra_files={RECORD_PATH: record_path, **log_files},
+            scratch=tmp_dir(git.root),
+        )
+        subject = f"tether: {record.name} ({record.status})"
+        message = f"{subject}\n\n{record.message}\n" if record.message else subject + "\n"
+        try:
+            return exps.commit_experiment(
+                git, baseline=record.baseline, name=record.name, tree=tree, message=message
+            )
+        except ExperimentError:
+            if attempt == 4:
+                raise
+            # Someone took the name while we ran: keep the run under a fresh name.
+            taken.add(record.name)
+            record.name = (
+                generate_name(taken) if not record.argv or "-n" not in record.argv
+                else f"{record.name}-{record.id[-6:]}"
+            )
+    raise AssertionError("unreachable")
+
+
+def render_plan(plan: Plan) -> str:
+    """Human-readable plan: one line per stage with its reasons."""
+    lines = []
+    for decision in plan.decisions:
+        mark = "run " if decision.action == "run" else "skip"
+        lines.append(f"  {mark}  {decision.name}: {', '.join(decision.reasons)}")
+    return "\n".join(lines)
+

@@ -1,0 +1,80 @@
+"""Run one stage of a run under the supervisor, and describe how it went."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from tether.atomic import write_text
+from tether.execute.supervisor import Limits, SupervisorEvent, supervise
+from tether.record.environment import redact_text
+from tether.record.record import StageRecord
+from tether.spec import Stage
+
+
+def stage_environment(
+    stage: Stage, base: Mapping[str, str], tether_vars: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment a stage process sees."""
+    env = dict(base)
+    env.update(stage.env)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(tether_vars)
+    return env
+
+
+def run_stage(
+    stage: Stage,
+    *,
+    workspace: Path,
+    env: dict[str, str],
+    log_path: Path,
+    record: StageRecord,
+    echo: BinaryIO | None,
+    on_event: Callable[[SupervisorEvent], None] | None,
+    stop: threading.Event | None,
+) -> StageRecord:
+    """Run each of the stage's commands in turn; stop at the first that does not succeed."""
+    cwd = workspace / stage.wdir
+    limits = Limits(
+        timeout=stage.timeout, stall_timeout=stage.stall_timeout, expected=stage.expected
+    )
+    record.cmd = list(stage.cmd)
+    started: float | None = None
+    duration = 0.0
+    for command in stage.cmd:
+        outcome = supervise(
+            command,
+            cwd=cwd,
+            env=env,
+            log_path=log_path,
+            limits=limits,
+            echo=echo,
+            on_event=on_event,
+            stop=stop,
+        )
+        started = outcome.started_at if started is None else started
+        duration += outcome.duration
+        record.status = outcome.status
+        record.exit_code = outcome.exit_code
+        record.signal = outcome.signal
+        record.ended_at = outcome.ended_at
+        if outcome.status != "success":
+            break
+    record.started_at = started
+    record.duration = duration
+    scrub_log(log_path, env)
+    return record
+
+
+def scrub_log(log_path: Path, env: Mapping[str, str]) -> None:
+    """Rewrite a log with the values of secret-looking variables redacted."""
+    if not log_path.exists():
+        return
+    text = log_path.read_bytes().decode(errors="replace")
+    clean = redact_text(text, {**os.environ, **env})
+    if clean != text:
+        write_text(log_path, clean, fsync=False)

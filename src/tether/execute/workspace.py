@@ -1,0 +1,56 @@
+"""Where a run happens: in place, or an isolated git worktree (`--temp`)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.gitstore.git import Git
+from tether.layout import STATE_DIR, worktrees_dir
+
+
+@dataclass
+class Workspace:
+    path: Path
+    temporary: bool
+
+    def cleanup(self, git: Git) -> None:
+        """Remove a temporary worktree and its administrative entry."""
+        if not self.temporary:
+            return
+        git.run("worktree", "remove", "--force", str(self.path), check=False)
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        git.run("worktree", "prune", check=False)
+
+
+def in_place(root: Path) -> Workspace:
+    return Workspace(path=root, temporary=False)
+
+
+def temporary_worktree(git: Git, run_id: str) -> Workspace:
+    """A detached worktree at HEAD holding the user's uncommitted changes too."""
+    path = worktrees_dir(git.root) / run_id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git.run("worktree", "add", "--detach", "--quiet", str(path), "HEAD")
+    workspace = Workspace(path=path, temporary=True)
+    try:
+        diff = git.run("diff", "HEAD", "--binary").stdout
+        if diff.strip():
+            git.run("apply", "--whitespace=nowarn", "-", input=diff, cwd=path)
+        untracked = git.out("ls-files", "-o", "--exclude-standard", "-z").split("\0")
+        for rel in untracked:
+            if not rel or rel == STATE_DIR or rel.startswith(STATE_DIR + "/"):
+                continue
+            src = git.root / rel
+            if src.is_file():
+                dest = path / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            workspace.cleanup(git)
+        raise
+    return workspace

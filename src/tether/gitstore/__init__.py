@@ -1,0 +1,1 @@
+"""Everything tether stores in git: the git wrapper, ref namespaces, experiment commits."""

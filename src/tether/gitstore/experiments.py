@@ -1,0 +1,158 @@
+"""Experiment commits under `refs/tether/exps/<baseline>/<name>`.
+
+Building the commit never touches HEAD, branches, the user's index or work
+tree: the tree is assembled in a private index file, the commit is made with
+plumbing, and the ref is created only if it did not exist (so two runs racing
+for one name cannot overwrite each other).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ExperimentError, GitError
+from tether.gitstore.git import Git
+from tether.layout import EXPS_REFS, RECORD_PATH, STATE_DIR, exp_ref
+
+# Untracked files larger than this are hashed in the record, not stored in git.
+UNTRACKED_SIZE_CAP = 10 * 1024 * 1024
+_FALLBACK_IDENT = {
+    "GIT_AUTHOR_NAME": "tether",
+    "GIT_AUTHOR_EMAIL": "tether@localhost",
+    "GIT_COMMITTER_NAME": "tether",
+    "GIT_COMMITTER_EMAIL": "tether@localhost",
+}
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    ref: str
+    baseline: str
+    name: str
+    commit: str
+
+
+def parse_exp_ref(ref: str, commit: str) -> ExperimentRef | None:
+    if not ref.startswith(EXPS_REFS):
+        return None
+    rest = ref[len(EXPS_REFS) :]
+    baseline, _, name = rest.partition("/")
+    if not name:
+        return None
+    return ExperimentRef(ref=ref, baseline=baseline, name=name, commit=commit)
+
+
+def list_experiments(git: Git, baseline: str | None = None) -> list[ExperimentRef]:
+    """Every experiment ref (under one baseline when given), in one git call."""
+    pattern = EXPS_REFS + (f"{baseline}/" if baseline else "")
+    found = []
+    for line in git.for_each_ref(pattern):
+        ref, _, commit = line.partition(" ")
+        parsed = parse_exp_ref(ref, commit)
+        if parsed:
+            found.append(parsed)
+    return found
+
+
+def taken_names(git: Git, baseline: str) -> set[str]:
+    return {exp.name for exp in list_experiments(git, baseline)}
+
+
+def _is_excluded(path: str, excluded: Iterable[str]) -> bool:
+    return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
+
+
+def snapshot_tree(
+    git: Git,
+    workspace: Path,
+    *,
+    exclude: Iterable[str] = (),
+    force_add: Iterable[str] = (),
+    extra_files: Mapping[str, Path] = (),  # type: ignore[assignment]
+    scratch: Path,
+) -> str:
+    """The tree of `workspace` as it is now, plus `extra_files` (tree path -> file).
+
+    Tracked files are taken as they are on disk; untracked, non-ignored files are
+    added unless excluded or larger than UNTRACKED_SIZE_CAP; `force_add` files
+    are added even if ignored. The user's index is copied, never written.
+    """
+    excluded = [STATE_DIR, *exclude]
+    scratch.mkdir(parents=True, exist_ok=True)
+    index = scratch / f"index-{os.getpid()}-{id(workspace)}"
+    real_index = Path(git.out("rev-parse", "--path-format=absolute", "--git-path", "index"))
+    if real_index.exists():
+        shutil.copyfile(real_index, index)
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        if not real_index.exists():
+            git.run("read-tree", "HEAD", env=env, cwd=workspace)
+        git.run("add", "-u", "--", ".", f":(exclude){STATE_DIR}", env=env, cwd=workspace)
+        tracked_excluded = [
+            p for p in git.out("ls-files", "-z", env=env, cwd=workspace).split("\0")
+            if p and _is_excluded(p, excluded)
+        ]
+        untracked = [
+            p
+            for p in git.out(
+                "ls-files", "-o", "--exclude-standard", "-z", env=env, cwd=workspace
+            ).split("\0")
+            if p
+            and not _is_excluded(p, excluded)
+            and (workspace / p).is_file()
+            and (workspace / p).stat().st_size <= UNTRACKED_SIZE_CAP
+        ]
+        if untracked:
+            git.run(
+                "add", "--pathspec-from-file=-", "--pathspec-file-nul",
+                input="\0".join(untracked), env=env, cwd=workspace,
+            )
+        if tracked_excluded:
+            git.run(
+                "rm", "--cached", "-q", "--pathspec-from-file=-", "--pathspec-file-nul",
+                input="\0".join(tracked_excluded), env=env, cwd=workspace,
+            )
+        forced = [p for p in force_add if (workspace / p).is_file()]
+        if forced:
+            git.run("add", "-f", "--", *forced, env=env, cwd=workspace)
+        extras = dict(extra_files)
+        if extras:
+            paths = list(extras)
+            shas = git.out("hash-object", "-w", "--", *(str(extras[p]) for p in paths)).split()
+            info = "".join(f"100644 {sha}\t{path}\n" for path, sha in zip(paths, shas, strict=True))
+            git.run("update-index", "--add", "--index-info", input=info, env=env, cwd=workspace)
+        return git.out("write-tree", env=env, cwd=workspace)
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def commit_experiment(
+    git: Git, *, baseline: str, name: str, tree: str, message: str
+) -> ExperimentRef:
+    """Commit `tree` with parent `baseline` and create its ref, failing if it exists."""
+    env = None if git.ok("var", "GIT_COMMITTER_IDENT") else _FALLBACK_IDENT
+    if env is None and not git.ok("var", "GIT_AUTHOR_IDENT"):
+        env = _FALLBACK_IDENT
+    commit = git.out("commit-tree", tree, "-p", baseline, input=message, env=env)
+    ref = exp_ref(baseline, name)
+    try:
+        git.update_ref(ref, commit, old="", message=f"tether: record {name}")
+    except GitError as exc:
+        raise ExperimentError(
+            f"experiment name {name!r} is already used under baseline {baseline[:10]}",
+            hint="choose another name with -n, or remove the old experiment",
+        ) from exc
+    return ExperimentRef(ref=ref, baseline=baseline, name=name, commit=commit)
+
+
+def read_record(git: Git, commit: str) -> dict[str, Any]:
+    """The machine-readable record stored in an experiment commit."""
+    text = git.out("cat-file", "blob", f"{commit}:{RECORD_PATH}")
+    data: dict[str, Any] = json.loads(text)
+    return data

@@ -1,0 +1,175 @@
+"""Params files, `-S` overrides typed by YAML rules, and the effective params of a run."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ParamsError
+from tether.layout import DEFAULT_PARAMS
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `-S [FILE:][+]KEY=VALUE` from the command line."""
+
+    file: str
+    key: str
+    value: Any
+    allow_new: bool
+    text: str
+
+
+@dataclass
+class Params:
+    """The params files of a project: file name -> nested mapping."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+
+    def get(self, file: str, key: str) -> Any:
+        """The value at dotted `key` in `file`; KeyError if absent."""
+        node: Any = self.files[file]
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        return copy.deepcopy(node)
+
+    def main(self) -> dict[str, Any]:
+        """The content of params.yaml (empty when the project has none)."""
+        return copy.deepcopy(self.files.get(DEFAULT_PARAMS, {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return copy.deepcopy(self.files)
+
+
+def parse_override(text: str) -> Override:
+    """Parse `[FILE:][+]KEY=VALUE`; VALUE is typed by YAML (`1` int, `[1,2]` list)."""
+    import yaml
+
+    if "=" not in text:
+        raise ParamsError(
+            f"-S {text!r}: expected KEY=VALUE, e.g. -S train.lr=0.01",
+        )
+    lhs, raw = text.split("=", 1)
+    file = DEFAULT_PARAMS
+    if ":" in lhs:
+        file, lhs = lhs.rsplit(":", 1)
+    allow_new = lhs.startswith("+")
+    key = lhs[1:] if allow_new else lhs
+    if not key or any(not part for part in key.split(".")):
+        raise ParamsError(f"-S {text!r}: {key!r} is not a valid dotted key (e.g. train.lr)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"-S {text!r}: value {raw!r} is not valid YAML ({exc})") from None
+    return Override(file=file, key=key, value=value, allow_new=allow_new, text=text)
+
+
+def load_params(root: Path, files: set[str]) -> Params:
+    """Read params.yaml (when present) and every other params file in `files`."""
+    import yaml
+
+    params = Params()
+    wanted = set(files)
+    if (root / DEFAULT_PARAMS).exists():
+        wanted.add(DEFAULT_PARAMS)
+    for name in sorted(wanted):
+        path = root / name
+        if not path.exists():
+            if name == DEFAULT_PARAMS:
+                params.files[name] = {}
+                continue
+            raise ParamsError(f"{name}: params file not found", hint="create it or fix the reference")
+        try:
+            text = path.read_text()
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ParamsError(f"{name}: not valid YAML/JSON: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ParamsError(
+                f"{name}:1: expected a mapping of params at the top, found {type(data).__name__}"
+            )
+        params.files[name] = data
+    return params
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            dotted = f"{prefix}{k}"
+            keys.append(dotted)
+            keys.extend(_all_keys(v, dotted + "."))
+    return keys
+
+
+def apply_overrides(params: Params, overrides: list[Override]) -> None:
+    """Apply `-S` overrides in place; every unknown key is one collected problem."""
+    problems: list[str] = []
+    for ov in overrides:
+        data = params.files.setdefault(ov.file, {}) if ov.allow_new else params.files.get(ov.file)
+        if data is None:
+            problems.append(
+                f"-S {ov.text}: params file {ov.file!r} is not used by this project "
+                f"(write -S {ov.file}:+{ov.key}=... to create it)"
+            )
+            continue
+        parts = ov.key.split(".")
+        node: Any = data
+        ok = True
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict):
+                ok = False
+                break
+            if part not in node:
+                if not ov.allow_new:
+                    ok = False
+                    break
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                problems.append(
+                    f"-S {ov.text}: {'.'.join(parts[: i + 1])} in {ov.file} is a "
+                    f"{type(node).__name__}, not a mapping"
+                )
+                ok = False
+                break
+        else:
+            if not isinstance(node, dict):
+                ok = False
+            elif parts[-1] not in node and not ov.allow_new:
+                ok = False
+        if not ok:
+            if problems and problems[-1].startswith(f"-S {ov.text}:"):
+                continue
+            known = _all_keys(data)
+            close = difflib.get_close_matches(ov.key, known, n=1)
+            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"-S {ov.text}: {ov.file} has no key {ov.key!r}{suggestion}; "
+                f"write -S +{ov.key}=... to add a new key"
+            )
+            continue
+        node[parts[-1]] = ov.value
+        params.changed.add(ov.file)
+    if problems:
+        raise ParamsError(problems)
+
+
+def dump_params_file(name: str, data: dict[str, Any]) -> str:
+    """The text of a params file as tether writes it (YAML, or JSON for .json)."""
+    if name.endswith(".json"):
+        return json.dumps(data, indent=2) + "\n"
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))

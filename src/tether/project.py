@@ -1,0 +1,92 @@
+"""The project around a run: its state folder, and the pipeline to run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from tether.layout import STATE_GITIGNORE, state_dir
+from tether.spec import Pipeline, Stage, load_pipeline
+
+COMMAND_STAGE = "run"
+
+
+def ensure_state_dir(root: Path) -> Path:
+    """Create `.tether/` with its ignore rules if it is not there yet."""
+    folder = state_dir(root)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore.write_text(STATE_GITIGNORE)
+    return folder
+
+
+def command_pipeline(
+    root: Path, argv: list[str], cwd: Path | None = None,
+    limits: Mapping[str, float | None] | None = None,
+) -> Pipeline:
+    """A one-stage pipeline for `tether run -- CMD ARGS...` (no spec needed)."""
+    here = (cwd or Path.cwd()).resolve()
+    try:
+        wdir = here.relative_to(root.resolve()).as_posix() or "."
+    except ValueError:
+        wdir = "."
+    metrics = "metrics.json" if wdir == "." else f"{wdir}/metrics.json"
+    limits = dict(limits or {})
+    stage = Stage(
+        name=COMMAND_STAGE,
+        cmd=(shlex.join(argv),),
+        wdir=wdir,
+        metrics=(metrics,),
+        timeout=limits.get("timeout"),
+        stall_timeout=limits.get("stall_timeout"),
+        expected=limits.get("expected"),
+    )
+    return Pipeline(source=root / "<command>", stages={COMMAND_STAGE: stage})
+
+
+def load_project_pipeline(
+    root: Path, command: list[str] | None,
+    limits: Mapping[str, float | None] | None = None,
+    cwd: Path | None = None,
+) -> Pipeline:
+    """The pipeline `tether run` works on: the bare command, or the project's spec."""
+    if command is not None:
+        return command_pipeline(root, command, cwd or Path(os.getcwd()), limits)
+    return load_pipeline(root)
+
+
+def init_project(root: Path, *, force: bool = False) -> list[Path]:
+    """Write a commented `tether.yaml` and the `.tether/` folder; return what was created."""
+    from importlib import resources
+
+    from tether.errors import UsageError
+    from tether.layout import PROJECT_CONFIG, SPEC_PY, SPEC_YAML
+
+    created: list[Path] = []
+    spec = root / SPEC_YAML
+    if (root / SPEC_PY).exists() and not force:
+        raise UsageError(
+            f"{root / SPEC_PY} already defines this project's pipeline",
+            hint="keep one spec: delete tether.py, or use it instead of tether.yaml",
+        )
+    if spec.exists() and not force:
+        raise UsageError(
+            f"{spec} already exists; nothing was changed",
+            hint="use `tether init --force` to overwrite it with the template",
+        )
+    templates = resources.files("tether") / "templates"
+    spec.write_text(templates.joinpath("tether.yaml").read_text())
+    created.append(spec)
+    folder = state_dir(root)
+    had_ignore = (folder / ".gitignore").exists()
+    ensure_state_dir(root)
+    if not had_ignore:
+        created.append(folder / ".gitignore")
+    config = folder / PROJECT_CONFIG
+    if not config.exists():
+        config.write_text(templates.joinpath("config.yaml").read_text())
+        created.append(config)
+    return created

@@ -1,0 +1,98 @@
+"""RunRecord: everything known about one run, as stored in its experiment commit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.layout import LOG_HEAD_TAIL, LOG_INLINE_CAP, RECORD_LOGS_DIR, RECORD_SCHEMA
+
+
+@dataclass
+class StageRecord:
+    """How one stage of a run went."""
+
+    name: str
+    status: str  # success failed stalled timeout interrupted skipped not_run
+    reasons: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration: float | None = None
+    fingerprint: str | None = None
+    deps: dict[str, str | None] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    outs: dict[str, str | None] = field(default_factory=dict)
+    log: dict[str, Any] | None = None
+    attempt: int = 1
+
+
+@dataclass
+class RunRecord:
+    """The versioned, machine-readable record of one run."""
+
+    id: str
+    name: str
+    message: str
+    baseline: str
+    branch: str | None
+    kind: str  # pipeline | command
+    status: str
+    exit_code: int | None
+    created_at: float
+    started_at: float
+    ended_at: float
+    duration: float
+    argv: list[str]
+    targets: list[str]
+    overrides: list[str]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    steps: dict[str, list[dict[str, Any]]]
+    stages: list[StageRecord]
+    code: dict[str, Any]
+    environment: dict[str, Any]
+    spec: dict[str, Any]
+    temp_workspace: bool = False
+    schema: int = RECORD_SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True, default=str, allow_nan=False)
+
+
+def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:
+    """The record's view of a stage log, and the tree path of the whole log if kept."""
+    data = log_path.read_bytes() if log_path.exists() else b""
+    tree_path = f"{RECORD_LOGS_DIR}/{stage}.log"
+    if len(data) <= LOG_INLINE_CAP:
+        return {"bytes": len(data), "text": data.decode(errors="replace"), "truncated": False,
+                "path": tree_path}, tree_path
+    return (
+        {
+            "bytes": len(data),
+            "text": None,
+            "head": data[:LOG_HEAD_TAIL].decode(errors="replace"),
+            "tail": data[-LOG_HEAD_TAIL:].decode(errors="replace"),
+            "truncated": True,
+            "path": tree_path,
+        },
+        tree_path,
+    )
+
+
+def clean_json(value: Any) -> Any:
+    """Replace NaN/inf floats (not valid JSON) with None, recursively."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
