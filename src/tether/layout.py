@@ -58,9 +58,8 @@ def error_log(root: Path) -> Path:
 
 
 STATE_GITIGNORE = """\
-# tether's local state: everything here stays on this machine,
-# except the committed project config.
+# tether's local state stays on this machine (this file ignores itself too);
+# only the project config is meant to be committed.
 *
-!.gitignore
 !config.yaml
 """

@@ -29,17 +29,25 @@ class StatCache:
     """(path, inode, size, mtime_ns) -> hash, kept in a small SQLite file."""
 
     def __init__(self, db_path: Path | None) -> None:
+        self._path = db_path
         self._db: sqlite3.Connection | None = None
-        if db_path is not None:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+        self._pending: list[tuple[str, int, int, int, str]] = []
+        if db_path is not None and db_path.exists():
+            self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect (creating the file only when there is something to write)."""
+        if self._db is None:
+            assert self._path is not None
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, inode INTEGER,"
                 " size INTEGER, mtime_ns INTEGER, hash TEXT)"
             )
-        self._pending: list[tuple[str, int, int, int, str]] = []
+        return self._db
 
     def hash_file(self, path: Path) -> str:
         st = path.stat()
@@ -67,9 +75,10 @@ class StatCache:
         return None
 
     def flush(self) -> None:
-        if self._db is not None and self._pending:
-            with self._db:
-                self._db.executemany(
+        if self._path is not None and self._pending:
+            db = self._open()
+            with db:
+                db.executemany(
                     "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", self._pending
                 )
         self._pending.clear()

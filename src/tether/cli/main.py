@@ -47,8 +47,11 @@ def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
     try:
         from tether.gitstore.git import find_root
         from tether.layout import error_log
+        from tether.project import ensure_state_dir
 
-        path = error_log(find_root(cwd))
+        root = find_root(cwd)
+        ensure_state_dir(root)
+        path = error_log(root)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             handle.write(f"--- {datetime.now(UTC).isoformat()} tether {' '.join(sys.argv[1:])}\n")

@@ -1,0 +1,37 @@
+# The two front-door commands (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[example]'
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[test,example]'
+	touch $@
+
+## Install tether and the example's dependencies, run examples/digits, show the experiments.
+demo: $(VENV)/.demo-installed
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+## Install test dependencies, lint, type-check and run the whole test suite.
+test: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: $(VENV)/.test-installed
+	$(BIN)/pytest -q -x
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .demo build dist src/*.egg-info

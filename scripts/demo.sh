@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run the digits example through tether in a fresh git repository under .demo/,
+# so the demo's experiments never land in tether's own repository.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+demo="$here/.demo/digits"
+rm -rf "$demo"
+mkdir -p "$demo"
+cp -R "$here/examples/digits/." "$demo/"
+cd "$demo"
+git init -q -b main
+git -c user.name="tether demo" -c user.email="demo@localhost" add -A
+git -c user.name="tether demo" -c user.email="demo@localhost" commit -q -m "digits example"
+
+echo "== tether run (all stages run the first time)"
+tether run -n first -m "baseline params"
+echo
+echo "== tether run -S train.lr=0.05 (prepare is unchanged, so it is skipped)"
+tether run -S train.lr=0.05 -n faster-lr
+echo
+echo "== tether show"
+tether show

@@ -1,0 +1,292 @@
+"""The environment a run happened in, and scrubbing secrets out of what gets recorded.
+
+`capture_environment` returns JSON-able data: Python, installed packages, OS,
+host, CPUs, memory, GPUs and the environment variables that bear on
+reproducibility. Secrets never land in a record: variables with a sensitive
+name are redacted, and `redact_text` removes their values from logs and diffs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "[redacted]"
+
+# A value shorter than this is too likely to occur by chance ("true", "1234").
+MIN_SECRET_LENGTH = 6
+
+NVIDIA_SMI_TIMEOUT = 5.0
+
+_SENSITIVE_NAME = re.compile(
+    r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|CREDS|AUTH|PRIVATE|COOKIE"
+    r"|(?:^|_)PAT(?:_|$)|(?:^|_)DSN(?:_|$)",
+    re.IGNORECASE,
+)
+
+# `scheme://user:password@host` — the password of a URL held in any variable.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)")
+
+# Variables that change what a run computes or say where it ran.
+_RECORDED_PREFIXES = (
+    "TETHER_",
+    "PYTHON",
+    "CUDA_",
+    "CUDNN_",
+    "CUBLAS_",
+    "NCCL_",
+    "NVIDIA_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "BLIS_",
+    "VECLIB_",
+    "NUMEXPR_",
+    "NUMBA_",
+    "TORCH_",
+    "PYTORCH_",
+    "TF_",
+    "XLA_",
+    "JAX_",
+    "HF_",
+    "TRANSFORMERS_",
+    "TOKENIZERS_",
+    "SLURM_",
+    "GITHUB_",
+    "GITLAB_",
+    "CI_",
+    "BUILDKITE_",
+    "CIRCLE",
+    "JENKINS_",
+)
+_RECORDED_NAMES = frozenset(
+    {
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "LD_PRELOAD",
+        "VIRTUAL_ENV",
+        "CONDA_DEFAULT_ENV",
+        "CONDA_PREFIX",
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LC_NUMERIC",
+        "TZ",
+        "HOSTNAME",
+        "CI",
+        "SOURCE_DATE_EPOCH",
+        "BUILD_NUMBER",
+        "BUILD_ID",
+    }
+)
+
+
+def is_sensitive_name(name: str) -> bool:
+    """Whether an environment variable's name says its value is a secret."""
+    return _SENSITIVE_NAME.search(name) is not None
+
+
+def _redact_value(name: str, value: str) -> str:
+    if is_sensitive_name(name):
+        return REDACTED
+    if "://" in value:
+        return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}", value)
+    return value
+
+
+def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """Return all of `env`, sensitive values (and passwords inside URLs) redacted."""
+    return {name: _redact_value(name, value) for name, value in env.items()}
+
+
+def _is_recorded(name: str) -> bool:
+    return name in _RECORDED_NAMES or name.startswith(_RECORDED_PREFIXES)
+
+
+def select_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """Return the reproducibility-relevant variables of `env`, sorted and redacted."""
+    selected = {name: _redact_value(name, env[name]) for name in sorted(env) if _is_recorded(name)}
+    # A secret can hide in an innocent variable, e.g. a CI clone URL embedding a job token.
+    return {name: redact_text(value, env) for name, value in selected.items()}
+
+
+# --------------------------------------------------------------------------- redact_text
+
+
+def _secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    values = {
+        value
+        for name, value in env.items()
+        if len(value) >= MIN_SECRET_LENGTH and is_sensitive_name(name)
+    }
+    return tuple(sorted(values, key=lambda value: (-len(value), value)))
+
+
+@functools.lru_cache(maxsize=32)
+def _secrets_pattern(values: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(value) for value in values))
+
+
+def redact_text(text: str, env: Mapping[str, str]) -> str:
+    """Replace every occurrence of a sensitive variable's value in `text` with [redacted]."""
+    # Substring tests are fast C scans; only the secrets actually present reach the regex.
+    present = tuple(value for value in _secret_values(env) if value in text)
+    if not present:
+        return text
+    if len(present) == 1:
+        return text.replace(present[0], REDACTED)
+    return _secrets_pattern(present).sub(REDACTED, text)
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def capture_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Describe the machine and environment a run happens in, as JSON-able data."""
+    env = os.environ if env is None else env
+    return {
+        "python": _python_info(),
+        "packages": dict(installed_packages()),
+        "os": _os_info(),
+        "hostname": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": memory_bytes(),
+        "gpus": list_gpus(env.get("PATH")),
+        "env_vars": select_environment(env),
+    }
+
+
+@functools.cache
+def _python_info() -> dict[str, str]:
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+    }
+
+
+@functools.cache
+def _os_info() -> dict[str, str]:
+    uname = platform.uname()
+    return {"system": uname.system, "release": uname.release, "platform": platform.platform()}
+
+
+@functools.cache
+def installed_packages() -> tuple[tuple[str, str], ...]:
+    """Installed distributions as sorted (name, version) pairs; computed once per process.
+
+    Names are PEP 503 normalized (`PyYAML` → `pyyaml`, `scikit_learn` → `scikit-learn`)
+    so records from different installers compare equal.
+    """
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        for name, version in _distributions_on(entry or "."):
+            found.setdefault(normalize_name(name), version)  # sys.path order wins
+    return tuple(sorted(found.items()))
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name in PEP 503 normal form."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distributions_on(entry: str) -> list[tuple[str, str]]:
+    """(name, version) of the distributions installed on one sys.path entry."""
+    # Reading every METADATA file through importlib.metadata takes ~1 ms per package,
+    # seconds in a large ML environment; a wheel's `name-version.dist-info` directory
+    # name already holds both. Anything irregular goes through importlib.metadata.
+    from importlib import metadata
+
+    if not os.path.isdir(entry):
+        pairs = (_read_metadata(dist) for dist in metadata.distributions(path=[entry]))
+        return [pair for pair in pairs if pair is not None]
+    try:
+        names = os.listdir(entry)
+    except OSError:
+        return []
+    result = []
+    for filename in names:
+        if filename.endswith(".dist-info"):
+            stem = filename[: -len(".dist-info")]
+            name, dash, version = stem.partition("-")
+            if dash and name and version and "-" not in version:
+                result.append((name, version))
+                continue
+        elif not filename.endswith(".egg-info"):
+            continue
+        described = _read_metadata(metadata.Distribution.at(os.path.join(entry, filename)))
+        if described is not None:
+            result.append(described)
+    return result
+
+
+def _read_metadata(dist: Any) -> tuple[str, str] | None:
+    try:
+        name, version = dist.metadata["Name"], dist.version
+    except (OSError, ValueError, KeyError):
+        return None
+    return (name, version) if name and version else None
+
+
+def memory_bytes() -> int | None:
+    """Total physical memory in bytes, or None when the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def list_gpus(search_path: str | None = None) -> list[dict[str, Any]]:
+    """NVIDIA GPUs as reported by `nvidia-smi` found on `search_path`; [] if none or on error."""
+    binary = shutil.which("nvidia-smi", path=search_path)
+    if binary is None:
+        return []
+    query = "--query-gpu=name,memory.total,driver_version"
+    try:
+        completed = subprocess.run(
+            [binary, query, "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    if completed.returncode != 0:
+        return []
+    gpus = []
+    for line in completed.stdout.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 3 or not fields[0]:
+            continue
+        name, memory, driver = fields
+        gpus.append({"name": name, "memory_bytes": _parse_memory(memory), "driver_version": driver})
+    return gpus
+
+
+_MEMORY_UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def _parse_memory(text: str) -> int | None:
+    """Bytes in an nvidia-smi memory figure such as `81920 MiB`; None if unreadable."""
+    number, _, unit = text.partition(" ")
+    factor = _MEMORY_UNITS.get(unit.strip().upper() or "MIB")
+    try:
+        return int(float(number) * factor) if factor else None
+    except ValueError:
+        return None

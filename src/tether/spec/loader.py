@@ -1,0 +1,132 @@
+"""Finding and loading a project's pipeline spec: `tether.yaml` or `tether.py`."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from pathlib import Path
+
+import yaml
+
+from tether.errors import SpecError, TetherError
+from tether.spec.dsl import Pipeline as DslPipeline
+from tether.spec.dsl import loading_file
+from tether.spec.model import Pipeline
+from tether.spec.nodes import Problems, yaml_node
+from tether.spec.validate import build_pipeline
+
+YAML_SPEC_NAMES = ("tether.yaml", "tether.yml")
+PYTHON_SPEC_NAME = "tether.py"
+
+
+def find_spec(root: Path) -> Path:
+    """The one spec file of the project at `root`."""
+    candidates = (*YAML_SPEC_NAMES, PYTHON_SPEC_NAME)
+    found = [root / name for name in candidates if (root / name).is_file()]
+    if not found:
+        raise SpecError(
+            f"{root}: no tether.yaml or tether.py found", hint="run `tether init` to create one"
+        )
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise SpecError(
+            f"{root}: found {names}; keep exactly one pipeline spec",
+            hint="delete or rename the one you do not use",
+        )
+    return found[0]
+
+
+def load_pipeline(root: Path) -> Pipeline:
+    """Load and validate the pipeline of the project at `root`."""
+    path = find_spec(root)
+    if path.name == PYTHON_SPEC_NAME:
+        return load_python_spec(path, root)
+    return load_yaml_spec(path, root)
+
+
+def spec_label(path: Path | str, root: Path) -> str:
+    """How problems name a file: relative to the project root when inside it."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def load_yaml_spec(path: Path, root: Path) -> Pipeline:
+    """Load and validate a YAML pipeline spec."""
+    label = spec_label(path, root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{label}: cannot read the file: {exc}") from exc
+    problems = Problems(label)
+    try:
+        document = yaml_node(text, problems)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        raise SpecError(
+            f"{where}: YAML syntax error: {exc.problem or exc.context}",
+            hint=_syntax_hint(text, mark),
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{label}: YAML error: {exc}") from exc
+    return build_pipeline(document, path, problems, allow_generated_names=False)
+
+
+def _syntax_hint(text: str, mark: yaml.Mark | None) -> str | None:
+    lines = text.splitlines()
+    if mark is not None and mark.line < len(lines) and "${" in lines[mark.line]:
+        return 'quote values holding ${...} inside [...] or {...}, e.g. ["model-${item}.pkl"]'
+    return None
+
+
+def load_python_spec(path: Path, root: Path) -> Pipeline:
+    """Run a `tether.py` in a fresh namespace and validate its module-level `pipeline`."""
+    label = spec_label(path, root)
+    root_entry = str(Path(root).resolve())
+    modules_before = set(sys.modules)
+    sys.path.insert(0, root_entry)
+    token = loading_file.set(path.resolve())
+    try:
+        namespace = runpy.run_path(str(path), run_name="__tether_spec__")
+    except TetherError:
+        raise
+    except SyntaxError as exc:
+        where = spec_label(exc.filename, root) if exc.filename else label
+        raise SpecError(f"{where}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except (Exception, SystemExit) as exc:
+        raise SpecError(
+            f"{_failure_site(exc, path, label)}: error while running the spec: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        loading_file.reset(token)
+        if root_entry in sys.path:
+            sys.path.remove(root_entry)
+        _forget_project_modules(modules_before, Path(root_entry))
+    declared = namespace.get("pipeline")
+    if not isinstance(declared, DslPipeline):
+        found = "nothing" if declared is None else f"a {type(declared).__name__}"
+        raise SpecError(
+            f"{label}: expected a module-level `pipeline = Pipeline(...)`, found {found}",
+            hint="from tether.dsl import Pipeline, stage",
+        )
+    return build_pipeline(declared.to_node(), path, Problems(label), allow_generated_names=True)
+
+
+def _failure_site(exc: BaseException, path: Path, label: str) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    target = path.resolve()
+    lines = [f.lineno for f in frames if Path(f.filename).resolve() == target]
+    return f"{label}:{lines[-1]}" if lines and lines[-1] else label
+
+
+def _forget_project_modules(before: set[str], root: Path) -> None:
+    """Drop modules the spec imported from the project, so the next load sees fresh code."""
+    for name in set(sys.modules) - before:
+        filename = getattr(sys.modules[name], "__file__", None)
+        if filename and Path(filename).resolve().is_relative_to(root):
+            del sys.modules[name]
