@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import git, run_tether, write
 from helpers import exp_refs, repo_state
 
@@ -82,7 +83,8 @@ def test_invalid_spec_names_file_and_line(project: Path) -> None:
     before = snapshot(project)
     proc = run_tether(project, "run")
     assert proc.returncode == 3
-    assert "tether.yaml:4: stages.train.depz: unknown key 'depz'; did you mean 'deps'?" in proc.stderr
+    expected = "tether.yaml:4: stages.train.depz: unknown key 'depz'; did you mean 'deps'?"
+    assert expected in proc.stderr
     assert snapshot(project) == before
 
 

@@ -45,7 +45,10 @@ metrics:
 def make_project(root: Path) -> None:
     write(root / "tether.yaml", SPEC)
     write(root / "params.yaml", "prepare:\n  n: 3\ntrain:\n  lr: 0.1\n  epochs: 2\n")
-    write(root / "prepare.py", "import tether\nopen('data.txt','w').write(str(tether.params()['prepare']['n']))\n")
+    write(
+        root / "prepare.py",
+        "import tether\nopen('data.txt','w').write(str(tether.params()['prepare']['n']))\n",
+    )
     write(root / "train.py", TRAIN)
     write(root / ".gitignore", "data.txt\nmodel.bin\n")
     git(root, "add", "-A")
@@ -253,7 +256,10 @@ def test_secrets_never_recorded(repo: Path) -> None:
     write(repo / "tether.yaml", "stages:\n  leak:\n    cmd: python leak.py\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "leak")
-    write(repo / "leak.py", f"import os\n# {secret}\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'])\n")
+    write(
+        repo / "leak.py",
+        f"import os\n# {secret}\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'])\n",
+    )
     proc = run_tether(repo, "run", "-n", "leak", env={"AWS_SECRET_ACCESS_KEY": secret})
     assert proc.returncode == 0, proc.stderr
     record = only_record(repo)

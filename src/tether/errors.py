@@ -6,6 +6,8 @@ what to do. `tether.cli.main` is the only place that turns them into exit codes.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 # Exit codes, documented in the README ("Exit codes").
 EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
@@ -53,7 +55,7 @@ class SpecError(TetherError):
     def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         count = len(self.problems)
-        head = "invalid pipeline spec" if count != 1 else "invalid pipeline spec"
+        head = "invalid pipeline spec"
         body = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{head} ({count} problem{'s' if count != 1 else ''}):\n{body}", hint=hint)
 
@@ -100,7 +102,7 @@ class RunFailed(TetherError):
     The exit code tells how it ended: failed, timeout, stalled or interrupted.
     """
 
-    _codes = {
+    _codes: ClassVar[dict[str, int]] = {
         "failed": EXIT_STAGE_FAILED,
         "timeout": EXIT_TIMEOUT,
         "stalled": EXIT_STALLED,

@@ -87,7 +87,9 @@ def load_params(root: Path, files: set[str]) -> Params:
             if name == DEFAULT_PARAMS:
                 params.files[name] = {}
                 continue
-            raise ParamsError(f"{name}: params file not found", hint="create it or fix the reference")
+            raise ParamsError(
+                f"{name}: params file not found", hint="create it or fix the reference"
+            )
         try:
             text = path.read_text()
             data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
@@ -145,9 +147,7 @@ def apply_overrides(params: Params, overrides: list[Override]) -> None:
                 ok = False
                 break
         else:
-            if not isinstance(node, dict):
-                ok = False
-            elif parts[-1] not in node and not ov.allow_new:
+            if not isinstance(node, dict) or (parts[-1] not in node and not ov.allow_new):
                 ok = False
         if not ok:
             if problems and problems[-1].startswith(f"-S {ov.text}:"):

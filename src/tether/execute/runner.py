@@ -262,7 +262,7 @@ def _execute_and_record(
 
     from tether.record.environment import capture_environment
 
-    record = RunRecord(
+    run_record = RunRecord(
         id=run_id,
         name=name,
         message=options.message,
@@ -287,9 +287,9 @@ def _execute_and_record(
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
-    ref = _commit(git, workspace, pipeline, record, run_dir, log_files, taken)
+    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
-    return RunResult(plan=plan, record=record, ref=ref)
+    return RunResult(plan=plan, record=run_record, ref=ref)
 
 
 def _commit(

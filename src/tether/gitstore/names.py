@@ -14,7 +14,7 @@ ADJECTIVES = (
     "lunar magic merry mild modest mossy neat nimble noble olive open plucky polar prime "
     "proud quick quiet rapid ready regal rosy rusty sandy sharp shiny silky sleek smart "
     "snowy solar solid spry stark steady stoic sunny swift tidy topaz tough trim true "
-    "upbeat urban vivid warm wavy wily windy witty young zany zesty"
+    "upbeat urban vivid warm wavy wily windy witty young zany zesty "
 ).split()
 NOUNS = (
     "acorn alder anvil apple arrow aspen badge basil beacon birch bison brook cable canoe "
@@ -23,7 +23,7 @@ NOUNS = (
     "ibis iris jade jaguar kayak kettle koala lagoon lark lemon lotus lynx maple marsh "
     "meadow mesa moose nebula newt oasis orbit otter owl panda pebble pine plover pulsar "
     "quail quartz raven reef ridge robin sable sage salmon spruce stork summit tapir "
-    "thistle tiger topaz tulip tundra vale walnut willow wren yak zebra"
+    "thistle tiger topaz tulip tundra vale walnut willow wren yak zebra "
 ).split()
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")

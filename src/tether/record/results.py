@@ -12,7 +12,9 @@ from tether.record.record import StageRecord, embed_log
 from tether.spec import Pipeline
 
 
-def collect_metrics(pipeline: Pipeline, plan: Plan, workspace: Path, run_dir: Path) -> dict[str, Any]:
+def collect_metrics(
+    pipeline: Pipeline, plan: Plan, workspace: Path, run_dir: Path
+) -> dict[str, Any]:
     """Final metrics: declared metric files, then values set with `tether.summary`."""
     metrics: dict[str, Any] = {}
     for decision in plan.decisions:
