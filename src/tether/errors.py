@@ -6,7 +6,9 @@ what to do. `tether.cli.main` is the only place that turns them into exit codes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # not imported from typing: training scripts import this module
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 # Exit codes, documented in the README ("Exit codes").
 EXIT_OK = 0
