@@ -21,7 +21,7 @@ from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
-from tether.gitstore.git import Git, find_root
+from tether.gitstore.git import Git, RepoState, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
@@ -80,9 +80,10 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
     """Plan the pipeline (or bare command) and, unless dry, run and record it."""
     if options.command is not None and options.targets:
         raise UsageError("give either stage names or `-- COMMAND`, not both")
-    root = find_root(cwd)
+    state = repo_state(cwd)
+    root = state.root
     git = Git(root)
-    baseline = git.head_commit()
+    baseline = state.head
     emit = options.on_event or (lambda event: None)
     overrides = [parse_override(text) for text in options.overrides]
     if options.name is not None:
@@ -115,7 +116,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
             return _execute_and_record(
-                git, workspace, pipeline, plan, params, cache, options, baseline, run_id, started
+                git, workspace, pipeline, plan, params, cache, options, state, run_id, started
             )
         finally:
             workspace.cleanup(git)
@@ -160,16 +161,17 @@ def _execute_and_record(
     params: Params,
     cache: StatCache,
     options: RunOptions,
-    baseline: str,
+    state: RepoState,
     run_id: str,
     started: float,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
+    baseline = state.head
     taken = exps.taken_names(git, baseline)
     name = options.name or generate_name(taken)
     run_dir = runs_dir(git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    code = capture_code(git, workspace.path)
+    code = capture_code(git, workspace.path, baseline)
     ws = workspace.path
 
     for file in sorted(params.changed):
@@ -267,7 +269,7 @@ def _execute_and_record(
         name=name,
         message=options.message,
         baseline=baseline,
-        branch=git.head_branch(),
+        branch=state.branch,
         kind="command" if options.command is not None else "pipeline",
         status=status,
         exit_code=exit_code,
@@ -287,7 +289,8 @@ def _execute_and_record(
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
-    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken)
+    index = None if workspace.temporary else state.index
+    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, index)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
 
@@ -300,6 +303,7 @@ def _commit(
     run_dir: Path,
     log_files: dict[str, Path],
     taken: set[str],
+    index: Path | None,
 ) -> exps.ExperimentRef:
     outs = [out for stage in pipeline.stages.values() for out in stage.outs]
     metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
@@ -310,6 +314,7 @@ def _commit(
         tree = exps.snapshot_tree(
             git,
             workspace.path,
+            index=index,
             exclude=outs,
             force_add=[*metric_files, *params_files, LOCK_FILE],
             extra_files={RECORD_PATH: record_path, **log_files},

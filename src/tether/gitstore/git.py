@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import GitError, GitStateError
@@ -122,6 +123,31 @@ class Git:
         """Lines of `git for-each-ref --format=fmt pattern`."""
         text = self.out("for-each-ref", f"--format={fmt}", pattern)
         return [line for line in text.splitlines() if line]
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """What a run needs to know about the repository, from one git call."""
+
+    root: Path
+    index: Path
+    head: str
+    branch: str | None
+
+
+def repo_state(start: Path) -> RepoState:
+    """Top level, index path, HEAD commit and branch; clear errors when missing."""
+    proc = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-path", "index",
+         "HEAD^{commit}", "--symbolic-full-name", "HEAD"],
+        cwd=start, capture_output=True, env=clean_env(),
+    )
+    lines = proc.stdout.decode().splitlines()
+    if proc.returncode != 0 or len(lines) != 4:
+        Git(find_root(start)).head_commit()  # raises the precise error
+        raise GitStateError(f"cannot read the git repository at {start}")
+    branch = lines[3].removeprefix("refs/heads/") if lines[3].startswith("refs/heads/") else None
+    return RepoState(root=Path(lines[0]), index=Path(lines[1]), head=lines[2], branch=branch)
 
 
 def find_root(start: Path) -> Path:

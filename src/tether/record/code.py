@@ -13,7 +13,7 @@ from tether.record.environment import redact_text
 DIFF_CAP = 2 * 1024 * 1024
 
 
-def capture_code(git: Git, workspace: Path) -> dict[str, Any]:
+def capture_code(git: Git, workspace: Path, baseline: str) -> dict[str, Any]:
     """Commit, branch, the uncommitted diff (secrets redacted) and untracked files."""
     diff = git.run("diff", "HEAD", "--binary", "--", ".", f":(exclude){STATE_DIR}",
                    cwd=workspace).stdout
@@ -26,7 +26,7 @@ def capture_code(git: Git, workspace: Path) -> dict[str, Any]:
     if truncated:
         text = text[:DIFF_CAP]
     return {
-        "commit": git.out("rev-parse", "HEAD", cwd=workspace),
+        "commit": baseline,
         "dirty": bool(diff.strip()) or bool(untracked),
         "diff": redact_text(text, os.environ),
         "diff_truncated": truncated,
