@@ -44,7 +44,7 @@ metrics:
 
 def make_project(root: Path) -> None:
     write(root / "tether.yaml", SPEC)
-    write(root / "params.yaml", "prepare:\n  n: 3\ntrain:\n  lr: 0.1\n  epochs: 2\n")
+    write(root / "params.yaml", "prepare:\n  n: 3\ntrain:\n  lr: 0.1 # learning rate\n  epochs: 2\n")
     write(
         root / "prepare.py",
         "import tether\nopen('data.txt','w').write(str(tether.params()['prepare']['n']))\n",
@@ -128,8 +128,8 @@ def test_skip_and_rerun_decisions(repo: Path) -> None:
     assert stages["prepare"]["status"] == "skipped"
     assert stages["train"]["status"] == "success"
     assert stages["train"]["reasons"] == ["param train.lr changed"]
-    # The effective params are in the workspace, exactly as recorded.
-    assert "lr: 0.2" in (repo / "params.yaml").read_text()
+    # The effective params are in the workspace, exactly as recorded, comments kept.
+    assert "lr: 0.2  # learning rate" in (repo / "params.yaml").read_text()
 
     # A param train does not declare changes nothing for it.
     dry = run_tether(repo, "run", "--dry", "-S", "train.epochs=5")

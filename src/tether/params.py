@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -9,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
+
 from tether.errors import ParamsError
 from tether.layout import DEFAULT_PARAMS
+from tether.yamledit import NOTHING, parse_scalar, set_value
 
 _MISSING = object()
 
@@ -32,6 +36,8 @@ class Params:
 
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    texts: dict[str, str] = field(default_factory=dict)
+    edits: list[Override] = field(default_factory=list)
 
     def get(self, file: str, key: str) -> Any:
         """The value at dotted `key` in `file`; KeyError if absent."""
@@ -52,8 +58,6 @@ class Params:
 
 def parse_override(text: str) -> Override:
     """Parse `[FILE:][+]KEY=VALUE`; VALUE is typed by YAML (`1` int, `[1,2]` list)."""
-    import yaml
-
     if "=" not in text:
         raise ParamsError(
             f"-S {text!r}: expected KEY=VALUE, e.g. -S train.lr=0.01",
@@ -66,17 +70,25 @@ def parse_override(text: str) -> Override:
     key = lhs[1:] if allow_new else lhs
     if not key or any(not part for part in key.split(".")):
         raise ParamsError(f"-S {text!r}: {key!r} is not a valid dotted key (e.g. train.lr)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"-S {text!r}: value {raw!r} is not valid YAML ({exc})") from None
+    value = parse_scalar(raw)
+    if value is NOTHING:
+        import yaml
+
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"-S {text!r}: value {raw!r} is not valid YAML ({exc})") from None
     return Override(file=file, key=key, value=value, allow_new=allow_new, text=text)
 
 
-def load_params(root: Path, files: set[str]) -> Params:
-    """Read params.yaml (when present) and every other params file in `files`."""
-    import yaml
+def load_params(root: Path, files: set[str], cache_file: Path | None = None) -> Params:
+    """Read params.yaml (when present) and every other params file in `files`.
 
+    With `cache_file`, parsed files are kept keyed by their content, so an
+    unchanged params file costs neither PyYAML's import nor its parse.
+    """
+    cache = _read_cache(cache_file)
+    fresh: dict[str, Any] = {}
     params = Params()
     wanted = set(files)
     if (root / DEFAULT_PARAMS).exists():
@@ -92,9 +104,17 @@ def load_params(root: Path, files: set[str]) -> Params:
             )
         try:
             text = path.read_text()
-            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ParamsError(f"{name}: not valid YAML/JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ParamsError(f"{name}: not a text file: {exc}") from None
+        params.texts[name] = text
+        digest = blake3.blake3(text.encode()).hexdigest()
+        entry = cache.get(name)
+        if isinstance(entry, dict) and entry.get("digest") == digest:
+            data = entry["data"]
+        else:
+            data = _parse_params_text(name, text)
+            if _json_safe(data):
+                fresh[name] = {"digest": digest, "data": data}
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -102,7 +122,59 @@ def load_params(root: Path, files: set[str]) -> Params:
                 f"{name}:1: expected a mapping of params at the top, found {type(data).__name__}"
             )
         params.files[name] = data
+    if fresh and cache_file is not None:
+        _write_cache(cache_file, {**cache, **fresh})
     return params
+
+
+def remember_params(cache_file: Path, params: Params, written: dict[str, str]) -> None:
+    """Record files tether itself just wrote, so the next run need not parse them."""
+    cache = _read_cache(cache_file)
+    for name, text in written.items():
+        data = params.files.get(name)
+        if _json_safe(data):
+            cache[name] = {"digest": blake3.blake3(text.encode()).hexdigest(), "data": data}
+    _write_cache(cache_file, cache)
+
+
+def _parse_params_text(name: str, text: str) -> Any:
+    if name.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParamsError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        raise ParamsError(f"{where}: not valid YAML: {exc}") from None
+
+
+def _json_safe(data: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(data)) == data)
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_cache(cache_file: Path | None) -> dict[str, Any]:
+    if cache_file is None:
+        return {}
+    try:
+        data = json.loads(cache_file.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(cache_file: Path, data: dict[str, Any]) -> None:
+    from tether.atomic import write_text
+
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        write_text(cache_file, json.dumps(data), fsync=False)
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -162,8 +234,26 @@ def apply_overrides(params: Params, overrides: list[Override]) -> None:
             continue
         node[parts[-1]] = ov.value
         params.changed.add(ov.file)
+        params.edits.append(ov)
     if problems:
         raise ParamsError(problems)
+
+
+def render_params_file(params: Params, name: str) -> str:
+    """The new text of a changed params file: edited in place when possible.
+
+    Editing the changed values in place keeps the user's comments and layout;
+    otherwise the whole file is written again.
+    """
+    text = params.texts.get(name)
+    if text is not None and not name.endswith(".json"):
+        for edit in params.edits:
+            if edit.file != name or text is None:
+                continue
+            text = set_value(text, edit.key, edit.value)
+        if text is not None:
+            return text
+    return dump_params_file(name, params.files[name])
 
 
 def dump_params_file(name: str, data: dict[str, Any]) -> str:

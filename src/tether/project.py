@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tether.layout import STATE_GITIGNORE, state_dir
-from tether.spec import Pipeline, Stage, load_pipeline
+from tether.spec import Pipeline, Stage
+from tether.spec.cache import load_pipeline_cached
 
 COMMAND_STAGE = "run"
 
@@ -55,7 +56,9 @@ def load_project_pipeline(
     """The pipeline `tether run` works on: the bare command, or the project's spec."""
     if command is not None:
         return command_pipeline(root, command, cwd or Path(os.getcwd()), limits)
-    return load_pipeline(root)
+    from tether.layout import tmp_dir
+
+    return load_pipeline_cached(root, tmp_dir(root) / "spec-cache.json")
 
 
 def init_project(root: Path, *, force: bool = False) -> list[Path]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tether import __version__
 from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
 
-COMMANDS = ("init", "run", "status", "spec", "show")
+# One module per command under tether.cli, each with register(sub) and handle(args).
+COMMANDS = (
+    "init", "run", "status", "spec", "show",
+    "diff", "logs", "apply", "branch", "rename", "remove",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,9 +24,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"tether: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tether.cli import init, run, show, spec, status
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv, so only its module needs importing."""
+    skip_next = False
+    for token in argv:
+        if skip_next:
+            skip_next = False
+            continue
+        if token == "-C":
+            skip_next = True
+            continue
+        if token.startswith("-"):
+            continue
+        return token if token in COMMANDS else None
+    return None
 
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `only`, just that command's module is imported."""
     parser = _Parser(
         prog="tether",
         description="Run research and ML experiments fast; record every run as a git ref.",
@@ -37,13 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as if tether was started in DIR",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (init, run, status, spec, show):
+    for name in (only,) if only else COMMANDS:
+        try:
+            module = importlib.import_module(f"tether.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tether.cli.{name}":
+                raise
+            continue
         module.register(sub)
     return parser
 
 
 def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
     """Append the traceback to `.tether/logs/tether.log` of the enclosing repo, if any."""
+    import traceback
+    from datetime import UTC, datetime
+
     try:
         from tether.gitstore.git import find_root
         from tether.layout import error_log
@@ -61,13 +88,19 @@ def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
         return None
 
 
+def _print_traceback(exc: BaseException) -> None:
+    import traceback
+
+    traceback.print_exception(exc, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] | None = None
     if "--" in args_list:
         cut = args_list.index("--")
         args_list, passthrough = args_list[:cut], args_list[cut + 1 :]
-    parser = build_parser()
+    parser = build_parser(_requested_command(args_list))
     args = parser.parse_args(args_list)
     args.passthrough = passthrough
     if args.command is None:
@@ -82,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TetherError as exc:
         _log_traceback(cwd, exc)
         if args.verbose:
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         print(f"tether: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -91,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         where = _log_traceback(cwd, exc)
         if args.verbose:
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         print(f"tether: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         if where and not args.verbose:
             print(f"  the traceback is in {where}; please report it", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import threading
 import time
@@ -25,7 +24,14 @@ from tether.gitstore.git import Git, RepoState, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
-from tether.params import Params, apply_overrides, dump_params_file, load_params, parse_override
+from tether.params import (
+    Params,
+    apply_overrides,
+    load_params,
+    parse_override,
+    remember_params,
+    render_params_file,
+)
 from tether.plan import Plan, fingerprint, make_plan
 from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.code import capture_code
@@ -73,7 +79,7 @@ class RunResult:
 
 def new_run_id(now: float) -> str:
     """Sortable by time, unique across machines."""
-    return f"{int(now * 1000):012x}{secrets.token_hex(6)}"
+    return f"{int(now * 1000):012x}{os.urandom(6).hex()}"
 
 
 def run(cwd: Path, options: RunOptions) -> RunResult:
@@ -84,6 +90,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
     root = state.root
     git = Git(root)
     baseline = state.head
+    ensure_state_dir(root)  # caches live there; it ignores itself, so git status stays clean
     emit = options.on_event or (lambda event: None)
     overrides = [parse_override(text) for text in options.overrides]
     if options.name is not None:
@@ -127,7 +134,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
 def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any]) -> Params:
     files = {ref.file for stage in pipeline.stages.values() for ref in stage.params}
     files |= {ov.file for ov in overrides if not ov.allow_new}
-    params = load_params(root, files)
+    params = load_params(root, files, tmp_dir(root) / "params-cache.json")
     apply_overrides(params, overrides)
     return params
 
@@ -174,8 +181,11 @@ def _execute_and_record(
     code = capture_code(git, workspace.path, baseline)
     ws = workspace.path
 
-    for file in sorted(params.changed):
-        write_text(ws / file, dump_params_file(file, params.files[file]))
+    written = {file: render_params_file(params, file) for file in sorted(params.changed)}
+    for file, text in written.items():
+        write_text(ws / file, text)
+    if written:
+        remember_params(tmp_dir(git.root) / "params-cache.json", params, written)
     params_json = run_dir / "params.json"
     write_text(params_json, json.dumps(params.main(), default=str), fsync=False)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -151,6 +150,8 @@ def redact_text(text: str, env: Mapping[str, str]) -> str:
 
 def capture_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Describe the machine and environment a run happens in, as JSON-able data."""
+    import platform
+
     env = os.environ if env is None else env
     return {
         "python": _python_info(),
@@ -166,6 +167,8 @@ def capture_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 @functools.cache
 def _python_info() -> dict[str, str]:
+    import platform
+
     return {
         "version": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -175,6 +178,8 @@ def _python_info() -> dict[str, str]:
 
 @functools.cache
 def _os_info() -> dict[str, str]:
+    import platform
+
     uname = platform.uname()
     return {"system": uname.system, "release": uname.release, "platform": platform.platform()}
 
@@ -203,9 +208,11 @@ def _distributions_on(entry: str) -> list[tuple[str, str]]:
     # Reading every METADATA file through importlib.metadata takes ~1 ms per package,
     # seconds in a large ML environment; a wheel's `name-version.dist-info` directory
     # name already holds both. Anything irregular goes through importlib.metadata.
-    from importlib import metadata
-
+    if not os.path.exists(entry):
+        return []
     if not os.path.isdir(entry):
+        from importlib import metadata
+
         pairs = (_read_metadata(dist) for dist in metadata.distributions(path=[entry]))
         return [pair for pair in pairs if pair is not None]
     try:
@@ -222,10 +229,32 @@ def _distributions_on(entry: str) -> list[tuple[str, str]]:
                 continue
         elif not filename.endswith(".egg-info"):
             continue
-        described = _read_metadata(metadata.Distribution.at(os.path.join(entry, filename)))
+        described = _read_pkg_info(os.path.join(entry, filename))
+        if described is None:
+            from importlib import metadata
+
+            described = _read_metadata(metadata.Distribution.at(os.path.join(entry, filename)))
         if described is not None:
             result.append(described)
     return result
+
+
+def _read_pkg_info(path: str) -> tuple[str, str] | None:
+    """Name and version from an egg-info's PKG-INFO headers (no importlib.metadata)."""
+    info = os.path.join(path, "PKG-INFO") if os.path.isdir(path) else path
+    name = version = None
+    try:
+        with open(info, encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                if line.startswith("Name:"):
+                    name = line[5:].strip()
+                elif line.startswith("Version:"):
+                    version = line[8:].strip()
+                elif not line.strip():
+                    break
+    except OSError:
+        return None
+    return (name, version) if name and version else None
 
 
 def _read_metadata(dist: Any) -> tuple[str, str] | None:

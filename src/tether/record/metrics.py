@@ -7,9 +7,6 @@ Final metrics come from JSON or YAML files and are flattened to dotted names
 
 from __future__ import annotations
 
-import csv
-import datetime
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,7 +48,7 @@ def _flatten_value(flat: dict[str, Any], name: str, value: Any) -> None:
         else:
             for index, item in enumerate(value):
                 _flatten_value(flat, f"{name}.{index}", item)
-    elif isinstance(value, datetime.date | datetime.time):
+    elif hasattr(value, "isoformat"):  # dates and times read from YAML
         flat[name] = value.isoformat()
 
 
@@ -203,6 +200,9 @@ def _parse_lines_one_by_one(path: Path, text: str) -> list[Any]:
 
 
 def _read_delimited(path: Path, text: str, delimiter: str) -> list[dict[str, Any]]:
+    import csv
+    import io
+
     try:
         reader = csv.reader(io.StringIO(text), delimiter=delimiter)
         header = next(reader, None)
