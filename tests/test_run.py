@@ -44,7 +44,9 @@ metrics:
 
 def make_project(root: Path) -> None:
     write(root / "tether.yaml", SPEC)
-    write(root / "params.yaml", "prepare:\n  n: 3\ntrain:\n  lr: 0.1 # learning rate\n  epochs: 2\n")
+    write(
+        root / "params.yaml", "prepare:\n  n: 3\ntrain:\n  lr: 0.1 # learning rate\n  epochs: 2\n"
+    )
     write(
         root / "prepare.py",
         "import tether\nopen('data.txt','w').write(str(tether.params()['prepare']['n']))\n",
@@ -336,3 +338,34 @@ def test_duration_fields(repo: Path) -> None:
     assert start <= stage["started_at"] <= stage["ended_at"] <= time.time()
     assert record["duration"] >= stage["duration"] >= 0
     assert os.path.basename(record["argv"][0]) == "tether"
+
+
+def test_recorded_tree_is_the_workspace(repo: Path) -> None:
+    write(repo / "keep me.txt", "tracked, unchanged\n")
+    write(repo / "gone.txt", "deleted by the user\n")
+    write(repo / "tool.sh", "#!/bin/sh\necho tool\n")
+    (repo / "tool.sh").chmod(0o755)
+    write(repo / "tracked_out.bin", "old output\n")
+    write(repo / "tether.yaml", "stages:\n  s:\n    cmd: echo new > tracked_out.bin\n"
+          "    outs: [tracked_out.bin]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "files")
+    (repo / "gone.txt").unlink()
+    write(repo / "staged.txt", "staged\n")
+    git(repo, "add", "staged.txt")
+    write(repo / "new dir" / "untracked file.txt", "untracked\n")
+    (repo / "link").symlink_to("keep me.txt")
+    (repo / "huge.bin").write_bytes(b"\0" * (10 * 1024 * 1024 + 1))
+    assert run_tether(repo, "run", "-n", "tree").returncode == 0
+    ref = next(iter(exp_refs(repo)))
+    files = set(tree_files(repo, ref))
+    assert {"keep me.txt", "tool.sh", "staged.txt", "new dir/untracked file.txt", "link"} <= files
+    assert "gone.txt" not in files and "huge.bin" not in files
+    assert "tracked_out.bin" not in files
+    mode_line = git(repo, "ls-tree", ref, "tool.sh")
+    assert mode_line.startswith("100755")
+    assert git(repo, "ls-tree", ref, "link").startswith("120000")
+    assert git(repo, "show", f"{ref}:new dir/untracked file.txt") == "untracked"
+    assert not [r for r in exp_refs(repo) if "/tmp/" in r]
+    record = only_record(repo)
+    assert record["stages"][0]["outs"]["tracked_out.bin"].startswith("b3:")

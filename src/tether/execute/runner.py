@@ -20,6 +20,7 @@ from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
+from tether.gitstore.fastrecord import committer_ident, record_commit
 from tether.gitstore.git import Git, RepoState, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
@@ -175,6 +176,7 @@ def _execute_and_record(
     emit = options.on_event or (lambda event: None)
     baseline = state.head
     taken = exps.taken_names(git, baseline)
+    ident = committer_ident(git)
     name = options.name or generate_name(taken)
     run_dir = runs_dir(git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -299,8 +301,7 @@ def _execute_and_record(
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
-    index = None if workspace.temporary else state.index
-    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, index)
+    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
 
@@ -313,7 +314,7 @@ def _commit(
     run_dir: Path,
     log_files: dict[str, Path],
     taken: set[str],
-    index: Path | None,
+    ident: str,
 ) -> exps.ExperimentRef:
     outs = [out for stage in pipeline.stages.values() for out in stage.outs]
     metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
@@ -321,20 +322,21 @@ def _commit(
     for attempt in range(5):
         record_path = run_dir / "record.json"
         write_text(record_path, record.dumps(), fsync=False)
-        tree = exps.snapshot_tree(
-            git,
-            workspace.path,
-            index=index,
-            exclude=outs,
-            force_add=[*metric_files, *params_files, LOCK_FILE],
-            extra_files={RECORD_PATH: record_path, **log_files},
-            scratch=tmp_dir(git.root),
-        )
         subject = f"tether: {record.name} ({record.status})"
         message = f"{subject}\n\n{record.message}\n" if record.message else subject + "\n"
         try:
-            return exps.commit_experiment(
-                git, baseline=record.baseline, name=record.name, tree=tree, message=message
+            return record_commit(
+                git,
+                workspace.path,
+                baseline=record.baseline,
+                name=record.name,
+                message=message,
+                ident=ident,
+                run_id=record.id,
+                exclude=outs,
+                force_add=[*metric_files, *params_files, LOCK_FILE],
+                extra_files={RECORD_PATH: record_path, **log_files},
+                scratch=tmp_dir(git.root),
             )
         except ExperimentError:
             if attempt == 4:

@@ -1,0 +1,176 @@
+"""Record an experiment commit in three git processes, via `git fast-import`.
+
+The commit starts from the baseline's tree and changes only what differs in the
+workspace (from one `git status`), so its cost does not grow with the size of
+the repository. The ref appears atomically, and only if the name is still free:
+fast-import writes a private temporary ref, and one `update-ref` transaction
+creates the experiment ref (failing if it exists) and drops the temporary one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO
+
+from tether.errors import ExperimentError, GitError
+from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef
+from tether.gitstore.git import Git, clean_env
+from tether.layout import REFS_ROOT, STATE_DIR, exp_ref
+
+_CHUNK = 1 << 20
+
+
+def committer_ident(git: Git) -> str:
+    """`Name <email>` for tether's commits: the user's, or tether's own when unset."""
+    proc = git.run("var", "GIT_COMMITTER_IDENT", check=False)
+    text = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode == 0 and ">" in text:
+        return text[: text.rindex(">") + 1]
+    return "tether <tether@localhost>"
+
+
+def _excluded(path: str, excluded: Iterable[str]) -> bool:
+    return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
+
+
+def changed_paths(git: Git, workspace: Path) -> tuple[list[str], list[str]]:
+    """(paths differing from HEAD in index or work tree, untracked non-ignored paths)."""
+    out = git.run(
+        "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+        "--ignore-submodules=all", cwd=workspace, env={"GIT_OPTIONAL_LOCKS": "0"},
+    ).stdout.decode(errors="surrogateescape")
+    changed: list[str] = []
+    untracked: list[str] = []
+    for entry in out.split("\0"):
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        (untracked if code == "??" else changed).append(path)
+    return changed, untracked
+
+
+def quote_path(path: str) -> str:
+    """A path as fast-import reads it: C-quoted when it could be misparsed."""
+    if "\n" in path or path.startswith('"'):
+        escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    return path
+
+
+def _write_file(stream: IO[bytes], path: str, full: Path) -> bool:
+    """Emit an `M` command with the file's content; False if it is not a file."""
+    path = quote_path(path)
+    try:
+        info = full.lstat()
+    except FileNotFoundError:
+        stream.write(f"D {path}\n".encode(errors="surrogateescape"))
+        return True
+    if stat.S_ISLNK(info.st_mode):
+        target = os.fsencode(os.readlink(full))
+        header = f"M 120000 inline {path}\ndata {len(target)}\n"
+        stream.write(header.encode(errors="surrogateescape"))
+        stream.write(target + b"\n")
+        return True
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    mode = "100755" if info.st_mode & 0o111 else "100644"
+    stream.write(f"M {mode} inline {path}\ndata {info.st_size}\n".encode(errors="surrogateescape"))
+    with open(full, "rb") as handle:
+        remaining = info.st_size
+        while remaining > 0:
+            chunk = handle.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            stream.write(chunk)
+            remaining -= len(chunk)
+        if remaining:  # the file shrank while we read it: keep the stream well-formed
+            stream.write(b"\0" * remaining)
+    stream.write(b"\n")
+    return True
+
+
+def record_commit(
+    git: Git,
+    workspace: Path,
+    *,
+    baseline: str,
+    name: str,
+    message: str,
+    ident: str,
+    run_id: str,
+    exclude: Iterable[str] = (),
+    force_add: Iterable[str] = (),
+    extra_files: Mapping[str, Path] | None = None,
+    scratch: Path,
+) -> ExperimentRef:
+    """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
+    excluded = [STATE_DIR, *exclude]
+    changed, untracked = changed_paths(git, workspace)
+    paths: dict[str, None] = {}
+    for path in changed:
+        if not _excluded(path, excluded):
+            paths[path] = None
+    for path in untracked:
+        full = workspace / path
+        if not _excluded(path, excluded) and full.is_file() and (
+            full.stat().st_size <= UNTRACKED_SIZE_CAP
+        ):
+            paths[path] = None
+    for path in force_add:
+        if (workspace / path).is_file():
+            paths[path] = None
+    temp_ref = f"{REFS_ROOT}tmp/{run_id}"
+    marks = scratch / f"marks-{run_id}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
+        cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdin is not None
+    stream = proc.stdin
+    try:
+        body = message.encode()
+        when = f"{int(time.time())} {time.strftime('%z')}"
+        stream.write(
+            f"commit {temp_ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
+            + body + f"\nfrom {baseline}\n".encode()
+        )
+        for out in exclude:
+            stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
+        for path in paths:
+            _write_file(stream, path, workspace / path)
+        for tree_path, source in (extra_files or {}).items():
+            data = source.read_bytes()
+            stream.write(f"M 100644 inline {tree_path}\ndata {len(data)}\n".encode())
+            stream.write(data + b"\n")
+        stream.write(b"done\n")
+        stream.close()
+    except BrokenPipeError:
+        pass  # fast-import died; its stderr says why
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.wait()
+    try:
+        if proc.returncode != 0:
+            raise GitError(["fast-import"], proc.returncode, err.decode(errors="replace"))
+        commit = marks.read_text().split()[1]
+    finally:
+        marks.unlink(missing_ok=True)
+    ref = exp_ref(baseline, name)
+    update = git.run(
+        "update-ref", "--stdin",
+        input=f"start\ncreate {ref} {temp_ref}\ndelete {temp_ref}\ncommit\n", check=False,
+    )
+    if update.returncode != 0:
+        git.run("update-ref", "-d", temp_ref, check=False)
+        raise ExperimentError(
+            f"experiment name {name!r} is already used under baseline {baseline[:10]}",
+            hint="choose another name with -n, or remove the old experiment",
+        )
+    return ExperimentRef(ref=ref, baseline=baseline, name=name, commit=commit)
