@@ -12,9 +12,12 @@ from tether import __version__
 from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
 
 # One module per command under tether.cli, each with register(sub) and handle(args).
+# A command's module is its name with '-' as '_' (ls-remote -> tether.cli.ls_remote).
 COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "logs", "apply", "branch", "rename", "remove",
+    "checkout", "remote", "push", "pull", "ls-remote", "gc",
+    "queue", "worker",
 )
 
 
@@ -57,9 +60,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in (only,) if only else COMMANDS:
         try:
-            module = importlib.import_module(f"tether.cli.{name}")
+            module_name = f"tether.cli.{name.replace('-', '_')}"
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"tether.cli.{name}":
+            if exc.name != module_name:
                 raise
             continue
         module.register(sub)

@@ -65,6 +65,10 @@ class RunOptions:
     on_event: Callable[[RunEvent], None] | None = None
     argv: list[str] = field(default_factory=list)
     command_limits: dict[str, float | None] = field(default_factory=dict)
+    # Set by queue workers: record against this baseline (the user's HEAD when the
+    # entry was queued) with this run id, though the worktree's HEAD is a snapshot.
+    baseline: str | None = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -90,7 +94,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
     state = repo_state(cwd)
     root = state.root
     git = Git(root)
-    baseline = state.head
+    baseline = options.baseline or state.head
     ensure_state_dir(root)  # caches live there; it ignores itself, so git status stays clean
     emit = options.on_event or (lambda event: None)
     overrides = [parse_override(text) for text in options.overrides]
@@ -113,7 +117,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
             return RunResult(plan=plan)
         ensure_state_dir(root)
         started = time.time()
-        run_id = new_run_id(started)
+        run_id = options.run_id or new_run_id(started)
         workspace = temporary_worktree(git, run_id) if options.temp else in_place(root)
         try:
             if workspace.temporary:
@@ -174,7 +178,7 @@ def _execute_and_record(
     started: float,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
-    baseline = state.head
+    baseline = options.baseline or state.head
     taken = exps.taken_names(git, baseline)
     ident = committer_ident(git)
     name = options.name or generate_name(taken)
@@ -301,7 +305,8 @@ def _execute_and_record(
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
-    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident)
+    start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
+    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
 
@@ -315,6 +320,7 @@ def _commit(
     log_files: dict[str, Path],
     taken: set[str],
     ident: str,
+    start: str | None,
 ) -> exps.ExperimentRef:
     outs = [out for stage in pipeline.stages.values() for out in stage.outs]
     metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
@@ -337,6 +343,7 @@ def _commit(
                 force_add=[*metric_files, *params_files, LOCK_FILE],
                 extra_files={RECORD_PATH: record_path, **log_files},
                 scratch=tmp_dir(git.root),
+                start=start,
             )
         except ExperimentError:
             if attempt == 4:

@@ -107,8 +107,13 @@ def record_commit(
     force_add: Iterable[str] = (),
     extra_files: Mapping[str, Path] | None = None,
     scratch: Path,
+    start: str | None = None,
 ) -> ExperimentRef:
-    """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
+    """Commit the workspace as experiment `name` on top of `baseline`, atomically.
+
+    `start` is the tree (sha) of the commit the workspace was checked out at when
+    that is not the baseline (a queued snapshot): the tree then starts from it.
+    """
     excluded = [STATE_DIR, *exclude]
     changed, untracked = changed_paths(git, workspace)
     paths: dict[str, None] = {}
@@ -141,6 +146,8 @@ def record_commit(
             f"commit {temp_ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
             + body + f"\nfrom {baseline}\n".encode()
         )
+        if start is not None:
+            stream.write(f'M 040000 {start} ""\n'.encode())
         for out in exclude:
             stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
         for path in paths:
