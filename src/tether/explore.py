@@ -1,79 +1,258 @@
-"""Read recorded experiments back: summaries for `tether show`."""
+"""Read recorded experiments back: records in one git call, and the query behind `tether show`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tether.gitstore.experiments import list_experiments
+from tether.errors import UsageError
 from tether.gitstore.git import Git, find_root
 from tether.layout import RECORD_PATH
-from tether.record.metrics import flatten
+
+if TYPE_CHECKING:
+    from tether.index import IndexedExperiment, Progress
 
 
-@dataclass
-class ExperimentSummary:
-    name: str
-    ref: str
-    commit: str
-    baseline: str
-    status: str
-    created: str
-    created_at: float
-    duration: float
-    message: str
-    params: dict[str, Any]
-    metrics: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
-    """The records of many experiment commits in one `git cat-file --batch`."""
+def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
+    """The raw record JSON of many experiment commits in one `git cat-file --batch`."""
     if not commits:
         return []
     request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
     out = git.run("cat-file", "--batch", input=request).stdout
-    records: list[dict[str, Any]] = []
+    blobs: list[bytes | None] = []
     pos = 0
     for _ in commits:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()
         pos = end + 1
-        if len(header) < 3 or header[1] == b"missing":
-            records.append({})
+        if len(header) < 3 or header[1] != b"blob":
+            blobs.append(None)
             continue
         size = int(header[2])
-        records.append(json.loads(out[pos : pos + size]))
+        blobs.append(out[pos : pos + size])
         pos += size + 1
-    return records
+    return blobs
 
 
-def list_summaries(cwd: Path, *, all_baselines: bool = False) -> list[ExperimentSummary]:
-    """Experiments under HEAD (or all), oldest first."""
+def parse_record(blob: bytes | None) -> dict[str, Any]:
+    """A record's JSON as a dict; {} when missing or not a valid record."""
+    if not blob:
+        return {}
+    try:
+        data = json.loads(blob)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
+    """The records of many experiment commits in one `git cat-file --batch` ({} if missing)."""
+    return [parse_record(blob) for blob in read_record_blobs(git, commits)]
+
+
+# -- the query behind `tether show` ---------------------------------------------
+
+
+@dataclass
+class BaselineGroup:
+    """The shown experiments recorded against one baseline commit."""
+
+    baseline: str
+    labels: list[str]  # branches and tags pointing at the baseline
+    experiments: list[IndexedExperiment]
+
+
+@dataclass
+class ShowResult:
+    """What `tether show` displays; columns and best values are computed on first use."""
+
+    experiments: list[IndexedExperiment]  # in the order asked for, across baselines
+    groups: list[BaselineGroup]  # the same, grouped by baseline (in order of appearance)
+    all_params: bool = False
+    total: int = 0  # experiments in scope before --filter and --last
+
+    @cached_property
+    def param_keys(self) -> list[str]:
+        """The params columns: those that differ across the shown experiments, or all."""
+        experiments = self.experiments
+        if self.all_params:
+            return sorted({k for exp in experiments for k in exp.params})
+        return varying_params(experiments)
+
+    @cached_property
+    def metric_keys(self) -> list[str]:
+        return sorted({k for exp in self.experiments for k in exp.metrics})
+
+    @cached_property
+    def _judged(self) -> tuple[dict[str, str], dict[str, float]]:
+        return best_values(self.experiments, self.metric_keys)
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """Metric → min|max, for shown metrics with a declared rule."""
+        return self._judged[0]
+
+    @property
+    def best(self) -> dict[str, float]:
+        """Metric → the best shown value, for metrics with a declared direction."""
+        return self._judged[1]
+
+
+_MISSING = object()
+
+
+def column_value(exp: IndexedExperiment, column: str) -> Any:
+    """The value of a filter/sort column for `exp`, or a sentinel when it has none."""
+    if column.startswith("params."):
+        return exp.params.get(column[7:], _MISSING)
+    if column.startswith("metrics."):
+        return exp.metrics.get(column[8:], _MISSING)
+    if column == "created":
+        return exp.created_at
+    return getattr(exp, column, _MISSING)
+
+
+def _check_column(column: str) -> None:
+    from tether.filtering import PLAIN_COLUMNS, PREFIXED_COLUMNS
+
+    if column in PLAIN_COLUMNS or any(
+        column.startswith(p) and len(column) > len(p) for p in PREFIXED_COLUMNS
+    ):
+        return
+    raise UsageError(
+        f"cannot sort by {column!r}",
+        hint=f"use one of {', '.join(PLAIN_COLUMNS)}, params.<key> or metrics.<key>",
+    )
+
+
+def _sort_key(column: str) -> Callable[[IndexedExperiment], tuple[int, Any]]:
+    def key(exp: IndexedExperiment) -> tuple[int, Any]:
+        value = column_value(exp, column)
+        if value is _MISSING or value is None:
+            return (2, 0)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (0, value)
+        return (1, json.dumps(value) if not isinstance(value, str) else value)
+
+    return key
+
+
+def sort_experiments(
+    experiments: list[IndexedExperiment], column: str, *, descending: bool = False
+) -> list[IndexedExperiment]:
+    """Sorted by `column`; experiments without a value come last either way."""
+    _check_column(column)
+    key = _sort_key(column)
+    present = [e for e in experiments if key(e)[0] != 2]
+    absent = [e for e in experiments if key(e)[0] == 2]
+    return sorted(present, key=key, reverse=descending) + absent
+
+
+def varying_params(experiments: Sequence[IndexedExperiment]) -> list[str]:
+    """Params keys whose values differ (or are missing) across `experiments`."""
+    keys = sorted({k for exp in experiments for k in exp.params})
+    if len(experiments) < 2:
+        return keys
+    varying = []
+    for key in keys:
+        first = experiments[0].params.get(key, _MISSING)
+        if any(exp.params.get(key, _MISSING) != first for exp in experiments):
+            varying.append(key)
+    return varying
+
+
+def best_values(
+    experiments: Sequence[IndexedExperiment], metric_keys: Sequence[str]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Declared directions (newest rule wins) and the best value of each such metric."""
+    directions: dict[str, str] = {}
+    for exp in sorted(experiments, key=lambda e: e.created_at, reverse=True):
+        for metric, rule in exp.rules.items():
+            if metric not in directions and isinstance(rule, dict) and rule.get("direction") in (
+                "min", "max"
+            ):
+                directions[metric] = rule["direction"]
+    best: dict[str, float] = {}
+    for metric in metric_keys:
+        direction = directions.get(metric)
+        values = [v for exp in experiments
+                  if isinstance(v := exp.metrics.get(metric), int | float)
+                  and not isinstance(v, bool)]
+        if direction and values:
+            best[metric] = max(values) if direction == "max" else min(values)
+    return {m: d for m, d in directions.items() if m in metric_keys}, best
+
+
+def baseline_labels(git: Git) -> dict[str, list[str]]:
+    """Commit sha → branch and tag names pointing at it (annotated tags peeled), one git call."""
+    labels: dict[str, list[str]] = {}
+    fmt = "%(objectname) %(*objectname) %(refname:short)"
+    for line in git.run("for-each-ref", f"--format={fmt}", "refs/heads", "refs/tags").stdout \
+            .decode(errors="replace").splitlines():
+        sha, peeled, name = line.split(" ", 2)
+        labels.setdefault(peeled or sha, []).append(name)
+    return labels
+
+
+def show_experiments(
+    cwd: Path,
+    *,
+    baseline: str = "HEAD",
+    all_baselines: bool = False,
+    filter_expression: str | None = None,
+    sort_by: str | None = None,
+    descending: bool = False,
+    last: int | None = None,
+    all_params: bool = False,
+    progress: Progress | None = None,
+) -> ShowResult:
+    """The experiments `tether show` displays, grouped by baseline, with their columns."""
+    from tether.filtering import Row, parse_filter
+    from tether.index import refresh
+
+    predicate = parse_filter(filter_expression) if filter_expression is not None else None
+    if sort_by is not None:
+        _check_column(sort_by)
+    if last is not None and last < 1:
+        raise UsageError(f"--last must be a positive number, not {last}")
     git = Git(find_root(cwd))
-    baseline = None if all_baselines else git.head_commit()
-    exps = list_experiments(git, baseline)
-    summaries = []
-    for exp, record in zip(exps, read_records(git, [e.commit for e in exps]), strict=True):
-        if not record:
-            continue
-        params = {
-            (k if file == "params.yaml" else f"{file}:{k}"): v
-            for file, content in record.get("params", {}).items()
-            for k, v in flatten(content).items()
-        }
-        summaries.append(ExperimentSummary(
-            name=exp.name, ref=exp.ref, commit=exp.commit, baseline=exp.baseline,
-            status=record.get("status", "?"),
-            created=datetime.fromtimestamp(record.get("created_at", 0)).strftime("%Y-%m-%d %H:%M"),
-            created_at=record.get("created_at", 0.0),
-            duration=record.get("duration", 0.0), message=record.get("message", ""),
-            params=params, metrics=record.get("metrics", {}),
-        ))
-    summaries.sort(key=lambda s: s.created_at)
-    return summaries
+    baseline_sha = None
+    if not all_baselines:
+        baseline_sha = git.head_commit() if baseline == "HEAD" else git.resolve(baseline)
+        if baseline_sha is None:
+            raise UsageError(f"--baseline {baseline!r} names no commit",
+                             hint="give a branch, tag or commit sha; -A shows every baseline")
+    index = refresh(git, progress=progress)
+    try:
+        experiments = index.experiments(baseline_sha)
+    finally:
+        index.close()
+    total = len(experiments)
+    if predicate is not None:
+        experiments = [
+            exp for exp in experiments
+            if predicate(Row(
+                {"name": exp.name, "status": exp.status, "baseline": exp.baseline,
+                 "created": exp.created_at, "duration": exp.duration, "message": exp.message},
+                exp.params, exp.metrics,
+            ))
+        ]
+    if last is not None:
+        experiments = experiments[-last:]  # oldest first, so the newest N
+    if sort_by is not None:
+        experiments = sort_experiments(experiments, sort_by, descending=descending)
+    elif descending:
+        experiments = experiments[::-1]
+    groups: dict[str, list[IndexedExperiment]] = {}
+    for exp in experiments:
+        groups.setdefault(exp.baseline, []).append(exp)
+    labels = baseline_labels(git) if groups else {}
+    return ShowResult(
+        experiments=experiments,
+        groups=[BaselineGroup(sha, labels.get(sha, []), exps) for sha, exps in groups.items()],
+        all_params=all_params, total=total,
+    )

@@ -69,6 +69,9 @@ class RunOptions:
     # entry was queued) with this run id, though the worktree's HEAD is a snapshot.
     baseline: str | None = None
     run_id: str | None = None
+    # Where `.tether/runs/<run-id>` goes (default: the project root); a queue worker
+    # running in a throwaway worktree points it at a folder that outlives the run.
+    state_root: Path | None = None
 
 
 @dataclass
@@ -182,7 +185,7 @@ def _execute_and_record(
     taken = exps.taken_names(git, baseline)
     ident = committer_ident(git)
     name = options.name or generate_name(taken)
-    run_dir = runs_dir(git.root) / run_id
+    run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     code = capture_code(git, workspace.path, baseline)
     ws = workspace.path

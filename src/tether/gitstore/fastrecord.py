@@ -94,25 +94,27 @@ def _write_file(stream: IO[bytes], path: str, full: Path) -> bool:
     return True
 
 
-def record_commit(
+def commit_workspace(
     git: Git,
     workspace: Path,
     *,
-    baseline: str,
-    name: str,
+    parent: str,
+    ref: str,
     message: str,
     ident: str,
-    run_id: str,
+    token: str,
+    scratch: Path,
     exclude: Iterable[str] = (),
     force_add: Iterable[str] = (),
     extra_files: Mapping[str, Path] | None = None,
-    scratch: Path,
     start: str | None = None,
-) -> ExperimentRef:
-    """Commit the workspace as experiment `name` on top of `baseline`, atomically.
+) -> str | None:
+    """Commit the workspace (tracked changes, untracked files) on top of `parent`.
 
+    `ref` is created only if it does not exist yet; None means it already did.
     `start` is the tree (sha) of the commit the workspace was checked out at when
-    that is not the baseline (a queued snapshot): the tree then starts from it.
+    that is not `parent` (a queued snapshot): the tree then starts from it.
+    `token` names the temporary ref and marks file (a run or entry id).
     """
     excluded = [STATE_DIR, *exclude]
     changed, untracked = changed_paths(git, workspace)
@@ -129,8 +131,8 @@ def record_commit(
     for path in force_add:
         if (workspace / path).is_file():
             paths[path] = None
-    temp_ref = f"{REFS_ROOT}tmp/{run_id}"
-    marks = scratch / f"marks-{run_id}"
+    temp_ref = f"{REFS_ROOT}tmp/{token}"
+    marks = scratch / f"marks-{token}"
     scratch.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
@@ -144,7 +146,7 @@ def record_commit(
         when = f"{int(time.time())} {time.strftime('%z')}"
         stream.write(
             f"commit {temp_ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
-            + body + f"\nfrom {baseline}\n".encode()
+            + body + f"\nfrom {parent}\n".encode()
         )
         if start is not None:
             stream.write(f'M 040000 {start} ""\n'.encode())
@@ -169,13 +171,39 @@ def record_commit(
         commit = marks.read_text().split()[1]
     finally:
         marks.unlink(missing_ok=True)
-    ref = exp_ref(baseline, name)
     update = git.run(
         "update-ref", "--stdin",
         input=f"start\ncreate {ref} {temp_ref}\ndelete {temp_ref}\ncommit\n", check=False,
     )
     if update.returncode != 0:
         git.run("update-ref", "-d", temp_ref, check=False)
+        return None
+    return commit
+
+
+def record_commit(
+    git: Git,
+    workspace: Path,
+    *,
+    baseline: str,
+    name: str,
+    message: str,
+    ident: str,
+    run_id: str,
+    exclude: Iterable[str] = (),
+    force_add: Iterable[str] = (),
+    extra_files: Mapping[str, Path] | None = None,
+    scratch: Path,
+    start: str | None = None,
+) -> ExperimentRef:
+    """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
+    ref = exp_ref(baseline, name)
+    commit = commit_workspace(
+        git, workspace, parent=baseline, ref=ref, message=message, ident=ident, token=run_id,
+        scratch=scratch, exclude=exclude, force_add=force_add, extra_files=extra_files,
+        start=start,
+    )
+    if commit is None:
         raise ExperimentError(
             f"experiment name {name!r} is already used under baseline {baseline[:10]}",
             hint="choose another name with -n, or remove the old experiment",
