@@ -13,7 +13,7 @@ from tether.cache.hashing import StatCache
 from tether.errors import ParamsError, SpecError
 from tether.layout import DEFAULT_PARAMS
 from tether.lockfile import StageLock
-from tether.params import Params
+from tether.parameters import Params
 from tether.spec import Pipeline, Stage
 
 

@@ -35,7 +35,7 @@ def test_capture_has_the_documented_keys(monkeypatch: pytest.MonkeyPatch) -> Non
     }
     assert environment["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert environment["python"]["executable"] == sys.executable
-    assert set(environment["os"]) == {"system", "release", "platform"}
+    assert set(environment["os"]) == {"system", "release", "machine", "platform"}
     assert isinstance(environment["cpu_count"], int)
     assert environment["memory_bytes"] is None or environment["memory_bytes"] > 0
     assert isinstance(environment["gpus"], list)

@@ -25,7 +25,7 @@ from tether.gitstore.git import Git, RepoState, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
-from tether.params import (
+from tether.parameters import (
     Params,
     apply_overrides,
     load_params,
@@ -36,6 +36,7 @@ from tether.params import (
 from tether.plan import Plan, fingerprint, make_plan
 from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.code import capture_code
+from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
 from tether.record.results import collect_metrics, collect_steps, record_logs
 from tether.spec import Pipeline
@@ -182,12 +183,16 @@ def _execute_and_record(
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
     baseline = options.baseline or state.head
-    taken = exps.taken_names(git, baseline)
-    ident = committer_ident(git)
+    # Independent git questions asked at once: each is a process that mostly waits.
+    facts = _in_parallel(
+        taken=lambda: exps.taken_names(git, baseline),
+        ident=lambda: committer_ident(git),
+        code=lambda: capture_code(git, workspace.path, baseline),
+    )
+    taken, ident, code = facts["taken"], facts["ident"], facts["code"]
     name = options.name or generate_name(taken)
     run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    code = capture_code(git, workspace.path, baseline)
     ws = workspace.path
 
     written = {file: render_params_file(params, file) for file in sorted(params.changed)}
@@ -199,6 +204,8 @@ def _execute_and_record(
     write_text(params_json, json.dumps(params.main(), default=str), fsync=False)
 
     lock = read_lock(ws)
+    # The environment does not depend on the workspace: describe it while stages run.
+    environment = _Background(lambda: capture_environment(os.environ))
     stage_records: list[StageRecord] = []
     stopped = False
     with _StopOnSignal() as stop:
@@ -281,8 +288,6 @@ def _execute_and_record(
     steps = collect_steps(pipeline, plan, ws, run_dir)
     log_files = record_logs(stage_records, run_dir)
 
-    from tether.record.environment import capture_environment
-
     run_record = RunRecord(
         id=run_id,
         name=name,
@@ -304,7 +309,7 @@ def _execute_and_record(
         steps=clean_json(steps),
         stages=stage_records,
         code=code,
-        environment=capture_environment(os.environ),
+        environment=environment.result(),
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
@@ -312,6 +317,35 @@ def _execute_and_record(
     ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
+
+
+class _Background:
+    """A value computed on a thread, so it overlaps with a stage's run."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self._compute = compute
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._compute()
+        except BaseException as exc:  # handed to whoever asks for the value
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _in_parallel(**tasks: Callable[[], Any]) -> dict[str, Any]:
+    """Run independent tasks (each mostly waiting on a git process) at once."""
+    running = {name: _Background(task) for name, task in tasks.items()}
+    return {name: job.result() for name, job in running.items()}
 
 
 def _commit(

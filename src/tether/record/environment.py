@@ -150,14 +150,12 @@ def redact_text(text: str, env: Mapping[str, str]) -> str:
 
 def capture_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Describe the machine and environment a run happens in, as JSON-able data."""
-    import platform
-
     env = os.environ if env is None else env
     return {
         "python": _python_info(),
         "packages": dict(installed_packages()),
         "os": _os_info(),
-        "hostname": platform.node(),
+        "hostname": os.uname().nodename,
         "cpu_count": os.cpu_count(),
         "memory_bytes": memory_bytes(),
         "gpus": list_gpus(env.get("PATH")),
@@ -167,21 +165,22 @@ def capture_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 @functools.cache
 def _python_info() -> dict[str, str]:
-    import platform
-
     return {
-        "version": platform.python_version(),
-        "implementation": platform.python_implementation(),
+        "version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "implementation": sys.implementation.name,
         "executable": sys.executable,
     }
 
 
 @functools.cache
 def _os_info() -> dict[str, str]:
-    import platform
-
-    uname = platform.uname()
-    return {"system": uname.system, "release": uname.release, "platform": platform.platform()}
+    uname = os.uname()
+    return {
+        "system": uname.sysname,
+        "release": uname.release,
+        "machine": uname.machine,
+        "platform": f"{uname.sysname}-{uname.release}-{uname.machine}",
+    }
 
 
 @functools.cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -153,7 +152,13 @@ class Pipeline:
     def _known(self, name: str) -> str:
         if name in self.stages:
             return name
-        close = difflib.get_close_matches(name, list(self.stages), n=1)
+        close = _close_matches(name, list(self.stages), n=1)
         known = ", ".join(list(self.stages)[:20])
         hint = f"did you mean {close[0]!r}?" if close else f"known stages: {known}"
         raise SpecError(f"{self.source.name}: unknown stage {name!r}", hint=hint)
+
+
+def _close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
+    import difflib  # only needed on the error path
+
+    return difflib.get_close_matches(word, candidates, n=n)

@@ -1,10 +1,12 @@
-"""Params files, `-S` overrides typed by YAML rules, and the effective params of a run."""
+"""Params files, `-S` overrides typed by YAML rules, and the effective params of a run.
+
+Named `parameters` so that `tether.params` stays the training-script function.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +227,7 @@ def apply_overrides(params: Params, overrides: list[Override]) -> None:
             if problems and problems[-1].startswith(f"-S {ov.text}:"):
                 continue
             known = _all_keys(data)
-            close = difflib.get_close_matches(ov.key, known, n=1)
+            close = _close_matches(ov.key, known, n=1)
             suggestion = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 f"-S {ov.text}: {ov.file} has no key {ov.key!r}{suggestion}; "
@@ -263,3 +265,9 @@ def dump_params_file(name: str, data: dict[str, Any]) -> str:
     import yaml
 
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+
+
+def _close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
+    import difflib  # only needed on the error path
+
+    return difflib.get_close_matches(word, candidates, n=n)

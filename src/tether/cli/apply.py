@@ -1,0 +1,39 @@
+"""`tether apply EXP [--force]`: bring an experiment's files into the workspace."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tether.gitstore.git import Git, find_root
+from tether.manage import apply_experiment
+from tether.resolve import resolve_experiment
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "apply",
+        help="restore an experiment's files into the workspace (HEAD and index untouched)",
+        description="Write every file of experiment EXP's tree (except .tether/) into the "
+        "workspace and delete the baseline's files it deleted, without moving HEAD or "
+        "touching the index. Refuses, listing them, if files with uncommitted changes "
+        "would be overwritten, unless --force.",
+    )
+    parser.add_argument("exp", metavar="EXP", help="experiment: name, commit prefix or ref")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files with uncommitted changes")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    git = Git(find_root(args.cwd))
+    exp = resolve_experiment(git, args.exp)
+    result = apply_experiment(git, exp, force=args.force)
+    for path in result.written:
+        print(f"updated {path}")
+    for path in result.deleted:
+        print(f"deleted {path}")
+    print(f"tether: applied {exp.name}: {len(result.written)} updated, "
+          f"{len(result.deleted)} deleted", file=sys.stderr)
+    return 0

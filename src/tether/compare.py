@@ -1,0 +1,190 @@
+"""`tether diff`: two experiments (or one and the workspace) side by side.
+
+Changes read as "A compared with B": the change is A - B, relative to B, and a
+metric is better or worse in A than in B according to the metric rules of A's spec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ExperimentError, SpecError
+from tether.gitstore.git import Git
+from tether.layout import DEFAULT_PARAMS, STATE_DIR
+from tether.parameters import load_params
+from tether.record.metrics import flatten, read_metrics_file
+from tether.resolve import Experiment, latest_experiment, resolve_experiment, with_records
+from tether.spec.loader import load_pipeline
+
+WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: an experiment, or the workspace (commit None)."""
+
+    label: str
+    commit: str | None
+    ref: str | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    key: str
+    a: Any
+    b: Any
+    changed: bool
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    key: str
+    a: Any
+    b: Any
+    change: float | None  # A - B, when both are numbers
+    relative: float | None  # (A - B) / |B|, when B is a non-zero number
+    mark: str  # better | worse | same | changed | only-a | only-b | ""
+
+
+@dataclass
+class Comparison:
+    a: Side
+    b: Side
+    params: list[ParamRow] = field(default_factory=list)
+    metrics: list[MetricRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`{file: nested}` as flat keys: `a.b` for params.yaml, `file:a.b` for other files."""
+    return {
+        (key if file == DEFAULT_PARAMS else f"{file}:{key}"): value
+        for file, content in params.items()
+        for key, value in flatten(content or {}).items()
+    }
+
+
+def experiment_side(exp: Experiment) -> Side:
+    return Side(
+        label=exp.ref.name, commit=exp.ref.commit, ref=exp.ref.ref,
+        params=flat_params(exp.record.get("params", {})),
+        metrics=dict(exp.record.get("metrics", {})),
+    )
+
+
+def workspace_side(root: Path, a_record: dict[str, Any]) -> Side:
+    """Params and metrics files as they are on disk now.
+
+    The params files are those A recorded; the metrics files those declared in the
+    current spec, or in A's spec when the project has none (a bare command).
+    """
+    params = load_params(root, {f for f in a_record.get("params", {}) if (root / f).exists()})
+    try:
+        stages = load_pipeline(root).to_json()["stages"]
+    except SpecError:
+        stages = a_record.get("spec", {}).get("stages", {})
+    metrics: dict[str, Any] = {}
+    for stage in stages.values():
+        for path in stage.get("metrics", []):
+            metrics.update(read_metrics_file(root / path))
+    return Side(label=WORKSPACE, commit=None, ref=None,
+                params=flat_params(params.to_json()), metrics=metrics)
+
+
+def resolve_pair(
+    git: Git, a_text: str | None, b_text: str | None
+) -> tuple[Side, Side, dict[str, Any]]:
+    """Sides A and B with the defaults of `tether diff`, and A's record.
+
+    A defaults to the latest experiment under HEAD. B defaults to the latest successful
+    experiment recorded against the first parent of A's baseline, else the workspace.
+    """
+    if a_text is None:
+        head = git.head_commit()
+        latest = latest_experiment(git, head)
+        if latest is None:
+            raise ExperimentError(
+                f"no experiment is recorded against HEAD ({head[:10]})",
+                hint="name the experiments to compare: tether diff A [B]",
+            )
+        a = latest
+    else:
+        a = with_records(git, [resolve_experiment(git, a_text)])[0]
+    if b_text is None:
+        parent = git.resolve(f"{a.ref.baseline}^1")
+        previous = latest_experiment(git, parent, successful=True) if parent else None
+        b = experiment_side(previous) if previous else workspace_side(git.root, a.record)
+    elif b_text == WORKSPACE:
+        b = workspace_side(git.root, a.record)
+    else:
+        b = experiment_side(with_records(git, [resolve_experiment(git, b_text)])[0])
+    return experiment_side(a), b, a.record
+
+
+def compare(a: Side, b: Side, rules: dict[str, Any]) -> Comparison:
+    """Every param and metric of either side; metrics marked with A's rules."""
+    result = Comparison(a=a, b=b)
+    for key in sorted(set(a.params) | set(b.params)):
+        va, vb = a.params.get(key), b.params.get(key)
+        result.params.append(ParamRow(key, va, vb, changed=va != vb or (key in a.params)
+                                      != (key in b.params)))
+    for key in sorted(set(a.metrics) | set(b.metrics)):
+        result.metrics.append(_metric_row(key, a.metrics, b.metrics, rules.get(key)))
+    return result
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _metric_row(key: str, a: dict[str, Any], b: dict[str, Any], rule: Any) -> MetricRow:
+    va, vb = a.get(key), b.get(key)
+    if key not in b:
+        return MetricRow(key, va, None, None, None, "only-a")
+    if key not in a:
+        return MetricRow(key, None, vb, None, None, "only-b")
+    na, nb = _number(va), _number(vb)
+    if na is None or nb is None:
+        return MetricRow(key, va, vb, None, None, "same" if va == vb else "changed")
+    change = na - nb
+    relative = change / abs(nb) if nb != 0 else None
+    return MetricRow(key, va, vb, change, relative, judge(change, nb, rule))
+
+
+def judge(change: float, reference: float, rule: Any) -> str:
+    """better / worse / same (within tolerance) by a rule, or same / changed without one."""
+    if not isinstance(rule, dict) or rule.get("direction") not in ("min", "max"):
+        return "same" if change == 0 else "changed"
+    tolerance = rule.get("tolerance") or {}
+    amount = float(tolerance.get("value") or 0.0)
+    allowed = amount * abs(reference) if tolerance.get("kind") == "rel" else amount
+    if abs(change) <= allowed:
+        return "same"
+    improved = change > 0 if rule["direction"] == "max" else change < 0
+    return "better" if improved else "worse"
+
+
+def diff_experiments(git: Git, a_text: str | None, b_text: str | None) -> Comparison:
+    """The comparison `tether diff A B` prints."""
+    a, b, record = resolve_pair(git, a_text, b_text)
+    return compare(a, b, record.get("spec", {}).get("metrics", {}))
+
+
+def code_diff(git: Git, a: Side, b: Side) -> str:
+    """`git diff` from B to A (the workspace when B is), without tether's own files."""
+    assert a.commit is not None
+    pathspec = ["--", ".", f":(exclude){STATE_DIR}"]
+    if b.commit is None:
+        argv = ["diff", "--no-color", "-R", a.commit, *pathspec]
+    else:
+        argv = ["diff", "--no-color", b.commit, a.commit, *pathspec]
+    return git.run(*argv).stdout.decode(errors="replace")

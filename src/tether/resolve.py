@@ -1,0 +1,116 @@
+"""Turn what a user types (a name, a commit prefix, a ref) into one recorded experiment."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tether.errors import ExperimentError
+from tether.explore import read_records
+from tether.gitstore.experiments import ExperimentRef, list_experiments
+from tether.gitstore.git import Git
+from tether.layout import EXPS_REFS
+
+_SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment ref together with its record (empty if the commit has none)."""
+
+    ref: ExperimentRef
+    record: dict[str, Any]
+
+    @property
+    def created_at(self) -> float:
+        return float(self.record.get("created_at") or 0.0)
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status", "?"))
+
+
+def with_records(git: Git, refs: list[ExperimentRef]) -> list[Experiment]:
+    """The records of `refs`, read in one batch."""
+    records = read_records(git, [r.commit for r in refs])
+    return [Experiment(ref, record) for ref, record in zip(refs, records, strict=True)]
+
+
+def head_or_none(git: Git) -> str | None:
+    """HEAD's commit, or None in a repository without commits."""
+    return git.resolve("HEAD")
+
+
+def resolve_experiment(git: Git, text: str) -> ExperimentRef:
+    """The experiment `text` names: a name, a commit prefix, `BASELINE/NAME` or a full ref.
+
+    A name is looked up under HEAD's baseline first, then under every baseline.
+    """
+    text = text.strip()
+    every = list_experiments(git)
+    if text.startswith("refs/"):
+        exact = [e for e in every if e.ref == text]
+        if exact:
+            return exact[0]
+        raise _unknown(text, every)
+    head = head_or_none(git)
+    by_name = [e for e in every if e.name == text]
+    under_head = [e for e in by_name if e.baseline == head]
+    if under_head:
+        return under_head[0]
+    if len(by_name) == 1:
+        return by_name[0]
+    if by_name:
+        raise _ambiguous(git, text, by_name)
+    if "/" in text:
+        prefix, _, name = text.rpartition("/")
+        by_path = [e for e in every if e.name == name and e.baseline.startswith(prefix.lower())]
+        if len(by_path) == 1:
+            return by_path[0]
+        if by_path:
+            raise _ambiguous(git, text, by_path)
+    if _SHA_PREFIX.match(text.lower()):
+        by_commit = [e for e in every if e.commit.startswith(text.lower())]
+        if len(by_commit) == 1:
+            return by_commit[0]
+        if by_commit:
+            raise _ambiguous(git, text, by_commit)
+    raise _unknown(text, every)
+
+
+def latest_experiment(
+    git: Git, baseline: str, *, successful: bool = False
+) -> Experiment | None:
+    """The most recently created experiment under `baseline` (optionally: that succeeded)."""
+    found = with_records(git, list_experiments(git, baseline))
+    if successful:
+        found = [e for e in found if e.status == "success"]
+    return max(found, key=lambda e: e.created_at, default=None)
+
+
+def _ambiguous(git: Git, text: str, candidates: list[ExperimentRef]) -> ExperimentError:
+    lines = []
+    for exp in sorted(with_records(git, candidates), key=lambda e: e.created_at):
+        created = datetime.fromtimestamp(exp.created_at).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"  {exp.ref.ref}  (created {created}, {exp.status})")
+    return ExperimentError(
+        f"{text!r} matches {len(candidates)} experiments:\n" + "\n".join(lines),
+        hint="name one by its full ref, BASELINE/NAME, or a longer commit prefix",
+    )
+
+
+def _unknown(text: str, every: list[ExperimentRef]) -> ExperimentError:
+    names = sorted({e.name for e in every})
+    close = difflib.get_close_matches(text.rpartition("/")[2], names, n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(repr(n) for n in close) + "?"
+    elif every:
+        hint = "`tether show -A` lists every recorded experiment"
+    else:
+        hint = "no experiment is recorded yet: `tether run` records one"
+    foreign = text.startswith("refs/") and not text.startswith(EXPS_REFS)
+    where = " (not a tether ref)" if foreign else ""
+    return ExperimentError(f"no experiment named {text!r}{where}", hint=hint)
