@@ -22,7 +22,7 @@ def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
     if not commits:
         return []
     request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
-    out = git.run("cat-file", "--batch", input=request).stdout
+    out = git.run("cat-file", "--batch", "--buffer", input=request).stdout
     blobs: list[bytes | None] = []
     pos = 0
     for _ in commits:
@@ -209,12 +209,19 @@ def show_experiments(
     last: int | None = None,
     all_params: bool = False,
     progress: Progress | None = None,
+    labels: bool = True,
 ) -> ShowResult:
-    """The experiments `tether show` displays, grouped by baseline, with their columns."""
-    from tether.filtering import Row, parse_filter
+    """The experiments `tether show` displays, grouped by baseline, with their columns.
+
+    With `labels`, each group names the branches and tags at its baseline (one git call).
+    """
     from tether.index import refresh
 
-    predicate = parse_filter(filter_expression) if filter_expression is not None else None
+    predicate = None
+    if filter_expression is not None:
+        from tether.filtering import Row, parse_filter
+
+        predicate = parse_filter(filter_expression)
     if sort_by is not None:
         _check_column(sort_by)
     if last is not None and last < 1:
@@ -250,9 +257,9 @@ def show_experiments(
     groups: dict[str, list[IndexedExperiment]] = {}
     for exp in experiments:
         groups.setdefault(exp.baseline, []).append(exp)
-    labels = baseline_labels(git) if groups else {}
+    names = baseline_labels(git) if groups and labels else {}
     return ShowResult(
         experiments=experiments,
-        groups=[BaselineGroup(sha, labels.get(sha, []), exps) for sha, exps in groups.items()],
+        groups=[BaselineGroup(sha, names.get(sha, []), exps) for sha, exps in groups.items()],
         all_params=all_params, total=total,
     )

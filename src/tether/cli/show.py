@@ -78,6 +78,7 @@ def handle(args: argparse.Namespace) -> int:
         args.cwd, baseline=args.baseline, all_baselines=args.all_baselines,
         filter_expression=args.filter, sort_by=args.sort_by, descending=args.desc,
         last=args.last, all_params=args.all_params, progress=_progress_bar(),
+        labels=not (args.json or args.csv),
     )
     if args.json:
         sys.stdout.write("[" + ",\n".join(e.json_text for e in result.experiments) + "]\n")

@@ -1,0 +1,303 @@
+"""The experiment index: a SQLite cache of `refs/tether/exps` at `.tether/index.db`.
+
+The refs are the truth; the index only saves re-reading records. `refresh`
+compares the refs (one `git for-each-ref`) with the rows held, reads the records
+of new or moved refs (one `git cat-file --batch`), and drops rows of refs that
+vanished (deleted, renamed, or never fetched). The database runs in WAL mode
+with a busy timeout and short transactions, so concurrent readers and
+refreshers never block each other for long; every write is idempotent, so two
+processes refreshing at once both succeed. A deleted, corrupt or outdated index
+file is rebuilt from the refs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tether.explore import parse_record, read_record_blobs
+from tether.gitstore.experiments import parse_exp_ref
+from tether.gitstore.git import Git
+from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR
+from tether.record.metrics import flatten
+
+INDEX_FILE = "index.db"
+INDEX_SCHEMA = 2  # bump when the table changes: older files are rebuilt
+BUSY_TIMEOUT_SECONDS = 30.0
+WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only briefly
+UNREADABLE = "unreadable"  # status of a ref whose commit holds no valid record
+
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_FIELDS = (
+    "ref, commit_sha, baseline, name, status, created_at, duration, message, params, metrics,"
+    " rules, summary"
+)
+_CREATE = """
+CREATE TABLE IF NOT EXISTS experiments (
+    ref TEXT PRIMARY KEY,
+    commit_sha TEXT NOT NULL,
+    baseline TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    duration REAL NOT NULL,
+    message TEXT NOT NULL,
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS experiments_by_baseline ON experiments (baseline, created_at);
+"""
+
+Progress = Callable[[int, int], None]
+
+
+class IndexedExperiment:
+    """One experiment as the index holds it (params and metrics flat, dotted keys).
+
+    Params and metrics are decoded on first use, and `json_text` is the experiment's
+    JSON object as `tether show --json` prints it, so listing thousands stays cheap.
+    """
+
+    __slots__ = ("_metrics", "_metrics_text", "_params", "_params_text", "baseline", "commit",
+                 "created_at", "duration", "json_text", "message", "name", "ref", "rules",
+                 "status")
+
+    def __init__(
+        self, ref: str, commit: str, baseline: str, name: str, status: str, created_at: float,
+        duration: float, message: str, params_text: str, metrics_text: str,
+        rules: dict[str, Any], json_text: str,
+    ) -> None:
+        self.ref = ref
+        self.commit = commit
+        self.baseline = baseline
+        self.name = name
+        self.status = status
+        self.created_at = created_at
+        self.duration = duration
+        self.message = message
+        self.rules = rules
+        self.json_text = json_text
+        self._params_text = params_text
+        self._metrics_text = metrics_text
+        self._params: dict[str, Any] | None = None
+        self._metrics: dict[str, Any] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self._params is None:
+            self._params = json.loads(self._params_text)
+        return self._params
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        if self._metrics is None:
+            self._metrics = json.loads(self._metrics_text)
+        return self._metrics
+
+    def __repr__(self) -> str:
+        return f"IndexedExperiment({self.ref!r}, {self.commit[:10]!r}, {self.status!r})"
+
+
+def index_path(root: Path) -> Path:
+    return root / STATE_DIR / INDEX_FILE
+
+
+def flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`{file: nested}` → `train.lr` for params.yaml keys, `file:key` for other files."""
+    return {
+        (key if file == DEFAULT_PARAMS else f"{file}:{key}"): value
+        for file, content in params.items()
+        if isinstance(content, Mapping)
+        for key, value in flatten(content).items()
+    }
+
+
+def _row(
+    ref: str, commit: str, record: dict[str, Any] | None, rules_text: dict[str, str]
+) -> tuple[Any, ...]:
+    """The table row of one experiment; `rules_text` memoizes encoded metric rules."""
+    parsed = parse_exp_ref(ref, commit)
+    baseline, name = (parsed.baseline, parsed.name) if parsed else ("", ref)
+    if not record:
+        return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, "", "{}", "{}", "{}", "{}")
+    spec = record.get("spec")
+    rules = spec.get("metrics") if isinstance(spec, dict) else None
+    params = record.get("params")
+    metrics = record.get("metrics")
+    created_at = float(record.get("created_at") or 0.0)
+    summary = {
+        "name": str(record.get("name") or name), "ref": ref, "commit": commit,
+        "baseline": baseline, "status": str(record.get("status", "?")),
+        "created": datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds"),
+        "created_at": created_at, "duration": float(record.get("duration") or 0.0),
+        "message": str(record.get("message") or ""),
+    }
+    params_text = json.dumps(flat_params(params) if isinstance(params, dict) else {})
+    metrics_text = json.dumps(flatten(metrics) if isinstance(metrics, dict) else {})
+    # The JSON object `show --json` prints, assembled without encoding params twice.
+    summary_text = (f'{json.dumps(summary)[:-1]}, "params": {params_text}, '
+                    f'"metrics": {metrics_text}}}')
+    return (
+        ref, commit, baseline, summary["name"], summary["status"], created_at,
+        summary["duration"], summary["message"], params_text, metrics_text,
+        _rules_text(rules if isinstance(rules, dict) else {}, rules_text), summary_text,
+    )
+
+
+def _rules_text(rules: dict[str, Any], memo: dict[str, str]) -> str:
+    # Records of one project share their rules: encode them once, not once per record.
+    key = repr(rules)
+    text = memo.get(key)
+    if text is None:
+        text = memo[key] = json.dumps(rules, sort_keys=True)
+    return text
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _remove_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not (path.parent / ".gitignore").exists():
+        from tether.project import ensure_state_dir
+
+        ensure_state_dir(path.parent.parent)
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != INDEX_SCHEMA:
+            connection.execute("BEGIN IMMEDIATE")
+            if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA:
+                connection.execute("DROP TABLE IF EXISTS experiments")
+                for statement in _CREATE.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={INDEX_SCHEMA}")
+            connection.execute("COMMIT")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _chunks(total: int, size: int) -> Iterator[range]:
+    for start in range(0, total, size):
+        yield range(start, min(start + size, total))
+
+
+class Index:
+    """An up-to-date view of the experiments, as of the refs read by `refresh`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, refs: dict[str, str]) -> None:
+        self.path = path
+        self.refs = refs
+        self._connection = connection
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def experiments(self, baseline: str | None = None) -> list[IndexedExperiment]:
+        """Recorded experiments (of one baseline when given), oldest first."""
+        query = f"SELECT {_FIELDS} FROM experiments"
+        args: tuple[str, ...] = ()
+        if baseline is not None:
+            query += " WHERE baseline = ?"
+            args = (baseline,)
+        rules_seen: dict[str, dict[str, Any]] = {}
+        found = []
+        refs = self.refs
+        for (ref, commit, base, name, status, created_at, duration, message,
+             params, metrics, rules, summary) in self._connection.execute(
+                 query + " ORDER BY created_at", args):
+            # A concurrent refresh may hold a newer or older view: the refs we read win.
+            if refs.get(ref) != commit or status == UNREADABLE:
+                continue
+            parsed_rules = rules_seen.get(rules)
+            if parsed_rules is None:
+                parsed_rules = rules_seen[rules] = json.loads(rules)
+            found.append(IndexedExperiment(
+                ref, commit, base, name, status, created_at, duration, message,
+                params, metrics, parsed_rules, summary,
+            ))
+        return found
+
+
+def refresh(git: Git, *, progress: Progress | None = None) -> Index:
+    """Bring the index in line with the refs and return it; rebuilds a corrupt file."""
+    path = index_path(git.root)
+    refs = {}
+    for line in git.for_each_ref(EXPS_REFS):
+        ref, _, commit = line.partition(" ")
+        refs[ref] = commit
+    try:
+        return _refresh(git, path, refs, progress)
+    except sqlite3.DatabaseError as exc:
+        if not _is_corruption(exc):
+            raise
+    _remove_files(path)
+    return _refresh(git, path, refs, progress)
+
+
+def _refresh(
+    git: Git, path: Path, refs: dict[str, str], progress: Progress | None
+) -> Index:
+    connection = _connect(path)
+    try:
+        held = dict(connection.execute("SELECT ref, commit_sha FROM experiments").fetchall())
+        vanished = [ref for ref in held if ref not in refs]
+        changed = [ref for ref, commit in refs.items() if held.get(ref) != commit]
+        if vanished:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("DELETE FROM experiments WHERE ref = ? AND commit_sha = ?",
+                                   [(ref, held[ref]) for ref in vanished])
+            connection.execute("COMMIT")
+        if changed:
+            _add(git, connection, refs, changed, progress)
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.close()
+        raise
+    return Index(path, connection, refs)
+
+
+def _add(
+    git: Git, connection: sqlite3.Connection, refs: dict[str, str], changed: list[str],
+    progress: Progress | None,
+) -> None:
+    blobs = read_record_blobs(git, [refs[ref] for ref in changed])
+    total = len(changed)
+    done = 0
+    if progress:
+        progress(0, total)
+    rules_text: dict[str, str] = {}
+    insert = f"INSERT OR REPLACE INTO experiments ({_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    for chunk in _chunks(total, WRITE_BATCH):
+        rows = []
+        for position in chunk:
+            ref = changed[position]
+            rows.append(_row(ref, refs[ref], parse_record(blobs[position]), rules_text))
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(insert, rows)
+        connection.execute("COMMIT")
+        done += len(chunk)
+        if progress:
+            progress(done, total)
