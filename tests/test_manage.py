@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -127,6 +128,8 @@ def test_rename_moves_the_ref(project: Path) -> None:
     (old_ref, commit), = before.items()
     new_ref = old_ref.rsplit("/", 1)[0] + "/better-name"
     assert after == {new_ref: commit}
+    shown = json.loads(run_tether(project, "show", "--json").stdout)
+    assert [e["name"] for e in shown] == ["better-name"]
 
 
 def test_rename_collision_and_invalid_name(project: Path) -> None:

@@ -133,7 +133,7 @@ def _row(
     metrics = record.get("metrics")
     created_at = float(record.get("created_at") or 0.0)
     summary = {
-        "name": str(record.get("name") or name), "ref": ref, "commit": commit,
+        "name": name, "ref": ref, "commit": commit,
         "baseline": baseline, "status": str(record.get("status", "?")),
         "created": datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds"),
         "created_at": created_at, "duration": float(record.get("duration") or 0.0),
