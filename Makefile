@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ unit: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/overhead.py
+
+## Regenerate docs/cli.md from the commands' --help.
+docs: $(VENV)/.test-installed
+	COLUMNS=80 $(BIN)/python scripts/gen_cli_reference.py
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info

@@ -153,7 +153,7 @@ def test_skip_and_rerun_decisions(repo: Path) -> None:
     # A missing output reruns its stage; --force runs everything.
     write(repo / "tether.yaml", SPEC)
     (repo / "model.bin").unlink()
-    assert "run   train: output model.bin missing" in run_tether(repo, "status").stdout
+    assert "train: output model.bin missing" in run_tether(repo, "status").stdout
     assert "run   prepare: --force" in run_tether(repo, "run", "--dry", "--force").stdout
     # --dry recorded nothing.
     assert len(exp_refs(repo)) == 2

@@ -18,6 +18,10 @@ EXIT_SPEC = 3
 EXIT_GIT_STATE = 4
 EXIT_EXPERIMENT = 5
 EXIT_GIT_COMMAND = 6
+EXIT_QUEUE = 10
+EXIT_CACHE_CORRUPT = 7
+EXIT_REMOTE = 8
+EXIT_DIVERGED = 9
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -115,3 +119,27 @@ class RunFailed(TetherError):
         super().__init__(message, hint=hint)
         self.status = status
         self.exit_code = self._codes.get(status, EXIT_STAGE_FAILED)
+
+
+class CacheCorruptError(TetherError):
+    """A cached object's content no longer matches its hash; it is never used."""
+
+    exit_code = EXIT_CACHE_CORRUPT
+
+
+class RemoteError(TetherError):
+    """An artifact remote is missing, unreachable, read-only or lacks an object."""
+
+    exit_code = EXIT_REMOTE
+
+
+class DivergedError(TetherError):
+    """An experiment ref exists on both sides with different commits (not overwritten)."""
+
+    exit_code = EXIT_DIVERGED
+
+
+class QueueError(TetherError):
+    """A queue entry is unknown or in the wrong state, or the queue backend is unusable."""
+
+    exit_code = EXIT_QUEUE

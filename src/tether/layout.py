@@ -48,6 +48,16 @@ def tmp_dir(root: Path) -> Path:
     return root / STATE_DIR / "tmp"
 
 
+def queue_db(root: Path) -> Path:
+    """The embedded queue's SQLite database."""
+    return root / STATE_DIR / "queue.db"
+
+
+def queue_dir(root: Path) -> Path:
+    """Queue state besides the database: per-attempt logs, locks, worktrees."""
+    return root / STATE_DIR / "queue"
+
+
 def worktrees_dir(root: Path) -> Path:
     return root / STATE_DIR / "worktrees"
 
@@ -63,3 +73,18 @@ STATE_GITIGNORE = """\
 *
 !config.yaml
 """
+
+
+# Content-addressed cache of outputs, and the run-cache, under the state folder.
+CACHE_DIR = ".tether/cache"
+STATCACHE_DB = "statcache.db"
+
+
+def objects_dir(root: Path) -> Path:
+    """The local object store: `objects/<b3|b3d>/<2 hex>/<rest of hex>`."""
+    return root / CACHE_DIR / "objects"
+
+
+def run_cache_dir(root: Path) -> Path:
+    """Run-cache entries: `runs/<fingerprint>.json`."""
+    return root / CACHE_DIR / "runs"

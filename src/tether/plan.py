@@ -10,6 +10,7 @@ from typing import Any, Literal
 import blake3
 
 from tether.cache.hashing import StatCache
+from tether.cache.runcache import RunCache
 from tether.errors import ParamsError, SpecError
 from tether.layout import DEFAULT_PARAMS
 from tether.lockfile import StageLock
@@ -29,7 +30,7 @@ class StageFingerprint:
 @dataclass
 class StageDecision:
     name: str
-    action: Literal["run", "skip"]
+    action: Literal["run", "skip", "restore"]
     reasons: list[str] = field(default_factory=list)
 
 
@@ -39,7 +40,7 @@ class Plan:
 
     @property
     def to_run(self) -> list[str]:
-        return [d.name for d in self.decisions if d.action == "run"]
+        return [d.name for d in self.decisions if d.action != "skip"]
 
 
 def param_label(file: str, key: str) -> str:
@@ -121,6 +122,7 @@ def make_plan(
     cache: StatCache,
     *,
     force: bool = False,
+    run_cache: RunCache | None = None,
 ) -> Plan:
     """Decide run or skip for every stage in `order` (topological)."""
     produced = {out for stage in pipeline.stages.values() for out in stage.outs}
@@ -146,6 +148,7 @@ def make_plan(
         upstream_running = sorted(pipeline.upstream(name) & running)
         if upstream_running:
             reasons.append("upstream " + ", ".join(upstream_running) + " will run")
+        restorable: dict[str, Any] | None = None
         if not reasons:
             fp = fingerprint(stage, root, params, cache)
             previous = lock.get(name)
@@ -154,7 +157,15 @@ def make_plan(
                 if previous is None
                 else _why_changed(stage, fp, previous, root, cache)
             )
-        if reasons:
+            if reasons and run_cache is not None:
+                restorable = run_cache.get(fp.digest)
+        if restorable is not None:
+            running.add(name)
+            source = (restorable.get("experiment") or {}).get("name", "an earlier run")
+            decisions.append(
+                StageDecision(name, "restore", [*reasons, f"same inputs as {source}"])
+            )
+        elif reasons:
             running.add(name)
             decisions.append(StageDecision(name, "run", reasons))
         else:

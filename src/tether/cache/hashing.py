@@ -1,37 +1,94 @@
 """Content hashes of files and directories (BLAKE3), with a stat cache.
 
-A file's hash is `b3:<hex>` of its bytes; a directory's is the hash of its
-sorted (relative path, file hash) manifest. The stat cache remembers
-(inode, size, mtime_ns) -> hash so unchanged files are not read again.
+A file's key is `b3:<hex>` of its bytes. A directory's key is `b3d:<hex>` of
+its manifest: the bytes `relpath\\0filekey\\n` for every file below it, sorted
+by path — the same bytes the object store keeps as that directory's manifest
+object, so the key names the object. The stat cache remembers
+(inode, size, mtime_ns) -> key so unchanged files are not read again.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
 
 CHUNK = 1 << 20
+# Above this size a file is hashed through mmap with BLAKE3's own threads.
+LARGE_FILE = 16 << 20
+MMAP_SLICE = 256 << 20
+FILE_PREFIX = "b3:"
+DIR_PREFIX = "b3d:"
+
+OnBytes = Callable[[int], None]
 
 
-def hash_file_uncached(path: Path) -> str:
-    """BLAKE3 of a file's bytes, streamed in chunks."""
-    hasher = blake3.blake3()
+def hash_bytes(data: bytes) -> str:
+    return FILE_PREFIX + blake3.blake3(data).hexdigest()
+
+
+def hash_file_uncached(path: Path, on_bytes: OnBytes | None = None) -> str:
+    """BLAKE3 of a file's bytes; large files use every core, small ones stream."""
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size >= LARGE_FILE:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            if on_bytes is None:
+                hasher.update_mmap(path)
+                return FILE_PREFIX + hasher.hexdigest()
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    for start in range(0, size, MMAP_SLICE):
+                        piece = view[start : start + MMAP_SLICE]
+                        hasher.update(piece)
+                        piece.release()
+                        on_bytes(min(MMAP_SLICE, size - start))
+                finally:
+                    view.release()
+            return FILE_PREFIX + hasher.hexdigest()
+        hasher = blake3.blake3()
         while chunk := handle.read(CHUNK):
             hasher.update(chunk)
-    return "b3:" + hasher.hexdigest()
+        if on_bytes:
+            on_bytes(size)
+    return FILE_PREFIX + hasher.hexdigest()
+
+
+def manifest_bytes(entries: list[tuple[str, str]]) -> bytes:
+    """The manifest object of a directory: sorted `relpath\\0key\\n` lines."""
+    return "".join(f"{rel}\0{key}\n" for rel, key in sorted(entries)).encode()
+
+
+def parse_manifest(data: bytes) -> list[tuple[str, str]]:
+    entries = []
+    for line in data.decode().splitlines():
+        rel, _, key = line.partition("\0")
+        entries.append((rel, key))
+    return entries
+
+
+def manifest_key(entries: list[tuple[str, str]]) -> str:
+    return DIR_PREFIX + blake3.blake3(manifest_bytes(entries)).hexdigest()
+
+
+def is_dir_key(key: str) -> bool:
+    return key.startswith(DIR_PREFIX)
 
 
 class StatCache:
     """(path, inode, size, mtime_ns) -> hash, kept in a small SQLite file."""
 
-    def __init__(self, db_path: Path | None) -> None:
+    def __init__(self, db_path: Path | None, *, on_bytes: OnBytes | None = None) -> None:
         self._path = db_path
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[str, int, int, int, str]] = []
+        self.on_bytes = on_bytes
         if db_path is not None and db_path.exists():
             self._open()
 
@@ -49,16 +106,49 @@ class StatCache:
             )
         return self._db
 
+    def _known(self, key: str, st: os.stat_result) -> str | None:
+        if self._db is None:
+            return None
+        row = self._db.execute(
+            "SELECT inode, size, mtime_ns, hash FROM stat WHERE path = ?", (key,)
+        ).fetchone()
+        if row and tuple(row[:3]) == (st.st_ino, st.st_size, st.st_mtime_ns):
+            return str(row[3])
+        return None
+
     def hash_file(self, path: Path) -> str:
         st = path.stat()
         key = str(path.resolve())
-        if self._db is not None:
-            row = self._db.execute(
-                "SELECT inode, size, mtime_ns, hash FROM stat WHERE path = ?", (key,)
-            ).fetchone()
-            if row and tuple(row[:3]) == (st.st_ino, st.st_size, st.st_mtime_ns):
-                return str(row[3])
-        digest = hash_file_uncached(path)
+        known = self._known(key, st)
+        if known is not None:
+            return known
+        digest = hash_file_uncached(path, self.on_bytes)
+        self._pending.append((key, st.st_ino, st.st_size, st.st_mtime_ns, digest))
+        return digest
+
+    def hash_files(self, paths: list[Path], *, jobs: int | None = None) -> list[str]:
+        """Keys of many files; the ones not in the stat cache are hashed in parallel."""
+        results: list[str | None] = []
+        todo: list[tuple[int, Path, str, os.stat_result]] = []
+        for i, path in enumerate(paths):
+            st = path.stat()
+            key = str(path.resolve())
+            known = self._known(key, st)
+            results.append(known)
+            if known is None:
+                todo.append((i, path, key, st))
+        if len(todo) <= 1:
+            for i, path, key, st in todo:
+                results[i] = self._remember(key, st, hash_file_uncached(path, self.on_bytes))
+        else:
+            workers = jobs or min(8, os.cpu_count() or 1)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                digests = pool.map(lambda t: hash_file_uncached(t[1], self.on_bytes), todo)
+                for (i, _, key, st), digest in zip(todo, digests, strict=True):
+                    results[i] = self._remember(key, st, digest)
+        return [r for r in results if r is not None]
+
+    def _remember(self, key: str, st: os.stat_result, digest: str) -> str:
         self._pending.append((key, st.st_ino, st.st_size, st.st_mtime_ns, digest))
         return digest
 
@@ -67,11 +157,7 @@ class StatCache:
         if path.is_file():
             return self.hash_file(path)
         if path.is_dir():
-            manifest = hash_manifest(self, path)
-            hasher = blake3.blake3()
-            for rel, digest in manifest:
-                hasher.update(f"{rel}\0{digest}\n".encode())
-            return "b3d:" + hasher.hexdigest()
+            return manifest_key(hash_manifest(self, path))
         return None
 
     def flush(self) -> None:
@@ -90,15 +176,20 @@ class StatCache:
             self._db = None
 
 
-def hash_manifest(cache: StatCache, directory: Path) -> list[tuple[str, str]]:
-    """Sorted (posix relative path, hash) of every file below `directory`."""
-    entries: list[tuple[str, str]] = []
+def list_files(directory: Path) -> list[str]:
+    """Sorted posix paths, relative to `directory`, of every regular file below it."""
+    found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames.sort()
-        for name in sorted(filenames):
+        for name in filenames:
             full = Path(dirpath) / name
             if full.is_file():
-                rel = full.relative_to(directory).as_posix()
-                entries.append((rel, cache.hash_file(full)))
-    entries.sort()
-    return entries
+                found.append(full.relative_to(directory).as_posix())
+    return sorted(found)
+
+
+def hash_manifest(cache: StatCache, directory: Path) -> list[tuple[str, str]]:
+    """Sorted (posix relative path, hash) of every file below `directory`."""
+    rels = list_files(directory)
+    keys = cache.hash_files([directory / rel for rel in rels])
+    return list(zip(rels, keys, strict=True))

@@ -35,6 +35,16 @@ def register(sub: Any) -> None:
     parser.add_argument("--stall-timeout", help="bare command only: kill after this long silent")
     parser.add_argument("--expected", help="bare command only: remind after this long")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not echo stage output")
+    parser.add_argument("--no-run-cache", action="store_true",
+                        help="run changed stages even if an earlier run with the same inputs "
+                        "could be restored from the cache")
+    parser.add_argument("--queue", nargs="?", const="default", default=None, metavar="NAME",
+                        help="queue the run (default queue: default) instead of running it; "
+                        "-S key=a,b,c then queues a sweep (the grid of all -S values)")
+    parser.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="with --queue: N copies of each entry, seeds 0..N-1 in TETHER_SEED")
+    parser.add_argument("--priority", type=int, default=0, metavar="P",
+                        help="with --queue: higher runs first (default 0)")
     parser.set_defaults(handler=handle)
 
 
@@ -67,6 +77,9 @@ def _print_event(event: RunEvent) -> None:
         return
     if event.kind == "stage_start":
         print(f"tether: ▶ {event.stage} ({event.detail})", file=err, flush=True)
+    elif event.kind == "stage_restored":
+        print(f"tether: ↺ {event.stage} restored from the run cache ({event.detail})",
+              file=err, flush=True)
     elif event.kind == "stage_skip":
         print(f"tether: · {event.stage} unchanged, skipped", file=err, flush=True)
     elif event.kind == "stage_end":
@@ -89,6 +102,8 @@ def handle(args: argparse.Namespace) -> int:
     if limits and command is None:
         raise UsageError("--timeout/--stall-timeout/--expected apply to `-- COMMAND` only",
                          hint="set timeout, stall_timeout and expected per stage in tether.yaml")
+    if args.queue is not None or args.repeat is not None:
+        return _enqueue(args, command, limits)
     options = RunOptions(
         targets=stages_given,
         overrides=args.overrides,
@@ -102,6 +117,7 @@ def handle(args: argparse.Namespace) -> int:
         on_event=_print_event,
         argv=args.argv,
         command_limits=limits,
+        no_run_cache=args.no_run_cache,
     )
     result = run(args.cwd, options)
     if args.dry:
@@ -128,3 +144,32 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _enqueue(
+    args: argparse.Namespace, command: list[str] | None, limits: dict[str, float | None]
+) -> int:
+    """`tether run --queue`: snapshot the workspace once and queue each sweep point."""
+    from tether.queue.client import QueueRequest, enqueue
+    from tether.queue.sweep import expand
+
+    if args.queue is None:
+        raise UsageError("--repeat needs --queue", hint="tether run --queue --repeat 3")
+    if args.temp:
+        raise UsageError("--temp and --queue: queued runs always use their own worktree")
+    request = QueueRequest(
+        targets=args.stages, overrides=args.overrides, name=args.name, message=args.message,
+        force=args.force, command=command, limits=limits, queue=args.queue,
+        priority=args.priority, repeat=args.repeat or 1,
+    )
+    if args.dry:
+        for point in expand(request.overrides, request.repeat):
+            seed = point.env.get("TETHER_SEED")
+            print(" ".join(point.overrides) + (f" TETHER_SEED={seed}" if seed else ""))
+        return 0
+    entries = enqueue(args.cwd, request)
+    for entry in entries:
+        print(f"{entry.id}  {entry.name}  {' '.join(entry.overrides)}".rstrip())
+    print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "
+          f"{args.queue!r}; run them with `tether worker`", file=sys.stderr)
+    return 0

@@ -15,7 +15,9 @@ from typing import Any, BinaryIO
 
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
+from tether.cache.runcache import RunCache
 from tether.errors import ExperimentError, UsageError
+from tether.execute.reuse import Reuse
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
@@ -73,6 +75,7 @@ class RunOptions:
     # Where `.tether/runs/<run-id>` goes (default: the project root); a queue worker
     # running in a throwaway worktree points it at a folder that outlives the run.
     state_root: Path | None = None
+    no_run_cache: bool = False
 
 
 @dataclass
@@ -116,7 +119,9 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
     params = _load_effective_params(root, pipeline, overrides)
     cache = StatCache(None if options.dry else tmp_dir(root) / "statcache.db")
     try:
-        plan = make_plan(pipeline, order, root, params, read_lock(root), cache, force=options.force)
+        run_cache = None if options.no_run_cache or options.force else RunCache(root)
+        plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
+                         force=options.force, run_cache=run_cache)
         if options.dry:
             return RunResult(plan=plan)
         ensure_state_dir(root)
@@ -128,7 +133,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
                 params = _load_effective_params(workspace.path, pipeline, overrides)
                 plan = make_plan(
                     pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
-                    force=options.force,
+                    force=options.force, run_cache=run_cache,
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
             return _execute_and_record(
@@ -207,6 +212,8 @@ def _execute_and_record(
     # The environment does not depend on the workspace: describe it while stages run.
     environment = _Background(lambda: capture_environment(os.environ))
     stage_records: list[StageRecord] = []
+    reuse = Reuse(git.root, cache)
+    to_remember: list[tuple[str, dict[str, str]]] = []
     stopped = False
     with _StopOnSignal() as stop:
         for decision in plan.decisions:
@@ -226,43 +233,40 @@ def _execute_and_record(
                     )
                 emit(RunEvent("stage_skip", stage.name, "unchanged"))
                 continue
+            restored: dict[str, Any] | None = None
             try:
                 fp = fingerprint(stage, ws, params, cache)
                 record.fingerprint, record.deps, record.params = fp.digest, fp.deps, fp.params
-                emit(RunEvent("stage_start", stage.name, "; ".join(decision.reasons)))
-                tether_vars = {
-                    "TETHER_RUN_ID": run_id,
-                    "TETHER_EXP_NAME": name,
-                    "TETHER_STAGE": stage.name,
-                    "TETHER_ROOT": str(ws),
-                    "TETHER_PARAMS_FILE": str(params_json),
-                    "TETHER_STEPS_FILE": str(run_dir / "steps" / f"{stage.name}.jsonl"),
-                    "TETHER_SUMMARY_FILE": str(run_dir / "summary" / f"{stage.name}.json"),
-                }
-                (run_dir / "steps").mkdir(exist_ok=True)
-                (run_dir / "summary").mkdir(exist_ok=True)
-
-                def on_supervisor(event: SupervisorEvent, stage_name: str = stage.name) -> None:
-                    if event.kind == "expected_exceeded":
-                        emit(RunEvent("reminder", stage_name, event.detail))
-                    elif event.kind in ("stalled", "timeout"):
-                        emit(RunEvent(event.kind, stage_name, event.detail))
-
-                run_stage(
-                    stage,
-                    workspace=ws,
-                    env=stage_environment(stage, os.environ, tether_vars),
-                    log_path=run_dir / "logs" / f"{stage.name}.log",
-                    record=record,
-                    echo=options.echo,
-                    on_event=on_supervisor,
-                    stop=stop,
+                restored = None if options.no_run_cache or options.force else (
+                    reuse.restore(stage, fp.digest, ws)
                 )
+                if restored is not None:
+                    record.status = "success"
+                    record.restored_from = dict(restored.get("experiment") or {})
+                    emit(RunEvent("stage_restored", stage.name,
+                                  str(record.restored_from.get("name", "an earlier run"))))
+                else:
+                    emit(RunEvent("stage_start", stage.name, "; ".join(decision.reasons)))
+                    run_stage(
+                        stage,
+                        workspace=ws,
+                        env=stage_environment(
+                            stage, os.environ, _tether_vars(run_id, name, stage.name, ws, run_dir)
+                        ),
+                        log_path=run_dir / "logs" / f"{stage.name}.log",
+                        record=record,
+                        echo=options.echo,
+                        on_event=_supervisor_events(emit, stage.name),
+                        stop=stop,
+                    )
             except KeyboardInterrupt:
                 record.status = "interrupted"
             emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
             if record.status == "success":
                 record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
+                if restored is None:
+                    files = reuse.save_outputs(stage, ws, record.outs)
+                    to_remember.append((record.fingerprint or "", files))
                 lock[stage.name] = StageLock(
                     fingerprint=record.fingerprint or "",
                     cmd=list(stage.cmd),
@@ -315,8 +319,38 @@ def _execute_and_record(
     )
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
     ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start)
+    for fingerprint_digest, files in to_remember:
+        reuse.remember(fingerprint_digest, files, run_id=run_id,
+                       experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
+
+
+def _tether_vars(run_id: str, name: str, stage: str, ws: Path, run_dir: Path) -> dict[str, str]:
+    """The TETHER_* variables a stage sees."""
+    (run_dir / "steps").mkdir(exist_ok=True)
+    (run_dir / "summary").mkdir(exist_ok=True)
+    return {
+        "TETHER_RUN_ID": run_id,
+        "TETHER_EXP_NAME": name,
+        "TETHER_STAGE": stage,
+        "TETHER_ROOT": str(ws),
+        "TETHER_PARAMS_FILE": str(run_dir / "params.json"),
+        "TETHER_STEPS_FILE": str(run_dir / "steps" / f"{stage}.jsonl"),
+        "TETHER_SUMMARY_FILE": str(run_dir / "summary" / f"{stage}.json"),
+    }
+
+
+def _supervisor_events(
+    emit: Callable[[RunEvent], None], stage: str
+) -> Callable[[SupervisorEvent], None]:
+    def forward(event: SupervisorEvent) -> None:
+        if event.kind == "expected_exceeded":
+            emit(RunEvent("reminder", stage, event.detail))
+        elif event.kind in ("stalled", "timeout"):
+            emit(RunEvent(event.kind, stage, event.detail))
+
+    return forward
 
 
 class _Background:
@@ -398,7 +432,7 @@ def render_plan(plan: Plan) -> str:
     """Human-readable plan: one line per stage with its reasons."""
     lines = []
     for decision in plan.decisions:
-        mark = "run " if decision.action == "run" else "skip"
+        mark = {"run": "run ", "skip": "skip", "restore": "restore"}[decision.action]
         lines.append(f"  {mark}  {decision.name}: {', '.join(decision.reasons)}")
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ class StageRecord:
     outs: dict[str, str | None] = field(default_factory=dict)
     log: dict[str, Any] | None = None
     attempt: int = 1
+    restored_from: dict[str, str] | None = None  # the run whose outputs were reused
 
 
 @dataclass

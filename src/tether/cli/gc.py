@@ -1,0 +1,55 @@
+"""`tether gc`: remove cached outputs that nothing kept refers to."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tether.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "gc", help="remove cache objects nothing kept refers to (locally or on a remote)",
+        description="Kept: experiments newer than --older-than (all without it), "
+        "experiments turned into branches, the tether.lock of every branch and tag, of "
+        "HEAD and of the work tree. Everything else in the cache (or, with --remote, on "
+        "that artifact remote) is removed; --dry only lists it.",
+    )
+    parser.add_argument("--older-than", metavar="AGE",
+                        help="forget experiments older than AGE (e.g. 14d, 12h)")
+    parser.add_argument("--remote", metavar="NAME", help="collect on this artifact remote")
+    parser.add_argument("--dry", action="store_true", help="list what would go; remove nothing")
+    parser.set_defaults(handler=handle)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tether.gc import gc
+    from tether.gitstore.git import find_root
+    from tether.spec.values import parse_duration
+
+    older_than = None
+    if args.older_than is not None:
+        try:
+            older_than = parse_duration(args.older_than)
+        except ValueError as exc:
+            raise UsageError(f"--older-than {args.older_than!r}: {exc}") from None
+    result = gc(find_root(args.cwd), older_than, args.remote, args.dry)
+    verb = "would remove" if result.dry else "removed"
+    for key, size in result.removed:
+        print(f"{verb}  {key}  {_size(size)}")
+    for fingerprint in result.runs_removed:
+        print(f"{verb}  run-cache {fingerprint}")
+    print(f"tether: gc {result.where}: {verb} {len(result.removed)} object(s), "
+          f"{_size(result.bytes_freed)} freed; kept {result.kept} object(s) of "
+          f"{result.kept_experiments} experiment(s) and the lock files", file=sys.stderr)
+    return 0

@@ -1,0 +1,87 @@
+"""Outputs into the content-addressed cache, and the run-cache: reuse a stage's results.
+
+After a stage succeeds its outputs (and its metric and plot files) are stored in
+`.tether/cache/objects` and a run-cache entry maps the stage's fingerprint to
+them. When a later run reaches a stage with the same fingerprint (command,
+dependency contents, param values), the files are restored from the cache
+instead of running the stage again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tether.cache.hashing import StatCache
+from tether.cache.objects import ObjectStore
+from tether.cache.runcache import RunCache
+from tether.spec import Stage
+
+
+def stage_files(stage: Stage) -> list[str]:
+    """Everything a stage writes that the run-cache must bring back."""
+    return list(dict.fromkeys([*stage.outs, *stage.metrics, *stage.plots]))
+
+
+class Reuse:
+    """The object store and run-cache of one project, used by the runner."""
+
+    def __init__(self, root: Path, cache: StatCache) -> None:
+        self.root = root
+        self.runs = RunCache(root)
+        self.hashes = cache
+        self._store: ObjectStore | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store (reading the link settings from the config on first use)."""
+        if self._store is None:
+            self._store = ObjectStore(self.root)
+        return self._store
+
+    def save_outputs(self, stage: Stage, workspace: Path, known: dict[str, str | None]) -> dict[
+        str, str
+    ]:
+        """Store the stage's files in the cache; return path -> object key."""
+        saved: dict[str, str] = {}
+        for path in stage_files(stage):
+            full = workspace / path
+            if not full.exists():
+                continue
+            # Metric and plot files stay plain files: they need no link settings.
+            store = self.store if path in stage.outs else self._plain_store()
+            saved[path] = store.save(
+                full, link=path in stage.outs, digest=known.get(path), cache=self.hashes
+            )
+        return saved
+
+    def _plain_store(self) -> ObjectStore:
+        return self._store or ObjectStore(self.root, link_order=("copy",))
+
+    def remember(
+        self, fingerprint: str, files: dict[str, str], *, run_id: str, experiment: dict[str, str]
+    ) -> None:
+        self.runs.put(
+            fingerprint,
+            {"outs": files, "metrics": {}, "run_id": run_id, "experiment": experiment},
+        )
+
+    def restore(self, stage: Stage, fingerprint: str, workspace: Path) -> dict[str, Any] | None:
+        """Restore the stage's files from a matching run; None when there is none here.
+
+        A missing object makes the entry unusable (the stage runs); a corrupt one
+        is an error naming the object, never silently used.
+        """
+        entry = self.runs.get(fingerprint)
+        if entry is None:
+            return None
+        files = entry.get("outs") or {}
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and self.store.has(k) for k in files.values()
+        ):
+            return None
+        if set(stage.outs) - set(files):
+            return None
+        for path, key in files.items():
+            self.store.restore(key, workspace / path)  # CacheCorruptError names the object
+        return entry

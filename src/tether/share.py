@@ -1,0 +1,368 @@
+"""Share experiments: refs through git, outputs and run-cache entries through artifact remotes.
+
+`push` sends experiment refs in one `git push` (never forcing unless asked, so
+a diverged ref — same name, another commit — is reported, not overwritten),
+then the objects their records reference. `pull` is the reverse, `ls_remote`
+lists a git remote's experiments without fetching, and `checkout` restores
+outputs from the cache, pulling what is missing from the default remote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.cache.remote import TransferResult
+from tether.errors import GitError, GitStateError, UsageError
+from tether.explore import read_records
+from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
+from tether.gitstore.git import Git
+from tether.layout import EXPS_REFS, LOCK_FILE
+
+
+@dataclass(frozen=True)
+class RefResult:
+    """What happened to one experiment ref: new, updated, up-to-date, diverged, rejected."""
+
+    ref: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class ShareReport:
+    refs: list[RefResult] = field(default_factory=list)
+    artifacts: TransferResult | None = None
+    remote: str | None = None  # the artifact remote used
+
+    @property
+    def diverged(self) -> list[RefResult]:
+        return [r for r in self.refs if r.status in ("diverged", "rejected")]
+
+
+@dataclass(frozen=True)
+class RemoteExperiment:
+    ref: str
+    baseline: str
+    name: str
+    commit: str
+    local: str | None  # the local commit of the same ref, if any
+
+    @property
+    def state(self) -> str:
+        if self.local is None:
+            return "new"
+        return "same" if self.local == self.commit else "diverged"
+
+
+# -- choosing experiments ---------------------------------------------------------
+
+
+def _resolve(git: Git, text: str) -> ExperimentRef:
+    try:
+        from tether.resolve import resolve_experiment
+    except ImportError:  # pragma: no cover - resolve.py ships with explore
+        every = [e for e in list_experiments(git) if text in (e.ref, e.name)]
+        if len(every) != 1:
+            from tether.errors import ExperimentError
+
+            raise ExperimentError(f"no single experiment named {text!r}") from None
+        return every[0]
+    return resolve_experiment(git, text)
+
+
+def _baseline_sha(git: Git, rev: str) -> str:
+    sha = git.resolve(rev)
+    if sha is None:
+        raise UsageError(f"--baseline {rev!r} names no commit")
+    return sha
+
+
+def select_local(git: Git, names: Sequence[str], *, every: bool = False,
+                 baseline: str | None = None) -> list[ExperimentRef]:
+    """The experiments to push: named ones, all, or those of a baseline (default HEAD)."""
+    if names and (every or baseline):
+        raise UsageError("give experiment names, --all or --baseline, not several")
+    if names:
+        return list({e.ref: e for e in (_resolve(git, n) for n in names)}.values())
+    if every:
+        return list_experiments(git)
+    return list_experiments(git, _baseline_sha(git, baseline or "HEAD"))
+
+
+def record_outputs(record: dict[str, Any]) -> dict[str, str]:
+    """Output path -> object key over a record's stages (later stages win)."""
+    outs: dict[str, str] = {}
+    for stage in record.get("stages") or []:
+        for path, key in (stage.get("outs") or {}).items():
+            if isinstance(key, str):
+                outs[path] = key
+    return outs
+
+
+def run_cache_entries(record: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
+    """Fingerprint -> run-cache entry for every stage of a record that succeeded."""
+    entries = {}
+    for stage in record.get("stages") or []:
+        fingerprint = stage.get("fingerprint")
+        if stage.get("status") == "success" and isinstance(fingerprint, str):
+            entries[fingerprint] = {
+                "outs": {p: k for p, k in (stage.get("outs") or {}).items() if k},
+                "metrics": record.get("metrics") or {},
+                "experiment": {"ref": ref, "name": record.get("name")},
+                "run_id": record.get("id"), "stage": stage.get("name"),
+            }
+    return entries
+
+
+# -- git side ----------------------------------------------------------------------
+
+_PUSH_FLAGS = {" ": "updated", "+": "forced", "*": "new", "=": "up-to-date", "-": "deleted"}
+
+
+def _parse_push(text: str) -> list[RefResult]:
+    results = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or len(parts[0]) != 1:
+            continue
+        flag, spec, summary = parts[0], parts[1], parts[2]
+        ref = spec.rpartition(":")[2]
+        if flag == "!":
+            diverged = "non-fast-forward" in summary or "fetch first" in summary
+            results.append(RefResult(ref, "diverged" if diverged else "rejected", summary))
+        else:
+            results.append(RefResult(ref, _PUSH_FLAGS.get(flag, "updated"), summary))
+    return results
+
+
+def ls_remote(root: Path, git_remote: str = "origin") -> list[RemoteExperiment]:
+    """The experiments on a git remote, each with the local commit of the same ref."""
+    git = Git(root)
+    out = git.out("ls-remote", git_remote, f"{EXPS_REFS}*")
+    local = dict(line.split(" ", 1) for line in git.for_each_ref(EXPS_REFS))
+    found = []
+    for line in out.splitlines():
+        commit, _, ref = line.partition("\t")
+        parsed = parse_exp_ref(ref, commit)
+        if parsed:
+            found.append(RemoteExperiment(parsed.ref, parsed.baseline, parsed.name, commit,
+                                          local.get(ref)))
+    return found
+
+
+def _check_not_shallow(git: Git) -> None:
+    if git.out("rev-parse", "--is-shallow-repository") == "true":
+        raise GitStateError(
+            "this is a shallow clone: experiment commits need their baseline's history",
+            hint="fetch the whole history (git fetch --unshallow); in CI check out with "
+            "`fetch-depth: 0` (actions/checkout) or GIT_DEPTH: 0 (GitLab)",
+        )
+
+
+# -- artifacts ---------------------------------------------------------------------
+
+
+def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> None:
+    """Cache outputs still in the workspace unchanged (path -> key) that the store lacks."""
+    from tether.cache.hashing import StatCache
+    from tether.layout import tmp_dir
+
+    cache = StatCache(tmp_dir(root) / "statcache.db")
+    try:
+        for path, key in wanted.items():
+            full = root / path
+            if not store.path_of(key).is_file() and cache.hash_path(full) == key:
+                store.save(full, link=False, digest=key, cache=cache)
+    finally:
+        cache.close()
+
+
+def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bool,
+              remote_name: str | None) -> tuple[TransferResult, str] | None:
+    from tether.cache.objects import ObjectStore
+    from tether.cache.remote import open_remote, pull_objects, pull_runs, push_objects, push_runs
+    from tether.cache.runcache import RunCache, entry_keys
+    from tether.config import transfer_jobs
+
+    outputs = {p: k for _, rec in records for p, k in record_outputs(rec).items()}
+    keys = {k for _, rec in records for k in record_outputs(rec).values()}
+    entries = {fp: e for ref, rec in records for fp, e in run_cache_entries(rec, ref).items()}
+    if not keys and not entries:
+        return None
+    remote = open_remote(root, remote_name)
+    store, runs, jobs = ObjectStore(root), RunCache(root), transfer_jobs(root)
+    if push:
+        _stash_workspace_outputs(root, store, outputs)
+        for fingerprint, entry in entries.items():
+            if not runs.has(fingerprint):
+                runs.put(fingerprint, entry)
+            keys |= entry_keys(runs.get(fingerprint) or {})
+        result = push_objects(store, remote, keys, jobs=jobs)
+        result.runs = push_runs(runs, remote, entries, jobs=jobs)
+    else:
+        runs_pulled = pull_runs(runs, remote, entries, jobs=jobs)
+        for fingerprint in entries:
+            keys |= entry_keys(runs.get(fingerprint) or {})
+        result = pull_objects(store, remote, keys, jobs=jobs)
+        result.runs = runs_pulled
+    return result, remote.name
+
+
+def push(
+    root: Path, git_remote: str = "origin", names: Sequence[str] = (), *, every: bool = False,
+    baseline: str | None = None, artifacts: bool = True, force: bool = False,
+    remote: str | None = None,
+) -> ShareReport:
+    """Push experiment refs in one git push, then their artifacts and run-cache entries."""
+    git = Git(root)
+    selected = select_local(git, names, every=every, baseline=baseline)
+    report = ShareReport()
+    if not selected:
+        return report
+    records = read_records(git, [e.commit for e in selected]) if artifacts else []
+    if artifacts and any(record_outputs(r) for r in records):
+        from tether.config import get_remote
+
+        get_remote(root, remote)  # no artifact remote: fail before anything moves
+    plus = "+" if force else ""
+    if every:
+        specs = [f"{plus}{EXPS_REFS}*:{EXPS_REFS}*"]
+    elif baseline:
+        base = f"{EXPS_REFS}{selected[0].baseline}/*"
+        specs = [f"{plus}{base}:{base}"]
+    else:
+        specs = [f"{plus}{e.ref}:{e.ref}" for e in selected]
+    proc = git.run("push", "--porcelain", git_remote, *specs, check=False)
+    report.refs = _parse_push(proc.stdout.decode(errors="replace"))
+    if proc.returncode != 0 and not report.refs:
+        raise GitError(["push", "--porcelain", git_remote, *specs], proc.returncode,
+                       proc.stderr.decode(errors="replace"))
+    if artifacts:
+        bad = {r.ref for r in report.diverged}
+        kept = [(e.ref, rec) for e, rec in zip(selected, records, strict=True)
+                if e.ref not in bad]
+        moved = _transfer(root, kept, push=True, remote_name=remote)
+        if moved:
+            report.artifacts, report.remote = moved
+    return report
+
+
+def _select_remote(git: Git, found: list[RemoteExperiment], names: Sequence[str], every: bool,
+                   baseline: str | None) -> list[RemoteExperiment]:
+    if names and (every or baseline):
+        raise UsageError("give experiment names, --all or --baseline, not several")
+    if every:
+        return found
+    if names:
+        chosen = []
+        for text in names:
+            match = [e for e in found if text in (e.ref, e.name, f"{e.baseline}/{e.name}")
+                     or (text.count("/") == 1 and e.name == text.split("/")[1]
+                         and e.baseline.startswith(text.split("/")[0]))]
+            if not match:
+                from tether.errors import ExperimentError
+
+                raise ExperimentError(f"the git remote has no experiment {text!r}",
+                                      hint="`tether ls-remote` lists them")
+            chosen.extend(match)
+        return list({e.ref: e for e in chosen}.values())
+    sha = git.resolve(baseline or "HEAD") or (baseline or "")
+    return [e for e in found if e.baseline == sha]
+
+
+def pull(
+    root: Path, git_remote: str = "origin", names: Sequence[str] = (), *, every: bool = False,
+    baseline: str | None = None, artifacts: bool = True, force: bool = False,
+    remote: str | None = None,
+) -> ShareReport:
+    """Fetch experiment refs (diverged ones only with `force`), then their artifacts."""
+    git = Git(root)
+    _check_not_shallow(git)
+    selected = _select_remote(git, ls_remote(root, git_remote), names, every, baseline)
+    report = ShareReport()
+    fetch = [e for e in selected if e.state == "new" or (force and e.state == "diverged")]
+    for exp in selected:
+        if exp.state == "same":
+            report.refs.append(RefResult(exp.ref, "up-to-date"))
+        elif exp.state == "diverged" and not force:
+            report.refs.append(RefResult(
+                exp.ref, "diverged", f"local {exp.local[:10] if exp.local else ''} "
+                f"!= remote {exp.commit[:10]}"))
+    if fetch:
+        plus = "+" if force else ""
+        git.run("fetch", "--no-tags", "--no-write-fetch-head", git_remote,
+                *(f"{plus}{e.ref}:{e.ref}" for e in fetch))
+        report.refs += [RefResult(e.ref, "forced" if e.state == "diverged" else "new")
+                        for e in fetch]
+    try:
+        from tether.index import refresh
+
+        refresh(git).close()
+    except ImportError:  # pragma: no cover - the index ships with explore
+        pass
+    if artifacts:
+        bad = {r.ref for r in report.diverged}
+        chosen = [e for e in selected if e.ref not in bad]
+        records = read_records(git, [e.commit for e in chosen])
+        moved = _transfer(root, [(e.ref, r) for e, r in zip(chosen, records, strict=True)],
+                          push=False, remote_name=remote)
+        if moved:
+            report.artifacts, report.remote = moved
+    return report
+
+
+# -- checkout ----------------------------------------------------------------------
+
+
+@dataclass
+class CheckoutResult:
+    restored: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    pulled: int = 0
+    source: str = LOCK_FILE
+
+
+def wanted_outputs(root: Path, exp: str | None) -> tuple[dict[str, str], str]:
+    """Output path -> key of the workspace's lock file, or of an experiment's record."""
+    git = Git(root)
+    if exp is None:
+        from tether.lockfile import read_lock
+
+        outs = {p: k for s in read_lock(root).values() for p, k in s.outs.items() if k}
+        return outs, LOCK_FILE
+    ref = _resolve(git, exp)
+    return record_outputs(read_records(git, [ref.commit])[0]), ref.name
+
+
+def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -> CheckoutResult:
+    """Restore outputs from the cache (pulling missing objects), checking every byte."""
+    from tether.cache.hashing import StatCache
+    from tether.cache.objects import ObjectStore
+    from tether.layout import tmp_dir
+
+    outs, source = wanted_outputs(root, exp)
+    result = CheckoutResult(source=source)
+    cache = StatCache(tmp_dir(root) / "statcache.db")
+    store = ObjectStore(root)
+    try:
+        todo = {}
+        for path, key in sorted(outs.items()):
+            if cache.hash_path(root / path) == key:
+                result.unchanged.append(path)
+            else:
+                todo[path] = key
+        missing = {k for k in todo.values() if not store.has(k)}
+        if missing:
+            from tether.cache.remote import open_remote, pull_objects
+
+            pulled = pull_objects(store, open_remote(root, remote), missing)
+            result.pulled = len(pulled.sent)
+        for path, key in todo.items():
+            store.restore(key, root / path)
+            result.restored.append(path)
+    finally:
+        cache.close()
+    return result

@@ -1,0 +1,134 @@
+"""Push and pull experiments between two clones: refs through git, outputs through a remote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import git, run_tether
+from helpers import exp_refs
+from share.conftest import run_exp, tether_ok
+from tether.cache.objects import ObjectStore
+from tether.cache.runcache import RunCache
+
+
+def _outputs_of(root: Path) -> dict[str, str]:
+    return {
+        "model.bin": (root / "model.bin").read_text(),
+        **{f"features/{p.name}": p.read_text() for p in sorted((root / "features").iterdir())},
+    }
+
+
+def test_push_pull_checkout_through_a_directory_remote(alice: Path, bob: Path) -> None:
+    run_exp(alice, "first", 1)
+    run_exp(alice, "second", 2)
+    second_outputs = _outputs_of(alice)
+    out = tether_ok(alice, "push")
+    assert "2 new" in out
+    assert "object(s) sent" in out
+
+    listed = tether_ok(bob, "ls-remote")
+    assert "first" in listed and "second" in listed and "new" in listed
+    assert not exp_refs(bob)  # ls-remote fetches nothing
+
+    tether_ok(bob, "pull")
+    assert exp_refs(bob) == exp_refs(alice)
+    tether_ok(bob, "checkout", "second")
+    assert _outputs_of(bob) == second_outputs
+
+    # Run-cache entries travelled with the artifacts.
+    fingerprints = list(RunCache(alice).fingerprints())
+    assert fingerprints
+    for fp in fingerprints:
+        entry = RunCache(bob).get(fp)
+        assert entry is not None and entry["experiment"]["name"] in ("first", "second")
+        assert {"model.bin", "features"} <= set(entry["outs"])
+        assert all(ObjectStore(bob).has(key) for key in entry["outs"].values())
+
+    # Pushing again sends nothing; pulling again fetches nothing.
+    again = tether_ok(alice, "push")
+    assert "0 object(s) sent" in again and "up-to-date" in again
+    assert "0 object(s) sent" in tether_ok(bob, "pull")
+
+
+def test_checkout_restores_the_lock_files_outputs(alice: Path) -> None:
+    run_exp(alice, "only", 3, cache=False)
+    expected = _outputs_of(alice)
+    tether_ok(alice, "push")  # stores the outputs in the local cache on the way
+    (alice / "model.bin").unlink()
+    (alice / "features" / "part-3.txt").write_text("edited by hand\n")
+    out = tether_ok(alice, "checkout")
+    assert "2 output(s) restored" in out
+    assert _outputs_of(alice) == expected
+
+
+def test_checkout_pulls_missing_objects_from_the_default_remote(alice: Path, bob: Path) -> None:
+    run_exp(alice, "remote-only", 4)
+    expected = _outputs_of(alice)
+    tether_ok(alice, "push")
+    tether_ok(bob, "pull", "--no-artifacts")
+    assert not any(ObjectStore(bob).iter_keys())
+    out = tether_ok(bob, "checkout", "remote-only")
+    assert "pulled" in out
+    assert _outputs_of(bob) == expected
+
+
+def test_corrupt_cache_object_is_an_error_naming_it(alice: Path) -> None:
+    run_exp(alice, "fragile", 5)
+    tether_ok(alice, "push")
+    record = json.loads(git(alice, "cat-file", "blob",
+                            f"{next(iter(exp_refs(alice)))}:.tether/record.json"))
+    key = record["stages"][0]["outs"]["model.bin"]
+    obj = ObjectStore(alice).path_of(key)
+    obj.chmod(0o644)
+    obj.write_text("bit rot\n")
+    (alice / "model.bin").unlink()
+    proc = run_tether(alice, "checkout")
+    assert proc.returncode == 7, proc.stderr
+    assert str(obj) in proc.stderr and "model.bin" in proc.stderr and "corrupt" in proc.stderr
+    assert not (alice / "model.bin").exists()
+
+
+def test_diverged_ref_is_reported_and_kept(alice: Path, bob: Path) -> None:
+    run_exp(alice, "clash", 1)
+    run_exp(bob, "clash", 2)
+    tether_ok(alice, "push")
+    remote_before = git(alice, "ls-remote", "origin", "refs/tether/*")
+    proc = run_tether(bob, "push")
+    assert proc.returncode == 9, proc.stderr
+    assert "diverged" in proc.stdout and "clash" in proc.stdout
+    assert git(alice, "ls-remote", "origin", "refs/tether/*") == remote_before
+
+    pulled = run_tether(bob, "pull")
+    assert pulled.returncode == 9 and "diverged" in pulled.stdout
+    assert "diverged" in tether_ok(bob, "ls-remote")
+
+    tether_ok(bob, "push", "--force")
+    assert git(alice, "ls-remote", "origin", "refs/tether/*") != remote_before
+
+
+def test_shallow_clone_is_refused_with_a_hint(alice: Path, origin: Path, tmp_path: Path) -> None:
+    run_exp(alice, "deep", 1)
+    tether_ok(alice, "push")
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{origin}", str(shallow)],
+                   check=True)
+    proc = run_tether(shallow, "pull")
+    assert proc.returncode == 4
+    assert "shallow" in proc.stderr and "fetch-depth: 0" in proc.stderr
+
+
+def test_push_without_artifact_remote_moves_nothing(repo: Path, origin: Path) -> None:
+    from share.conftest import make_project
+
+    make_project(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")
+    git(repo, "remote", "add", "origin", str(origin))
+    run_exp(repo, "lonely", 1)
+    proc = run_tether(repo, "push")
+    assert proc.returncode == 8 and "tether remote add" in proc.stderr
+    assert git(repo, "ls-remote", "origin", "refs/tether/*") == ""
+    tether_ok(repo, "push", "--no-artifacts")
+    assert "lonely" in git(repo, "ls-remote", "origin", "refs/tether/*")
