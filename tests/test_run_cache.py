@@ -70,3 +70,17 @@ def test_failed_runs_are_never_reused(repo: Path) -> None:
     assert run_tether(repo, "run", "-n", "bad").returncode == 1
     proc = run_tether(repo, "run", "--dry")
     assert "run   train:" in proc.stdout
+
+
+def test_apply_restores_outputs_from_the_cache(repo: Path) -> None:
+    make(repo)
+    assert run_tether(repo, "run", "-n", "a").returncode == 0
+    assert run_tether(repo, "run", "-n", "b", "-S", "lr=0.2").returncode == 0
+    assert (repo / "model" / "weights.txt").read_text() == "weights for 0.2"
+    git(repo, "checkout", "params.yaml")
+    (repo / "metrics.json").unlink()
+    (repo / "tether.lock").unlink()
+    proc = run_tether(repo, "apply", "a")
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "model" / "weights.txt").read_text() == "weights for 0.1"
+    assert "restored 1 output(s)" in proc.stderr

@@ -36,4 +36,16 @@ def handle(args: argparse.Namespace) -> int:
         print(f"deleted {path}")
     print(f"tether: applied {exp.name}: {len(result.written)} updated, "
           f"{len(result.deleted)} deleted", file=sys.stderr)
+    from tether.errors import RemoteError
+    from tether.share import checkout
+
+    try:
+        outputs = checkout(git.root, exp.ref)
+    except RemoteError as exc:
+        print(f"tether: the files are applied, but outputs could not be restored: {exc}",
+              file=sys.stderr)
+        return exc.exit_code
+    if outputs.restored:
+        print(f"tether: restored {len(outputs.restored)} output(s) from the cache"
+              + (f" ({outputs.pulled} pulled)" if outputs.pulled else ""), file=sys.stderr)
     return 0
