@@ -23,7 +23,8 @@ demo: $(VENV)/.demo-installed
 
 ## Install test dependencies, lint, type-check and run the whole test suite.
 test: $(VENV)/.test-installed
-	$(BIN)/ruff check src tests bench examples
+	bash scripts/ensure-services.sh
+	$(BIN)/ruff check src tests bench examples scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
