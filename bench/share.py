@@ -36,8 +36,8 @@ TETHER = [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "tether"]
 DVC = BENCH_DIR / ".venv-dvc" / "bin" / "dvc"
 OUTPUT = BENCH_DIR / "results" / "share.json"
 
-# bench/ holds a queue.py that would shadow the standard library's queue module
-# (which concurrent.futures needs): keep bench/ off sys.path, load overhead.py by path.
+# Keep bench/ off sys.path (a script there must never shadow a standard module);
+# overhead.py is loaded by path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from conftest import git, write
 from helpers import exp_refs, only_record
-
 from tether.execute.runner import RunOptions, run
 
 

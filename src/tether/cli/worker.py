@@ -1,0 +1,78 @@
+"""`tether worker`: run queued experiments until stopped (or idle)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tether.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "worker",
+        help="run queued experiments (each in its own worktree and process)",
+        description="Claim entries of the named queues (highest priority first), run each in "
+        "a fresh git worktree at its snapshot and record it. A lease renewed by heartbeats "
+        "keeps the entry; if this worker dies, another requeues it after the lease expires. "
+        "SIGTERM or Ctrl-C drains: no new entries, current runs finish (or are requeued with "
+        "--on-term requeue); a second signal requeues them at once.",
+    )
+    parser.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                        help="run N entries at a time (default 1)")
+    parser.add_argument("--queue", dest="queues", action="append", metavar="NAME",
+                        help="take entries of this queue (repeatable; default: default)")
+    parser.add_argument("--exit-when-idle", action="store_true",
+                        help="exit once nothing is queued, retrying or running in its queues")
+    parser.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                        help="lease length; heartbeats renew it (default 60)")
+    parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish",
+                        help="on SIGTERM: finish the current runs (default) or requeue them")
+    parser.add_argument("--backoff", type=float, default=2.0, metavar="SECONDS",
+                        help="first retry delay of a retryable failure; doubles each time")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tether.gitstore.git import find_root
+    from tether.queue.base import QueueEvent
+    from tether.queue.client import open_queue
+    from tether.queue.worker import Worker, WorkerOptions
+
+    if args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: must be at least 1")
+    if args.lease <= 0:
+        raise UsageError(f"--lease {args.lease}: must be positive")
+    root = find_root(args.cwd)
+
+    def show(event: QueueEvent) -> None:
+        if event.kind == "stage":
+            return
+        entry = event.entry
+        detail = f": {event.detail}" if event.detail else ""
+        print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
+              f"{detail}", file=sys.stderr, flush=True)
+
+    backend = open_queue(root, on_event=show)
+    try:
+        options = WorkerOptions(
+            queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
+            exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
+            on_event=show,
+        )
+        from tether.queue.client import backend_name
+
+        if backend_name(root) == "celery":
+            # Celery pushes entry ids to this worker; tether's lease still decides liveness.
+            from tether.queue.celery_app import run_worker
+
+            summary = run_worker(root, backend, options)  # type: ignore[arg-type]
+        else:
+            summary = Worker(root, backend, options).run()
+    finally:
+        backend.close()
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
+    print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
+          file=sys.stderr)
+    return 0

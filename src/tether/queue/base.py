@@ -1,0 +1,212 @@
+"""The queue interface: entries, their states, and what every backend must do.
+
+Design (the embedded SQLite backend and the Celery backend both implement it and
+both pass `tests/queue/contract.py`):
+
+- An `Entry` is one experiment to run: the workspace snapshot it starts from (a
+  commit on `refs/tether/queue/<snapshot-id>`, shared by every entry of a sweep),
+  the baseline it is recorded against (the user's HEAD at enqueue), its run
+  arguments (targets, `-S` overrides, bare command, extra env such as
+  `TETHER_SEED`), the experiment name chosen at enqueue and the run id. Every
+  attempt records with that same run id, so a run that is already recorded is
+  recognized and never run twice.
+- States: `queued` → `running` → `done` | `failed` | `cancelled`; a retryable
+  failure goes `running` → `retrying` (claimable again from `not_before`,
+  exponential backoff); a lost worker's entry goes back to `queued`.
+  `attempt` counts attempts started (a claim increments it).
+- Liveness is tether's own lease, never a broker ack: a claim sets
+  `lease_until = now + lease`; the worker renews it with `heartbeat()` (which
+  also reports a pending kill request and whether the worker still owns the
+  entry); anyone may call `requeue_expired(now)` to put entries whose lease ran
+  out back in the queue (or fail them after `MAX_LOST` lost workers). Every
+  transition after a claim is fenced by (entry id, attempt, worker): a worker
+  that lost its entry cannot overwrite what the new owner reports.
+- Time is always a parameter (`now`), so tests of a 2-hour lease take no time.
+- `claim()` picks the best claimable entry (highest priority, then oldest) of
+  the given named queues; `start()` claims one given entry (for push-style
+  backends such as Celery, whose task carries the entry id).
+- Lifecycle hook: a backend calls `on_event(QueueEvent)` for each transition it
+  makes (queued, started, retrying, requeued, done, failed, cancelled); the
+  worker adds `stalled` (no output) and `stage` events through the same hook.
+  The hook runs in whichever process made the transition.
+- Logs: a worker writes each attempt's output under `attempt_dir(id, attempt)`
+  on its own machine; clients read them with `read_log()` (a backend whose
+  workers are remote ships them itself).
+
+The worker logic (`tether.queue.worker`) only uses this interface.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+RETRYING = "retrying"
+CANCELLED = "cancelled"
+STATES = (QUEUED, RUNNING, DONE, FAILED, RETRYING, CANCELLED)
+WAITING = (QUEUED, RETRYING)
+FINAL = (DONE, FAILED, CANCELLED)
+
+DEFAULT_QUEUE = "default"
+# A worker lost this many times on one entry fails it (a poison entry must not
+# take down worker after worker forever).
+MAX_LOST = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queued experiment and where it is in its life."""
+
+    id: str
+    name: str
+    baseline: str
+    snapshot: str
+    snapshot_ref: str
+    run_id: str
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    state: str = QUEUED
+    targets: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+    limits: dict[str, float | None] = field(default_factory=dict)
+    wdir: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+    force: bool = False
+    attempt: int = 0
+    lost: int = 0
+    stage_failures: dict[str, int] = field(default_factory=dict)
+    worker: str | None = None
+    lease_until: float | None = None
+    heartbeat_at: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    not_before: float = 0.0
+    kill_requested: bool = False
+    status: str | None = None  # the recorded run's status (success, failed, ...)
+    result_ref: str | None = None
+    error: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The run arguments as JSON-able data (what a backend stores verbatim)."""
+        return {
+            "targets": list(self.targets), "overrides": list(self.overrides),
+            "command": list(self.command) if self.command is not None else None,
+            "limits": self.limits, "wdir": self.wdir, "env": self.env,
+            "message": self.message, "force": self.force,
+        }
+
+    def with_payload(self, data: dict[str, Any]) -> Entry:
+        command = data.get("command")
+        return replace(
+            self, targets=tuple(data.get("targets", ())),
+            overrides=tuple(data.get("overrides", ())),
+            command=tuple(command) if command is not None else None,
+            limits=dict(data.get("limits", {})), wdir=data.get("wdir", "."),
+            env=dict(data.get("env", {})), message=data.get("message", ""),
+            force=bool(data.get("force", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a lease renewal learned: does the worker still own it, is a kill pending."""
+
+    owned: bool
+    kill_requested: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker reports it to `finish()`."""
+
+    state: str  # done failed cancelled retrying queued
+    status: str | None = None
+    result_ref: str | None = None
+    error: str | None = None
+    not_before: float = 0.0
+    stage_failures: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """A lifecycle event: queued started stage stalled retrying requeued done failed cancelled."""
+
+    kind: str
+    entry: Entry
+    detail: str = ""
+    at: float = field(default_factory=time.time)
+
+
+EventHook = Callable[[QueueEvent], None]
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    data: bytes
+    offset: int  # where the next read starts
+    mtime: float | None  # when output last arrived (None: no log yet)
+
+
+class QueueBackend(Protocol):
+    """Storage of entries and their state transitions; see the module docstring."""
+
+    def enqueue(self, entries: Sequence[Entry], now: float) -> None:
+        """Add entries atomically (all or none), in state queued."""
+
+    def get(self, entry_id: str) -> Entry | None:
+        """The entry with this id (or unique id prefix), None if unknown."""
+
+    def entries(
+        self, states: Iterable[str] | None = None, queues: Iterable[str] | None = None
+    ) -> list[Entry]:
+        """Entries, oldest first, optionally filtered by state and queue name."""
+
+    def reserved_names(self, baseline: str) -> set[str]:
+        """Experiment names taken by entries (not yet removed) under `baseline`."""
+
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
+        """Take the best claimable entry of `queues` (None: nothing to do)."""
+
+    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
+        """Claim this entry if it is claimable now (None otherwise)."""
+
+    def heartbeat(
+        self, entry_id: str, attempt: int, worker: str, now: float, lease: float
+    ) -> Heartbeat:
+        """Renew the lease of an attempt this worker runs."""
+
+    def finish(
+        self, entry_id: str, attempt: int, worker: str, outcome: Outcome, now: float
+    ) -> bool:
+        """Report how an attempt ended; False if the worker no longer owned it."""
+
+    def requeue_expired(self, now: float) -> list[Entry]:
+        """Requeue (or fail, after MAX_LOST) running entries whose lease expired."""
+
+    def request_kill(self, entry_id: str, now: float) -> Entry:
+        """Cancel a waiting entry, or ask the worker of a running one to stop it."""
+
+    def remove(self, entry_ids: Iterable[str]) -> list[Entry]:
+        """Forget entries that are not running; returns those removed."""
+
+    def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
+        """Queue a failed or cancelled entry again as a fresh run (new name and run id)."""
+
+    def attempt_dir(self, entry_id: str, attempt: int) -> Path:
+        """The local folder an attempt's logs go to."""
+
+    def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
+        """An attempt's combined output from byte `offset`."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,252 @@
+"""The Celery side of the Celery backend: the app, its one task, and the worker process.
+
+Celery is only the transport that wakes a worker with an entry id. The task
+body claims that entry with `start()` — a no-op when it is already running under
+a live lease, done or cancelled, so a message redelivered after Redis's
+`visibility_timeout` or RabbitMQ's `consumer_timeout` never runs anything twice —
+and then runs it with the same `tether.queue.worker.Worker` logic as the
+embedded backend (own worktree, child process, heartbeats renewing tether's
+lease). Liveness is that lease, never a broker ack.
+
+A worker in a separate clone fetches the entry's snapshot ref (and any record of
+the same run already pushed) from the project's git remote first, and pushes the
+experiment ref back before it reports the entry done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+from celery import signals as celery_signals
+from celery.worker import state as celery_worker_state
+
+from tether.errors import GitError
+from tether.gitstore.git import Git
+from tether.layout import EXPS_REFS, exp_ref
+from tether.queue.base import FAILED, RUNNING, WAITING, Entry, Outcome
+from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
+
+if TYPE_CHECKING:
+    from tether.queue.celery_backend import CeleryQueue
+
+TASK_NAME = "tether.run_entry"
+log = logging.getLogger("tether.queue.celery")
+
+
+def celery_queue_name(namespace: str, queue: str) -> str:
+    """The broker queue that carries wake-ups for tether queue `queue`."""
+    return f"tether.{namespace}.{queue}"
+
+
+def make_app(broker: str, transport_options: dict[str, Any] | None = None) -> Celery:
+    """A Celery app on `broker` with tether's one task registered."""
+    app = Celery("tether", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_delivery_mode="persistent",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=dict(transport_options or {}),
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+    )
+
+    @app.task(name=TASK_NAME, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run_entry(self: Any, entry_id: str) -> str:
+        runtime: _Runtime | None = getattr(self.app, "tether_runtime", None)
+        if runtime is None:
+            raise RuntimeError("tether.run_entry runs only in a `tether worker` process")
+        return runtime.run(entry_id)
+
+    return app
+
+
+@dataclass
+class _Runtime:
+    """What the task body needs in this worker process."""
+
+    root: Path
+    backend: CeleryQueue
+    worker: Worker
+    git_remote: str | None
+    lease: float
+    active: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, entry_id: str) -> str:
+        now = time.time()
+        current = self.backend.get(entry_id)
+        if current is None:
+            return "unknown"
+        if current.state in WAITING and current.not_before > now:
+            self.backend.dispatch([current], now)  # woken early (clock skew): wake again later
+            return "early"
+        entry = self.backend.start(entry_id, self.worker.id, now, self.lease)
+        if entry is None:
+            log.info("wake-up for entry %s ignored: it is %s (attempt %s)", entry_id,
+                     current.state, current.attempt)
+            return "skipped"
+        with self.lock:
+            self.active.add(entry.id)
+        try:
+            try:
+                self._fetch(entry)
+            except GitError as exc:
+                self.backend.finish(entry.id, entry.attempt, self.worker.id, Outcome(
+                    FAILED, error=f"cannot fetch the snapshot from {self.git_remote}: {exc}",
+                ), time.time())
+                return FAILED
+            state = self.worker.execute(entry)
+            summary = self.worker.summary
+            with self.lock:
+                summary.ran += 1
+                summary.outcomes[state] = summary.outcomes.get(state, 0) + 1
+            return state
+        finally:
+            self.backend.stop_shipping(entry.id, entry.attempt)
+            with self.lock:
+                self.active.discard(entry.id)
+
+    def _fetch(self, entry: Entry) -> None:
+        """Bring the snapshot (and a record of this run pushed by an earlier attempt) here."""
+        git = Git(self.root)
+        if self.git_remote is None:
+            return
+        have = git.ok("cat-file", "-e", f"{entry.snapshot}^{{commit}}")
+        stem = exp_ref(entry.baseline, entry.name)
+        refspecs = [f"+{stem}*:{stem}*"]
+        if not have:
+            refspecs.append(f"+{entry.snapshot_ref}:{entry.snapshot_ref}")
+        git.run("fetch", "--quiet", "--no-tags", self.git_remote, *refspecs)
+
+    def publish(self, entry_id: str, attempt: int, result_ref: str) -> None:
+        """Push the experiment ref to the git remote, if this worker still owns the attempt."""
+        if self.git_remote is None or not result_ref.startswith(EXPS_REFS):
+            return
+        beat = self.backend.heartbeat(entry_id, attempt, self.worker.id, time.time(), self.lease)
+        if not beat.owned:
+            return  # the entry was taken over: the new owner publishes its own result
+        git = Git(self.root)
+        delay = 1.0
+        for tries in range(5):
+            try:
+                git.run("push", "--quiet", self.git_remote, f"{result_ref}:{result_ref}")
+                return
+            except GitError:
+                if tries == 4:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+
+
+def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
+               *, loglevel: str = "WARNING") -> WorkerSummary:
+    """Serve the Celery queues of `options.queues` until stopped (or idle)."""
+    worker = Worker(root, backend, options)
+    runtime = _Runtime(root, backend, worker, backend.git_remote, options.lease)
+    backend.publisher = runtime.publish
+    app = backend.app
+    app.tether_runtime = runtime
+    worker.sweep_worktrees()
+    stop = threading.Event()
+    # Worker.run() starts the heartbeat loop itself; a push-style worker has no run loop.
+    beats = threading.Thread(target=worker._heartbeats, daemon=True, name="tether-heartbeats")
+    sweeper = threading.Thread(target=_sweep, args=(runtime, options, stop), daemon=True,
+                               name="tether-sweep")
+
+    def on_shutdown(**kwargs: Any) -> None:
+        worker.stop(requeue=options.on_term == "requeue")
+
+    celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
+    queues = [celery_queue_name(backend.namespace, name) for name in options.queues]
+    celery_worker = app.Worker(
+        hostname=f"tether-{os.getpid()}@{socket.gethostname()}", pool="threads",
+        concurrency=options.jobs, queues=queues, loglevel=loglevel, quiet=True,
+        without_heartbeat=True, without_mingle=True, without_gossip=True,
+        redirect_stdouts=False,
+    )
+    beats.start()
+    sweeper.start()
+    try:
+        celery_worker.start()
+    finally:
+        stop.set()
+        worker._done.set()
+        celery_signals.worker_shutting_down.disconnect(on_shutdown)
+        sweeper.join(5)
+        beats.join(5)
+        worker.sweep_worktrees()
+        app.tether_runtime = None
+        backend.publisher = None
+    return worker.summary
+
+
+def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> None:
+    """Requeue expired leases (re-sending their wake-ups); exit when idle if asked."""
+    interval = max(0.2, min(options.lease / 3, 5.0))
+    idle_rounds = 0
+    while not stop.wait(interval):
+        backend = runtime.backend
+        with contextlib.suppress(Exception):  # a broker or store hiccup: next round
+            backend.requeue_expired(time.time())
+            if options.exit_when_idle:
+                busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
+                with runtime.lock:
+                    mine = bool(runtime.active)
+                idle_rounds = 0 if busy or mine else idle_rounds + 1
+                if idle_rounds >= 2:
+                    celery_worker_state.should_stop = 0  # a warm shutdown, as on SIGTERM
+                    return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tether.queue.celery_app`: a Celery worker for the project in `--root`.
+
+    What `tether worker` runs when the project's queue backend is celery.
+    """
+    from tether.gitstore.git import find_root
+    from tether.queue.celery_backend import open_backend
+
+    parser = argparse.ArgumentParser(prog="python -m tether.queue.celery_app")
+    parser.add_argument("--root", default=".")
+    parser.add_argument("-j", "--jobs", type=int, default=1)
+    parser.add_argument("--queue", dest="queues", action="append")
+    parser.add_argument("--lease", type=float, default=60.0)
+    parser.add_argument("--exit-when-idle", action="store_true")
+    parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish")
+    parser.add_argument("--loglevel", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
+    root = find_root(Path(args.root).resolve())
+    backend = open_backend(root)
+    options = WorkerOptions(queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
+                            exit_when_idle=args.exit_when_idle, on_term=args.on_term)
+    try:
+        summary = run_worker(root, backend, options, loglevel=args.loglevel)
+    finally:
+        backend.close()
+    log.info("ran %d attempt(s): %s", summary.ran, summary.outcomes)
+    return 0
+
+
+if __name__ == "__main__":
+    from tether.queue import celery_app  # the importable module, not this __main__ copy
+
+    raise SystemExit(celery_app.main())

@@ -1,0 +1,240 @@
+"""What a client does with the queue: enqueue runs and sweeps, inspect, kill, remove, retry."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ExperimentError, QueueError, UsageError
+from tether.gitstore.experiments import taken_names
+from tether.gitstore.git import Git, repo_state
+from tether.gitstore.names import generate_name, validate_name
+from tether.layout import queue_db, queue_dir
+from tether.queue.base import (
+    CANCELLED,
+    DEFAULT_QUEUE,
+    FAILED,
+    RUNNING,
+    Entry,
+    EventHook,
+    QueueBackend,
+)
+from tether.queue.snapshot import drop_unreferenced, new_id, take_snapshot
+from tether.queue.sweep import SweepPoint, expand
+
+BACKENDS = ("embedded", "celery")
+
+
+def backend_name(root: Path) -> str:
+    """The backend chosen by `queue.backend` in the project config (default embedded)."""
+    from tether.config import load_config
+
+    section = load_config(root).get("queue") or {}
+    name = section.get("backend", "embedded") if isinstance(section, dict) else "embedded"
+    if name not in BACKENDS:
+        raise UsageError(f"queue.backend: {name!r} is not one of {', '.join(BACKENDS)}",
+                         hint="set queue.backend in .tether/config.yaml")
+    return str(name)
+
+
+def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
+    """The queue backend of the project at `root`."""
+    name = backend_name(root)
+    if name == "celery":
+        try:
+            import importlib
+
+            module: Any = importlib.import_module("tether.queue.celery_backend")
+        except ImportError as exc:
+            raise QueueError("the celery queue backend is not available",
+                             hint=f"install tether[celery] ({exc})") from None
+        backend: QueueBackend = module.open_backend(root, on_event)
+        return backend
+    from tether.queue.embedded import EmbeddedQueue
+
+    return EmbeddedQueue(queue_db(root), queue_dir(root) / "logs", on_event)
+
+
+@dataclass
+class QueueRequest:
+    """`tether run --queue`: what to run, how often, where."""
+
+    targets: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+    message: str = ""
+    force: bool = False
+    command: list[str] | None = None
+    limits: dict[str, float | None] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    repeat: int = 1
+
+
+def _validate(root: Path, cwd: Path, request: QueueRequest, points: list[SweepPoint]) -> str:
+    """Check spec, targets and every point's overrides now; returns the bare command's wdir."""
+    from tether.parameters import apply_overrides, load_params, parse_override
+    from tether.project import load_project_pipeline
+
+    pipeline = load_project_pipeline(root, request.command, request.limits, cwd)
+    pipeline.order(request.targets or None)
+    files = {ref.file for stage in pipeline.stages.values() for ref in stage.params}
+    parsed = [[parse_override(text) for text in point.overrides] for point in points]
+    files |= {ov.file for overrides in parsed for ov in overrides if not ov.allow_new}
+    base = load_params(root, files)
+    seen: set[tuple[str, ...]] = set()
+    for point, overrides in zip(points, parsed, strict=True):
+        if point.overrides not in seen:
+            seen.add(point.overrides)
+            apply_overrides(copy.deepcopy(base), overrides)
+    if request.command is None:
+        return "."
+    return next(iter(pipeline.stages.values())).wdir
+
+
+def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str) -> list[str]:
+    if request.name is None:
+        names = []
+        for _ in range(count):
+            names.append(generate_name(reserved))
+            reserved.add(names[-1])
+        return names
+    validate_name(request.name)
+    names = [request.name] if count == 1 else [f"{request.name}-{i + 1}" for i in range(count)]
+    for name in names:
+        validate_name(name)
+        if name in reserved:
+            raise ExperimentError(
+                f"experiment name {name!r} is already used under baseline {baseline[:10]} "
+                "(by an experiment or a queued entry)",
+                hint="choose another name with -n",
+            )
+    return names
+
+
+def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = None,
+            now: float | None = None) -> list[Entry]:
+    """Snapshot the workspace once and queue one entry per sweep point."""
+    from tether.execute.runner import new_run_id
+    from tether.project import ensure_state_dir
+
+    now = time.time() if now is None else now
+    state = repo_state(cwd)
+    root, git = state.root, Git(state.root)
+    ensure_state_dir(root)
+    points = expand(request.overrides, request.repeat)
+    wdir = _validate(root, cwd, request, points)
+    own = backend is None
+    backend = backend or open_queue(root)
+    try:
+        reserved = taken_names(git, state.head) | backend.reserved_names(state.head)
+        names = _names(request, len(points), reserved, state.head)
+        snapshot = take_snapshot(git, root, state.head)
+        entries = [
+            Entry(
+                id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,
+                snapshot_ref=snapshot.ref, run_id=new_run_id(now), queue=request.queue,
+                priority=request.priority, targets=tuple(request.targets),
+                overrides=point.overrides,
+                command=tuple(request.command) if request.command is not None else None,
+                limits=dict(request.limits), wdir=wdir, env=dict(point.env),
+                message=request.message, force=request.force, created_at=now,
+            )
+            for point, name in zip(points, names, strict=True)
+        ]
+        try:
+            backend.enqueue(entries, now)
+        except BaseException:
+            git.run("update-ref", "-d", snapshot.ref, check=False)
+            raise
+        return entries
+    finally:
+        if own:
+            backend.close()
+
+
+def resolve_entries(
+    backend: QueueBackend, ids: Iterable[str], states: Iterable[str] = ()
+) -> list[Entry]:
+    """Entries named by id (or prefix), plus every entry in `states`."""
+    chosen: dict[str, Entry] = {}
+    for entry_id in ids:
+        entry = backend.get(entry_id)
+        if entry is None:
+            raise QueueError(f"no queue entry {entry_id!r}",
+                             hint="see `tether queue status` for the ids")
+        chosen[entry.id] = entry
+    wanted = list(states)
+    if wanted:
+        for entry in backend.entries(states=wanted):
+            chosen.setdefault(entry.id, entry)
+    return list(chosen.values())
+
+
+def remove(root: Path, backend: QueueBackend, entries: list[Entry],
+           now: float | None = None) -> list[Entry]:
+    """Forget entries (not running), their logs, and snapshots nobody uses any more."""
+    now = time.time() if now is None else now
+    removed = backend.remove([entry.id for entry in entries])
+    for entry in removed:
+        shutil.rmtree(queue_dir(root) / "logs" / entry.id, ignore_errors=True)
+    referenced = {entry.snapshot_ref for entry in backend.entries()}
+    drop_unreferenced(Git(root), referenced, now=now)
+    return removed
+
+
+def retry(root: Path, backend: QueueBackend, entries: list[Entry],
+          now: float | None = None) -> list[Entry]:
+    """Queue failed or cancelled entries again, each under a fresh name and run id."""
+    from tether.execute.runner import new_run_id
+
+    now = time.time() if now is None else now
+    git = Git(root)
+    retried = []
+    for entry in entries:
+        if entry.state not in (FAILED, CANCELLED):
+            raise QueueError(f"entry {entry.id} is {entry.state}; only failed or cancelled "
+                             "entries can be retried")
+        reserved = taken_names(git, entry.baseline) | backend.reserved_names(entry.baseline)
+        stem = entry.name.rsplit("-r", 1)[0] if entry.name.rsplit("-r", 1)[-1].isdigit() \
+            else entry.name
+        counter = 2
+        while f"{stem}-r{counter}" in reserved:
+            counter += 1
+        retried.append(backend.retry(entry.id, name=f"{stem}-r{counter}",
+                                     run_id=new_run_id(now), now=now))
+    return retried
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of `tether queue status`."""
+
+    entry: Entry
+    host: str | None
+    elapsed: float | None
+    since_output: float | None
+
+
+def status(root: Path, backend: QueueBackend, now: float | None = None) -> list[StatusRow]:
+    """Every entry with host, elapsed time and silence (requeues expired leases first)."""
+    now = time.time() if now is None else now
+    backend.requeue_expired(now)
+    rows = []
+    for entry in backend.entries():
+        host = entry.worker.rsplit(":", 1)[0] if entry.worker else None
+        elapsed = since = None
+        if entry.started_at is not None:
+            elapsed = (entry.ended_at if entry.state != RUNNING and entry.ended_at else now) \
+                - entry.started_at
+        if entry.state == RUNNING:
+            chunk = backend.read_log(entry.id, entry.attempt, offset=1 << 40)  # only the mtime
+            since = now - (chunk.mtime if chunk.mtime is not None else entry.started_at or now)
+        rows.append(StatusRow(entry, host, elapsed, since))
+    return rows
+

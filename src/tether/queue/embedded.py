@@ -1,0 +1,345 @@
+"""The embedded queue: one SQLite database (WAL) under `.tether/`, no server.
+
+Every operation is one short transaction on a per-thread connection; claims and
+other read-modify-write steps use `BEGIN IMMEDIATE`, so two workers can never
+take the same entry. Workers are local processes sharing the project folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tether.errors import QueueError
+from tether.queue.base import (
+    CANCELLED,
+    FAILED,
+    MAX_LOST,
+    QUEUED,
+    RUNNING,
+    WAITING,
+    Entry,
+    EventHook,
+    Heartbeat,
+    LogChunk,
+    Outcome,
+    QueueEvent,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    name TEXT NOT NULL,
+    baseline TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    snapshot_ref TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,
+    stage_failures TEXT NOT NULL DEFAULT '{}',
+    worker TEXT,
+    lease_until REAL,
+    heartbeat_at REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    not_before REAL NOT NULL DEFAULT 0,
+    kill_requested INTEGER NOT NULL DEFAULT 0,
+    status TEXT,
+    result_ref TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
+"""
+_COLUMNS = (
+    "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
+    "stage_failures worker lease_until heartbeat_at created_at started_at ended_at not_before "
+    "kill_requested status result_ref error"
+).split()
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM entries"
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    payload = json.loads(data.pop("payload"))
+    data["stage_failures"] = json.loads(data["stage_failures"])
+    data["kill_requested"] = bool(data["kill_requested"])
+    return Entry(**data).with_payload(payload)
+
+
+class EmbeddedQueue:
+    """A `QueueBackend` on SQLite at `path`; attempt logs under `logs_root`."""
+
+    def __init__(self, path: Path, logs_root: Path, on_event: EventHook | None = None) -> None:
+        self.path = path
+        self.logs_root = logs_root
+        self.on_event = on_event
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db().executescript(_SCHEMA)  # idempotent; executescript manages its transaction
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _emit(self, kind: str, entries: Iterable[Entry], detail: str = "") -> None:
+        if self.on_event is not None:
+            for entry in entries:
+                self.on_event(QueueEvent(kind, entry, detail))
+
+    def _fetch(self, db: sqlite3.Connection, entry_id: str) -> Entry | None:
+        row = db.execute(f"{_SELECT} WHERE id = ?", (entry_id,)).fetchone()
+        return _entry(row) if row else None
+
+    def _update(self, db: sqlite3.Connection, entry_id: str, **values: Any) -> Entry:
+        sets, args = _assignments(values)
+        db.execute(f"UPDATE entries SET {sets} WHERE id = ?", (*args, entry_id))
+        entry = self._fetch(db, entry_id)
+        assert entry is not None
+        return entry
+
+    # -- the interface ----------------------------------------------------
+
+    def enqueue(self, entries: Sequence[Entry], now: float) -> None:
+        rows = [
+            (e.id, e.queue, e.priority, QUEUED, e.name, e.baseline, e.snapshot, e.snapshot_ref,
+             e.run_id, json.dumps(e.payload()), e.created_at or now, e.not_before)
+            for e in entries
+        ]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO entries (id, queue, priority, state, name, baseline, snapshot, "
+                "snapshot_ref, run_id, payload, created_at, not_before) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            )
+        self._emit("queued", [replace(e, state=QUEUED) for e in entries])
+
+    def get(self, entry_id: str) -> Entry | None:
+        db = self._db()
+        rows = db.execute(f"{_SELECT} WHERE id = ? OR id LIKE ? ORDER BY seq LIMIT 3",
+                          (entry_id, entry_id.replace("%", "").replace("_", "") + "%")).fetchall()
+        exact = [row for row in rows if row[0] == entry_id]
+        if exact:
+            return _entry(exact[0])
+        if len(rows) > 1:
+            raise QueueError(f"queue entry id {entry_id!r} is ambiguous",
+                             hint="give more characters of the id (see `tether queue status`)")
+        return _entry(rows[0]) if rows else None
+
+    def entries(
+        self, states: Iterable[str] | None = None, queues: Iterable[str] | None = None
+    ) -> list[Entry]:
+        where, args = [], []
+        for column, values in (("state", states), ("queue", queues)):
+            if values is not None:
+                chosen = list(values)
+                where.append(f"{column} IN ({', '.join('?' * len(chosen))})")
+                args += chosen
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db().execute(f"{_SELECT}{clause} ORDER BY seq", args).fetchall()
+        return [_entry(row) for row in rows]
+
+    def reserved_names(self, baseline: str) -> set[str]:
+        rows = self._db().execute("SELECT name FROM entries WHERE baseline = ?", (baseline,))
+        return {row[0] for row in rows}
+
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
+        marks = ", ".join("?" * len(queues))
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT id FROM entries WHERE state IN (?, ?) AND queue IN ({marks}) "
+                "AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
+                (*WAITING, *queues, now),
+            ).fetchone()
+            if row is None:
+                return None
+            entry = self._take(db, row[0], worker, now, lease)
+        self._emit("started", [entry], worker)
+        return entry
+
+    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
+        with self._tx() as db:
+            entry = self._fetch(db, entry_id)
+            if entry is None or entry.state not in WAITING or entry.not_before > now:
+                return None
+            entry = self._take(db, entry.id, worker, now, lease)
+        self._emit("started", [entry], worker)
+        return entry
+
+    def _take(
+        self, db: sqlite3.Connection, entry_id: str, worker: str, now: float, lease: float
+    ) -> Entry:
+        return self._update(
+            db, entry_id, state=RUNNING, attempt=_Sql("attempt + 1"), worker=worker,
+            lease_until=now + lease, heartbeat_at=now, started_at=now, ended_at=None,
+        )
+
+    def heartbeat(
+        self, entry_id: str, attempt: int, worker: str, now: float, lease: float
+    ) -> Heartbeat:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE entries SET lease_until = ?, heartbeat_at = ? "
+                "WHERE id = ? AND state = ? AND attempt = ? AND worker = ?",
+                (now + lease, now, entry_id, RUNNING, attempt, worker),
+            )
+            row = db.execute("SELECT kill_requested FROM entries WHERE id = ?",
+                             (entry_id,)).fetchone()
+        return Heartbeat(owned=cursor.rowcount == 1, kill_requested=bool(row and row[0]))
+
+    def finish(
+        self, entry_id: str, attempt: int, worker: str, outcome: Outcome, now: float
+    ) -> bool:
+        values: dict[str, Any] = {
+            "state": outcome.state, "status": outcome.status, "result_ref": outcome.result_ref,
+            "error": outcome.error, "ended_at": now, "lease_until": None,
+            "not_before": outcome.not_before, "kill_requested": 0,
+        }
+        if outcome.stage_failures is not None:
+            values["stage_failures"] = json.dumps(outcome.stage_failures)
+        with self._tx() as db:
+            current = self._fetch(db, entry_id)
+            if current is None or (current.state, current.attempt, current.worker) != (
+                RUNNING, attempt, worker
+            ):
+                return False
+            entry = self._update(db, entry_id, **values)
+        self._emit(outcome.state, [entry], outcome.error or "")
+        return True
+
+    def requeue_expired(self, now: float) -> list[Entry]:
+        changed = []
+        with self._tx() as db:
+            rows = db.execute(f"{_SELECT} WHERE state = ? AND lease_until < ?",
+                              (RUNNING, now)).fetchall()
+            for row in rows:
+                entry = _entry(row)
+                lost = entry.lost + 1
+                gone = f"worker {entry.worker} lost (lease expired) in attempt {entry.attempt}"
+                if lost >= MAX_LOST:
+                    state, error = FAILED, f"{gone}; gave up after {lost} lost workers"
+                else:
+                    state, error = QUEUED, gone
+                changed.append(self._update(
+                    db, entry.id, state=state, lost=lost, error=error, lease_until=None,
+                    ended_at=now, not_before=0,
+                ))
+        for entry in changed:
+            self._emit("requeued" if entry.state == QUEUED else FAILED, [entry], entry.error or "")
+        return changed
+
+    def request_kill(self, entry_id: str, now: float) -> Entry:
+        with self._tx() as db:
+            entry = self._require(db, entry_id)
+            if entry.state in WAITING:
+                entry = self._update(db, entry.id, state=CANCELLED, ended_at=now,
+                                     error="cancelled before it ran")
+                cancelled = True
+            elif entry.state == RUNNING:
+                entry = self._update(db, entry.id, kill_requested=1)
+                cancelled = False
+            else:
+                raise QueueError(f"entry {entry.id} is already {entry.state}")
+        if cancelled:
+            self._emit(CANCELLED, [entry], "killed while waiting")
+        return entry
+
+    def remove(self, entry_ids: Iterable[str]) -> list[Entry]:
+        removed = []
+        with self._tx() as db:
+            for entry_id in entry_ids:
+                entry = self._require(db, entry_id)
+                if entry.state == RUNNING:
+                    raise QueueError(f"entry {entry.id} is running",
+                                     hint=f"stop it first: tether queue kill {entry.id}")
+                db.execute("DELETE FROM entries WHERE id = ?", (entry.id,))
+                removed.append(entry)
+        return removed
+
+    def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
+        with self._tx() as db:
+            entry = self._require(db, entry_id)
+            if entry.state not in (FAILED, CANCELLED):
+                raise QueueError(f"entry {entry.id} is {entry.state}; only failed or cancelled "
+                                 "entries can be retried")
+            entry = self._update(
+                db, entry.id, state=QUEUED, name=name, run_id=run_id, attempt=0, lost=0,
+                stage_failures="{}", worker=None, started_at=None, ended_at=None, not_before=0,
+                status=None, result_ref=None, error=None, kill_requested=0, created_at=now,
+            )
+        self._emit(QUEUED, [entry], "retry")
+        return entry
+
+    def _require(self, db: sqlite3.Connection, entry_id: str) -> Entry:
+        entry = self._fetch(db, entry_id)
+        if entry is None:
+            raise QueueError(f"no queue entry {entry_id!r}",
+                             hint="see `tether queue status` for the ids")
+        return entry
+
+    def attempt_dir(self, entry_id: str, attempt: int) -> Path:
+        return self.logs_root / entry_id / str(attempt)
+
+    def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
+        path = self.attempt_dir(entry_id, attempt) / "output.log"
+        try:
+            info = path.stat()
+            if offset >= info.st_size:
+                return LogChunk(b"", offset, info.st_mtime)
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return LogChunk(b"", offset, None)
+        return LogChunk(data, offset + len(data), info.st_mtime)
+
+    def close(self) -> None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class _Sql(str):
+    """An SQL expression to use as an UPDATE value instead of a bound parameter."""
+
+
+def _assignments(values: dict[str, Any]) -> tuple[str, list[Any]]:
+    parts, args = [], []
+    for key, value in values.items():
+        if isinstance(value, _Sql):
+            parts.append(f"{key} = {value}")
+        else:
+            parts.append(f"{key} = ?")
+            args.append(value)
+    return ", ".join(parts), args
+

@@ -1,0 +1,195 @@
+"""The Lua scripts behind `RedisState`: every read-modify-write is one atomic script.
+
+Keys (prefix `P` = `tether:<namespace>:`): `P e:<id>` a hash per entry (absent
+field = None), `P all` (zset id → enqueue sequence), `P waiting` (zset of
+queued/retrying ids → sequence), `P leases` (zset of running ids → lease end),
+`P log:<id>:<attempt>` (the attempt's shipped output) and `P logat:<id>:<attempt>`
+(when output last arrived). Every transition after a claim is fenced by
+(state running, attempt, worker). Numbers travel as the strings Python wrote.
+"""
+
+from __future__ import annotations
+
+# Shared helpers, prepended to every script.
+_PRELUDE = """
+local P = ARGV[1]
+local function ekey(id) return P .. 'e:' .. id end
+local function field(id, name) return redis.call('HGET', ekey(id), name) end
+local function waiting(state) return state == 'queued' or state == 'retrying' end
+local function take(id, worker, now, lease_until)
+  local key = ekey(id)
+  redis.call('HINCRBY', key, 'attempt', 1)
+  redis.call('HSET', key, 'state', 'running', 'worker', worker, 'lease_until', lease_until,
+             'heartbeat_at', now, 'started_at', now)
+  redis.call('HDEL', key, 'ended_at')
+  redis.call('ZREM', P .. 'waiting', id)
+  redis.call('ZADD', P .. 'leases', lease_until, id)
+  return redis.call('HGETALL', key)
+end
+"""
+
+# ARGV: P worker now lease_until queue...
+CLAIM = _PRELUDE + """
+local worker, now, lease_until = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local wanted = {}
+for i = 5, #ARGV do wanted[ARGV[i]] = true end
+local best, best_priority, best_seq
+for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+  local v = redis.call('HMGET', ekey(id), 'queue', 'priority', 'not_before', 'seq', 'state')
+  if wanted[v[1]] and waiting(v[5]) and tonumber(v[3] or '0') <= now then
+    local priority, seq = tonumber(v[2]), tonumber(v[4])
+    if best == nil or priority > best_priority or (priority == best_priority and seq < best_seq)
+    then
+      best, best_priority, best_seq = id, priority, seq
+    end
+  end
+end
+if best == nil then return false end
+return take(best, worker, ARGV[3], lease_until)
+"""
+
+# ARGV: P id worker now lease_until
+START = _PRELUDE + """
+local id, worker, now, lease_until = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local v = redis.call('HMGET', ekey(id), 'state', 'not_before')
+if not v[1] or not waiting(v[1]) or tonumber(v[2] or '0') > tonumber(now) then return false end
+return take(id, worker, now, lease_until)
+"""
+
+# ARGV: P id attempt worker now lease_until -> {owned, kill_requested}
+HEARTBEAT = _PRELUDE + """
+local id, attempt, worker, now, lease_until = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local v = redis.call('HMGET', ekey(id), 'state', 'attempt', 'worker', 'kill_requested')
+local owned = 0
+if v[1] == 'running' and v[2] == attempt and v[3] == worker then
+  redis.call('HSET', ekey(id), 'lease_until', lease_until, 'heartbeat_at', now)
+  redis.call('ZADD', P .. 'leases', lease_until, id)
+  owned = 1
+end
+local kill = 0
+if v[4] == '1' then kill = 1 end
+return {owned, kill}
+"""
+
+# ARGV: P id attempt worker token json(values) json(deleted fields) -> 1 | 0
+FINISH = _PRELUDE + """
+local id, attempt, worker, token = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local key = ekey(id)
+local v = redis.call('HMGET', key, 'state', 'attempt', 'worker', 'finish_token')
+if v[4] == token then return 1 end
+if v[1] ~= 'running' or v[2] ~= attempt or v[3] ~= worker then return 0 end
+local values = cjson.decode(ARGV[6])
+local flat = {}
+for name, value in pairs(values) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = value
+end
+flat[#flat + 1] = 'finish_token'
+flat[#flat + 1] = token
+redis.call('HSET', key, unpack(flat))
+local gone = cjson.decode(ARGV[7])
+if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+redis.call('ZREM', P .. 'leases', id)
+if waiting(values['state']) then
+  redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+end
+return 1
+"""
+
+# ARGV: P now max_lost -> ids changed
+REQUEUE_EXPIRED = _PRELUDE + """
+local now, max_lost = ARGV[2], tonumber(ARGV[3])
+local changed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. now)) do
+  local key = ekey(id)
+  local v = redis.call('HMGET', key, 'state', 'lease_until', 'lost', 'worker', 'attempt')
+  if v[1] == 'running' and tonumber(v[2]) < tonumber(now) then
+    local lost = tonumber(v[3] or '0') + 1
+    local gone = 'worker ' .. (v[4] or '?') .. ' lost (lease expired) in attempt ' .. v[5]
+    local state = 'queued'
+    if lost >= max_lost then
+      state = 'failed'
+      gone = gone .. '; gave up after ' .. lost .. ' lost workers'
+    end
+    redis.call('HSET', key, 'state', state, 'lost', lost, 'error', gone, 'ended_at', now,
+               'not_before', '0')
+    redis.call('HDEL', key, 'lease_until')
+    if state == 'queued' then
+      redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+    end
+    changed[#changed + 1] = id
+  end
+  redis.call('ZREM', P .. 'leases', id)
+end
+return changed
+"""
+
+# ARGV: P id now -> 'cancel' | 'kill' | 'missing' | <the final state it is in>
+REQUEST_KILL = _PRELUDE + """
+local id, now = ARGV[2], ARGV[3]
+local state = field(id, 'state')
+if not state then return 'missing' end
+if waiting(state) then
+  redis.call('HSET', ekey(id), 'state', 'cancelled', 'ended_at', now,
+             'error', 'cancelled before it ran')
+  redis.call('ZREM', P .. 'waiting', id)
+  return 'cancel'
+end
+if state == 'running' then
+  redis.call('HSET', ekey(id), 'kill_requested', '1')
+  return 'kill'
+end
+return state
+"""
+
+# ARGV: P id... -> {'ok'} | {'missing', id} | {'running', id}
+REMOVE = _PRELUDE + """
+for i = 2, #ARGV do
+  local state = field(ARGV[i], 'state')
+  if not state then return {'missing', ARGV[i]} end
+  if state == 'running' then return {'running', ARGV[i]} end
+end
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local attempts = tonumber(field(id, 'attempt') or '0')
+  for a = 0, attempts do
+    redis.call('DEL', P .. 'log:' .. id .. ':' .. a, P .. 'logat:' .. id .. ':' .. a)
+  end
+  redis.call('DEL', ekey(id))
+  redis.call('ZREM', P .. 'all', id)
+  redis.call('ZREM', P .. 'waiting', id)
+  redis.call('ZREM', P .. 'leases', id)
+end
+return {'ok'}
+"""
+
+# ARGV: P id name run_id now -> 'ok' | 'missing' | <the state it is in>
+RETRY = _PRELUDE + """
+local id, name, run_id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local key = ekey(id)
+local state = field(id, 'state')
+if not state then return 'missing' end
+if state ~= 'failed' and state ~= 'cancelled' then return state end
+redis.call('HSET', key, 'state', 'queued', 'name', name, 'run_id', run_id, 'attempt', '0',
+           'lost', '0', 'stage_failures', '{}', 'not_before', '0', 'kill_requested', '0',
+           'created_at', now, 'dispatches', '0')
+redis.call('HDEL', key, 'worker', 'started_at', 'ended_at', 'status', 'result_ref', 'error',
+           'lease_until', 'heartbeat_at', 'finish_token')
+redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+return 'ok'
+"""
+
+# ARGV: P id attempt now cap data -> new length (the store keeps at most `cap` bytes)
+APPEND_LOG = _PRELUDE + """
+local key = P .. 'log:' .. ARGV[2] .. ':' .. ARGV[3]
+local cap = tonumber(ARGV[5])
+local length = redis.call('STRLEN', key)
+redis.call('SET', P .. 'logat:' .. ARGV[2] .. ':' .. ARGV[3], ARGV[4])
+if length >= cap then return length end
+local data = ARGV[6]
+if length + #data > cap then
+  data = string.sub(data, 1, cap - length) ..
+    '\\n[tether: log capped in the queue store; the whole log is in the experiment record]\\n'
+end
+return redis.call('APPEND', key, data)
+"""

@@ -1,0 +1,62 @@
+"""Workspace snapshots for queued runs: one commit on `refs/tether/queue/<id>`.
+
+The snapshot is HEAD plus the uncommitted changes and untracked, non-ignored
+files (what `tether run` would see), committed with HEAD as parent without
+touching the user's index. One snapshot serves a whole sweep.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.errors import GitError
+from tether.gitstore.fastrecord import commit_workspace, committer_ident
+from tether.gitstore.git import Git
+from tether.layout import QUEUE_REFS, tmp_dir
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ref: str
+    commit: str
+    baseline: str
+
+
+def new_id() -> str:
+    """A short random id (entries and snapshots); users type its prefix."""
+    return secrets.token_hex(5)
+
+
+def take_snapshot(git: Git, root: Path, baseline: str) -> Snapshot:
+    """Commit the workspace at `root` on top of `baseline` under a fresh queue ref."""
+    snapshot_id = new_id()
+    ref = f"{QUEUE_REFS}{snapshot_id}"
+    commit = commit_workspace(
+        git, root, parent=baseline, ref=ref, message=f"tether: queued snapshot {snapshot_id}\n",
+        ident=committer_ident(git), token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
+    )
+    if commit is None:
+        raise GitError(["update-ref", ref], 1, f"{ref} already exists")
+    return Snapshot(ref=ref, commit=commit, baseline=baseline)
+
+
+def drop_unreferenced(
+    git: Git, referenced: Iterable[str], *, now: float, grace: float = 600
+) -> list[str]:
+    """Delete queue snapshot refs no entry uses any more (one git call).
+
+    Snapshots younger than `grace` seconds stay: an enqueue may have made one and
+    not yet inserted its entries.
+    """
+    keep = set(referenced)
+    found = [line.split(" ") for line in
+             git.for_each_ref(QUEUE_REFS, "%(refname) %(objectname) %(committerdate:unix)")]
+    doomed = [(ref, sha) for ref, sha, when in found
+              if ref not in keep and float(when or 0) < now - grace]
+    if doomed:
+        script = "".join(f"delete {ref} {sha}\n" for ref, sha in doomed)
+        git.run("update-ref", "--stdin", input=f"start\n{script}commit\n")
+    return [ref for ref, _ in doomed]

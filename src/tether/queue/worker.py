@@ -1,0 +1,321 @@
+"""The queue worker: claim an entry, run it in its own worktree and process, report.
+
+Each of `jobs` slots (threads) runs one entry at a time in a child process
+(`tether.queue.child`) in a fresh detached worktree at the entry's snapshot;
+the runner records the experiment in the shared repository (worktrees share
+refs). One heartbeat thread renews every lease, forwards kill requests
+(SIGTERM: the run stops and is recorded as interrupted) and abandons attempts
+whose lease was taken over (SIGUSR1: stop without recording).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tether.gitstore.git import Git, clean_env
+from tether.layout import queue_dir
+from tether.queue.base import (
+    CANCELLED,
+    DEFAULT_QUEUE,
+    DONE,
+    FAILED,
+    MAX_LOST,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    WAITING,
+    Entry,
+    EventHook,
+    Outcome,
+    QueueBackend,
+    QueueEvent,
+)
+
+ON_TERM = ("finish", "requeue")
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str] = field(default_factory=lambda: [DEFAULT_QUEUE])
+    jobs: int = 1
+    lease: float = 60.0
+    exit_when_idle: bool = False
+    on_term: str = "finish"  # finish the current runs, or requeue them
+    poll: float = 0.5
+    backoff: float = 2.0  # first retry delay; doubles per failure of the stage
+    backoff_max: float = 600.0
+    clock: Callable[[], float] = time.time
+    on_event: EventHook | None = None
+    python: str = sys.executable
+
+
+@dataclass
+class WorkerSummary:
+    ran: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Active:
+    entry: Entry
+    proc: subprocess.Popen[bytes]
+    killed: bool = False
+    abandoned: bool = False
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2·base, 4·base... capped."""
+    return float(min(cap, base * 2 ** max(0, failures - 1)))
+
+
+class Worker:
+    """Runs entries of `options.queues` until drained (or idle, with exit_when_idle)."""
+
+    def __init__(self, root: Path, backend: QueueBackend, options: WorkerOptions) -> None:
+        self.root = root
+        self.git = Git(root)
+        self.backend = backend
+        self.options = options
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.draining = threading.Event()
+        self.requeue_on_stop = options.on_term == "requeue"
+        self.summary = WorkerSummary()
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------
+
+    def run(self) -> WorkerSummary:
+        """Work until drained or idle; SIGTERM/SIGINT drain when run in the main thread."""
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        self.sweep_worktrees()
+        beat = threading.Thread(target=self._heartbeats, daemon=True)
+        beat.start()
+        slots = [threading.Thread(target=self._slot, daemon=True) for _ in range(self.options.jobs)]
+        try:
+            for slot in slots:
+                slot.start()
+            for slot in slots:
+                while slot.is_alive():
+                    slot.join(0.2)
+        finally:
+            self._done.set()
+            beat.join(2)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.sweep_worktrees()
+        return self.summary
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop(requeue=self.requeue_on_stop or self.draining.is_set())
+
+    def stop(self, *, requeue: bool) -> None:
+        """Take no new entries; with `requeue`, abandon current runs back to the queue."""
+        self.draining.set()
+        if requeue:
+            self.requeue_on_stop = True
+            with self._lock:
+                for active in self._active.values():
+                    self._signal(active, signal.SIGUSR1)
+                    active.abandoned = True
+
+    def _emit(self, kind: str, entry: Entry, detail: str = "") -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(QueueEvent(kind, entry, detail))
+
+    # -- slots ------------------------------------------------------------
+
+    def _slot(self) -> None:
+        opts = self.options
+        while not self.draining.is_set():
+            now = opts.clock()
+            self.backend.requeue_expired(now)
+            entry = self.backend.claim(opts.queues, self.id, now, opts.lease)
+            if entry is None:
+                if opts.exit_when_idle and self._idle():
+                    return
+                self.draining.wait(opts.poll)
+                continue
+            state = self.execute(entry)
+            with self._lock:
+                self.summary.ran += 1
+                self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
+
+    def _idle(self) -> bool:
+        """Nothing waiting or running in our queues (a lost worker's entry comes back)."""
+        busy = self.backend.entries(states=(*WAITING, RUNNING), queues=self.options.queues)
+        return not busy
+
+    def execute(self, entry: Entry) -> str:
+        """Run one claimed attempt to its end and report it; returns the new state."""
+        attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        worktree = queue_dir(self.root) / "worktrees" / f"{entry.id}-{entry.attempt}"
+        result: dict[str, Any] = {}
+        try:
+            self._add_worktree(worktree, entry.snapshot)
+            result = self._run_child(entry, attempt_dir, worktree)
+        except Exception as exc:  # a broken worktree or snapshot: retried, then failed
+            result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._remove_worktree(worktree)
+        outcome = self._outcome(entry, result)
+        if outcome is None:
+            return RUNNING  # the lease was taken over: the new owner reports
+        self.backend.finish(entry.id, entry.attempt, self.id, outcome, self.options.clock())
+        return outcome.state
+
+    def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
+        read_fd, write_fd = os.pipe()
+        job = {
+            "name": entry.name, "baseline": entry.baseline, "run_id": entry.run_id,
+            "targets": list(entry.targets), "overrides": list(entry.overrides),
+            "command": list(entry.command) if entry.command is not None else None,
+            "limits": entry.limits, "message": entry.message, "force": entry.force,
+            "stage_failures": entry.stage_failures, "state_root": str(attempt_dir),
+            "lock_path": str(self._lock_path(entry)), "channel_fd": write_fd,
+        }
+        job_path = attempt_dir / "job.json"
+        job_path.write_text(json.dumps(job))
+        env = clean_env({**entry.env, "TETHER_QUEUE_ENTRY": entry.id,
+                         "TETHER_ATTEMPT": str(entry.attempt)})
+        with open(attempt_dir / "output.log", "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    [self.options.python, "-m", "tether.queue.child", str(job_path)],
+                    cwd=worktree / entry.wdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    pass_fds=(write_fd,), env=env, start_new_session=True,
+                )
+            finally:
+                os.close(write_fd)
+        active = _Active(entry, proc)
+        with self._lock:
+            self._active[entry.id] = active
+            if self.draining.is_set() and self.requeue_on_stop:
+                self._signal(active, signal.SIGUSR1)
+                active.abandoned = True
+        result: dict[str, Any] = {}
+        try:
+            with os.fdopen(read_fd, "rb") as channel:
+                for line in channel:
+                    message = json.loads(line)
+                    kind = message.pop("kind")
+                    if kind == "result":
+                        result = message
+                    elif kind in ("stalled", "timeout"):
+                        self._emit("stalled" if kind == "stalled" else kind, entry,
+                                   f"{message.get('stage')}: {message.get('detail')}")
+                    else:
+                        self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
+            code = proc.wait()
+        finally:
+            with self._lock:
+                self._active.pop(entry.id, None)
+        if not result:
+            result = {"outcome": "crashed", "error": f"the run process died (exit {code})"}
+        result["killed"] = active.killed
+        result["abandoned"] = active.abandoned
+        return result
+
+    def _outcome(self, entry: Entry, result: dict[str, Any]) -> Outcome | None:
+        now = self.options.clock()
+        kind = result.get("outcome")
+        if kind == "recorded":
+            status = result.get("status")
+            state = {"success": DONE, "interrupted": CANCELLED}.get(str(status), FAILED)
+            return Outcome(state, status=status, result_ref=result.get("ref"))
+        if kind == "retry":
+            failures = dict(entry.stage_failures)
+            failures[result["stage"]] = failures.get(result["stage"], 0) + 1
+            delay = backoff_delay(failures[result["stage"]], self.options.backoff,
+                                  self.options.backoff_max)
+            code = result.get("exit_code")
+            error = f"stage {result['stage']} {result['status']}" + (
+                f" (exit {code})" if code is not None else "") + f"; retry in {delay:g}s"
+            return Outcome(RETRYING, error=error, not_before=now + delay, stage_failures=failures)
+        if kind == "abandoned" or result.get("abandoned"):
+            if self.requeue_on_stop and self.draining.is_set():
+                return Outcome(QUEUED, error="requeued: the worker was stopped")
+            return None
+        if kind == "stopped":
+            return Outcome(CANCELLED, error="killed before its first stage")
+        if kind == "crashed" and entry.attempt < MAX_LOST:
+            delay = backoff_delay(entry.attempt, self.options.backoff, self.options.backoff_max)
+            return Outcome(RETRYING, error=result["error"], not_before=now + delay)
+        return Outcome(FAILED, error=str(result.get("error")))
+
+    # -- heartbeats and kills ---------------------------------------------
+
+    def _heartbeats(self) -> None:
+        interval = max(0.05, min(self.options.lease / 3, 1.0))
+        while not self._done.wait(interval):
+            with self._lock:
+                active = list(self._active.values())
+            for item in active:
+                beat = self.backend.heartbeat(item.entry.id, item.entry.attempt, self.id,
+                                              self.options.clock(), self.options.lease)
+                if not beat.owned and not item.abandoned:
+                    item.abandoned = True
+                    self._signal(item, signal.SIGUSR1)
+                elif beat.kill_requested and not item.killed:
+                    item.killed = True
+                    self._signal(item, signal.SIGTERM)
+
+    @staticmethod
+    def _signal(active: _Active, sig: int) -> None:
+        if active.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                active.proc.send_signal(sig)
+
+    # -- worktrees --------------------------------------------------------
+
+    def _lock_path(self, entry: Entry) -> Path:
+        path = queue_dir(self.root) / "locks" / f"{entry.id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _add_worktree(self, path: Path, commit: str) -> None:
+        if path.exists():
+            self._remove_worktree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.git.run("worktree", "add", "--detach", "--quiet", str(path), commit)
+
+    def _remove_worktree(self, path: Path) -> None:
+        if path.exists():
+            self.git.run("worktree", "remove", "--force", "--force", str(path), check=False)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def sweep_worktrees(self) -> None:
+        """Remove worktrees left by attempts that no longer run (a worker died)."""
+        folder = queue_dir(self.root) / "worktrees"
+        if not folder.is_dir():
+            return
+        removed = False
+        for path in folder.iterdir():
+            entry_id, _, attempt = path.name.rpartition("-")
+            entry = self.backend.get(entry_id) if entry_id else None
+            if entry is not None and entry.state == RUNNING and str(entry.attempt) == attempt:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed = True
+        if removed:
+            self.git.run("worktree", "prune", check=False)
+

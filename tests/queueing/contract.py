@@ -1,0 +1,201 @@
+"""The contract every queue backend passes (huey-style: subclass and give a `backend`).
+
+A subclass provides a `backend` fixture returning a fresh, empty backend whose
+`on_event` hook appends to the `events` list fixture. Time is always passed in:
+a two-hour lease is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from tether.errors import QueueError
+from tether.queue.base import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    MAX_LOST,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    Entry,
+    Outcome,
+    QueueBackend,
+    QueueEvent,
+)
+
+T0 = 1_700_000_000.0
+HOURS_2 = 7200.0
+_counter = iter(range(1_000_000))
+
+
+def make_entry(**fields: Any) -> Entry:
+    n = next(_counter)
+    base: dict[str, Any] = {
+        "id": f"e{n:06d}aa", "name": f"exp-{n}", "baseline": "b" * 40, "snapshot": "c" * 40,
+        "snapshot_ref": "refs/tether/queue/snap", "run_id": f"run{n:06d}",
+        "overrides": ("lr=0.1",), "env": {"TETHER_SEED": "1"}, "created_at": T0 + n,
+    }
+    base.update(fields)
+    return Entry(**base)
+
+
+class QueueContract:
+    """Behaviour shared by every backend."""
+
+    @pytest.fixture
+    def events(self) -> list[QueueEvent]:
+        return []
+
+    def test_enqueue_get_and_list_in_order(self, backend: QueueBackend) -> None:
+        entries = [make_entry() for _ in range(3)]
+        backend.enqueue(entries, T0)
+        listed = backend.entries()
+        assert [e.id for e in listed] == [e.id for e in entries]
+        got = backend.get(entries[1].id)
+        assert got is not None and got.state == QUEUED and got.attempt == 0
+        assert got.overrides == ("lr=0.1",) and got.env == {"TETHER_SEED": "1"}
+        by_prefix = backend.get(entries[2].id[:-1])
+        assert by_prefix is not None and by_prefix.id == entries[2].id
+        with pytest.raises(QueueError):
+            backend.get("e")  # every id starts with e: ambiguous
+        assert backend.get("nope") is None
+        assert backend.entries(states=[RUNNING]) == []
+
+    def test_claim_takes_priority_then_oldest_of_named_queues(self, backend: QueueBackend) -> None:
+        low, high, other = make_entry(), make_entry(priority=5), make_entry(queue="gpu")
+        backend.enqueue([low, high, other], T0)
+        first = backend.claim(["default"], "w1", T0, 60)
+        second = backend.claim(["default"], "w1", T0, 60)
+        assert (first and first.id, second and second.id) == (high.id, low.id)
+        assert backend.claim(["default"], "w1", T0, 60) is None
+        gpu = backend.claim(["gpu", "default"], "w2", T0, 60)
+        assert gpu is not None and gpu.id == other.id
+        assert gpu.state == RUNNING and gpu.attempt == 1 and gpu.worker == "w2"
+
+    def test_concurrent_claims_never_share_an_entry(self, backend: QueueBackend) -> None:
+        backend.enqueue([make_entry() for _ in range(40)], T0)
+        taken: list[str] = []
+        lock = threading.Lock()
+
+        def claim_all(worker: str) -> None:
+            while (entry := backend.claim(["default"], worker, T0, 60)) is not None:
+                with lock:
+                    taken.append(entry.id)
+
+        threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(taken) == 40 and len(set(taken)) == 40
+
+    def test_two_hour_lease_is_renewed_then_expires(self, backend: QueueBackend) -> None:
+        entry = make_entry()
+        backend.enqueue([entry], T0)
+        claimed = backend.claim(["default"], "w1", T0, HOURS_2)
+        assert claimed is not None
+        assert backend.requeue_expired(T0 + HOURS_2 - 1) == []
+        beat = backend.heartbeat(entry.id, 1, "w1", T0 + HOURS_2 - 1, HOURS_2)
+        assert beat.owned and not beat.kill_requested
+        assert backend.requeue_expired(T0 + HOURS_2 + 1) == []  # renewed
+        requeued = backend.requeue_expired(T0 + 2 * HOURS_2)
+        assert [e.id for e in requeued] == [entry.id] and requeued[0].state == QUEUED
+        again = backend.claim(["default"], "w2", T0 + 2 * HOURS_2, HOURS_2)
+        assert again is not None and again.attempt == 2 and again.lost == 1
+
+    def test_a_worker_that_lost_its_lease_is_fenced_off(self, backend: QueueBackend) -> None:
+        entry = make_entry()
+        backend.enqueue([entry], T0)
+        backend.claim(["default"], "old", T0, 10)
+        backend.requeue_expired(T0 + 11)
+        backend.claim(["default"], "new", T0 + 12, 10)
+        assert not backend.heartbeat(entry.id, 1, "old", T0 + 13, 10).owned
+        assert not backend.finish(entry.id, 1, "old", Outcome(FAILED, error="late"), T0 + 13)
+        assert backend.finish(entry.id, 2, "new", Outcome(DONE, status="success",
+                                                          result_ref="refs/x"), T0 + 14)
+        final = backend.get(entry.id)
+        assert final is not None and final.state == DONE and final.result_ref == "refs/x"
+
+    def test_an_entry_that_loses_max_lost_workers_fails(self, backend: QueueBackend) -> None:
+        entry = make_entry()
+        backend.enqueue([entry], T0)
+        now = T0
+        for _ in range(MAX_LOST):
+            assert backend.claim(["default"], "w", now, 1) is not None
+            now += 2
+            backend.requeue_expired(now)
+        final = backend.get(entry.id)
+        assert final is not None and final.state == FAILED and "lost" in (final.error or "")
+
+    def test_retrying_waits_for_its_backoff(self, backend: QueueBackend) -> None:
+        entry = make_entry()
+        backend.enqueue([entry], T0)
+        backend.claim(["default"], "w", T0, 60)
+        assert backend.finish(entry.id, 1, "w", Outcome(
+            RETRYING, error="stage train failed (exit 3)", not_before=T0 + 30,
+            stage_failures={"train": 1}), T0 + 1)
+        assert backend.claim(["default"], "w", T0 + 29, 60) is None
+        again = backend.claim(["default"], "w", T0 + 30, 60)
+        assert again is not None and again.attempt == 2 and again.stage_failures == {"train": 1}
+
+    def test_kill_cancels_waiting_and_flags_running(self, backend: QueueBackend) -> None:
+        waiting, running = make_entry(), make_entry(priority=9)
+        backend.enqueue([waiting, running], T0)
+        backend.claim(["default"], "w", T0, 60)
+        assert backend.request_kill(waiting.id, T0).state == CANCELLED
+        assert backend.request_kill(running.id, T0).state == RUNNING
+        assert backend.heartbeat(running.id, 1, "w", T0 + 1, 60).kill_requested
+        with pytest.raises(QueueError):
+            backend.request_kill(waiting.id, T0)
+
+    def test_remove_refuses_running_entries(self, backend: QueueBackend) -> None:
+        done, running = make_entry(), make_entry(priority=9)
+        backend.enqueue([done, running], T0)
+        backend.claim(["default"], "w", T0, 60)
+        with pytest.raises(QueueError):
+            backend.remove([running.id])
+        assert [e.id for e in backend.remove([done.id])] == [done.id]
+        assert backend.get(done.id) is None and backend.get(running.id) is not None
+
+    def test_reserved_names_and_retry(self, backend: QueueBackend) -> None:
+        entry = make_entry(name="lr-sweep-1")
+        backend.enqueue([entry], T0)
+        assert "lr-sweep-1" in backend.reserved_names(entry.baseline)
+        assert backend.reserved_names("0" * 40) == set()
+        backend.claim(["default"], "w", T0, 60)
+        with pytest.raises(QueueError):
+            backend.retry(entry.id, name="lr-sweep-1-r2", run_id="r2", now=T0)
+        backend.finish(entry.id, 1, "w", Outcome(FAILED, status="failed"), T0 + 1)
+        again = backend.retry(entry.id, name="lr-sweep-1-r2", run_id="r2", now=T0 + 2)
+        assert (again.state, again.name, again.run_id, again.attempt) == (
+            QUEUED, "lr-sweep-1-r2", "r2", 0)
+
+    def test_lifecycle_events_reach_the_hook(
+        self, backend: QueueBackend, events: list[QueueEvent]
+    ) -> None:
+        first, second = make_entry(), make_entry()
+        backend.enqueue([first, second], T0)
+        backend.claim(["default"], "w", T0, 5)
+        backend.finish(first.id, 1, "w", Outcome(DONE, status="success"), T0 + 1)
+        backend.claim(["default"], "w", T0 + 1, 5)
+        backend.requeue_expired(T0 + 10)
+        kinds = [(e.kind, e.entry.id) for e in events]
+        assert kinds == [("queued", first.id), ("queued", second.id), ("started", first.id),
+                         (DONE, first.id), ("started", second.id), ("requeued", second.id)]
+
+    def test_attempt_logs_are_kept_per_attempt(self, backend: QueueBackend) -> None:
+        entry = make_entry()
+        backend.enqueue([entry], T0)
+        for attempt, text in ((1, b"first\n"), (2, b"second\n")):
+            folder = backend.attempt_dir(entry.id, attempt)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "output.log").write_bytes(text)
+        assert backend.read_log(entry.id, 1).data == b"first\n"
+        chunk = backend.read_log(entry.id, 2, offset=2)
+        assert chunk.data == b"cond\n" and chunk.offset == 7 and chunk.mtime is not None
+        assert backend.read_log(entry.id, 3).mtime is None
+

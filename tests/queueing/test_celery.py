@@ -1,0 +1,353 @@
+"""The Celery backend on real, private Redis and RabbitMQ servers.
+
+The contract suite runs on Celery+Redis and Celery+RabbitMQ (state in Redis);
+then end to end with real Celery worker processes: broker redeliveries after a
+shortened Redis `visibility_timeout` or RabbitMQ `consumer_timeout` never run an
+experiment twice, broker restarts lose nothing, a SIGKILLed worker loses and
+duplicates nothing, and a worker in a separate clone that knows only the git
+remote and the broker sends its results back through git.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import git, write
+from helpers import exp_refs, record_of
+from queueing.contract import QueueContract
+from queueing.servers import RABBITMQ_SERVER, REDIS_SERVER, RabbitServer, RedisServer
+from tether.errors import QueueError
+from tether.queue.base import DONE, QueueEvent
+from tether.queue.celery_backend import CeleryConfig, CeleryQueue, load_celery_config, open_backend
+from tether.queue.client import QueueRequest, enqueue
+
+# -- servers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    if RABBITMQ_SERVER is None:
+        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+    server = RabbitServer(tmp_path_factory.mktemp("rabbit"), consumer_timeout_ms=3000)
+    server.start()
+    yield server
+    server.close()
+
+
+def _config(broker: str, state: str, **extra: Any) -> CeleryConfig:
+    return CeleryConfig(broker=broker, state=state, namespace=f"t{uuid.uuid4().hex[:10]}",
+                        git_remote=None, **extra)
+
+
+# -- the contract ---------------------------------------------------------------
+
+
+class TestCeleryRedisContract(QueueContract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path, events: list[QueueEvent],
+                redis_server: RedisServer) -> Iterator[CeleryQueue]:
+        queue = CeleryQueue(_config(redis_server.url, redis_server.url), tmp_path,
+                            tmp_path / "logs", events.append)
+        yield queue
+        queue.close()
+
+
+class TestCeleryRabbitContract(QueueContract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path, events: list[QueueEvent], redis_server: RedisServer,
+                rabbit_server: RabbitServer) -> Iterator[CeleryQueue]:
+        queue = CeleryQueue(_config(rabbit_server.url, redis_server.url), tmp_path,
+                            tmp_path / "logs", events.append)
+        yield queue
+        queue.close()
+
+
+# -- config ---------------------------------------------------------------------
+
+
+def _set_queue_config(root: Path, **section: Any) -> None:
+    write(root / ".tether" / "config.yaml",
+          yaml.safe_dump({"queue": {"backend": "celery", **section}}))
+
+
+def test_an_amqp_broker_without_a_state_store_is_a_clear_error(repo: Path) -> None:
+    _set_queue_config(repo, broker="amqp://guest@127.0.0.1:5672//")
+    with pytest.raises(QueueError, match=r"queue\.state"):
+        load_celery_config(repo)
+    _set_queue_config(repo)
+    with pytest.raises(QueueError, match=r"queue\.broker"):
+        load_celery_config(repo)
+
+
+def test_config_defaults_agree_across_clones(repo: Path, tmp_path: Path) -> None:
+    _set_queue_config(repo, broker="redis://127.0.0.1:1/0")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    _set_queue_config(clone, broker="redis://127.0.0.1:1/0")
+    mine, theirs = load_celery_config(repo), load_celery_config(clone)
+    assert mine.state == mine.broker and mine.namespace == theirs.namespace
+    assert mine.git_remote is None and theirs.git_remote == "origin"
+
+
+def test_importing_without_celery_names_the_extra(tmp_path: Path) -> None:
+    blocker = write(tmp_path / "block" / "sitecustomize.py",
+                    "import sys\nsys.modules['celery'] = None\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import tether.queue.celery_backend"], capture_output=True,
+        text=True, env={**os.environ, "PYTHONPATH": str(blocker.parent)},
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: the Celery queue backend needs Celery and redis-py: install tether[celery]")
+
+
+# -- end to end -------------------------------------------------------------------
+
+
+class CeleryProject:
+    """A project using the Celery backend, its worker processes and their logs."""
+
+    def __init__(self, root: Path, logs: Path, workers: list[subprocess.Popen[bytes]]) -> None:
+        self.root = root
+        self.logs = logs
+        self.workers = workers
+        self.counter = logs / "runs.count"  # train.py counts its runs here
+
+    def enqueue(self, count: int, name: str) -> list[str]:
+        backend = open_backend(self.root)
+        try:
+            entries = enqueue(self.root, QueueRequest(name=name, repeat=count), backend=backend)
+        finally:
+            backend.close()
+        return [entry.id for entry in entries]
+
+    def worker(self, *args: str, root: Path | None = None, env: dict[str, str] | None = None,
+               count_runs: bool = True) -> subprocess.Popen[bytes]:
+        """A worker process; with `count_runs` (one run at a time only) train.py counts runs."""
+        counting = {"TRAIN_FAIL_TIMES": f"{self.counter}:0"} if count_runs else {}
+        log = self.logs / f"worker-{len(self.workers)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tether.queue.celery_app", "--root",
+                 str(root or self.root), *args],
+                stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **counting, **(env or {})},
+            )
+        self.workers.append(proc)
+        return proc
+
+    def worker_logs(self) -> str:
+        return "".join(path.read_text(errors="replace")
+                       for path in sorted(self.logs.glob("worker-*.log")))
+
+    def states(self, ids: list[str]) -> list[str]:
+        backend = open_backend(self.root)
+        try:
+            return [entry.state if (entry := backend.get(i)) else "missing" for i in ids]
+        finally:
+            backend.close()
+
+    def problems(self, ids: list[str]) -> list[tuple[str, str, int, str | None]]:
+        backend = open_backend(self.root)
+        try:
+            found = [backend.get(i) for i in ids]
+        finally:
+            backend.close()
+        return [(e.name, e.state, e.attempt, e.error) for e in found if e and e.state != DONE]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached in {timeout}s; worker logs:\n"
+                                     f"{self.worker_logs()[-6000:]}")
+            time.sleep(0.1)
+
+    def wait_done(self, ids: list[str], timeout: float = 90) -> None:
+        self.wait(lambda: set(self.states(ids)) == {DONE}, timeout, "all entries done")
+
+    def runs(self) -> int:
+        return int(self.counter.read_text()) if self.counter.exists() else 0
+
+    def recorded(self, prefix: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
+        where = root or self.root
+        return {ref.rsplit("/", 1)[1]: record_of(where, ref) for ref in exp_refs(where)
+                if ref.startswith("refs/tether/exps/")
+                and (f"/{prefix}-" in ref or ref.endswith(f"/{prefix}"))}
+
+
+@pytest.fixture
+def worker_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def _celery_project(project: Path, tmp_path: Path, workers: list[subprocess.Popen[bytes]],
+                    **section: Any) -> CeleryProject:
+    _set_queue_config(project, namespace=f"t{uuid.uuid4().hex[:10]}", **section)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "celery queue")
+    logs = tmp_path / "worker-logs"
+    logs.mkdir()
+    return CeleryProject(project, logs, workers)
+
+
+def test_redis_visibility_timeout_redelivery_never_runs_twice(
+    project: Path, tmp_path: Path, redis_server: RedisServer, worker_procs: list[Any],
+) -> None:
+    fast_redelivery = {"visibility_timeout": 2, "unacked_restore_interval": 1,
+                       "unacked_restore_throttle": 1}
+    cp = _celery_project(project, tmp_path, worker_procs, broker=redis_server.url,
+                         broker_options=fast_redelivery)
+    ids = cp.enqueue(1, "slow")
+    for _ in range(2):
+        cp.worker("--lease", "3", env={"TRAIN_SLEEP": "6"})
+    cp.wait_done(ids)
+    assert cp.runs() == 1
+    records = cp.recorded("slow")
+    assert list(records) == ["slow"] and records["slow"]["status"] == "success"
+    # The broker did redeliver the wake-up while the run went on; start() refused it.
+    assert "ignored: it is running" in cp.worker_logs()
+
+
+def test_rabbitmq_consumer_timeout_kill_never_runs_twice(
+    project: Path, tmp_path: Path, redis_server: RedisServer, rabbit_server: RabbitServer,
+    worker_procs: list[Any],
+) -> None:
+    # The private node runs with consumer_timeout = 3000 ms, checked every second.
+    cp = _celery_project(project, tmp_path, worker_procs, broker=rabbit_server.url,
+                         state=redis_server.url)
+    ids = cp.enqueue(1, "long")
+    for _ in range(2):
+        cp.worker("--lease", "3", env={"TRAIN_SLEEP": "8"})
+    cp.wait_done(ids)
+    assert cp.runs() == 1
+    assert list(cp.recorded("long")) == ["long"]
+    logs = cp.worker_logs()
+    assert "ignored: it is running" in logs or "PRECONDITION_FAILED" in logs, logs[-4000:]
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_broker_restart_loses_nothing(
+    broker: str, project: Path, tmp_path: Path, redis_server: RedisServer,
+    rabbit_server: RabbitServer, worker_procs: list[Any],
+) -> None:
+    if broker == "redis":
+        server: RedisServer | RabbitServer = RedisServer(tmp_path / "own-redis")
+        server.start()
+        section = {"broker": server.url}
+    else:
+        server = rabbit_server
+        section = {"broker": rabbit_server.url, "state": redis_server.url}
+    try:
+        cp = _celery_project(project, tmp_path, worker_procs, **section)
+        ids = cp.enqueue(4, "restart")
+        cp.worker("--lease", "5", env={"TRAIN_SLEEP": "2"})
+        cp.wait(lambda: "running" in cp.states(ids), 60, "a run started")
+        server.restart()  # one entry running, three queued
+        cp.wait_done(ids, timeout=150)
+        assert cp.runs() == 4
+        assert sorted(cp.recorded("restart")) == [f"restart-{i}" for i in range(1, 5)]
+    finally:
+        for proc in worker_procs:
+            proc.kill()
+        if broker == "redis":
+            server.stop()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_chaos_a_killed_worker_loses_nothing_and_duplicates_nothing(
+    broker: str, project: Path, tmp_path: Path, redis_server: RedisServer,
+    rabbit_server: RabbitServer, worker_procs: list[Any],
+) -> None:
+    rng = random.Random(int(os.environ.get("TETHER_CHAOS_SEED", time.time_ns() % 10**6)))
+    section = ({"broker": redis_server.url} if broker == "redis"
+               else {"broker": rabbit_server.url, "state": redis_server.url})
+    cp = _celery_project(project, tmp_path, worker_procs, **section)
+    env = {"TRAIN_SLEEP": "0.1"}
+    for round_number in range(1, 4):
+        prefix = f"round{round_number}"
+        ids = cp.enqueue(20, prefix)
+        victim = cp.worker("-j", "2", "--lease", "2", env=env, count_runs=False)
+        survivor = cp.worker("-j", "2", "--lease", "2", "--exit-when-idle", env=env,
+                             count_runs=False)
+
+        def started(ids: list[str] = ids) -> bool:
+            return "running" in cp.states(ids)
+
+        cp.wait(started, 60, "a run started")
+        time.sleep(rng.uniform(0.0, 2.0))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        assert survivor.wait(120) == 0, cp.worker_logs()[-6000:]
+        assert set(cp.states(ids)) == {DONE}, (cp.problems(ids), cp.worker_logs()[-4000:])
+        records = cp.recorded(prefix)
+        assert sorted(records) == sorted(f"{prefix}-{i}" for i in range(1, 21))
+        backend = open_backend(project)
+        try:
+            run_ids = {e.name: e.run_id for e in (backend.get(i) for i in ids) if e}
+        finally:
+            backend.close()
+        assert all(record["id"] == run_ids[name] for name, record in records.items())
+        assert all(record["status"] == "success" for record in records.values())
+
+
+def test_worker_in_a_separate_clone_sends_results_back_through_git(
+    project: Path, tmp_path: Path, redis_server: RedisServer, worker_procs: list[Any],
+) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    cp = _celery_project(project, tmp_path, worker_procs, broker=redis_server.url)
+    git(project, "push", "-q", "origin", "main")
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", "-b", "main", str(origin), str(elsewhere))  # origin + config
+
+    write(project / "params.yaml", "lr: 0.25\nepochs: 2\n")  # uncommitted: in the snapshot
+    ids = cp.enqueue(1, "remote")
+    assert "refs/tether/queue/" in git(origin, "for-each-ref", "refs/tether/queue/")
+    proc = cp.worker("--exit-when-idle", root=elsewhere)
+    assert proc.wait(120) == 0, cp.worker_logs()
+    assert cp.states(ids) == [DONE]
+    assert cp.recorded("remote") == {}  # nothing here yet: it was recorded elsewhere
+    git(project, "fetch", "-q", "origin", "refs/tether/*:refs/tether/*")
+    records = cp.recorded("remote")
+    assert list(records) == ["remote"]
+    assert records["remote"]["params"]["params.yaml"]["lr"] == 0.25
+    assert records["remote"]["metrics"] == {"acc": 0.5}
+    # The log was shipped through the state store: readable here, where it did not run.
+    backend = open_backend(project)
+    try:
+        entry = backend.get(ids[0])
+        assert entry is not None
+        assert not backend.attempt_dir(entry.id, entry.attempt).exists()
+        assert b"training" in backend.read_log(entry.id, entry.attempt).data
+    finally:
+        backend.close()
