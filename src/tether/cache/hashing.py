@@ -9,11 +9,9 @@ object, so the key names the object. The stat cache remembers
 
 from __future__ import annotations
 
-import mmap
 import os
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -41,6 +39,8 @@ def hash_file_uncached(path: Path, on_bytes: OnBytes | None = None) -> str:
             if on_bytes is None:
                 hasher.update_mmap(path)
                 return FILE_PREFIX + hasher.hexdigest()
+            import mmap
+
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 view = memoryview(mapped)
                 try:
@@ -142,6 +142,8 @@ class StatCache:
                 results[i] = self._remember(key, st, hash_file_uncached(path, self.on_bytes))
         else:
             workers = jobs or min(8, os.cpu_count() or 1)
+            from concurrent.futures import ThreadPoolExecutor  # many files only
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 digests = pool.map(lambda t: hash_file_uncached(t[1], self.on_bytes), todo)
                 for (i, _, key, st), digest in zip(todo, digests, strict=True):

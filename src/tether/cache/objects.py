@@ -13,9 +13,7 @@ import contextlib
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -91,7 +89,7 @@ class ObjectStore:
     def tmp_path(self) -> Path:
         folder = self.dir / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / uuid.uuid4().hex
+        return folder / os.urandom(16).hex()
 
     def has(self, key: str) -> bool:
         """Whether the object (for a directory: its manifest and every file) is here."""
@@ -197,6 +195,8 @@ class ObjectStore:
             if digest and self.has(digest):
                 return digest
             entries = hash_manifest(cache or StatCache(None), path)
+            from concurrent.futures import ThreadPoolExecutor  # only for directories
+
             with ThreadPoolExecutor(max_workers=JOBS) as pool:
                 saved = list(pool.map(
                     lambda e: self._save_file(path / e[0], e[1], link), entries
@@ -294,6 +294,8 @@ class ObjectStore:
                 target = build / entry[0]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._restore_file(entry[1], target, dest / entry[0])
+
+            from concurrent.futures import ThreadPoolExecutor  # only for directories
 
             with ThreadPoolExecutor(max_workers=JOBS) as pool:
                 list(pool.map(one, entries))

@@ -10,12 +10,14 @@ instead of running the stage again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.cache.hashing import StatCache
-from tether.cache.objects import ObjectStore
 from tether.cache.runcache import RunCache
 from tether.spec import Stage
+
+if TYPE_CHECKING:
+    from tether.cache.objects import ObjectStore
 
 
 def stage_files(stage: Stage) -> list[str]:
@@ -36,6 +38,8 @@ class Reuse:
     def store(self) -> ObjectStore:
         """The object store (reading the link settings from the config on first use)."""
         if self._store is None:
+            from tether.cache.objects import ObjectStore
+
             self._store = ObjectStore(self.root)
         return self._store
 
@@ -56,6 +60,8 @@ class Reuse:
         return saved
 
     def _plain_store(self) -> ObjectStore:
+        from tether.cache.objects import ObjectStore
+
         return self._store or ObjectStore(self.root, link_order=("copy",))
 
     def remember(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import random
+import os
 import re
+from typing import TYPE_CHECKING
 
 from tether.errors import ExperimentError
+
+if TYPE_CHECKING:
+    import random
 
 ADJECTIVES = (
     "agile amber ample azure bold brave brisk calm candid civic clever cosmic crisp curly "
@@ -40,16 +44,21 @@ def validate_name(name: str) -> str:
     return name
 
 
+def _urandom_choice(words: list[str]) -> str:
+    """A uniformly random word (os.urandom: importing `random` costs more)."""
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
 def generate_name(taken: set[str], rng: random.Random | None = None) -> str:
     """A fresh `adjective-noun` not in `taken` (with a number suffix if all are used)."""
-    rng = rng or random.Random()
+    choice = rng.choice if rng is not None else _urandom_choice
     for _ in range(200):
-        name = f"{rng.choice(ADJECTIVES)}-{rng.choice(NOUNS)}"
+        name = f"{choice(ADJECTIVES)}-{choice(NOUNS)}"
         if name not in taken:
             return name
     counter = 2
     while True:
-        name = f"{rng.choice(ADJECTIVES)}-{rng.choice(NOUNS)}-{counter}"
+        name = f"{choice(ADJECTIVES)}-{choice(NOUNS)}-{counter}"
         if name not in taken:
             return name
         counter += 1
