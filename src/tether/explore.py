@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,23 +56,35 @@ def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
 # -- the query behind `tether show` ---------------------------------------------
 
 
-@dataclass
 class BaselineGroup:
-    """The shown experiments recorded against one baseline commit."""
+    """The shown experiments recorded against one baseline commit.
 
-    baseline: str
-    labels: list[str]  # branches and tags pointing at the baseline
-    experiments: list[IndexedExperiment]
+    Plain classes here: `tether show` must start fast, and importing dataclasses
+    (with inspect) would cost it more than reading a thousand experiments.
+    """
+
+    def __init__(
+        self, baseline: str, labels: list[str], experiments: list[IndexedExperiment]
+    ) -> None:
+        self.baseline = baseline
+        self.labels = labels  # branches and tags pointing at the baseline
+        self.experiments = experiments
 
 
-@dataclass
 class ShowResult:
     """What `tether show` displays; columns and best values are computed on first use."""
 
-    experiments: list[IndexedExperiment]  # in the order asked for, across baselines
-    groups: list[BaselineGroup]  # the same, grouped by baseline (in order of appearance)
-    all_params: bool = False
-    total: int = 0  # experiments in scope before --filter and --last
+    def __init__(
+        self,
+        experiments: list[IndexedExperiment],
+        groups: list[BaselineGroup],
+        all_params: bool = False,
+        total: int = 0,
+    ) -> None:
+        self.experiments = experiments  # in the order asked for, across baselines
+        self.groups = groups  # the same, grouped by baseline (in order of appearance)
+        self.all_params = all_params
+        self.total = total  # experiments in scope before --filter and --last
 
     @cached_property
     def param_keys(self) -> list[str]:

@@ -12,9 +12,8 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.git import Git
@@ -30,8 +29,9 @@ _FALLBACK_IDENT = {
 }
 
 
-@dataclass(frozen=True)
-class ExperimentRef:
+class ExperimentRef(NamedTuple):
+    """One experiment ref (a NamedTuple: `show` must not pay for importing dataclasses)."""
+
     ref: str
     baseline: str
     name: str

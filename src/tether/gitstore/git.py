@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import GitError, GitStateError
@@ -125,14 +124,20 @@ class Git:
         return [line for line in text.splitlines() if line]
 
 
-@dataclass(frozen=True)
 class RepoState:
-    """What a run needs to know about the repository, from one git call."""
+    """What a run needs to know about the repository, from one git call.
 
-    root: Path
-    index: Path
-    head: str
-    branch: str | None
+    A plain class: this module is on every command's path, and importing
+    dataclasses (with inspect) costs more than the rest of it.
+    """
+
+    __slots__ = ("branch", "head", "index", "root")
+
+    def __init__(self, *, root: Path, index: Path, head: str, branch: str | None) -> None:
+        self.root = root
+        self.index = index
+        self.head = head
+        self.branch = branch
 
 
 def repo_state(start: Path) -> RepoState:
