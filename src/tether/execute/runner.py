@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, BinaryIO
 
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
 from tether.errors import ExperimentError, UsageError
+from tether.execute.commit import commit_run
+from tether.execute.concurrency import Background, StopOnSignal, in_parallel
 from tether.execute.reuse import Reuse
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
-from tether.gitstore.fastrecord import committer_ident, record_commit
+from tether.gitstore.fastrecord import committer_ident
 from tether.gitstore.git import Git, RepoState, repo_state
 from tether.gitstore.names import generate_name, validate_name
-from tether.layout import LOCK_FILE, RECORD_PATH, runs_dir, tmp_dir
+from tether.layout import runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
 from tether.parameters import (
     Params,
@@ -153,27 +152,6 @@ def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any])
     return params
 
 
-class _StopOnSignal:
-    """Turn SIGTERM/SIGHUP into a stop request the supervisor honours."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> threading.Event:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self.event
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.event.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def _execute_and_record(
     git: Git,
     workspace: Workspace,
@@ -189,7 +167,7 @@ def _execute_and_record(
     emit = options.on_event or (lambda event: None)
     baseline = options.baseline or state.head
     # Independent git questions asked at once: each is a process that mostly waits.
-    facts = _in_parallel(
+    facts = in_parallel(
         taken=lambda: exps.taken_names(git, baseline),
         ident=lambda: committer_ident(git),
         code=lambda: capture_code(git, workspace.path, baseline),
@@ -210,12 +188,12 @@ def _execute_and_record(
 
     lock = read_lock(ws)
     # The environment does not depend on the workspace: describe it while stages run.
-    environment = _Background(lambda: capture_environment(os.environ))
+    environment = Background(lambda: capture_environment(os.environ))
     stage_records: list[StageRecord] = []
     reuse = Reuse(git.root, cache)
     to_remember: list[tuple[str, dict[str, str]]] = []
     stopped = False
-    with _StopOnSignal() as stop:
+    with StopOnSignal() as stop:
         for decision in plan.decisions:
             stage = pipeline.stages[decision.name]
             record = StageRecord(name=stage.name, status="skipped", reasons=decision.reasons,
@@ -318,7 +296,8 @@ def _execute_and_record(
         temp_workspace=workspace.temporary,
     )
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
-    ref = _commit(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start)
+    ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
+                     named=options.name is not None)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})
@@ -351,81 +330,6 @@ def _supervisor_events(
             emit(RunEvent(event.kind, stage, event.detail))
 
     return forward
-
-
-class _Background:
-    """A value computed on a thread, so it overlaps with a stage's run."""
-
-    def __init__(self, compute: Callable[[], Any]) -> None:
-        self._compute = compute
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._compute()
-        except BaseException as exc:  # handed to whoever asks for the value
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _in_parallel(**tasks: Callable[[], Any]) -> dict[str, Any]:
-    """Run independent tasks (each mostly waiting on a git process) at once."""
-    running = {name: _Background(task) for name, task in tasks.items()}
-    return {name: job.result() for name, job in running.items()}
-
-
-def _commit(
-    git: Git,
-    workspace: Workspace,
-    pipeline: Pipeline,
-    record: RunRecord,
-    run_dir: Path,
-    log_files: dict[str, Path],
-    taken: set[str],
-    ident: str,
-    start: str | None,
-) -> exps.ExperimentRef:
-    outs = [out for stage in pipeline.stages.values() for out in stage.outs]
-    metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
-    params_files = list(record.params)
-    for attempt in range(5):
-        record_path = run_dir / "record.json"
-        write_text(record_path, record.dumps(), fsync=False)
-        subject = f"tether: {record.name} ({record.status})"
-        message = f"{subject}\n\n{record.message}\n" if record.message else subject + "\n"
-        try:
-            return record_commit(
-                git,
-                workspace.path,
-                baseline=record.baseline,
-                name=record.name,
-                message=message,
-                ident=ident,
-                run_id=record.id,
-                exclude=outs,
-                force_add=[*metric_files, *params_files, LOCK_FILE],
-                extra_files={RECORD_PATH: record_path, **log_files},
-                scratch=tmp_dir(git.root),
-                start=start,
-            )
-        except ExperimentError:
-            if attempt == 4:
-                raise
-            # Someone took the name while we ran: keep the run under a fresh name.
-            taken.add(record.name)
-            record.name = (
-                generate_name(taken) if not record.argv or "-n" not in record.argv
-                else f"{record.name}-{record.id[-6:]}"
-            )
-    raise AssertionError("unreachable")
 
 
 def render_plan(plan: Plan) -> str:

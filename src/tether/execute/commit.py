@@ -1,0 +1,66 @@
+"""Commit a finished run as its experiment ref, keeping the run if its name was taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tether.atomic import write_text
+from tether.errors import ExperimentError
+from tether.execute.workspace import Workspace
+from tether.gitstore import experiments as exps
+from tether.gitstore.fastrecord import record_commit
+from tether.gitstore.git import Git
+from tether.gitstore.names import generate_name
+from tether.layout import LOCK_FILE, RECORD_PATH, tmp_dir
+from tether.record.record import RunRecord
+from tether.spec import Pipeline
+
+
+def commit_run(
+    git: Git,
+    workspace: Workspace,
+    pipeline: Pipeline,
+    record: RunRecord,
+    run_dir: Path,
+    log_files: dict[str, Path],
+    taken: set[str],
+    ident: str,
+    start: str | None,
+    *,
+    named: bool,
+) -> exps.ExperimentRef:
+    """Record the run as one commit; if its name was taken meanwhile, keep it anyway.
+
+    A generated name is drawn again; a given name (`named`) gets the run id's tail,
+    so the run is never lost to a race on its name.
+    """
+    outs = [out for stage in pipeline.stages.values() for out in stage.outs]
+    metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
+    params_files = list(record.params)
+    for attempt in range(5):
+        record_path = run_dir / "record.json"
+        write_text(record_path, record.dumps(), fsync=False)
+        subject = f"tether: {record.name} ({record.status})"
+        message = f"{subject}\n\n{record.message}\n" if record.message else subject + "\n"
+        try:
+            return record_commit(
+                git,
+                workspace.path,
+                baseline=record.baseline,
+                name=record.name,
+                message=message,
+                ident=ident,
+                run_id=record.id,
+                exclude=outs,
+                force_add=[*metric_files, *params_files, LOCK_FILE],
+                extra_files={RECORD_PATH: record_path, **log_files},
+                scratch=tmp_dir(git.root),
+                start=start,
+            )
+        except ExperimentError:
+            if attempt == 4:
+                raise
+            # Someone took the name while we ran: keep the run under a fresh name.
+            taken.add(record.name)
+            record.name = f"{record.name}-{record.id[-6:]}" if named else generate_name(taken)
+    raise AssertionError("unreachable")
