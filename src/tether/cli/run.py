@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
-from tether.execute.runner import RunEvent, RunOptions, render_plan, run
 from tether.spec.values import parse_duration
+
+if TYPE_CHECKING:
+    from tether.execute.runner import RunEvent
 
 
 def register(sub: Any) -> None:
@@ -104,6 +106,9 @@ def handle(args: argparse.Namespace) -> int:
                          hint="set timeout, stall_timeout and expected per stage in tether.yaml")
     if args.queue is not None or args.repeat is not None:
         return _enqueue(args, command, limits)
+    # Imported here: `tether run --queue` only snapshots and enqueues.
+    from tether.execute.runner import RunOptions, render_plan, run
+
     options = RunOptions(
         targets=stages_given,
         overrides=args.overrides,
