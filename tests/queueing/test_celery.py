@@ -295,8 +295,10 @@ def test_chaos_a_killed_worker_loses_nothing_and_duplicates_nothing(
     for round_number in range(1, 4):
         prefix = f"round{round_number}"
         ids = cp.enqueue(20, prefix)
-        victim = cp.worker("-j", "2", "--lease", "2", env=env, count_runs=False)
-        survivor = cp.worker("-j", "2", "--lease", "2", "--exit-when-idle", env=env,
+        # A short lease (4 s) makes the dead worker's entries come back quickly, yet is
+        # long enough that a survivor slowed by a loaded 2-core machine keeps its own.
+        victim = cp.worker("-j", "2", "--lease", "4", env=env, count_runs=False)
+        survivor = cp.worker("-j", "2", "--lease", "4", "--exit-when-idle", env=env,
                              count_runs=False)
 
         def started(ids: list[str] = ids) -> bool:

@@ -26,8 +26,10 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     for round_number in range(1, ROUNDS + 1):
         prefix = f"round{round_number}"
         tether(project, "run", "--queue", "--repeat", str(EXPERIMENTS), "-n", prefix)
-        victim = start_worker(project, "-j", "2", "--lease", "2", "--exit-when-idle", env=env)
-        survivor = start_worker(project, "-j", "2", "--lease", "2", "--exit-when-idle", env=env)
+        # A short lease (4 s) makes the dead worker's entries come back quickly, yet is
+        # long enough that a survivor slowed by a loaded 2-core machine keeps its own.
+        victim = start_worker(project, "-j", "2", "--lease", "4", "--exit-when-idle", env=env)
+        survivor = start_worker(project, "-j", "2", "--lease", "4", "--exit-when-idle", env=env)
         workers += [victim, survivor]
         deadline = time.monotonic() + 60
         while not any(r["state"] == "running" for r in queue_status(project)):

@@ -177,5 +177,28 @@ def main(job_path: str) -> int:
     return 0
 
 
+def warm_main() -> int:
+    """Import everything a run needs, then wait for the job on stdin (see queue.warm)."""
+    import tether.execute.runner  # noqa: F401 - the point: imports happen before the job
+    from tether.record.environment import installed_packages
+
+    installed_packages()  # cached for the process: the record needs it at the end
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0  # the worker let this child go unused
+    order = json.loads(line)
+    os.environ.clear()
+    os.environ.update(order["env"])
+    os.chdir(order["cwd"])
+    log = os.open(order["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(devnull)
+    return main(order["job"])
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(warm_main() if sys.argv[1] == "--warm" else main(sys.argv[1]))

@@ -44,6 +44,7 @@ from tether.queue.base import (
     QueueBackend,
     QueueEvent,
 )
+from tether.queue.warm import WarmPool
 
 ON_TERM = ("finish", "requeue")
 
@@ -61,6 +62,7 @@ class WorkerOptions:
     clock: Callable[[], float] = time.time
     on_event: EventHook | None = None
     python: str = sys.executable
+    warm: bool = True  # start each slot's next run process ahead of time (queue.warm)
 
 
 @dataclass
@@ -97,6 +99,9 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
+        # Warm run processes serve the pull loop (run()); push-style runtimes (Celery)
+        # start each run process cold.
+        self._warm: WarmPool | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -107,6 +112,10 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         self.sweep_worktrees()
+        if self.options.warm:
+            self._warm = WarmPool(self.options.python, self.root, self.options.jobs)
+            for _ in range(self.options.jobs):
+                self._warm.fill_later()
         beat = threading.Thread(target=self._heartbeats, daemon=True)
         beat.start()
         slots = [threading.Thread(target=self._slot, daemon=True) for _ in range(self.options.jobs)]
@@ -118,6 +127,8 @@ class Worker:
                     slot.join(0.2)
         finally:
             self._done.set()
+            if self._warm is not None:
+                self._warm.close()
             beat.join(2)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -184,7 +195,11 @@ class Worker:
         return outcome.state
 
     def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
-        read_fd, write_fd = os.pipe()
+        warm = self._warm.take() if self._warm is not None else None
+        if warm is None:
+            read_fd, write_fd = os.pipe()
+        else:
+            read_fd, write_fd = warm.read_fd, warm.channel_fd
         job = {
             "name": entry.name, "baseline": entry.baseline, "run_id": entry.run_id,
             "targets": list(entry.targets), "overrides": list(entry.overrides),
@@ -197,15 +212,19 @@ class Worker:
         job_path.write_text(json.dumps(job))
         env = clean_env({**entry.env, "TETHER_QUEUE_ENTRY": entry.id,
                          "TETHER_ATTEMPT": str(entry.attempt)})
-        with open(attempt_dir / "output.log", "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    [self.options.python, "-m", "tether.queue.child", str(job_path)],
-                    cwd=worktree / entry.wdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    pass_fds=(write_fd,), env=env, start_new_session=True,
-                )
-            finally:
-                os.close(write_fd)
+        if warm is not None:
+            proc = warm.proc
+            warm.start(job_path, worktree / entry.wdir, env, attempt_dir / "output.log")
+        else:
+            with open(attempt_dir / "output.log", "ab") as log:
+                try:
+                    proc = subprocess.Popen(
+                        [self.options.python, "-m", "tether.queue.child", str(job_path)],
+                        cwd=worktree / entry.wdir, stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=log, pass_fds=(write_fd,), env=env, start_new_session=True,
+                    )
+                finally:
+                    os.close(write_fd)
         active = _Active(entry, proc)
         with self._lock:
             self._active[entry.id] = active
