@@ -28,6 +28,13 @@ EXIT_STALLED = 125
 EXIT_INTERRUPTED = 130
 
 
+def close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
+    """The candidates closest to `word`, for "did you mean" hints in error messages."""
+    import difflib  # only needed on the error path
+
+    return difflib.get_close_matches(word, candidates, n=n)
+
+
 class TetherError(Exception):
     """Base of every error tether raises on purpose."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import blake3
 
-from tether.errors import ParamsError
+from tether.errors import ParamsError, close_matches
 from tether.layout import DEFAULT_PARAMS
 from tether.yamledit import NOTHING, parse_scalar, set_value
 
@@ -227,7 +227,7 @@ def apply_overrides(params: Params, overrides: list[Override]) -> None:
             if problems and problems[-1].startswith(f"-S {ov.text}:"):
                 continue
             known = _all_keys(data)
-            close = _close_matches(ov.key, known, n=1)
+            close = close_matches(ov.key, known, n=1)
             suggestion = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 f"-S {ov.text}: {ov.file} has no key {ov.key!r}{suggestion}; "
@@ -266,8 +266,3 @@ def dump_params_file(name: str, data: dict[str, Any]) -> str:
 
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
-
-def _close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
-    import difflib  # only needed on the error path
-
-    return difflib.get_close_matches(word, candidates, n=n)

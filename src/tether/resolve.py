@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tether.errors import ExperimentError
+from tether.errors import ExperimentError, close_matches
 from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
@@ -104,7 +103,7 @@ def _ambiguous(git: Git, text: str, candidates: list[ExperimentRef]) -> Experime
 
 def _unknown(text: str, every: list[ExperimentRef]) -> ExperimentError:
     names = sorted({e.name for e in every})
-    close = difflib.get_close_matches(text.rpartition("/")[2], names, n=3, cutoff=0.6)
+    close = close_matches(text.rpartition("/")[2], names, n=3)
     if close:
         hint = "did you mean " + " or ".join(repr(n) for n in close) + "?"
     elif every:

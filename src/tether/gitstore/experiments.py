@@ -64,7 +64,7 @@ def taken_names(git: Git, baseline: str) -> set[str]:
     return {exp.name for exp in list_experiments(git, baseline)}
 
 
-def _is_excluded(path: str, excluded: Iterable[str]) -> bool:
+def is_excluded(path: str, excluded: Iterable[str]) -> bool:
     return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
 
 
@@ -103,7 +103,7 @@ def snapshot_tree(
                 "ls-files", "-o", "--exclude-standard", "-z", env=env, cwd=workspace
             ).split("\0")
             if p
-            and not _is_excluded(p, excluded)
+            and not is_excluded(p, excluded)
             and (workspace / p).is_file()
             and (workspace / p).stat().st_size <= UNTRACKED_SIZE_CAP
         ]

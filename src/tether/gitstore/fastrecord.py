@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from tether.errors import ExperimentError, GitError
-from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef
+from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
 from tether.gitstore.git import Git, clean_env
 from tether.layout import REFS_ROOT, STATE_DIR, exp_ref
 
@@ -32,10 +32,6 @@ def committer_ident(git: Git) -> str:
     if proc.returncode == 0 and ">" in text:
         return text[: text.rindex(">") + 1]
     return "tether <tether@localhost>"
-
-
-def _excluded(path: str, excluded: Iterable[str]) -> bool:
-    return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
 
 
 def changed_paths(git: Git, workspace: Path) -> tuple[list[str], list[str]]:
@@ -120,11 +116,11 @@ def commit_workspace(
     changed, untracked = changed_paths(git, workspace)
     paths: dict[str, None] = {}
     for path in changed:
-        if not _excluded(path, excluded):
+        if not is_excluded(path, excluded):
             paths[path] = None
     for path in untracked:
         full = workspace / path
-        if not _excluded(path, excluded) and full.is_file() and (
+        if not is_excluded(path, excluded) and full.is_file() and (
             full.stat().st_size <= UNTRACKED_SIZE_CAP
         ):
             paths[path] = None

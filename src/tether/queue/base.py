@@ -157,6 +157,20 @@ class LogChunk:
     mtime: float | None  # when output last arrived (None: no log yet)
 
 
+def read_local_log(path: Path, offset: int) -> LogChunk | None:
+    """The log file's bytes from `offset` on, or None when this machine has no such file."""
+    try:
+        info = path.stat()
+        if offset >= info.st_size:
+            return LogChunk(b"", offset, info.st_mtime)
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    return LogChunk(data, offset + len(data), info.st_mtime)
+
+
 class QueueBackend(Protocol):
     """Storage of entries and their state transitions; see the module docstring."""
 

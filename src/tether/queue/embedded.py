@@ -30,6 +30,7 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    read_local_log,
 )
 
 _SCHEMA = """
@@ -310,17 +311,8 @@ class EmbeddedQueue:
         return self.logs_root / entry_id / str(attempt)
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
-        path = self.attempt_dir(entry_id, attempt) / "output.log"
-        try:
-            info = path.stat()
-            if offset >= info.st_size:
-                return LogChunk(b"", offset, info.st_mtime)
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return LogChunk(b"", offset, None)
-        return LogChunk(data, offset + len(data), info.st_mtime)
+        chunk = read_local_log(self.attempt_dir(entry_id, attempt) / "output.log", offset)
+        return chunk if chunk is not None else LogChunk(b"", offset, None)
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

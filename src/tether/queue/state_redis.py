@@ -40,6 +40,7 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    read_local_log,
 )
 
 T = TypeVar("T")
@@ -305,14 +306,9 @@ class RedisState:
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         """From the local file when this machine ran the attempt, else from the store."""
-        path = self.attempt_dir(entry_id, attempt) / "output.log"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-                return LogChunk(data, offset + len(data), path.stat().st_mtime)
-        except FileNotFoundError:
-            pass
+        local = read_local_log(self.attempt_dir(entry_id, attempt) / "output.log", offset)
+        if local is not None:
+            return local
         key = f"{self.prefix}log:{entry_id}:{attempt}"
 
         def read() -> list[Any]:

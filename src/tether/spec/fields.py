@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from tether.errors import close_matches
 from tether.spec.model import ParamRef
 from tether.spec.nodes import Entry, Node, Problems, describe
 from tether.spec.values import describe_value, normalize_path
@@ -34,7 +34,7 @@ def check_keys(
         elif entry.key in known:
             found[entry.key] = entry
         else:
-            close = difflib.get_close_matches(entry.key, [*known, *suggest], n=1)
+            close = close_matches(entry.key, [*known, *suggest], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
             problems.add(entry.line, where, f"unknown key {entry.key!r}{hint}")
     return found

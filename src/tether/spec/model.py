@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from tether.errors import SpecError
+from tether.errors import SpecError, close_matches
 from tether.spec.graph import topological_order, upstream_map
 
 SPEC_VERSION = 1
@@ -152,13 +152,8 @@ class Pipeline:
     def _known(self, name: str) -> str:
         if name in self.stages:
             return name
-        close = _close_matches(name, list(self.stages), n=1)
+        close = close_matches(name, list(self.stages), n=1)
         known = ", ".join(list(self.stages)[:20])
         hint = f"did you mean {close[0]!r}?" if close else f"known stages: {known}"
         raise SpecError(f"{self.source.name}: unknown stage {name!r}", hint=hint)
 
-
-def _close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
-    import difflib  # only needed on the error path
-
-    return difflib.get_close_matches(word, candidates, n=n)
