@@ -7,7 +7,6 @@ metric is better or worse in A than in B according to the metric rules of A's sp
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ from tether.parameters import load_params
 from tether.record.metrics import flatten, read_metrics_file
 from tether.resolve import Experiment, latest_experiment, resolve_experiment, with_records
 from tether.spec.loader import load_pipeline
+from tether.structs import asdict, field, struct
 
 WORKSPACE = "workspace"
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Side:
     """One side of a comparison: an experiment, or the workspace (commit None)."""
 
@@ -33,7 +33,7 @@ class Side:
     metrics: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ParamRow:
     key: str
     a: Any
@@ -41,7 +41,7 @@ class ParamRow:
     changed: bool
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class MetricRow:
     key: str
     a: Any
@@ -51,7 +51,7 @@ class MetricRow:
     mark: str  # better | worse | same | changed | only-a | only-b | ""
 
 
-@dataclass
+@struct
 class Comparison:
     a: Side
     b: Side
@@ -59,7 +59,8 @@ class Comparison:
     metrics: list[MetricRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        result: dict[str, Any] = asdict(self)
+        return result
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:

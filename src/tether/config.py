@@ -18,7 +18,6 @@ backend's own mechanism: AWS_* variables, ~/.aws, gcloud, ssh keys).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,12 +26,13 @@ from tether.atomic import write_text
 from tether.cache.links import DEFAULT_LINK_ORDER, LINK_MODES
 from tether.errors import RemoteError, UsageError
 from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
+from tether.structs import field, struct
 
 _SECRET_NAME = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RemoteConfig:
     name: str
     url: str

@@ -27,11 +27,11 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tether.errors import UsageError
+from tether.structs import struct
 
 PLAIN_COLUMNS = ("name", "status", "baseline", "created", "duration", "message")
 PREFIXED_COLUMNS = ("params.", "metrics.")
@@ -54,7 +54,7 @@ _TOKEN = re.compile(
 _ESCAPE = re.compile(r"\\(.)")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Token:
     kind: str  # number string op punct word end
     text: str

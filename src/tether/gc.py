@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,13 @@ from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE, QUEUE_REFS
 from tether.share import record_outputs
+from tether.structs import field, struct
 
 # Unfinished temp files older than this belong to a killed transfer.
 STALE_TMP = 3600.0
 
 
-@dataclass
+@struct
 class GcResult:
     where: str  # "local cache" or the remote's name
     dry: bool

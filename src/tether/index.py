@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tether import sqlitedb
 from tether.explore import parse_record, read_record_blobs
 from tether.gitstore.experiments import parse_exp_ref
 from tether.gitstore.git import Git
@@ -178,10 +179,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         from tether.project import ensure_state_dir
 
         ensure_state_dir(path.parent.parent)
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    connection = sqlitedb.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
     try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version != INDEX_SCHEMA:
             connection.execute("BEGIN IMMEDIATE")

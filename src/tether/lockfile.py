@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tether.atomic import write_text
 from tether.errors import SpecError
 from tether.layout import LOCK_FILE
+from tether.structs import field, struct
 
 LOCK_VERSION = 1
 
 
-@dataclass
+@struct
 class StageLock:
     """The lock entry of one stage."""
 

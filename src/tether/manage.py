@@ -6,7 +6,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.atomic import write_bytes
@@ -16,11 +15,12 @@ from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
 from tether.resolve import Experiment, resolve_experiment, with_records
+from tether.structs import struct
 
 # ----------------------------------------------------------------------------- logs
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class StageLog:
     stage: str
     text: str
@@ -85,7 +85,7 @@ def follow_run(
 # ----------------------------------------------------------------------------- apply
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ApplyResult:
     written: list[str]
     deleted: list[str]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,13 @@ import blake3
 
 from tether.errors import ParamsError, close_matches
 from tether.layout import DEFAULT_PARAMS
+from tether.structs import field, struct
 from tether.yamledit import NOTHING, parse_scalar, set_value
 
 _MISSING = object()
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Override:
     """One `-S [FILE:][+]KEY=VALUE` from the command line."""
 
@@ -32,7 +32,7 @@ class Override:
     text: str
 
 
-@dataclass
+@struct
 class Params:
     """The params files of a project: file name -> nested mapping."""
 

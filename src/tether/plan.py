@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +15,10 @@ from tether.layout import DEFAULT_PARAMS
 from tether.lockfile import StageLock
 from tether.parameters import Params
 from tether.spec import Pipeline, Stage
+from tether.structs import field, struct
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class StageFingerprint:
     """What a stage is about to consume: the basis of the run/skip decision."""
 
@@ -27,14 +27,14 @@ class StageFingerprint:
     params: dict[str, Any]
 
 
-@dataclass
+@struct
 class StageDecision:
     name: str
     action: Literal["run", "skip", "restore"]
     reasons: list[str] = field(default_factory=list)
 
 
-@dataclass
+@struct
 class Plan:
     decisions: list[StageDecision]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +11,12 @@ from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS
+from tether.structs import struct
 
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Experiment:
     """An experiment ref together with its record (empty if the commit has none)."""
 

@@ -10,7 +10,6 @@ outputs from the cache, pulling what is missing from the default remote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS, LOCK_FILE
+from tether.structs import field, struct
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RefResult:
     """What happened to one experiment ref: new, updated, up-to-date, diverged, rejected."""
 
@@ -31,7 +31,7 @@ class RefResult:
     detail: str = ""
 
 
-@dataclass
+@struct
 class ShareReport:
     refs: list[RefResult] = field(default_factory=list)
     artifacts: TransferResult | None = None
@@ -42,7 +42,7 @@ class ShareReport:
         return [r for r in self.refs if r.status in ("diverged", "rejected")]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RemoteExperiment:
     ref: str
     baseline: str
@@ -317,7 +317,7 @@ def pull(
 # -- checkout ----------------------------------------------------------------------
 
 
-@dataclass
+@struct
 class CheckoutResult:
     restored: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import blake3
 
+from tether import sqlitedb
+
 CHUNK = 1 << 20
 # Above this size a file is hashed through mmap with BLAKE3's own threads.
 LARGE_FILE = 16 << 20
@@ -97,9 +99,7 @@ class StatCache:
         if self._db is None:
             assert self._path is not None
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db = sqlitedb.connect(self._path)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, inode INTEGER,"
                 " size INTEGER, mtime_ns INTEGER, hash TEXT)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from tether.cache.hashing import is_dir_key
@@ -19,6 +18,7 @@ from tether.cache.objects import ObjectStore, key_from_path, key_path
 from tether.cache.runcache import RunCache, valid_fingerprint
 from tether.errors import RemoteError
 from tether.progress import Progress
+from tether.structs import field, struct
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
 READ_ONLY = {"http", "https"}
@@ -128,7 +128,7 @@ def open_remote(root: Any, name: str | None = None) -> Remote:
     return Remote(config.url, config.options, config.name)
 
 
-@dataclass
+@struct
 class TransferResult:
     """What a push or pull of objects did."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from tether.structs import field, struct
 
 PROC = Path("/proc")
 
@@ -61,7 +62,7 @@ def group_alive(pgid: int) -> bool:
     return True if on_proc is None else on_proc
 
 
-@dataclass
+@struct
 class GroupTerminator:
     """SIGTERM a process group, wait `grace` seconds, then SIGKILL what is left.
 

@@ -6,7 +6,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,9 +40,10 @@ from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
 from tether.record.results import collect_metrics, collect_steps, record_logs
 from tether.spec import Pipeline
+from tether.structs import field, struct
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RunEvent:
     """Something the CLI may want to show while a run goes on."""
 
@@ -53,7 +53,7 @@ class RunEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@struct
 class RunOptions:
     targets: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
@@ -77,7 +77,7 @@ class RunOptions:
     no_run_cache: bool = False
 
 
-@dataclass
+@struct
 class RunResult:
     plan: Plan
     record: RunRecord | None = None

@@ -10,12 +10,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Literal
 
 from tether.errors import TetherError
 from tether.execute.procgroup import KILL_WAIT, GroupTerminator, group_alive, signal_group
+from tether.structs import struct
 
 Status = Literal["success", "failed", "timeout", "stalled", "interrupted"]
 EventKind = Literal[
@@ -29,7 +29,7 @@ READ_SIZE = 65536
 DRAIN_READS = 16
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Limits:
     """Time limits for one supervised command (seconds; None means no limit)."""
 
@@ -39,7 +39,7 @@ class Limits:
     grace: float = 5.0  # SIGTERM -> wait grace -> SIGKILL
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SupervisorEvent:
     """Something the supervisor noticed or did, reported through `on_event`."""
 
@@ -48,7 +48,7 @@ class SupervisorEvent:
     detail: str
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ProcessOutcome:
     """How a supervised command ended."""
 
@@ -354,7 +354,7 @@ def supervise(
     cwd: Path,
     env: Mapping[str, str],
     log_path: Path,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
     echo: BinaryIO | None = None,
     on_event: Callable[[SupervisorEvent], None] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -402,7 +402,7 @@ def supervise(
             command,
             log=log,
             echo=echo,
-            limits=limits,
+            limits=limits or Limits(),
             on_event=on_event,
             monotonic=monotonic,
             wall=wall,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.gitstore.git import Git
 from tether.layout import STATE_DIR, worktrees_dir
+from tether.structs import struct
 
 
-@dataclass
+@struct
 class Workspace:
     path: Path
     temporary: bool

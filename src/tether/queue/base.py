@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+from tether.structs import field, replace, struct
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -60,7 +61,7 @@ DEFAULT_QUEUE = "default"
 MAX_LOST = 3
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Entry:
     """One queued experiment and where it is in its life."""
 
@@ -117,7 +118,7 @@ class Entry:
         )
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Heartbeat:
     """What a lease renewal learned: does the worker still own it, is a kill pending."""
 
@@ -125,7 +126,7 @@ class Heartbeat:
     kill_requested: bool
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Outcome:
     """How an attempt ended, as the worker reports it to `finish()`."""
 
@@ -137,7 +138,7 @@ class Outcome:
     stage_failures: dict[str, int] | None = None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class QueueEvent:
     """A lifecycle event: queued started stage stalled retrying requeued done failed cancelled."""
 
@@ -150,7 +151,7 @@ class QueueEvent:
 EventHook = Callable[[QueueEvent], None]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class LogChunk:
     data: bytes
     offset: int  # where the next read starts

@@ -22,7 +22,6 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS, exp_ref
 from tether.queue.base import FAILED, RUNNING, WAITING, Entry, Outcome
 from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
+from tether.structs import field, struct
 
 if TYPE_CHECKING:
     from tether.queue.celery_backend import CeleryQueue
@@ -78,7 +78,7 @@ def make_app(broker: str, transport_options: dict[str, Any] | None = None) -> Ce
     return app
 
 
-@dataclass
+@struct
 class _Runtime:
     """What the task body needs in this worker process."""
 

@@ -29,7 +29,6 @@ except ImportError:
     ) from None
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,12 +41,13 @@ from tether.layout import queue_dir
 from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome
 from tether.queue.celery_app import TASK_NAME, celery_queue_name, make_app
 from tether.queue.state_redis import RedisState
+from tether.structs import field, struct
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class CeleryConfig:
     broker: str
     state: str

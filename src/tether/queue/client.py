@@ -6,7 +6,6 @@ import copy
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from tether.queue.base import (
 )
 from tether.queue.snapshot import drop_unreferenced, new_id, take_snapshot
 from tether.queue.sweep import SweepPoint, expand
+from tether.structs import field, struct
 
 BACKENDS = ("embedded", "celery")
 
@@ -60,7 +60,7 @@ def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
     return EmbeddedQueue(queue_db(root), queue_dir(root) / "logs", on_event)
 
 
-@dataclass
+@struct
 class QueueRequest:
     """`tether run --queue`: what to run, how often, where."""
 
@@ -211,7 +211,7 @@ def retry(root: Path, backend: QueueBackend, entries: list[Entry],
     return retried
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class StatusRow:
     """One line of `tether queue status`."""
 

@@ -12,10 +12,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tether import sqlitedb
 from tether.errors import QueueError
 from tether.queue.base import (
     CANCELLED,
@@ -32,6 +32,7 @@ from tether.queue.base import (
     QueueEvent,
     read_local_log,
 )
+from tether.structs import replace
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -95,9 +96,7 @@ class EmbeddedQueue:
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = sqlitedb.connect(self.path)
             self._local.db = db
         return db
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import GitError
 from tether.gitstore.fastrecord import commit_workspace, committer_ident
 from tether.gitstore.git import Git
 from tether.layout import QUEUE_REFS, tmp_dir
+from tether.structs import struct
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Snapshot:
     ref: str
     commit: str

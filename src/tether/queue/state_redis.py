@@ -21,7 +21,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -42,6 +41,7 @@ from tether.queue.base import (
     QueueEvent,
     read_local_log,
 )
+from tether.structs import replace
 
 T = TypeVar("T")
 

@@ -7,9 +7,9 @@ map (`[1,2]`, `{a: 1, b: 2}`) or a quoted string (`"a,b"`) is one value.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 
 from tether.errors import ParamsError, UsageError
+from tether.structs import field, struct
 
 _OPEN = {"[": "]", "{": "}"}
 
@@ -48,7 +48,7 @@ def _split_override(text: str) -> list[str]:
     return [f"{key}={value}" for value in split_values(raw)]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SweepPoint:
     """One entry of a sweep: its overrides and extra environment (the seed)."""
 

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -45,11 +44,12 @@ from tether.queue.base import (
     QueueEvent,
 )
 from tether.queue.warm import WarmPool
+from tether.structs import field, struct
 
 ON_TERM = ("finish", "requeue")
 
 
-@dataclass
+@struct
 class WorkerOptions:
     queues: list[str] = field(default_factory=lambda: [DEFAULT_QUEUE])
     jobs: int = 1
@@ -65,13 +65,13 @@ class WorkerOptions:
     warm: bool = True  # start each slot's next run process ahead of time (queue.warm)
 
 
-@dataclass
+@struct
 class WorkerSummary:
     ran: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
+@struct
 class _Active:
     entry: Entry
     proc: subprocess.Popen[bytes]

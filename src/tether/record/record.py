@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tether.layout import LOG_HEAD_TAIL, LOG_INLINE_CAP, RECORD_LOGS_DIR, RECORD_SCHEMA
+from tether.structs import asdict, field, struct
 
 
-@dataclass
+@struct
 class StageRecord:
     """How one stage of a run went."""
 
@@ -32,7 +32,7 @@ class StageRecord:
     restored_from: dict[str, str] | None = None  # the run whose outputs were reused
 
 
-@dataclass
+@struct
 class RunRecord:
     """The versioned, machine-readable record of one run."""
 
@@ -62,7 +62,8 @@ class RunRecord:
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        result: dict[str, Any] = asdict(self)
+        return result
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True, default=str, allow_nan=False)

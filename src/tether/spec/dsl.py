@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tether.spec.nodes import Entry, Node, python_node
+from tether.structs import struct
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The tether.py being loaded, so lines are taken from its frames even through helpers.
@@ -41,7 +41,7 @@ def _inside_tether(filename: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class StageDecl:
     """A stage as written in the DSL; validated later, with the YAML rules."""
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
 
 from tether.spec.nodes import Entry, Node, Problems, describe
 from tether.spec.values import format_scalar
+from tether.structs import struct
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _EXPRESSION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\s*")
@@ -15,7 +15,7 @@ _NAME_SUFFIX = re.compile(r"[A-Za-z0-9_.-]+")
 _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class StageBody:
     """One stage to validate: its name, its fields, and where its fields sit in the file."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -11,11 +10,12 @@ from typing import Any, Literal
 
 from tether.errors import SpecError, close_matches
 from tether.spec.graph import topological_order, upstream_map
+from tether.structs import field, struct
 
 SPEC_VERSION = 1
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ParamRef:
     """One parameter a stage reads: a dotted `key` of a params `file` (relative to the root)."""
 
@@ -23,7 +23,7 @@ class ParamRef:
     key: str
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class MetricRule:
     """How a metric is judged against a baseline: which direction is better, and by how much."""
 
@@ -40,7 +40,7 @@ class MetricRule:
         }
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Stage:
     """One stage of a pipeline; every path is normalized and relative to the project root."""
 
@@ -79,7 +79,7 @@ class Stage:
         }
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Pipeline:
     """A validated, acyclic pipeline read from `source`; stages keep declaration order."""
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from tether.spec.values import describe_value
+from tether.structs import field, struct
 
 NodeKind = Literal["scalar", "list", "map"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Entry:
     """One `key: value` pair of a mapping node; duplicates are kept for the validator."""
 
@@ -24,7 +24,7 @@ class Entry:
     node: Node
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Node:
     """A scalar, a list of nodes or a mapping of entries, with the line it starts on."""
 
@@ -56,7 +56,7 @@ def describe(node: Node) -> str:
     return describe_value(node.scalar)
 
 
-@dataclass
+@struct
 class Problems:
     """Collects located problems as `FILE:LINE: PATH: MESSAGE` lines, without duplicates."""
 
