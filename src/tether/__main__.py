@@ -1,7 +1,5 @@
 """`python -m tether` is the `tether` command."""
 
-import sys
+from tether.cli.main import console
 
-from tether.cli.main import main
-
-sys.exit(main())
+console()

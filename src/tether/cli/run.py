@@ -106,7 +106,11 @@ def handle(args: argparse.Namespace) -> int:
                          hint="set timeout, stall_timeout and expected per stage in tether.yaml")
     if args.queue is not None or args.repeat is not None:
         return _enqueue(args, command, limits)
-    # Imported here: `tether run --queue` only snapshots and enqueues.
+    # git starts answering the run's questions now, while Python imports the runner
+    # (imported here: `tether run --queue` only snapshots and enqueues).
+    from tether.execute.facts import RunFacts
+
+    facts = None if args.dry else RunFacts(args.cwd)
     from tether.execute.runner import RunOptions, render_plan, run
 
     options = RunOptions(
@@ -123,6 +127,7 @@ def handle(args: argparse.Namespace) -> int:
         argv=args.argv,
         command_limits=limits,
         no_run_cache=args.no_run_cache,
+        facts=facts,
     )
     result = run(args.cwd, options)
     if args.dry:

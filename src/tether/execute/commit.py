@@ -9,7 +9,7 @@ from tether.errors import ExperimentError
 from tether.execute.workspace import Workspace
 from tether.gitstore import experiments as exps
 from tether.gitstore.fastrecord import record_commit
-from tether.gitstore.git import Git
+from tether.gitstore.git import Git, GitJob
 from tether.gitstore.names import generate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, tmp_dir
 from tether.record.record import RunRecord
@@ -28,6 +28,7 @@ def commit_run(
     start: str | None,
     *,
     named: bool,
+    status: GitJob | None = None,
 ) -> exps.ExperimentRef:
     """Record the run as one commit; if its name was taken meanwhile, keep it anyway.
 
@@ -56,6 +57,7 @@ def commit_run(
                 extra_files={RECORD_PATH: record_path, **log_files},
                 scratch=tmp_dir(git.root),
                 start=start,
+                status=status,
             )
         except ExperimentError:
             if attempt == 4:

@@ -52,8 +52,3 @@ class Background:
             raise self._error
         return self._value
 
-
-def in_parallel(**tasks: Callable[[], Any]) -> dict[str, Any]:
-    """Run independent tasks (each mostly waiting on a git process) at once."""
-    running = {name: Background(task) for name, task in tasks.items()}
-    return {name: job.result() for name, job in running.items()}

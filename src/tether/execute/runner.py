@@ -14,14 +14,15 @@ from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
 from tether.errors import ExperimentError, UsageError
 from tether.execute.commit import commit_run
-from tether.execute.concurrency import Background, StopOnSignal, in_parallel
+from tether.execute.concurrency import Background, StopOnSignal
+from tether.execute.facts import RunFacts
 from tether.execute.reuse import Reuse
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
-from tether.gitstore.fastrecord import committer_ident
-from tether.gitstore.git import Git, RepoState, repo_state
+from tether.gitstore.fastrecord import start_status
+from tether.gitstore.git import Git, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
@@ -35,7 +36,6 @@ from tether.parameters import (
 )
 from tether.plan import Plan, fingerprint, make_plan
 from tether.project import ensure_state_dir, load_project_pipeline
-from tether.record.code import capture_code
 from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
 from tether.record.results import collect_metrics, collect_steps, record_logs
@@ -75,6 +75,9 @@ class RunOptions:
     # running in a throwaway worktree points it at a folder that outlives the run.
     state_root: Path | None = None
     no_run_cache: bool = False
+    # The run's git questions, when the caller started them early (`tether run` does,
+    # before importing this module); else `run` starts them.
+    facts: RunFacts | None = None
 
 
 @struct
@@ -95,9 +98,18 @@ def new_run_id(now: float) -> str:
 
 def run(cwd: Path, options: RunOptions) -> RunResult:
     """Plan the pipeline (or bare command) and, unless dry, run and record it."""
-    if options.command is not None and options.targets:
-        raise UsageError("give either stage names or `-- COMMAND`, not both")
-    state = repo_state(cwd)
+    facts = None if options.dry else options.facts or RunFacts(cwd, options.baseline)
+    try:
+        if options.command is not None and options.targets:
+            raise UsageError("give either stage names or `-- COMMAND`, not both")
+        return _run(cwd, options, facts)
+    finally:
+        if facts is not None:
+            facts.close()
+
+
+def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
+    state = facts.state if facts else repo_state(cwd)
     root = state.root
     git = Git(root)
     baseline = options.baseline or state.head
@@ -106,7 +118,8 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
     overrides = [parse_override(text) for text in options.overrides]
     if options.name is not None:
         validate_name(options.name)
-        if options.name in exps.taken_names(git, baseline):
+        taken = facts.taken_names() if facts else exps.taken_names(git, baseline)
+        if options.name in taken:
             raise ExperimentError(
                 f"experiment name {options.name!r} is already used under baseline {baseline[:10]}",
                 hint="choose another name with -n, or remove the old experiment",
@@ -121,7 +134,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
         run_cache = None if options.no_run_cache or options.force else RunCache(root)
         plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
                          force=options.force, run_cache=run_cache)
-        if options.dry:
+        if facts is None:
             return RunResult(plan=plan)
         ensure_state_dir(root)
         started = time.time()
@@ -136,7 +149,7 @@ def run(cwd: Path, options: RunOptions) -> RunResult:
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
             return _execute_and_record(
-                git, workspace, pipeline, plan, params, cache, options, state, run_id, started
+                git, workspace, pipeline, plan, params, cache, options, facts, run_id, started
             )
         finally:
             workspace.cleanup(git)
@@ -160,19 +173,13 @@ def _execute_and_record(
     params: Params,
     cache: StatCache,
     options: RunOptions,
-    state: RepoState,
+    facts: RunFacts,
     run_id: str,
     started: float,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
-    baseline = options.baseline or state.head
-    # Independent git questions asked at once: each is a process that mostly waits.
-    facts = in_parallel(
-        taken=lambda: exps.taken_names(git, baseline),
-        ident=lambda: committer_ident(git),
-        code=lambda: capture_code(git, workspace.path, baseline),
-    )
-    taken, ident, code = facts["taken"], facts["ident"], facts["code"]
+    state, baseline = facts.state, facts.baseline
+    taken, code = facts.taken_names(), facts.code()
     name = options.name or generate_name(taken)
     run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +267,8 @@ def _execute_and_record(
                 stopped = True
 
     ended = time.time()
+    # What the run changed in the workspace; git looks while the record is put together.
+    changes = start_status(git, ws)
     failed = [r for r in stage_records if r.status not in ("success", "skipped", "not_run")]
     if not failed and any(r.status == "not_run" for r in stage_records):
         status = "interrupted"
@@ -296,8 +305,9 @@ def _execute_and_record(
         temp_workspace=workspace.temporary,
     )
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
+    ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
-                     named=options.name is not None)
+                     named=options.name is not None, status=changes)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})

@@ -19,7 +19,7 @@ from typing import IO
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
-from tether.gitstore.git import Git, clean_env
+from tether.gitstore.git import Git, GitJob, clean_env, ident_of
 from tether.layout import REFS_ROOT, STATE_DIR, exp_ref
 
 _CHUNK = 1 << 20
@@ -27,19 +27,20 @@ _CHUNK = 1 << 20
 
 def committer_ident(git: Git) -> str:
     """`Name <email>` for tether's commits: the user's, or tether's own when unset."""
-    proc = git.run("var", "GIT_COMMITTER_IDENT", check=False)
-    text = proc.stdout.decode(errors="replace").strip()
-    if proc.returncode == 0 and ">" in text:
-        return text[: text.rindex(">") + 1]
-    return "tether <tether@localhost>"
+    return ident_of(git.run("var", "GIT_COMMITTER_IDENT", check=False))
 
 
-def changed_paths(git: Git, workspace: Path) -> tuple[list[str], list[str]]:
+def start_status(git: Git, workspace: Path) -> GitJob:
+    """Start the `git status` that `changed_paths` reads."""
+    return git.start(
+        "--no-optional-locks", "status", "--porcelain=v1", "-z",
+        "--untracked-files=all", "--no-renames", "--ignore-submodules=all", cwd=workspace,
+    )
+
+
+def changed_paths(status: GitJob) -> tuple[list[str], list[str]]:
     """(paths differing from HEAD in index or work tree, untracked non-ignored paths)."""
-    out = git.run(
-        "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
-        "--ignore-submodules=all", cwd=workspace, env={"GIT_OPTIONAL_LOCKS": "0"},
-    ).stdout.decode(errors="surrogateescape")
+    out = status.result().stdout.decode(errors="surrogateescape")
     changed: list[str] = []
     untracked: list[str] = []
     for entry in out.split("\0"):
@@ -104,6 +105,7 @@ def commit_workspace(
     force_add: Iterable[str] = (),
     extra_files: Mapping[str, Path] | None = None,
     start: str | None = None,
+    status: GitJob | None = None,
 ) -> str | None:
     """Commit the workspace (tracked changes, untracked files) on top of `parent`.
 
@@ -111,9 +113,10 @@ def commit_workspace(
     `start` is the tree (sha) of the commit the workspace was checked out at when
     that is not `parent` (a queued snapshot): the tree then starts from it.
     `token` names the temporary ref and marks file (a run or entry id).
+    `status` is `start_status` already started, if the caller could start it early.
     """
     excluded = [STATE_DIR, *exclude]
-    changed, untracked = changed_paths(git, workspace)
+    changed, untracked = changed_paths(status or start_status(git, workspace))
     paths: dict[str, None] = {}
     for path in changed:
         if not is_excluded(path, excluded):
@@ -191,13 +194,14 @@ def record_commit(
     extra_files: Mapping[str, Path] | None = None,
     scratch: Path,
     start: str | None = None,
+    status: GitJob | None = None,
 ) -> ExperimentRef:
     """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
     ref = exp_ref(baseline, name)
     commit = commit_workspace(
         git, workspace, parent=baseline, ref=ref, message=message, ident=ident, token=run_id,
         scratch=scratch, exclude=exclude, force_add=force_add, extra_files=extra_files,
-        start=start,
+        start=start, status=status,
     )
     if commit is None:
         raise ExperimentError(

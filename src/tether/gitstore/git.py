@@ -71,6 +71,10 @@ class Git:
             raise GitError(list(argv), proc.returncode, proc.stderr.decode(errors="replace"))
         return proc
 
+    def start(self, *argv: str, cwd: Path | None = None) -> GitJob:
+        """Start `git argv...` now and read its result later (see GitJob)."""
+        return GitJob(list(argv), cwd or self.root)
+
     def out(self, *argv: str, **kwargs: object) -> str:
         """Run git and return its stdout as text without the trailing newline."""
         proc = self.run(*argv, **kwargs)  # type: ignore[arg-type]
@@ -124,6 +128,49 @@ class Git:
         return [line for line in text.splitlines() if line]
 
 
+def ident_of(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """`Name <email>` from `git var GIT_COMMITTER_IDENT`, or tether's own when unset."""
+    text = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode == 0 and ">" in text:
+        return text[: text.rindex(">") + 1]
+    return "tether <tether@localhost>"
+
+
+class GitJob:
+    """A git command started now and read later, so that several run at once.
+
+    Its output is read only by `result()`: a command with more to say than a pipe
+    holds waits until then, which is harmless.
+    """
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.argv = argv
+        self._proc = subprocess.Popen(
+            ["git", *argv], cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self._done: subprocess.CompletedProcess[bytes] | None = None
+
+    def result(self, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """The finished command (bytes out/err); a GitError if it failed and `check`."""
+        if self._done is None:
+            out, err = self._proc.communicate()
+            self._done = subprocess.CompletedProcess(
+                ["git", *self.argv], self._proc.returncode, out, err
+            )
+        if check and self._done.returncode != 0:
+            raise GitError(self.argv, self._done.returncode,
+                           self._done.stderr.decode(errors="replace"))
+        return self._done
+
+    def cancel(self) -> None:
+        """Stop the command if it is still running and reap it."""
+        if self._done is None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self.result(check=False)
+
+
 class RepoState:
     """What a run needs to know about the repository, from one git call.
 
@@ -140,13 +187,18 @@ class RepoState:
         self.branch = branch
 
 
-def repo_state(start: Path) -> RepoState:
-    """Top level, index path, HEAD commit and branch; clear errors when missing."""
-    proc = subprocess.run(
-        ["git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-path", "index",
-         "HEAD^{commit}", "--symbolic-full-name", "HEAD"],
-        cwd=start, capture_output=True, env=clean_env(),
-    )
+REPO_STATE_ARGV = (
+    "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-path", "index",
+    "HEAD^{commit}", "--symbolic-full-name", "HEAD",
+)
+
+
+def repo_state(start: Path, job: GitJob | None = None) -> RepoState:
+    """Top level, index path, HEAD commit and branch; clear errors when missing.
+
+    `job`, if given, is `REPO_STATE_ARGV` already started in `start`.
+    """
+    proc = (job or GitJob(list(REPO_STATE_ARGV), start)).result(check=False)
     lines = proc.stdout.decode().splitlines()
     if proc.returncode != 0 or len(lines) != 4:
         Git(find_root(start)).head_commit()  # raises the precise error

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from tether.gitstore.git import Git
 from tether.layout import STATE_DIR
 from tether.record.environment import redact_text
 
 DIFF_CAP = 2 * 1024 * 1024
 
 
-def capture_code(git: Git, workspace: Path, baseline: str) -> dict[str, Any]:
-    """Commit, branch, the uncommitted diff (secrets redacted) and untracked files."""
-    diff = git.run("diff", "HEAD", "--binary", "--", ".", f":(exclude){STATE_DIR}",
-                   cwd=workspace).stdout
-    untracked = [
-        p for p in git.out("ls-files", "-o", "--exclude-standard", "-z", cwd=workspace).split("\0")
-        if p and not p.startswith(STATE_DIR + "/")
-    ]
+def describe_code(baseline: str, diff: bytes, untracked_z: str) -> dict[str, Any]:
+    """Commit, the uncommitted diff (secrets redacted) and untracked files.
+
+    `diff` is `git diff HEAD --binary`, `untracked_z` `git ls-files -o -z` output.
+    """
+    untracked = [p for p in untracked_z.split("\0") if p and not p.startswith(STATE_DIR + "/")]
     text = diff.decode(errors="replace")
     truncated = len(diff) > DIFF_CAP
     if truncated:
