@@ -6,7 +6,6 @@ Named `parameters` so that `tether.params` stays the training-script function.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,16 @@ class Params:
             if not isinstance(node, dict) or part not in node:
                 raise KeyError(key)
             node = node[part]
-        return copy.deepcopy(node)
+        return _copied(node)
 
     def main(self) -> dict[str, Any]:
         """The content of params.yaml (empty when the project has none)."""
-        return copy.deepcopy(self.files.get(DEFAULT_PARAMS, {}))
+        main: dict[str, Any] = _copied(self.files.get(DEFAULT_PARAMS, {}))
+        return main
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy(self.files)
+        files: dict[str, Any] = _copied(self.files)
+        return files
 
 
 def parse_override(text: str) -> Override:
@@ -266,3 +267,14 @@ def dump_params_file(name: str, data: dict[str, Any]) -> str:
 
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
+
+def _copied(value: Any) -> Any:
+    """A deep copy of params data (dicts and lists of immutable scalars).
+
+    Not `copy.deepcopy`: the `copy` module is one more import on every run's path.
+    """
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value

@@ -8,11 +8,13 @@ known) the experiment names already taken.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+from tether.gitstore.experiments import read_taken_names, start_taken_names
 from tether.gitstore.git import REPO_STATE_ARGV, Git, GitJob, RepoState, ident_of, repo_state
-from tether.layout import EXPS_REFS, STATE_DIR
+from tether.layout import STATE_DIR
 
 # What changed since HEAD, and the untracked files, for the whole work tree
 # whatever directory git runs in (paths relative to its top level).
@@ -33,21 +35,32 @@ class RunFacts:
         self._diff_job = self._track(starter.start(*DIFF_ARGV))
         self._untracked_job = self._track(starter.start(*UNTRACKED_ARGV))
         self._state: RepoState | None = None
+        self._state_error: BaseException | None = None
         self._taken_job: GitJob | None = None
+        # The names question needs the baseline: asked the moment rev-parse answers.
+        self._resolver = threading.Thread(target=self._resolve, daemon=True)
+        self._resolver.start()
 
     def _track(self, job: GitJob) -> GitJob:
         self._jobs.append(job)
         return job
 
+    def _resolve(self) -> None:
+        try:
+            state = repo_state(self.cwd, self._state_job)
+            baseline = self._baseline or state.head
+            self._taken_job = self._track(start_taken_names(Git(state.root), baseline))
+            self._state = state
+        except BaseException as exc:  # raised to whoever asks for the state
+            self._state_error = exc
+
     @property
     def state(self) -> RepoState:
         """Root, HEAD and branch (a clear GitStateError outside a usable repository)."""
-        if self._state is None:
-            self._state = repo_state(self.cwd, self._state_job)
-            prefix = f"{EXPS_REFS}{self.baseline}/"
-            self._taken_job = self._track(
-                Git(self._state.root).start("for-each-ref", "--format=%(refname)", prefix)
-            )
+        self._resolver.join()
+        if self._state_error is not None:
+            raise self._state_error
+        assert self._state is not None
         return self._state
 
     @property
@@ -56,11 +69,9 @@ class RunFacts:
 
     def taken_names(self) -> set[str]:
         """Experiment names already used under the baseline."""
-        self.state  # noqa: B018 -- starts the question once the baseline is known
+        self.state  # noqa: B018 -- waits for the question to be asked
         assert self._taken_job is not None
-        prefix = f"{EXPS_REFS}{self.baseline}/"
-        refs = self._taken_job.result().stdout.decode(errors="replace").splitlines()
-        return {ref[len(prefix):] for ref in refs if ref.startswith(prefix)}
+        return read_taken_names(self._taken_job, self.baseline)
 
     def committer_ident(self) -> str:
         """`Name <email>` for tether's commits: the user's, or tether's own when unset."""
@@ -76,5 +87,6 @@ class RunFacts:
 
     def close(self) -> None:
         """Reap every git process, finished or not (a run that stopped early)."""
+        self._resolver.join()
         for job in self._jobs:
             job.cancel()

@@ -22,8 +22,9 @@ from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
 from tether.gitstore.fastrecord import start_status
-from tether.gitstore.git import Git, repo_state
+from tether.gitstore.git import Git, GitJob, repo_state
 from tether.gitstore.names import generate_name, validate_name
+from tether.ids import new_run_id
 from tether.layout import runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
 from tether.parameters import (
@@ -89,11 +90,6 @@ class RunResult:
     @property
     def status(self) -> str:
         return self.record.status if self.record else "planned"
-
-
-def new_run_id(now: float) -> str:
-    """Sortable by time, unique across machines."""
-    return f"{int(now * 1000):012x}{os.urandom(6).hex()}"
 
 
 def run(cwd: Path, options: RunOptions) -> RunResult:
@@ -200,8 +196,12 @@ def _execute_and_record(
     reuse = Reuse(git.root, cache)
     to_remember: list[tuple[str, dict[str, str]]] = []
     stopped = False
+    # What the run changed in the workspace: git looks as soon as the last stage's
+    # process is done, while its outputs are saved and the record is put together.
+    last = max((i for i, d in enumerate(plan.decisions) if d.action != "skip"), default=-1)
+    changes: GitJob | None = None
     with StopOnSignal() as stop:
-        for decision in plan.decisions:
+        for index, decision in enumerate(plan.decisions):
             stage = pipeline.stages[decision.name]
             record = StageRecord(name=stage.name, status="skipped", reasons=decision.reasons,
                                  cmd=list(stage.cmd))
@@ -244,6 +244,8 @@ def _execute_and_record(
                         on_event=_supervisor_events(emit, stage.name),
                         stop=stop,
                     )
+                if index == last:
+                    changes = start_status(git, ws)
             except KeyboardInterrupt:
                 record.status = "interrupted"
             emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
@@ -267,8 +269,7 @@ def _execute_and_record(
                 stopped = True
 
     ended = time.time()
-    # What the run changed in the workspace; git looks while the record is put together.
-    changes = start_status(git, ws)
+    changes = changes or start_status(git, ws)
     failed = [r for r in stage_records if r.status not in ("success", "skipped", "not_run")]
     if not failed and any(r.status == "not_run" for r in stage_records):
         status = "interrupted"

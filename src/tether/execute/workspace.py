@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 
 from tether.gitstore.git import Git
@@ -22,6 +21,8 @@ class Workspace:
             return
         git.run("worktree", "remove", "--force", str(self.path), check=False)
         if self.path.exists():
+            import shutil  # here, not at the top: an in-place run does without it
+
             shutil.rmtree(self.path, ignore_errors=True)
         git.run("worktree", "prune", check=False)
 
@@ -32,6 +33,8 @@ def in_place(root: Path) -> Workspace:
 
 def temporary_worktree(git: Git, run_id: str) -> Workspace:
     """A detached worktree at HEAD holding the user's uncommitted changes too."""
+    import shutil  # here, not at the top: an in-place run does without it
+
     path = worktrees_dir(git.root) / run_id
     path.parent.mkdir(parents=True, exist_ok=True)
     git.run("worktree", "add", "--detach", "--quiet", str(path), "HEAD")

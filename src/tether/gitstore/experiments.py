@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tether.errors import ExperimentError, GitError
-from tether.gitstore.git import Git
+from tether.gitstore.git import Git, GitJob
 from tether.layout import EXPS_REFS, RECORD_PATH, STATE_DIR, exp_ref
 
 # Untracked files larger than this are hashed in the record, not stored in git.
@@ -61,7 +60,19 @@ def list_experiments(git: Git, baseline: str | None = None) -> list[ExperimentRe
 
 
 def taken_names(git: Git, baseline: str) -> set[str]:
-    return {exp.name for exp in list_experiments(git, baseline)}
+    """Experiment names already used under `baseline`."""
+    return read_taken_names(start_taken_names(git, baseline), baseline)
+
+
+def start_taken_names(git: Git, baseline: str) -> GitJob:
+    """Start the git question `read_taken_names` answers."""
+    return git.start("for-each-ref", "--format=%(refname)", f"{EXPS_REFS}{baseline}/")
+
+
+def read_taken_names(job: GitJob, baseline: str) -> set[str]:
+    prefix = f"{EXPS_REFS}{baseline}/"
+    refs = job.result().stdout.decode(errors="replace").splitlines()
+    return {ref[len(prefix):] for ref in refs if ref.startswith(prefix)}
 
 
 def is_excluded(path: str, excluded: Iterable[str]) -> bool:
@@ -91,6 +102,8 @@ def snapshot_tree(
         git.out("rev-parse", "--path-format=absolute", "--git-path", "index", cwd=workspace)
     )
     if real_index.exists():
+        import shutil  # here, not at the top: not worth importing on every run
+
         shutil.copyfile(real_index, index)
     env = {"GIT_INDEX_FILE": str(index)}
     try:

@@ -1,10 +1,11 @@
-"""Record an experiment commit in three git processes, via `git fast-import`.
+"""Record an experiment commit in two git processes: `git status`, `git fast-import`.
 
 The commit starts from the baseline's tree and changes only what differs in the
 workspace (from one `git status`), so its cost does not grow with the size of
 the repository. The ref appears atomically, and only if the name is still free:
-fast-import writes a private temporary ref, and one `update-ref` transaction
-creates the experiment ref (failing if it exists) and drops the temporary one.
+fast-import updates refs in a transaction that expects the ref to be absent when
+it was absent at start, and refuses to move an existing ref to a commit that
+does not contain its old value (no other run's commit is ever in a new one).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import IO
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
 from tether.gitstore.git import Git, GitJob, clean_env, ident_of
-from tether.layout import REFS_ROOT, STATE_DIR, exp_ref
+from tether.layout import STATE_DIR, exp_ref
 
 _CHUNK = 1 << 20
+# Below this many packs, a record's objects stay one small pack (see _keep_as_pack).
+_PACKS_KEPT = 30
 
 
 def committer_ident(git: Git) -> str:
@@ -112,7 +115,7 @@ def commit_workspace(
     `ref` is created only if it does not exist yet; None means it already did.
     `start` is the tree (sha) of the commit the workspace was checked out at when
     that is not `parent` (a queued snapshot): the tree then starts from it.
-    `token` names the temporary ref and marks file (a run or entry id).
+    `token` names the marks file (a run or entry id).
     `status` is `start_status` already started, if the caller could start it early.
     """
     excluded = [STATE_DIR, *exclude]
@@ -130,11 +133,11 @@ def commit_workspace(
     for path in force_add:
         if (workspace / path).is_file():
             paths[path] = None
-    temp_ref = f"{REFS_ROOT}tmp/{token}"
     marks = scratch / f"marks-{token}"
     scratch.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
+        ["git", *_keep_as_pack(git.root), "fast-import", "--quiet", "--done",
+         f"--export-marks={marks}"],
         cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env=clean_env(),
     )
@@ -144,7 +147,7 @@ def commit_workspace(
         body = message.encode()
         when = f"{int(time.time())} {time.strftime('%z')}"
         stream.write(
-            f"commit {temp_ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
+            f"commit {ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
             + body + f"\nfrom {parent}\n".encode()
         )
         if start is not None:
@@ -165,19 +168,32 @@ def commit_workspace(
     err = proc.stderr.read()
     proc.wait()
     try:
-        if proc.returncode != 0:
-            raise GitError(["fast-import"], proc.returncode, err.decode(errors="replace"))
-        commit = marks.read_text().split()[1]
+        commit = marks.read_text().split()[1] if marks.exists() else None
     finally:
         marks.unlink(missing_ok=True)
-    update = git.run(
-        "update-ref", "--stdin",
-        input=f"start\ncreate {ref} {temp_ref}\ndelete {temp_ref}\ncommit\n", check=False,
-    )
-    if update.returncode != 0:
-        git.run("update-ref", "-d", temp_ref, check=False)
-        return None
+    if proc.returncode != 0:
+        # fast-import creates `ref` only if it does not exist (an existing one would
+        # have to be an ancestor of the new commit, which no other run's commit is).
+        taken = git.ref_value(ref)
+        if commit is not None and taken is not None and taken != commit:
+            return None
+        raise GitError(["fast-import"], proc.returncode, err.decode(errors="replace"))
     return commit
+
+
+def _keep_as_pack(root: Path) -> list[str]:
+    """Options that let fast-import keep a run's few objects as one small pack.
+
+    By default it hands fewer than 100 objects to `git unpack-objects`, a process
+    that costs a run 3 ms. Packs add up, so this holds only while the repository
+    has few of them (git's own `gc --auto` consolidates them past 50); a worktree
+    or an unusual layout keeps git's default.
+    """
+    try:
+        packs = sum(name.endswith(".pack") for name in os.listdir(root / ".git/objects/pack"))
+    except OSError:
+        return []
+    return ["-c", "fastimport.unpackLimit=0"] if packs < _PACKS_KEPT else []
 
 
 def record_commit(

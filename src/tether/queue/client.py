@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import ExperimentError, QueueError, UsageError
-from tether.gitstore.experiments import taken_names
-from tether.gitstore.git import Git, repo_state
+from tether.gitstore.experiments import read_taken_names, start_taken_names, taken_names
+from tether.gitstore.fastrecord import start_status
+from tether.gitstore.git import Git, ident_of, repo_state
 from tether.gitstore.names import generate_name, validate_name
-from tether.layout import queue_db, queue_dir
+from tether.ids import new_id, new_run_id
+from tether.layout import queue_db, queue_dir, tmp_dir
 from tether.queue.base import (
     CANCELLED,
     DEFAULT_QUEUE,
@@ -23,7 +25,7 @@ from tether.queue.base import (
     EventHook,
     QueueBackend,
 )
-from tether.queue.snapshot import drop_unreferenced, new_id, take_snapshot
+from tether.queue.snapshot import drop_unreferenced, take_snapshot
 from tether.queue.sweep import SweepPoint, expand
 from tether.structs import field, struct
 
@@ -86,7 +88,7 @@ def _validate(root: Path, cwd: Path, request: QueueRequest, points: list[SweepPo
     files = {ref.file for stage in pipeline.stages.values() for ref in stage.params}
     parsed = [[parse_override(text) for text in point.overrides] for point in points]
     files |= {ov.file for overrides in parsed for ov in overrides if not ov.allow_new}
-    base = load_params(root, files)
+    base = load_params(root, files, tmp_dir(root) / "params-cache.json")
     seen: set[tuple[str, ...]] = set()
     for point, overrides in zip(points, parsed, strict=True):
         if point.overrides not in seen:
@@ -120,21 +122,25 @@ def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str)
 def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = None,
             now: float | None = None) -> list[Entry]:
     """Snapshot the workspace once and queue one entry per sweep point."""
-    from tether.execute.runner import new_run_id
     from tether.project import ensure_state_dir
 
     now = time.time() if now is None else now
     state = repo_state(cwd)
     root, git = state.root, Git(state.root)
-    ensure_state_dir(root)
-    points = expand(request.overrides, request.repeat)
-    wdir = _validate(root, cwd, request, points)
+    # Three git questions at once, answered while the request is checked.
+    jobs = (start_taken_names(git, state.head), git.start("var", "GIT_COMMITTER_IDENT"),
+            start_status(git, root))
+    taken_job, ident_job, status_job = jobs
     own = backend is None
-    backend = backend or open_queue(root)
     try:
-        reserved = taken_names(git, state.head) | backend.reserved_names(state.head)
+        ensure_state_dir(root)
+        points = expand(request.overrides, request.repeat)
+        wdir = _validate(root, cwd, request, points)
+        backend = backend or open_queue(root)
+        reserved = read_taken_names(taken_job, state.head) | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
-        snapshot = take_snapshot(git, root, state.head)
+        snapshot = take_snapshot(git, root, state.head, status=status_job,
+                                 ident=ident_of(ident_job.result(check=False)))
         entries = [
             Entry(
                 id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,
@@ -154,7 +160,9 @@ def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = Non
             raise
         return entries
     finally:
-        if own:
+        for job in jobs:
+            job.cancel()
+        if own and backend is not None:
             backend.close()
 
 
@@ -191,7 +199,6 @@ def remove(root: Path, backend: QueueBackend, entries: list[Entry],
 def retry(root: Path, backend: QueueBackend, entries: list[Entry],
           now: float | None = None) -> list[Entry]:
     """Queue failed or cancelled entries again, each under a fresh name and run id."""
-    from tether.execute.runner import new_run_id
 
     now = time.time() if now is None else now
     git = Git(root)

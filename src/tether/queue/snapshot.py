@@ -7,13 +7,13 @@ touching the user's index. One snapshot serves a whole sweep.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 from tether.errors import GitError
 from tether.gitstore.fastrecord import commit_workspace, committer_ident
-from tether.gitstore.git import Git
+from tether.gitstore.git import Git, GitJob
+from tether.ids import new_id
 from tether.layout import QUEUE_REFS, tmp_dir
 from tether.structs import struct
 
@@ -25,18 +25,20 @@ class Snapshot:
     baseline: str
 
 
-def new_id() -> str:
-    """A short random id (entries and snapshots); users type its prefix."""
-    return secrets.token_hex(5)
+def take_snapshot(
+    git: Git, root: Path, baseline: str, *, ident: str | None = None,
+    status: GitJob | None = None,
+) -> Snapshot:
+    """Commit the workspace at `root` on top of `baseline` under a fresh queue ref.
 
-
-def take_snapshot(git: Git, root: Path, baseline: str) -> Snapshot:
-    """Commit the workspace at `root` on top of `baseline` under a fresh queue ref."""
+    `ident` and `status` (`start_status` of `root`) when the caller asked git early.
+    """
     snapshot_id = new_id()
     ref = f"{QUEUE_REFS}{snapshot_id}"
     commit = commit_workspace(
         git, root, parent=baseline, ref=ref, message=f"tether: queued snapshot {snapshot_id}\n",
-        ident=committer_ident(git), token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
+        ident=ident or committer_ident(git), token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
+        status=status,
     )
     if commit is None:
         raise GitError(["update-ref", ref], 1, f"{ref} already exists")

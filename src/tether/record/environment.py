@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -281,6 +280,8 @@ def memory_bytes() -> int | None:
 
 def list_gpus(search_path: str | None = None) -> list[dict[str, Any]]:
     """NVIDIA GPUs as reported by `nvidia-smi` found on `search_path`; [] if none or on error."""
+    import shutil  # here, not at the top: not worth importing on every run
+
     binary = shutil.which("nvidia-smi", path=search_path)
     if binary is None:
         return []
