@@ -109,6 +109,14 @@ def _root_commit(git: Git) -> str:
     return sorted(roots)[0][:12] if roots else "default"
 
 
+class _Sent:
+    """What `send_task` hands back for a wake-up: only its id (no result to wait for)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self.ignored = True
+
+
 class CeleryQueue(RedisState):
     """A `QueueBackend`: `RedisState` plus one Celery wake-up per claimable entry."""
 
@@ -138,6 +146,9 @@ class CeleryQueue(RedisState):
                 TASK_NAME, args=[entry.id],
                 queue=celery_queue_name(self.namespace, entry.queue),
                 countdown=delay or None,
+                # The wake-up has no result: without these Celery would set up (and
+                # import) a result backend and build an AsyncResult for each send.
+                ignore_result=True, result_cls=_Sent,
             )
         self.mark_dispatched([entry.id for entry in entries], now)
 

@@ -203,7 +203,17 @@ class RedisState:
         return found
 
     def reserved_names(self, baseline: str) -> set[str]:
-        return {e.name for e in self.entries() if e.baseline == baseline}
+        ids = self._ids()
+
+        def load() -> list[list[bytes | None]]:
+            pipe = self.redis.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.hmget(self._key(entry_id), ["name", "baseline"])
+            return cast(list[list[bytes | None]], pipe.execute())
+
+        # Two fields per entry, not whole entries: every enqueue asks this.
+        return {name.decode() for name, base in self._retrying(load)
+                if name is not None and base is not None and base.decode() == baseline}
 
     def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
         raw = self._script("CLAIM", worker, _num(now), _num(now + lease), *queues)
