@@ -40,6 +40,11 @@ class Params:
     texts: dict[str, str] = field(default_factory=dict)
     edits: list[Override] = field(default_factory=list)
 
+    def copy(self) -> Params:
+        """An independent copy (overrides applied to it leave this one alone)."""
+        return Params(files=_copied(self.files), changed=set(self.changed),
+                      texts=dict(self.texts), edits=list(self.edits))
+
     def get(self, file: str, key: str) -> Any:
         """The value at dotted `key` in `file`; KeyError if absent."""
         node: Any = self.files[file]

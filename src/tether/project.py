@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def command_pipeline(
     limits = dict(limits or {})
     stage = Stage(
         name=COMMAND_STAGE,
-        cmd=(shlex.join(argv),),
+        cmd=(_shell_join(argv),),
         wdir=wdir,
         metrics=(metrics,),
         timeout=limits.get("timeout"),
@@ -93,3 +92,9 @@ def init_project(root: Path, *, force: bool = False) -> list[Path]:
         config.write_text(templates.joinpath("config.yaml").read_text())
         created.append(config)
     return created
+
+
+def _shell_join(argv: list[str]) -> str:
+    import shlex  # here, not at the top: only a bare command needs it
+
+    return shlex.join(argv)

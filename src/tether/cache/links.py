@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +52,8 @@ def make_read_only(path: Path) -> None:
 
 def place(src: Path, dst: Path, order: Sequence[str] = DEFAULT_LINK_ORDER) -> str:
     """Create `dst` (which must not exist) from `src` with the first mode that works."""
+    import shutil  # here, not at the top: config imports this module's constants
+
     for mode in order:
         if mode == "reflink" and reflink(src, dst):
             return mode

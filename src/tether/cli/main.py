@@ -7,8 +7,9 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tether import __version__
 from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
@@ -28,7 +29,43 @@ COMMANDS = (
 FAST_EXIT = frozenset({"run", "status", "spec", "show", "diff"})
 
 
+_WIDTH: list[int] = []
+
+
+def _help_width() -> int:
+    """Columns for help text: $COLUMNS, else the terminal's, else 80 (less a margin)."""
+    if not _WIDTH:
+        try:
+            columns = int(os.environ.get("COLUMNS", ""))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 80
+        _WIDTH.append(columns - 2)
+    return _WIDTH[0]
+
+
+_Formatter = Callable[..., argparse.HelpFormatter]
+
+
+def _sized(formatter: _Formatter) -> _Formatter:
+    """`formatter` told its width: left alone, argparse imports shutil to measure the
+    terminal for every argument added, a few ms of every command's start."""
+
+    def make(prog: str) -> argparse.HelpFormatter:
+        return formatter(prog, width=_help_width())
+
+    return make
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["formatter_class"] = _sized(kwargs.get("formatter_class", argparse.HelpFormatter))
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"tether: error: {message}\n")

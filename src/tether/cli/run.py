@@ -7,7 +7,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
-from tether.spec.values import parse_duration
 
 if TYPE_CHECKING:
     from tether.execute.runner import RunEvent
@@ -66,6 +65,8 @@ def _limits(args: argparse.Namespace) -> dict[str, float | None]:
         value = getattr(args, option)
         if value is None:
             continue
+        from tether.spec.values import parse_duration  # only then: it loads the spec package
+
         try:
             limits[key] = parse_duration(value)
         except ValueError as exc:
@@ -160,13 +161,17 @@ def _enqueue(
     args: argparse.Namespace, command: list[str] | None, limits: dict[str, float | None]
 ) -> int:
     """`tether run --queue`: snapshot the workspace once and queue each sweep point."""
-    from tether.queue.client import QueueRequest, enqueue
-    from tether.queue.sweep import expand
-
     if args.queue is None:
         raise UsageError("--repeat needs --queue", hint="tether run --queue --repeat 3")
     if args.temp:
         raise UsageError("--temp and --queue: queued runs always use their own worktree")
+    # git starts answering now, while Python imports the queue client.
+    from tether.execute.facts import RunFacts
+
+    facts = None if args.dry else RunFacts(args.cwd, code=False, snapshot=True)
+    from tether.queue.client import QueueRequest, enqueue
+    from tether.queue.sweep import expand
+
     request = QueueRequest(
         targets=args.stages, overrides=args.overrides, name=args.name, message=args.message,
         force=args.force, command=command, limits=limits, queue=args.queue,
@@ -177,7 +182,7 @@ def _enqueue(
             seed = point.env.get("TETHER_SEED")
             print(" ".join(point.overrides) + (f" TETHER_SEED={seed}" if seed else ""))
         return 0
-    entries = enqueue(args.cwd, request)
+    entries = enqueue(args.cwd, request, facts=facts)
     for entry in entries:
         print(f"{entry.id}  {entry.name}  {' '.join(entry.overrides)}".rstrip())
     print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "

@@ -24,7 +24,7 @@ from tether.gitstore.git import Git, GitJob, clean_env, ident_of
 from tether.layout import STATE_DIR, exp_ref
 
 _CHUNK = 1 << 20
-# Below this many packs, a record's objects stay one small pack (see _keep_as_pack).
+# When a record brings the repository to this many packs, the small ones are merged.
 _PACKS_KEPT = 30
 
 
@@ -135,9 +135,13 @@ def commit_workspace(
             paths[path] = None
     marks = scratch / f"marks-{token}"
     scratch.mkdir(parents=True, exist_ok=True)
+    # fast-import hands fewer than 100 objects to `git unpack-objects`, a process that
+    # costs a run 3 ms: the record's few objects stay one small pack instead, and the
+    # small packs are rolled up every _PACKS_KEPT runs (below).
+    packs = _count_packs(_pack_dir(git.root))
+    keep = ["-c", "fastimport.unpackLimit=0"] if packs is not None else []
     proc = subprocess.Popen(
-        ["git", *_keep_as_pack(git.root), "fast-import", "--quiet", "--done",
-         f"--export-marks={marks}"],
+        ["git", *keep, "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
         cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env=clean_env(),
     )
@@ -178,22 +182,35 @@ def commit_workspace(
         if commit is not None and taken is not None and taken != commit:
             return None
         raise GitError(["fast-import"], proc.returncode, err.decode(errors="replace"))
+    if packs is not None and packs + 1 >= _PACKS_KEPT:
+        # git's incremental repack: merges the small packs, leaves the big ones alone
+        # (tens of ms, once per _PACKS_KEPT records). Only upkeep: a failure is harmless.
+        git.run("repack", "-d", "-q", "--geometric=2", check=False)
     return commit
 
 
-def _keep_as_pack(root: Path) -> list[str]:
-    """Options that let fast-import keep a run's few objects as one small pack.
-
-    By default it hands fewer than 100 objects to `git unpack-objects`, a process
-    that costs a run 3 ms. Packs add up, so this holds only while the repository
-    has few of them (git's own `gc --auto` consolidates them past 50); a worktree
-    or an unusual layout keeps git's default.
-    """
+def _pack_dir(root: Path) -> Path | None:
+    """The repository's pack folder (also from a linked worktree), or None if unusual."""
+    dot = root / ".git"
     try:
-        packs = sum(name.endswith(".pack") for name in os.listdir(root / ".git/objects/pack"))
+        if dot.is_dir():
+            git_dir = dot
+        else:  # a linked worktree: `.git` names its folder, whose `commondir` names ours
+            private = Path(dot.read_text().removeprefix("gitdir:").strip())
+            private = private if private.is_absolute() else root / private
+            git_dir = private / (private / "commondir").read_text().strip()
     except OSError:
-        return []
-    return ["-c", "fastimport.unpackLimit=0"] if packs < _PACKS_KEPT else []
+        return None
+    pack_dir = git_dir / "objects" / "pack"
+    return pack_dir if pack_dir.is_dir() else None
+
+
+def _count_packs(pack_dir: Path | None) -> int | None:
+    try:
+        return None if pack_dir is None else sum(
+            name.endswith(".pack") for name in os.listdir(pack_dir))
+    except OSError:
+        return None
 
 
 def record_commit(

@@ -184,11 +184,13 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     )
     beats.start()
     sweeper.start()
+    worker.warm_up()
     try:
         celery_worker.start()
     finally:
         stop.set()
         worker._done.set()
+        worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
         sweeper.join(5)
         beats.join(5)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tether.errors import ExperimentError, QueueError, UsageError
-from tether.gitstore.experiments import read_taken_names, start_taken_names, taken_names
-from tether.gitstore.fastrecord import start_status
-from tether.gitstore.git import Git, ident_of, repo_state
+from tether.execute.facts import RunFacts
+from tether.gitstore.experiments import taken_names
+from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_id, new_run_id
 from tether.layout import queue_db, queue_dir, tmp_dir
@@ -25,7 +23,7 @@ from tether.queue.base import (
     EventHook,
     QueueBackend,
 )
-from tether.queue.snapshot import drop_unreferenced, take_snapshot
+from tether.queue.snapshot import drop_unreferenced
 from tether.queue.sweep import SweepPoint, expand
 from tether.structs import field, struct
 
@@ -93,7 +91,7 @@ def _validate(root: Path, cwd: Path, request: QueueRequest, points: list[SweepPo
     for point, overrides in zip(points, parsed, strict=True):
         if point.overrides not in seen:
             seen.add(point.overrides)
-            apply_overrides(copy.deepcopy(base), overrides)
+            apply_overrides(base.copy(), overrides)
     if request.command is None:
         return "."
     return next(iter(pipeline.stages.values())).wdir
@@ -120,27 +118,27 @@ def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str)
 
 
 def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = None,
-            now: float | None = None) -> list[Entry]:
-    """Snapshot the workspace once and queue one entry per sweep point."""
+            now: float | None = None, facts: RunFacts | None = None) -> list[Entry]:
+    """Snapshot the workspace once and queue one entry per sweep point.
+
+    `facts`: `RunFacts(cwd, code=False, snapshot=True)` if the caller started them early
+    (the snapshot is then committed while this checks the request).
+    """
     from tether.project import ensure_state_dir
 
     now = time.time() if now is None else now
-    state = repo_state(cwd)
-    root, git = state.root, Git(state.root)
-    # Three git questions at once, answered while the request is checked.
-    jobs = (start_taken_names(git, state.head), git.start("var", "GIT_COMMITTER_IDENT"),
-            start_status(git, root))
-    taken_job, ident_job, status_job = jobs
+    facts = facts or RunFacts(cwd, code=False, snapshot=True)
     own = backend is None
     try:
+        state = facts.state
+        root, git = state.root, Git(state.root)
         ensure_state_dir(root)
         points = expand(request.overrides, request.repeat)
         wdir = _validate(root, cwd, request, points)
         backend = backend or open_queue(root)
-        reserved = read_taken_names(taken_job, state.head) | backend.reserved_names(state.head)
+        reserved = facts.taken_names() | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
-        snapshot = take_snapshot(git, root, state.head, status=status_job,
-                                 ident=ident_of(ident_job.result(check=False)))
+        snapshot = facts.snapshot()
         entries = [
             Entry(
                 id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,
@@ -160,8 +158,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = Non
             raise
         return entries
     finally:
-        for job in jobs:
-            job.cancel()
+        facts.close()
         if own and backend is not None:
             backend.close()
 
@@ -187,6 +184,8 @@ def resolve_entries(
 def remove(root: Path, backend: QueueBackend, entries: list[Entry],
            now: float | None = None) -> list[Entry]:
     """Forget entries (not running), their logs, and snapshots nobody uses any more."""
+    import shutil  # here, not at the top: enqueue does without it
+
     now = time.time() if now is None else now
     removed = backend.remove([entry.id for entry in entries])
     for entry in removed:

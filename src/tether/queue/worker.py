@@ -99,9 +99,21 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
-        # Warm run processes serve the pull loop (run()); push-style runtimes (Celery)
-        # start each run process cold.
+        # Run processes started ahead of time (queue.warm): see warm_up().
         self._warm: WarmPool | None = None
+
+    def warm_up(self) -> None:
+        """Keep one run process started ahead of time per slot (if options.warm)."""
+        if self.options.warm and self._warm is None:
+            self._warm = WarmPool(self.options.python, self.root, self.options.jobs)
+            for _ in range(self.options.jobs):
+                self._warm.fill_later()
+
+    def cool_down(self) -> None:
+        """Stop the processes warm_up() started and not used."""
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -112,10 +124,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         self.sweep_worktrees()
-        if self.options.warm:
-            self._warm = WarmPool(self.options.python, self.root, self.options.jobs)
-            for _ in range(self.options.jobs):
-                self._warm.fill_later()
+        self.warm_up()
         beat = threading.Thread(target=self._heartbeats, daemon=True)
         beat.start()
         slots = [threading.Thread(target=self._slot, daemon=True) for _ in range(self.options.jobs)]
@@ -127,8 +136,7 @@ class Worker:
                     slot.join(0.2)
         finally:
             self._done.set()
-            if self._warm is not None:
-                self._warm.close()
+            self.cool_down()
             beat.join(2)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
