@@ -18,6 +18,11 @@ def _packs(repo: Path) -> set[str]:
     return {p.name for p in (repo / ".git/objects/pack").glob("*.pack")}
 
 
+def _fsck_ok(repo: Path) -> bool:
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True)
+    return fsck.returncode == 0
+
+
 def _loose(repo: Path) -> int:
     out = git(repo, "count-objects", "-v")
     return int(next(line for line in out.splitlines() if line.startswith("count:")).split()[1])
@@ -49,7 +54,7 @@ def test_a_record_is_one_small_pack_while_packs_are_few(repo: Path) -> None:
     assert run_tether(repo, "run", "-n", "packed", "--", "echo", "hi").returncode == 0
     assert len(_packs(repo) - before) == 1
     assert _loose(repo) == loose
-    assert subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True).returncode == 0
+    assert _fsck_ok(repo)
 
 
 def test_small_packs_are_merged_every_thirty_records(repo: Path) -> None:
@@ -61,7 +66,7 @@ def test_small_packs_are_merged_every_thirty_records(repo: Path) -> None:
     assert len(_packs(repo)) >= 29
     assert run_tether(repo, "run", "-n", "merging", "--", "echo", "hi").returncode == 0
     assert len(_packs(repo)) < 5
-    assert subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True).returncode == 0
+    assert _fsck_ok(repo)
     assert git(repo, "show", "HEAD:f28.txt") == "28"
     assert len(exp_refs(repo)) == 1
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, write
+from queueing.servers import RABBITMQ_SERVER, REDIS_SERVER, RabbitServer, RedisServer
 
 TRAIN = """\
 import json, os, pathlib, sys, time
@@ -84,3 +85,24 @@ def workers() -> Iterator[list[subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server shared by the session (each test uses its own namespace)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    if RABBITMQ_SERVER is None:
+        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+    server = RabbitServer(tmp_path_factory.mktemp("rabbit"), consumer_timeout_ms=3000)
+    server.start()
+    yield server
+    server.close()

@@ -42,11 +42,17 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log
 
 
 class RedisServer:
-    """redis-server on a free port with AOF persistence in `folder`."""
+    """redis-server on a free port with AOF persistence in `folder`.
 
-    def __init__(self, folder: Path) -> None:
+    Optionally with a password (`--requirepass`) and a unix socket in `folder`.
+    """
+
+    def __init__(self, folder: Path, *, password: str | None = None,
+                 unix_socket: bool = False) -> None:
         assert REDIS_SERVER is not None
         self.folder = folder
+        self.password = password
+        self.unix_socket = unix_socket
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
@@ -55,12 +61,19 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def socket(self) -> Path:
+        return self.folder / "redis.sock"
+
     def start(self) -> None:
         log = self.folder / "redis.log"
         self.proc = subprocess.Popen(
             [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no", "--logfile", str(log)],
+             "--save", "", "--daemonize", "no", "--logfile", str(log),
+             *(["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+               if self.unix_socket else []),
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait_for_port(self.port, 20, self.proc, log)

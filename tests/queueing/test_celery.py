@@ -27,33 +27,13 @@ import yaml
 from conftest import git, write
 from helpers import exp_refs, record_of
 from queueing.contract import QueueContract
-from queueing.servers import RABBITMQ_SERVER, REDIS_SERVER, RabbitServer, RedisServer
+from queueing.servers import RabbitServer, RedisServer
 from tether.errors import QueueError
 from tether.queue.base import DONE, QueueEvent
-from tether.queue.celery_backend import CeleryConfig, CeleryQueue, load_celery_config, open_backend
+from tether.queue.celery_app import install_sender
+from tether.queue.celery_backend import CeleryQueue, open_backend
 from tether.queue.client import QueueRequest, enqueue
-
-# -- servers ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
-    if RABBITMQ_SERVER is None:
-        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
-    server = RabbitServer(tmp_path_factory.mktemp("rabbit"), consumer_timeout_ms=3000)
-    server.start()
-    yield server
-    server.close()
+from tether.queue.settings import CeleryConfig, load_celery_config
 
 
 def _config(broker: str, state: str, **extra: Any) -> CeleryConfig:
@@ -65,6 +45,8 @@ def _config(broker: str, state: str, **extra: Any) -> CeleryConfig:
 
 
 class TestCeleryRedisContract(QueueContract):
+    """As a client sees it: wake-ups are left to workers (a note in the state store)."""
+
     @pytest.fixture
     def backend(self, tmp_path: Path, events: list[QueueEvent],
                 redis_server: RedisServer) -> Iterator[CeleryQueue]:
@@ -75,13 +57,17 @@ class TestCeleryRedisContract(QueueContract):
 
 
 class TestCeleryRabbitContract(QueueContract):
+    """As a worker sees it: wake-ups are sent to RabbitMQ at once (not left to a sweeper)."""
+
     @pytest.fixture
     def backend(self, tmp_path: Path, events: list[QueueEvent], redis_server: RedisServer,
                 rabbit_server: RabbitServer) -> Iterator[CeleryQueue]:
         queue = CeleryQueue(_config(rabbit_server.url, redis_server.url), tmp_path,
                             tmp_path / "logs", events.append)
+        app = install_sender(queue)
         yield queue
         queue.close()
+        app.close()
 
 
 # -- config ---------------------------------------------------------------------
@@ -111,11 +97,12 @@ def test_config_defaults_agree_across_clones(repo: Path, tmp_path: Path) -> None
     assert mine.git_remote is None and theirs.git_remote == "origin"
 
 
-def test_importing_without_celery_names_the_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["celery_backend", "celery_app"])
+def test_importing_without_celery_names_the_extra(module: str, tmp_path: Path) -> None:
     blocker = write(tmp_path / "block" / "sitecustomize.py",
                     "import sys\nsys.modules['celery'] = None\n")
     proc = subprocess.run(
-        [sys.executable, "-c", "import tether.queue.celery_backend"], capture_output=True,
+        [sys.executable, "-c", f"import tether.queue.{module}"], capture_output=True,
         text=True, env={**os.environ, "PYTHONPATH": str(blocker.parent)},
     )
     assert proc.returncode != 0
@@ -136,11 +123,8 @@ class CeleryProject:
         self.counter = logs / "runs.count"  # train.py counts its runs here
 
     def enqueue(self, count: int, name: str) -> list[str]:
-        backend = open_backend(self.root)
-        try:
-            entries = enqueue(self.root, QueueRequest(name=name, repeat=count), backend=backend)
-        finally:
-            backend.close()
+        """Queue as `tether run --queue` does: no Celery, no redis-py (`celery_client`)."""
+        entries = enqueue(self.root, QueueRequest(name=name, repeat=count))
         return [entry.id for entry in entries]
 
     def worker(self, *args: str, root: Path | None = None, env: dict[str, str] | None = None,
@@ -353,3 +337,24 @@ def test_worker_in_a_separate_clone_sends_results_back_through_git(
         assert b"training" in backend.read_log(entry.id, entry.attempt).data
     finally:
         backend.close()
+
+
+def test_entries_queued_with_no_worker_or_an_idle_one_all_run_once(
+    project: Path, tmp_path: Path, redis_server: RedisServer, worker_procs: list[Any],
+) -> None:
+    cp = _celery_project(project, tmp_path, worker_procs, broker=redis_server.url)
+    before = cp.enqueue(3, "early")  # no worker yet: nothing was sent to Celery
+    backend = open_backend(project)
+    try:
+        assert backend.dispatch_info(before) == [(0.0, 0)] * 3
+    finally:
+        backend.close()
+    worker = cp.worker("--lease", "30")
+    cp.wait_done(before)  # its sweeper sent the wake-ups when it started
+    later = cp.enqueue(2, "later")  # it waits on the state store's note, then sends them
+    cp.wait_done(later)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, cp.worker_logs()[-4000:]
+    assert cp.runs() == 5
+    assert sorted(cp.recorded("early")) == ["early-1", "early-2", "early-3"]
+    assert sorted(cp.recorded("later")) == ["later-1", "later-2"]

@@ -8,6 +8,10 @@ and then runs it with the same `tether.queue.worker.Worker` logic as the
 embedded backend (own worktree, child process, heartbeats renewing tether's
 lease). Liveness is that lease, never a broker ack.
 
+Only workers send those wake-ups (`install_sender`): clients note in the state
+store that entries await one, and each worker's sweeper thread, blocked on that
+note, sends them (see `tether.queue.celery_backend`).
+
 A worker in a separate clone fetches the entry's snapshot ref (and any record of
 the same run already pushed) from the project's git remote first, and pushes the
 experiment ref back before it reports the entry done.
@@ -16,18 +20,23 @@ experiment ref back before it reports the entry done.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
-from celery import signals as celery_signals
-from celery.worker import state as celery_worker_state
+try:
+    from celery import Celery
+    from celery import signals as celery_signals
+    from celery.worker import state as celery_worker_state
+except ImportError:
+    raise ImportError(
+        "the Celery queue backend needs Celery and redis-py: install tether[celery]"
+    ) from None
 
 from tether.errors import GitError
 from tether.gitstore.git import Git
@@ -75,6 +84,34 @@ def make_app(broker: str, transport_options: dict[str, Any] | None = None) -> Ce
             raise RuntimeError("tether.run_entry runs only in a `tether worker` process")
         return runtime.run(entry_id)
 
+    return app
+
+
+class _Sent:
+    """What `send_task` hands back for a wake-up: only its id (no result to wait for)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self.ignored = True
+
+
+def install_sender(backend: CeleryQueue) -> Celery:
+    """Let `backend` send Celery wake-ups itself, as a worker does; returns the app to close."""
+    app = make_app(backend.config.broker, backend.config.broker_options)
+
+    def send(entries: Sequence[Entry], now: float) -> None:
+        for entry in entries:
+            delay = max(0.0, entry.not_before - now)
+            app.send_task(
+                TASK_NAME, args=[entry.id],
+                queue=celery_queue_name(backend.namespace, entry.queue),
+                countdown=delay or None,
+                # The wake-up has no result: without these Celery would set up (and
+                # import) a result backend and build an AsyncResult for each send.
+                ignore_result=True, result_cls=_Sent,
+            )
+
+    backend.sender = send
     return app
 
 
@@ -162,7 +199,7 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     worker = Worker(root, backend, options)
     runtime = _Runtime(root, backend, worker, backend.git_remote, options.lease)
     backend.publisher = runtime.publish
-    app = backend.app
+    app = install_sender(backend)
     app.tether_runtime = runtime
     worker.sweep_worktrees()
     stop = threading.Event()
@@ -192,22 +229,29 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         worker._done.set()
         worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
-        sweeper.join(5)
+        sweeper.join(10)  # it may be blocked on the state store for one interval
         beats.join(5)
         worker.sweep_worktrees()
         app.tether_runtime = None
         backend.publisher = None
+        backend.sender = None
+        app.close()
     return worker.summary
 
 
 def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> None:
-    """Requeue expired leases (re-sending their wake-ups); exit when idle if asked."""
+    """Send the wake-ups clients left to workers, requeue expired leases; exit when idle if asked.
+
+    Between rounds it blocks on the state store's wake-up note (at most `interval`),
+    so an entry a client queues is dispatched at once; the first round, at start,
+    covers the entries queued while no worker ran.
+    """
     interval = max(0.2, min(options.lease / 3, 5.0))
+    backend = runtime.backend
     idle_rounds = 0
-    while not stop.wait(interval):
-        backend = runtime.backend
-        with contextlib.suppress(Exception):  # a broker or store hiccup: next round
-            backend.requeue_expired(time.time())
+    while not stop.is_set():
+        try:
+            backend.requeue_expired(time.time())  # also dispatches the waiting that need it
             if options.exit_when_idle:
                 busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
                 with runtime.lock:
@@ -216,6 +260,10 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
                 if idle_rounds >= 2:
                     celery_worker_state.should_stop = 0  # a warm shutdown, as on SIGTERM
                     return
+            backend.wait_for_wakeup(interval)
+        except Exception as exc:  # a broker or store hiccup: next round
+            log.warning("queue sweep failed (%s); trying again", exc)
+            stop.wait(interval)
 
 
 def main(argv: list[str] | None = None) -> int:

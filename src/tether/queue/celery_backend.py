@@ -1,124 +1,43 @@
 """The Celery queue backend: state in Redis, wake-ups through Celery (Redis or RabbitMQ).
 
-Config (`.tether/config.yaml`, committed, so every clone agrees)::
-
-    queue:
-      backend: celery
-      broker: redis://host:6379/0     # or amqp://user@host:5672/vhost
-      state: redis://host:6379/0      # where entries live; default: the broker, if Redis
-      namespace: my-project           # default: the repository's root commit
-      git_remote: origin              # snapshots go up, results come back (default: origin)
-      broker_options: {}              # Celery broker_transport_options
-      redispatch_after: 900           # re-send a wake-up for an entry waiting this long
+Config: the `queue:` section of `.tether/config.yaml` (see `tether.queue.settings`).
 
 Entries and their transitions live in Redis (`tether.queue.state_redis`), so any
-client that knows the URL sees them. Every transition that makes an entry
-claimable also sends one Celery task carrying the entry id: enqueue, a retrying
-attempt (with a countdown), a lost worker's requeue, `retry`. The worker side is
-`tether.queue.celery_app`.
+client that knows the URL sees them. A worker is woken for an entry by one Celery
+task carrying the entry id, and only workers send those tasks, so a client never
+imports Celery: a client that makes entries claimable (enqueue, `tether queue
+retry`, a lost worker's requeue seen by `tether queue status`) notes it in the
+state store, and the sweeper thread of every worker, blocked on that note, sends
+the wake-ups (also for entries queued while no worker ran, when it starts). Inside
+a worker (a retrying attempt, with a countdown; a requeue; an early wake-up) the
+wake-up is sent at once. The worker side is `tether.queue.celery_app`.
 """
 
 from __future__ import annotations
 
-try:
-    import celery  # noqa: F401
-    import redis  # noqa: F401
-except ImportError:
-    raise ImportError(
-        "the Celery queue backend needs Celery and redis-py: install tether[celery]"
-    ) from None
+import importlib.util
+
+# Checked here, without importing Celery, so that every queue command names the extra.
+if any(importlib.util.find_spec(name) is None for name in ("celery", "redis")):
+    raise ImportError("the Celery queue backend needs Celery and redis-py: install tether[celery]")
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-from celery import Celery
-
-from tether.errors import GitError, QueueError
-from tether.gitstore.git import Git
 from tether.layout import queue_dir
 from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome
-from tether.queue.celery_app import TASK_NAME, celery_queue_name, make_app
+from tether.queue.settings import CeleryConfig, load_celery_config, push_snapshots
 from tether.queue.state_redis import RedisState
-from tether.structs import field, struct
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-
-
-@struct(frozen=True)
-class CeleryConfig:
-    broker: str
-    state: str
-    namespace: str
-    git_remote: str | None
-    broker_options: dict[str, Any] = field(default_factory=dict)
-    redispatch_after: float = 900.0
-
-
-def _scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
-
-
-def load_celery_config(root: Path) -> CeleryConfig:
-    """The `queue:` section of the project config, checked, with defaults filled in."""
-    from tether.config import load_config
-
-    section = load_config(root).get("queue") or {}
-    broker = section.get("broker")
-    if not broker:
-        raise QueueError(
-            "queue.backend is celery but queue.broker is not set",
-            hint="set queue.broker in .tether/config.yaml, e.g. redis://host:6379/0 "
-            "or amqp://user@host:5672/vhost",
-        )
-    broker = str(broker)
-    if _scheme(broker) not in REDIS_SCHEMES + AMQP_SCHEMES:
-        raise QueueError(f"queue.broker: {broker!r} is neither a redis:// nor an amqp:// URL")
-    state = section.get("state")
-    if not state:
-        if _scheme(broker) in AMQP_SCHEMES:
-            raise QueueError(
-                "with an amqp:// broker the queue state needs a store: queue.state is not set",
-                hint="set queue.state: redis://host:6379/0 in .tether/config.yaml (RabbitMQ "
-                "carries the wake-ups; entries, leases and logs live in Redis)",
-            )
-        state = broker
-    state = str(state)
-    if _scheme(state) not in REDIS_SCHEMES:
-        raise QueueError(f"queue.state: {state!r} is not a redis:// URL",
-                         hint="the Celery backend keeps entries in Redis")
-    git = Git(root)
-    namespace = section.get("namespace") or _root_commit(git)
-    if "git_remote" in section:
-        git_remote = section["git_remote"] or None
-    else:
-        git_remote = "origin" if "origin" in git.out("remote").split() else None
-    return CeleryConfig(
-        broker=broker, state=state, namespace=str(namespace),
-        git_remote=str(git_remote) if git_remote else None,
-        broker_options=dict(section.get("broker_options") or {}),
-        redispatch_after=float(section.get("redispatch_after", 900.0)),
-    )
-
-
-def _root_commit(git: Git) -> str:
-    """The first root commit of HEAD: the same in every clone of the project."""
-    roots = git.out("rev-list", "--max-parents=0", "HEAD").split()
-    return sorted(roots)[0][:12] if roots else "default"
-
-
-class _Sent:
-    """What `send_task` hands back for a wake-up: only its id (no result to wait for)."""
-
-    def __init__(self, task_id: str) -> None:
-        self.id = task_id
-        self.ignored = True
+# Sends one Celery wake-up per entry (delayed to its not_before); a worker installs it.
+Sender = Callable[[Sequence[Entry], float], None]
 
 
 class CeleryQueue(RedisState):
-    """A `QueueBackend`: `RedisState` plus one Celery wake-up per claimable entry."""
+    """A `QueueBackend`: `RedisState` plus a Celery wake-up per claimable entry.
+
+    Clients leave the sending to workers (`await_wakeup`); a worker sets `sender`.
+    """
 
     def __init__(
         self, config: CeleryConfig, root: Path, logs_root: Path,
@@ -130,52 +49,28 @@ class CeleryQueue(RedisState):
         self.git_remote = config.git_remote
         # Set by a worker: push an attempt's experiment ref before reporting it.
         self.publisher: Callable[[str, int, str], None] | None = None
-        self._app: Celery | None = None
-
-    @property
-    def app(self) -> Celery:
-        if self._app is None:
-            self._app = make_app(self.config.broker, self.config.broker_options)
-        return self._app
+        # Set by a worker: send Celery wake-ups (clients never do).
+        self.sender: Sender | None = None
 
     def dispatch(self, entries: Sequence[Entry], now: float) -> None:
-        """Send one wake-up per entry (delayed to its `not_before`)."""
-        for entry in entries:
-            delay = max(0.0, entry.not_before - now)
-            self.app.send_task(
-                TASK_NAME, args=[entry.id],
-                queue=celery_queue_name(self.namespace, entry.queue),
-                countdown=delay or None,
-                # The wake-up has no result: without these Celery would set up (and
-                # import) a result backend and build an AsyncResult for each send.
-                ignore_result=True, result_cls=_Sent,
-            )
+        """Send one wake-up per entry now (in a worker, whose `sender` does it)."""
+        if self.sender is None:
+            raise RuntimeError("Celery wake-ups are sent by tether workers only")
+        self.sender(entries, now)
         self.mark_dispatched([entry.id for entry in entries], now)
 
-    def enqueue(self, entries: Sequence[Entry], now: float) -> None:
-        self._push_snapshots(entries)
-        super().enqueue(entries, now)
-        try:
-            self.dispatch(entries, now)
-        except Exception as exc:
-            self.remove([entry.id for entry in entries])
-            raise QueueError(
-                f"cannot reach the broker at {self.config.broker}: {exc}",
-                hint="check queue.broker in .tether/config.yaml; nothing was queued",
-            ) from None
-
-    def _push_snapshots(self, entries: Sequence[Entry]) -> None:
-        if self.git_remote is None:
+    def _claimable(self, entries: Sequence[Entry], now: float) -> None:
+        """These entries just became claimable: wake a worker (in a worker) or have one woken."""
+        if not entries:
             return
-        refs = sorted({entry.snapshot_ref for entry in entries})
-        try:
-            Git(self.root).run("push", "--quiet", self.git_remote, *[f"{r}:{r}" for r in refs])
-        except GitError as exc:
-            raise QueueError(
-                f"cannot push the workspace snapshot to git remote {self.git_remote!r}, "
-                "so remote workers could not fetch it",
-                hint=f"{exc.message}; or set queue.git_remote: null for local workers only",
-            ) from None
+        if self.sender is not None:
+            self.dispatch(entries, now)
+        else:
+            self.await_wakeup([entry.id for entry in entries])
+
+    def enqueue(self, entries: Sequence[Entry], now: float) -> None:
+        push_snapshots(self.root, self.git_remote, entries)
+        super().enqueue(entries, now)  # with the note that wakes a worker's sweeper
 
     def finish(
         self, entry_id: str, attempt: int, worker: str, outcome: Outcome, now: float
@@ -186,45 +81,42 @@ class CeleryQueue(RedisState):
         if done and outcome.state in WAITING:
             entry = self.get(entry_id)
             if entry is not None:
-                self.dispatch([entry], now)
+                self._claimable([entry], now)
         return done
 
     def requeue_expired(self, now: float) -> list[Entry]:
         changed = super().requeue_expired(now)
-        requeued = [entry for entry in changed if entry.state == QUEUED]
-        if requeued:
-            self.dispatch(requeued, now)
-        self.redispatch_stale(now)
+        self._claimable([entry for entry in changed if entry.state == QUEUED], now)
+        if self.sender is not None:
+            self.dispatch_waiting(now)
         return changed
 
-    def redispatch_stale(self, now: float) -> list[Entry]:
-        """Wake-ups for entries that waited long (a message lost with a crashed broker).
+    def dispatch_waiting(self, now: float) -> list[Entry]:
+        """Wake-ups for the waiting entries that need one (in a worker); returns those.
 
-        The wait doubles with each re-send, so a long backlog costs a few duplicate
-        messages per entry at most; a duplicate is a no-op (`start()` refuses it).
+        An entry never woken for (queued by a client) gets one at once. One that
+        waited `redispatch_after` since its last (a message lost with a crashed
+        broker) gets another; the wait doubles with each re-send, so a long backlog
+        costs a few duplicate messages per entry at most, and a duplicate is a no-op
+        (`start()` refuses an entry that is not waiting).
         """
-        waiting = [e for e in self.waiting_entries() if e.not_before <= now]
+        waiting = self.waiting_entries()
         if not waiting:
             return []
-        stale = [
+        due = [
             entry for entry, (at, count) in zip(
                 waiting, self.dispatch_info([e.id for e in waiting]), strict=True)
-            if now - at > self.config.redispatch_after * 2 ** max(0, count - 1)
+            if count == 0 or (entry.not_before <= now and
+                              now - at > self.config.redispatch_after * 2 ** max(0, count - 1))
         ]
-        if stale:
-            self.dispatch(stale, now)
-        return stale
+        if due:
+            self.dispatch(due, now)
+        return due
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
         entry = super().retry(entry_id, name=name, run_id=run_id, now=now)
-        self.dispatch([entry], now)
+        self._claimable([entry], now)
         return entry
-
-    def close(self) -> None:
-        super().close()
-        if self._app is not None:
-            self._app.close()
-            self._app = None
 
 
 def open_backend(root: Path, on_event: EventHook | None = None) -> CeleryQueue:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tether.errors import ExperimentError, QueueError, UsageError
 from tether.execute.facts import RunFacts
@@ -32,10 +32,9 @@ BACKENDS = ("embedded", "celery")
 
 def backend_name(root: Path) -> str:
     """The backend chosen by `queue.backend` in the project config (default embedded)."""
-    from tether.config import load_config
+    from tether.queue.settings import queue_section
 
-    section = load_config(root).get("queue") or {}
-    name = section.get("backend", "embedded") if isinstance(section, dict) else "embedded"
+    name = queue_section(root).get("backend", "embedded")
     if name not in BACKENDS:
         raise UsageError(f"queue.backend: {name!r} is not one of {', '.join(BACKENDS)}",
                          hint="set queue.backend in .tether/config.yaml")
@@ -44,20 +43,39 @@ def backend_name(root: Path) -> str:
 
 def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
     """The queue backend of the project at `root`."""
-    name = backend_name(root)
-    if name == "celery":
+    if backend_name(root) == "celery":
         try:
             import importlib
 
             module: Any = importlib.import_module("tether.queue.celery_backend")
         except ImportError as exc:
-            raise QueueError("the celery queue backend is not available",
-                             hint=f"install tether[celery] ({exc})") from None
+            from tether.queue.settings import celery_extra_missing
+
+            raise celery_extra_missing(exc) from None
         backend: QueueBackend = module.open_backend(root, on_event)
         return backend
     from tether.queue.embedded import EmbeddedQueue
 
     return EmbeddedQueue(queue_db(root), queue_dir(root) / "logs", on_event)
+
+
+class Enqueuer(Protocol):
+    """What `enqueue` needs of a backend (every `QueueBackend` is one)."""
+
+    def reserved_names(self, baseline: str) -> set[str]: ...
+
+    def enqueue(self, entries: Sequence[Entry], now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_enqueuer(root: Path) -> Enqueuer:
+    """What `enqueue` writes to: for Celery only its state store (no Celery, no redis-py)."""
+    if backend_name(root) == "celery":
+        from tether.queue.celery_client import open_enqueuer as open_celery_enqueuer
+
+        return open_celery_enqueuer(root)
+    return open_queue(root)
 
 
 @struct
@@ -117,7 +135,7 @@ def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str)
     return names
 
 
-def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = None,
+def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
             now: float | None = None, facts: RunFacts | None = None) -> list[Entry]:
     """Snapshot the workspace once and queue one entry per sweep point.
 
@@ -135,7 +153,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: QueueBackend | None = Non
         ensure_state_dir(root)
         points = expand(request.overrides, request.repeat)
         wdir = _validate(root, cwd, request, points)
-        backend = backend or open_queue(root)
+        backend = backend or open_enqueuer(root)
         reserved = facts.taken_names() | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
         snapshot = facts.snapshot()

@@ -4,8 +4,10 @@
 entries, the running entries' leases and the enqueue order; each transition is
 one Lua script (see `tether.queue.redis_lua`), so two workers can never take the
 same entry, and a worker that lost its entry cannot overwrite the new owner's
-report. It is the storage half of the Celery backend (which adds dispatch), and
-a complete `QueueBackend` on its own for pull workers.
+report. It is the storage half of the Celery backend (which adds wake-ups), and
+a complete `QueueBackend` on its own for pull workers. The key layout, and the
+writes of an enqueue (shared with the enqueue path's light client), are in
+`tether.queue.redis_keys`.
 
 Redis being restarted must not kill a worker in the middle of a run: every call
 retries on connection errors for `reconnect_window` seconds. Calls whose reply
@@ -19,7 +21,6 @@ import contextlib
 import json
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -27,7 +28,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from tether.errors import QueueError
-from tether.queue import redis_lua
+from tether.queue import redis_keys, redis_lua
 from tether.queue.base import (
     CANCELLED,
     FAILED,
@@ -41,6 +42,8 @@ from tether.queue.base import (
     QueueEvent,
     read_local_log,
 )
+from tether.queue.redis_keys import entry_key, number
+from tether.queue.resp import Command
 from tether.structs import replace
 
 T = TypeVar("T")
@@ -53,10 +56,6 @@ _FLOAT_FIELDS = ("lease_until", "heartbeat_at", "created_at", "started_at", "end
 _TEXT_FIELDS = ("id", "queue", "state", "name", "baseline", "snapshot", "snapshot_ref", "run_id",
                 "worker", "status", "result_ref", "error")
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
-
-
-def _num(value: float) -> str:
-    return repr(float(value))
 
 
 def entry_from_hash(raw: dict[bytes, bytes]) -> Entry:
@@ -78,6 +77,29 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+class Pipelines:
+    """redis-py as `redis_keys.Commands`; `TRANSIENT` are its errors worth retrying."""
+
+    TRANSIENT = _TRANSIENT
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> Pipelines:
+        return cls(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
+                                        health_check_interval=10))
+
+    def execute(self, commands: Sequence[Command], *, transaction: bool = False) -> list[Any]:
+        pipe = self.client.pipeline(transaction=transaction)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class RedisState:
     """A `QueueBackend` whose entries live in Redis under `tether:<namespace>:`."""
 
@@ -87,12 +109,12 @@ class RedisState:
     ) -> None:
         self.url = url
         self.namespace = namespace
-        self.prefix = f"tether:{namespace}:"
+        self.prefix = redis_keys.key_prefix(namespace)
         self.logs_root = logs_root
         self.on_event = on_event
         self.reconnect_window = reconnect_window
-        self.redis = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
-                                          health_check_interval=10)
+        self.commands = Pipelines.from_url(url)
+        self.redis = self.commands.client
         self._scripts = {
             name: self.redis.register_script(getattr(redis_lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
@@ -106,27 +128,14 @@ class RedisState:
     # -- plumbing ---------------------------------------------------------
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.reconnect_window
-        delay = 0.1
-        while True:
-            try:
-                return call()
-            except _TRANSIENT as exc:
-                if time.monotonic() >= deadline:
-                    raise QueueError(
-                        f"the queue state store at {_redacted(self.url)} is unreachable: {exc}",
-                        hint="check that Redis is running and queue.state (or queue.broker) "
-                        "in .tether/config.yaml points at it",
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return redis_keys.retrying(call, self.url, self.reconnect_window, _TRANSIENT)
 
     def _script(self, name: str, *args: str | int | float | bytes) -> Any:
         script = self._scripts[name]
         return self._retrying(lambda: script(args=[self.prefix, *args]))
 
     def _key(self, entry_id: str) -> str:
-        return f"{self.prefix}e:{entry_id}"
+        return entry_key(self.prefix, entry_id)
 
     def _emit(self, kind: str, entries: Iterable[Entry], detail: str = "") -> None:
         if self.on_event is not None:
@@ -155,29 +164,7 @@ class RedisState:
     # -- the interface ----------------------------------------------------
 
     def enqueue(self, entries: Sequence[Entry], now: float) -> None:
-        if not entries:
-            return
-        last = int(self._retrying(lambda: self.redis.incrby(f"{self.prefix}seq", len(entries))))
-        first = last - len(entries) + 1
-
-        def write() -> None:
-            pipe = self.redis.pipeline(transaction=True)
-            for seq, entry in enumerate(entries, start=first):
-                fields = {
-                    "id": entry.id, "queue": entry.queue, "priority": entry.priority,
-                    "state": QUEUED, "name": entry.name, "baseline": entry.baseline,
-                    "snapshot": entry.snapshot, "snapshot_ref": entry.snapshot_ref,
-                    "run_id": entry.run_id, "payload": json.dumps(entry.payload()),
-                    "attempt": 0, "lost": 0, "stage_failures": "{}",
-                    "created_at": _num(entry.created_at or now),
-                    "not_before": _num(entry.not_before), "kill_requested": "0", "seq": seq,
-                }
-                pipe.hset(self._key(entry.id), mapping=fields)  # type: ignore[arg-type]
-                pipe.zadd(f"{self.prefix}all", {entry.id: seq})
-                pipe.zadd(f"{self.prefix}waiting", {entry.id: seq})
-            pipe.execute()
-
-        self._retrying(write)
+        self._retrying(lambda: redis_keys.write_entries(self.commands, self.prefix, entries, now))
         self._emit("queued", [replace(e, state=QUEUED) for e in entries])
 
     def get(self, entry_id: str) -> Entry | None:
@@ -203,24 +190,15 @@ class RedisState:
         return found
 
     def reserved_names(self, baseline: str) -> set[str]:
-        ids = self._ids()
-
-        def load() -> list[list[bytes | None]]:
-            pipe = self.redis.pipeline(transaction=False)
-            for entry_id in ids:
-                pipe.hmget(self._key(entry_id), ["name", "baseline"])
-            return cast(list[list[bytes | None]], pipe.execute())
-
-        # Two fields per entry, not whole entries: every enqueue asks this.
-        return {name.decode() for name, base in self._retrying(load)
-                if name is not None and base is not None and base.decode() == baseline}
+        return self._retrying(
+            lambda: redis_keys.reserved_names(self.commands, self.prefix, baseline))
 
     def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("CLAIM", worker, _num(now), _num(now + lease), *queues)
+        raw = self._script("CLAIM", worker, number(now), number(now + lease), *queues)
         return self._started(raw, worker)
 
     def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("START", entry_id, worker, _num(now), _num(now + lease))
+        raw = self._script("START", entry_id, worker, number(now), number(now + lease))
         return self._started(raw, worker)
 
     def _started(self, raw: list[bytes] | None, worker: str) -> Entry | None:
@@ -234,8 +212,8 @@ class RedisState:
     def heartbeat(
         self, entry_id: str, attempt: int, worker: str, now: float, lease: float
     ) -> Heartbeat:
-        owned, kill = self._script("HEARTBEAT", entry_id, str(attempt), worker, _num(now),
-                                   _num(now + lease))
+        owned, kill = self._script("HEARTBEAT", entry_id, str(attempt), worker, number(now),
+                                   number(now + lease))
         return Heartbeat(owned=bool(owned), kill_requested=bool(kill))
 
     def finish(
@@ -244,8 +222,8 @@ class RedisState:
         self.stop_shipping(entry_id, attempt)
         values: dict[str, str | None] = {
             "state": outcome.state, "status": outcome.status, "result_ref": outcome.result_ref,
-            "error": outcome.error, "ended_at": _num(now), "lease_until": None,
-            "not_before": _num(outcome.not_before), "kill_requested": "0",
+            "error": outcome.error, "ended_at": number(now), "lease_until": None,
+            "not_before": number(outcome.not_before), "kill_requested": "0",
         }
         if outcome.stage_failures is not None:
             values["stage_failures"] = json.dumps(outcome.stage_failures)
@@ -262,7 +240,7 @@ class RedisState:
         return True
 
     def requeue_expired(self, now: float) -> list[Entry]:
-        ids = [i.decode() for i in self._script("REQUEUE_EXPIRED", _num(now), str(MAX_LOST))]
+        ids = [i.decode() for i in self._script("REQUEUE_EXPIRED", number(now), str(MAX_LOST))]
         changed = self._fetch_many(ids)
         for entry in changed:
             self._emit("requeued" if entry.state == QUEUED else FAILED, [entry], entry.error or "")
@@ -270,7 +248,7 @@ class RedisState:
 
     def request_kill(self, entry_id: str, now: float) -> Entry:
         entry = self._require(entry_id)
-        result = self._script("REQUEST_KILL", entry.id, _num(now)).decode()
+        result = self._script("REQUEST_KILL", entry.id, number(now)).decode()
         if result == "missing":
             raise QueueError(f"no queue entry {entry_id!r}",
                              hint="see `tether queue status` for the ids")
@@ -296,7 +274,7 @@ class RedisState:
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
         entry = self._require(entry_id)
-        result = self._script("RETRY", entry.id, name, run_id, _num(now)).decode()
+        result = self._script("RETRY", entry.id, name, run_id, number(now)).decode()
         if result != "ok":
             raise QueueError(f"entry {entry.id} is {result}; only failed or cancelled "
                              "entries can be retried")
@@ -375,7 +353,7 @@ class RedisState:
         except FileNotFoundError:
             return
         if data:
-            self._script("APPEND_LOG", entry_id, str(attempt), _num(mtime), str(LOG_CAP), data)
+            self._script("APPEND_LOG", entry_id, str(attempt), number(mtime), str(LOG_CAP), data)
             self._shipping[(entry_id, attempt)] = shipped + len(data)
 
     # -- dispatch bookkeeping (used by the Celery backend) --------------------
@@ -385,7 +363,7 @@ class RedisState:
         def write() -> None:
             pipe = self.redis.pipeline(transaction=False)
             for entry_id in entry_ids:
-                pipe.hset(self._key(entry_id), "dispatched_at", _num(now))
+                pipe.hset(self._key(entry_id), "dispatched_at", number(now))
                 pipe.hincrby(self._key(entry_id), "dispatches", 1)
             pipe.execute()
 
@@ -401,20 +379,16 @@ class RedisState:
 
         return [(float(at or 0), int(count or 0)) for at, count in self._retrying(read)]
 
+    def await_wakeup(self, entry_ids: Sequence[str]) -> None:
+        """Mark these (waiting) entries as never woken for, and notify the workers."""
+        self._retrying(lambda: redis_keys.await_wakeup(self.commands, self.prefix, entry_ids))
+
+    def wait_for_wakeup(self, timeout: float) -> bool:
+        """Block until a wake-up note arrives (True) or `timeout` seconds pass (False)."""
+        key = redis_keys.wakeups_key(self.prefix)
+        return self._retrying(lambda: self.redis.blpop([key], timeout=timeout)) is not None
+
     def waiting_entries(self) -> list[Entry]:
         ids = cast(list[bytes],
                    self._retrying(lambda: self.redis.zrange(f"{self.prefix}waiting", 0, -1)))
         return self._fetch_many([value.decode() for value in ids])
-
-
-def _redacted(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
