@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -29,23 +30,19 @@ COMMANDS = (
 FAST_EXIT = frozenset({"run", "status", "spec", "show", "diff"})
 
 
-_WIDTH: list[int] = []
-
-
+@functools.cache
 def _help_width() -> int:
     """Columns for help text: $COLUMNS, else the terminal's, else 80 (less a margin)."""
-    if not _WIDTH:
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
         try:
-            columns = int(os.environ.get("COLUMNS", ""))
-        except ValueError:
-            columns = 0
-        if columns <= 0:
-            try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-            except (AttributeError, ValueError, OSError):
-                columns = 80
-        _WIDTH.append(columns - 2)
-    return _WIDTH[0]
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns - 2
 
 
 _Formatter = Callable[..., argparse.HelpFormatter]
