@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tether.atomic import write_text
+from tether.atomic import write_bytes
 from tether.cache.links import DEFAULT_LINK_ORDER, LINK_MODES
 from tether.errors import RemoteError, UsageError
 from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
@@ -86,7 +86,9 @@ def _write(path: Path, data: dict[str, Any]) -> None:
                 break
             header.append(line)
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False) if data else ""
-    write_text(path, "\n".join(header) + ("\n" if header else "") + body)
+    # The local config is where credentials belong: readable by its owner only.
+    mode = 0o600 if path.name == LOCAL_CONFIG else 0o644
+    write_bytes(path, ("\n".join(header) + ("\n" if header else "") + body).encode(), mode=mode)
 
 
 def link_order(root: Path) -> tuple[str, ...]:

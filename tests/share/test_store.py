@@ -79,6 +79,7 @@ def test_config_remotes_and_secrets(tmp_path: Path) -> None:
     set_remote(tmp_path, "mine", "sftp://me:hunter2@host/path", default=True, local=True)
     committed = (tmp_path / ".tether" / "config.yaml").read_text()
     assert committed.startswith("# header kept") and "hunter2" not in committed
+    assert (tmp_path / ".tether" / "config.local.yaml").stat().st_mode & 0o077 == 0
     config = load_config(tmp_path)
     assert config["default_remote"] == "mine" and config["cache"]["jobs"] == 4
     assert [(r.name, r.default, r.local) for r in list_remotes(tmp_path)] == [

@@ -68,8 +68,8 @@ def queue_section(root: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, TypeError, ValueError):  # a cache only saves time
         data = json.dumps({"key": key, "queue": section})
         if json.loads(data)["queue"] == section:  # only what JSON gives back unchanged
-            write_bytes(cache_file, data.encode(), fsync=False)
-            cache_file.chmod(0o600)  # the local config may hold a password
+            # 0o600 from creation: the local config may hold a password.
+            write_bytes(cache_file, data.encode(), fsync=False, mode=0o600)
     return section
 
 
