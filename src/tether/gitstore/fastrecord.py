@@ -20,17 +20,12 @@ from typing import IO
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
-from tether.gitstore.git import Git, GitJob, clean_env, ident_of
+from tether.gitstore.git import Git, GitJob, clean_env
 from tether.layout import STATE_DIR, exp_ref
 
 _CHUNK = 1 << 20
 # When a record brings the repository to this many packs, the small ones are merged.
 _PACKS_KEPT = 30
-
-
-def committer_ident(git: Git) -> str:
-    """`Name <email>` for tether's commits: the user's, or tether's own when unset."""
-    return ident_of(git.run("var", "GIT_COMMITTER_IDENT", check=False))
 
 
 def start_status(git: Git, workspace: Path) -> GitJob:

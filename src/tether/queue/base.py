@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from tether.errors import QueueError
 from tether.structs import field, replace, struct
 
 QUEUED = "queued"
@@ -156,6 +157,11 @@ class LogChunk:
     data: bytes
     offset: int  # where the next read starts
     mtime: float | None  # when output last arrived (None: no log yet)
+
+
+def unknown_entry(entry_id: str) -> QueueError:
+    """The error for an entry id no backend knows."""
+    return QueueError(f"no queue entry {entry_id!r}", hint="see `tether queue status` for the ids")
 
 
 def read_local_log(path: Path, offset: int) -> LogChunk | None:

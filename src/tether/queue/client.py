@@ -22,6 +22,7 @@ from tether.queue.base import (
     Entry,
     EventHook,
     QueueBackend,
+    unknown_entry,
 )
 from tether.queue.snapshot import drop_unreferenced
 from tether.queue.sweep import SweepPoint, expand
@@ -189,8 +190,7 @@ def resolve_entries(
     for entry_id in ids:
         entry = backend.get(entry_id)
         if entry is None:
-            raise QueueError(f"no queue entry {entry_id!r}",
-                             hint="see `tether queue status` for the ids")
+            raise unknown_entry(entry_id)
         chosen[entry.id] = entry
     wanted = list(states)
     if wanted:

@@ -31,6 +31,7 @@ from tether.queue.base import (
     Outcome,
     QueueEvent,
     read_local_log,
+    unknown_entry,
 )
 from tether.structs import replace
 
@@ -302,8 +303,7 @@ class EmbeddedQueue:
     def _require(self, db: sqlite3.Connection, entry_id: str) -> Entry:
         entry = self._fetch(db, entry_id)
         if entry is None:
-            raise QueueError(f"no queue entry {entry_id!r}",
-                             hint="see `tether queue status` for the ids")
+            raise unknown_entry(entry_id)
         return entry
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:

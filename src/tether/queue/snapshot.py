@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tether.errors import GitError
-from tether.gitstore.fastrecord import commit_workspace, committer_ident
+from tether.gitstore.fastrecord import commit_workspace
 from tether.gitstore.git import Git, GitJob
 from tether.ids import new_id
 from tether.layout import QUEUE_REFS, tmp_dir
@@ -25,23 +25,20 @@ class Snapshot:
     baseline: str
 
 
-def take_snapshot(
-    git: Git, root: Path, baseline: str, *, ident: str | None = None,
-    status: GitJob | None = None,
-) -> Snapshot:
+def take_snapshot(git: Git, root: Path, baseline: str, *, ident: str, status: GitJob) -> Snapshot:
     """Commit the workspace at `root` on top of `baseline` under a fresh queue ref.
 
-    `ident` and `status` (`start_status` of `root`) when the caller asked git early.
+    `ident` is the committer; `status` is `start_status` of `root`, asked early.
     """
     snapshot_id = new_id()
     ref = f"{QUEUE_REFS}{snapshot_id}"
     commit = commit_workspace(
         git, root, parent=baseline, ref=ref, message=f"tether: queued snapshot {snapshot_id}\n",
-        ident=ident or committer_ident(git), token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
+        ident=ident, token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
         status=status,
     )
     if commit is None:
-        raise GitError(["update-ref", ref], 1, f"{ref} already exists")
+        raise GitError(["fast-import"], 1, f"{ref} already exists")
     return Snapshot(ref=ref, commit=commit, baseline=baseline)
 
 

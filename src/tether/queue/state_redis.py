@@ -41,6 +41,7 @@ from tether.queue.base import (
     Outcome,
     QueueEvent,
     read_local_log,
+    unknown_entry,
 )
 from tether.queue.redis_keys import entry_key, number
 from tether.queue.resp import Command
@@ -250,8 +251,7 @@ class RedisState:
         entry = self._require(entry_id)
         result = self._script("REQUEST_KILL", entry.id, number(now)).decode()
         if result == "missing":
-            raise QueueError(f"no queue entry {entry_id!r}",
-                             hint="see `tether queue status` for the ids")
+            raise unknown_entry(entry_id)
         if result not in ("cancel", "kill"):
             raise QueueError(f"entry {entry.id} is already {result}")
         entry = self._require(entry.id)
@@ -268,8 +268,7 @@ class RedisState:
             raise QueueError(f"entry {result[1]} is running",
                              hint=f"stop it first: tether queue kill {result[1]}")
         if result[0] == "missing":
-            raise QueueError(f"no queue entry {result[1]!r}",
-                             hint="see `tether queue status` for the ids")
+            raise unknown_entry(result[1])
         return entries
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
@@ -285,8 +284,7 @@ class RedisState:
     def _require(self, entry_id: str) -> Entry:
         entry = self.get(entry_id)
         if entry is None:
-            raise QueueError(f"no queue entry {entry_id!r}",
-                             hint="see `tether queue status` for the ids")
+            raise unknown_entry(entry_id)
         return entry
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
