@@ -22,6 +22,11 @@ EXIT_QUEUE = 10
 EXIT_CACHE_CORRUPT = 7
 EXIT_REMOTE = 8
 EXIT_DIVERGED = 9
+EXIT_UNSAFE_PATH = 11
+EXIT_TRANSFER_REJECTED = 12
+EXIT_BUSY = 13
+EXIT_LOCAL_STATE = 14
+EXIT_MISSING_INPUT = 15
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -150,3 +155,37 @@ class QueueError(TetherError):
     """A queue entry is unknown or in the wrong state, or the queue backend is unusable."""
 
     exit_code = EXIT_QUEUE
+
+
+class UnsafePathError(TetherError):
+    """A path taken from data (a tree, manifest, record, ref or `-S FILE:`) would write
+    outside the work tree or into `.git`; it is refused and nothing is written."""
+
+    exit_code = EXIT_UNSAFE_PATH
+
+
+class TransferRejected(TetherError):
+    """A git remote refused or failed a push or fetch (hook, permissions, network);
+    the message carries git's own words."""
+
+    exit_code = EXIT_TRANSFER_REJECTED
+
+
+class BusyError(TetherError):
+    """Another tether process holds what this one needs (an in-place run of this work tree)."""
+
+    exit_code = EXIT_BUSY
+
+
+class LocalStateError(TetherError):
+    """tether's local state cannot be used: a database or file under `.tether/` is corrupt
+    or of the wrong kind, the disk is full, or a permission is missing."""
+
+    exit_code = EXIT_LOCAL_STATE
+
+
+class MissingInputError(TetherError):
+    """A run needs an input that is not available where it would run (e.g. a git-ignored
+    file missing from a queue snapshot); refused before anything is queued."""
+
+    exit_code = EXIT_MISSING_INPUT
