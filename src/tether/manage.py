@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tether.atomic import write_bytes
-from tether.errors import ExperimentError, GitError, UsageError
+from tether.cache.pathguard import WorkTreeGuard, check_layout
+from tether.errors import ExperimentError, GitError, UnsafePathError, UsageError
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
@@ -91,14 +91,26 @@ class ApplyResult:
     deleted: list[str]
 
 
-def _tree(git: Git, rev: str) -> dict[str, tuple[str, str]]:
-    """path -> (mode, blob sha) of every file in `rev`'s tree, except tether's own files."""
-    out = git.run("ls-tree", "-r", "-z", "--full-tree", rev).stdout.decode()
+def _tree(git: Git, rev: str, *, where: str) -> dict[str, tuple[str, str]]:
+    """path -> (mode, blob sha) of every file in `rev`'s tree, except tether's own files.
+
+    The tree may come from a remote: every path passes the path guard before
+    anything is read from or written to the work tree, and submodule entries
+    (gitlinks) are left alone, as `git checkout` leaves them.
+    """
+    from tether.cache.pathguard import check_relpath
+
+    out = git.run("ls-tree", "-r", "-z", "--full-tree", rev).stdout.decode(
+        errors="surrogateescape")
     files = {}
     for entry in filter(None, out.split("\0")):
         meta, _, path = entry.partition("\t")
         mode, kind, sha = meta.split()
+        check_relpath(path, where=where)
         if kind == "blob" and not (path == STATE_DIR or path.startswith(STATE_DIR + "/")):
+            if mode not in ("100644", "100755", "120000"):
+                raise UnsafePathError(f"refused entry {path!r} from {where}: mode {mode} is "
+                                      "not a file or symlink mode git writes")
             files[path] = (mode, sha)
     return files
 
@@ -124,10 +136,15 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
     uncommitted changes (its content differs from HEAD's) that would be overwritten
     with other content, or deleted, is an error listing them all, unless `force`.
     """
-    wanted = _tree(git, exp.commit)
-    gone = sorted(set(_tree(git, exp.baseline)) - set(wanted))
+    where = f"experiment {exp.name!r} ({exp.commit[:10]})"
+    wanted = _tree(git, exp.commit, where=where)
+    gone = sorted(set(_tree(git, exp.baseline, where=f"{where}'s baseline")) - set(wanted))
+    guard = _guard(git)
+    check_layout(list(wanted), where=where)
+    for path in [*wanted, *gone]:
+        guard.target(path, where=where)  # every path checked before anything is read
     disk = _disk_shas(git, [*wanted, *gone])
-    head = _tree(git, "HEAD") if git.resolve("HEAD") else {}
+    head = _tree(git, "HEAD", where="HEAD") if git.resolve("HEAD") else {}
     to_write = [p for p, (_, sha) in sorted(wanted.items())
                 if disk.get(p) != sha or _mode_differs(git.root / p, wanted[p][0])]
     to_delete = [p for p in gone if (git.root / p).is_symlink() or (git.root / p).exists()]
@@ -140,9 +157,9 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
             f"applying {exp.name!r} would overwrite uncommitted changes in:\n{listing}",
             hint="commit or stash them first, or pass --force to overwrite them",
         )
-    _write_blobs(git, {p: wanted[p] for p in to_write})
+    _write_blobs(git, guard, {p: wanted[p] for p in to_write}, where=where)
     for path in to_delete:
-        (git.root / path).unlink()
+        guard.target(path, where=where).unlink()
         _prune_empty_parents(git.root, git.root / path)
     return ApplyResult(written=to_write, deleted=to_delete)
 
@@ -153,26 +170,29 @@ def _mode_differs(path: Path, mode: str) -> bool:
     return bool(path.stat().st_mode & 0o100) != (mode == "100755")
 
 
-def _write_blobs(git: Git, files: dict[str, tuple[str, str]]) -> None:
+def _guard(git: Git) -> WorkTreeGuard:
+
+    dirs = git.out("rev-parse", "--absolute-git-dir", "--git-common-dir").splitlines()
+    return WorkTreeGuard(git.root, git_dirs=tuple(git.root / d for d in dirs))
+
+
+def _write_blobs(git: Git, guard: WorkTreeGuard, files: dict[str, tuple[str, str]], *,
+                 where: str) -> None:
+    """Write the blobs at their paths through the path guard."""
     if not files:
         return
+    from tether.cache.pathguard import write_entries
+
     request = "".join(f"{sha}\n" for _, sha in files.values()).encode()
     out = git.run("cat-file", "--batch", input=request).stdout
     pos = 0
+    entries: dict[str, tuple[str, bytes]] = {}
     for path, (mode, _) in files.items():
         end = out.index(b"\n", pos)
         size = int(out[pos:end].split()[2])
-        data = out[end + 1 : end + 1 + size]
+        entries[path] = (mode, out[end + 1 : end + 1 + size])
         pos = end + 1 + size + 1
-        target = git.root / path
-        if target.is_symlink() or (target.exists() and mode == "120000"):
-            target.unlink()
-        if mode == "120000":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(data.decode(), target)
-            continue
-        write_bytes(target, data, fsync=False)
-        target.chmod(0o755 if mode == "100755" else 0o644)
+    write_entries(guard, entries, where=where)
 
 
 def _prune_empty_parents(root: Path, path: Path) -> None:

@@ -74,6 +74,7 @@ def parse_override(text: str) -> Override:
     file = DEFAULT_PARAMS
     if ":" in lhs:
         file, lhs = lhs.rsplit(":", 1)
+        _check_params_path(file, f"-S {text!r}")
     allow_new = lhs.startswith("+")
     key = lhs[1:] if allow_new else lhs
     if not key or any(not part for part in key.split(".")):
@@ -89,6 +90,21 @@ def parse_override(text: str) -> Override:
     return Override(file=file, key=key, value=value, allow_new=allow_new, text=text)
 
 
+def _check_params_path(name: str, where: str) -> None:
+    """Refuse a params file path that would be read or written outside the work tree."""
+    from tether.cache.pathguard import unsafe_reason
+
+    reason = unsafe_reason(name)
+    if reason is not None:
+        from tether.errors import UnsafePathError
+
+        raise UnsafePathError(
+            f"{where}: params file {name!r} is refused: {reason}",
+            hint="params files are paths inside the project, relative to its root "
+            "(e.g. -S conf/train.yaml:lr=0.1)",
+        )
+
+
 def load_params(root: Path, files: set[str], cache_file: Path | None = None) -> Params:
     """Read params.yaml (when present) and every other params file in `files`.
 
@@ -101,7 +117,14 @@ def load_params(root: Path, files: set[str], cache_file: Path | None = None) -> 
     wanted = set(files)
     if (root / DEFAULT_PARAMS).exists():
         wanted.add(DEFAULT_PARAMS)
+    guard = None
     for name in sorted(wanted):
+        _check_params_path(name, "the params files")
+        if name != DEFAULT_PARAMS:  # through a symlinked directory, it could lead elsewhere
+            from tether.cache.pathguard import WorkTreeGuard
+
+            guard = guard or WorkTreeGuard(root)
+            guard.target(name, where=f"params file {name!r}")
         path = root / name
         if not path.exists():
             if name == DEFAULT_PARAMS:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cache.remote import TransferResult
-from tether.errors import GitError, GitStateError, UsageError
+from tether.errors import GitError, GitStateError, UnsafePathError, UsageError
 from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import Git
@@ -165,14 +165,23 @@ def _check_not_shallow(git: Git) -> None:
 # -- artifacts ---------------------------------------------------------------------
 
 
+def _git_dirs(root: Path) -> tuple[Path, ...]:
+    """The repository's git dir and common dir: nothing from data is written there."""
+    dirs = Git(root).out("rev-parse", "--absolute-git-dir", "--git-common-dir").splitlines()
+    return tuple(root / d for d in dirs)
+
+
 def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> None:
     """Cache outputs still in the workspace unchanged (path -> key) that the store lacks."""
     from tether.cache.hashing import StatCache
+    from tether.cache.pathguard import unsafe_reason
     from tether.layout import tmp_dir
 
     cache = StatCache(tmp_dir(root) / "statcache.db")
     try:
         for path, key in wanted.items():
+            if unsafe_reason(path) is not None:
+                continue  # a hostile record's path: never read, let alone pushed
             full = root / path
             if not store.path_of(key).is_file() and cache.hash_path(full) == key:
                 store.save(full, link=False, digest=key, cache=cache)
@@ -340,10 +349,18 @@ def wanted_outputs(root: Path, exp: str | None) -> tuple[dict[str, str], str]:
 def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -> CheckoutResult:
     """Restore outputs from the cache (pulling missing objects), checking every byte."""
     from tether.cache.hashing import StatCache
-    from tether.cache.objects import ObjectStore
+    from tether.cache.objects import ObjectStore, valid_key
+    from tether.cache.pathguard import WorkTreeGuard
     from tether.layout import tmp_dir
 
     outs, source = wanted_outputs(root, exp)
+    where = f"the outputs of {source}"
+    guard = WorkTreeGuard(root, git_dirs=_git_dirs(root))
+    for path, key in outs.items():  # all checked before anything is written
+        guard.target(path, where=where)
+        if not valid_key(key):
+            raise UnsafePathError(f"refused output {path!r} from {where}: {key!r} is not an "
+                                  "object key; nothing was written")
     result = CheckoutResult(source=source)
     cache = StatCache(tmp_dir(root) / "statcache.db")
     store = ObjectStore(root)
@@ -360,8 +377,10 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
 
             pulled = pull_objects(store, open_remote(root, remote), missing)
             result.pulled = len(pulled.sent)
+        for key in {k for k in todo.values() if k.startswith("b3d:")}:
+            store.manifest(key)  # every directory's paths checked before anything is written
         for path, key in todo.items():
-            store.restore(key, root / path)
+            store.restore(key, guard.target(path, where=where))
             result.restored.append(path)
     finally:
         cache.close()

@@ -67,11 +67,26 @@ def manifest_bytes(entries: list[tuple[str, str]]) -> bytes:
     return "".join(f"{rel}\0{key}\n" for rel, key in sorted(entries)).encode()
 
 
-def parse_manifest(data: bytes) -> list[tuple[str, str]]:
+def parse_manifest(data: bytes, *, where: str = "a directory manifest") -> list[tuple[str, str]]:
+    """The (relative path, key) entries of a directory manifest, each path checked.
+
+    A manifest may come from a shared artifact store: a path that is unsafe (see
+    `tether.cache.pathguard`), listed twice, or both a file and a directory is
+    refused with UnsafePathError before anything is restored.
+    """
+    from tether.cache.pathguard import check_layout, check_relpath
+    from tether.errors import UnsafePathError
+
     entries = []
-    for line in data.decode().splitlines():
+    seen: set[str] = set()
+    for line in data.decode(errors="surrogateescape").splitlines():
         rel, _, key = line.partition("\0")
+        check_relpath(rel, where=where)
+        if rel in seen:
+            raise UnsafePathError(f"refused {where}: it lists {rel!r} twice; nothing was written")
+        seen.add(rel)
         entries.append((rel, key))
+    check_layout([rel for rel, _ in entries], where=where)
     return entries
 
 

@@ -31,7 +31,7 @@ from tether.cache.hashing import (
     manifest_key,
     parse_manifest,
 )
-from tether.errors import CacheCorruptError, RemoteError
+from tether.errors import CacheCorruptError, RemoteError, UnsafePathError
 from tether.layout import objects_dir
 
 KEY_PATTERN = re.compile(r"^(b3|b3d):[0-9a-f]{64}$")
@@ -39,7 +39,7 @@ JOBS = min(8, (os.cpu_count() or 1) * 2)
 
 
 def valid_key(key: str) -> bool:
-    return bool(KEY_PATTERN.match(key))
+    return bool(KEY_PATTERN.fullmatch(key))
 
 
 def key_path(key: str) -> str:
@@ -111,7 +111,12 @@ class ObjectStore:
                 f"cache object {path} (manifest of {key}) is corrupt: its content no longer "
                 "matches its hash", hint="delete it and run `tether pull` or re-run the stage",
             )
-        return parse_manifest(data)
+        entries = parse_manifest(data, where=f"directory manifest {key}")
+        for rel, file_key in entries:
+            if not valid_key(file_key) or is_dir_key(file_key):
+                raise UnsafePathError(f"refused directory manifest {key}: entry {rel!r} has "
+                                      f"{file_key!r}, which is not a file object key")
+        return entries
 
     def keys_for(self, key: str) -> set[str]:
         """`key` and, for a directory, the keys of all its files (if its manifest is here)."""

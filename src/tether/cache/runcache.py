@@ -21,7 +21,7 @@ FINGERPRINT = re.compile(r"^[0-9a-f]{8,128}$")
 
 
 def valid_fingerprint(fingerprint: str) -> bool:
-    return bool(FINGERPRINT.match(fingerprint))
+    return bool(FINGERPRINT.fullmatch(fingerprint))
 
 
 class RunCache:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.cache.hashing import StatCache
+from tether.cache.pathguard import WorkTreeGuard
 from tether.cache.runcache import RunCache
 from tether.spec import Stage
 
@@ -88,6 +89,13 @@ class Reuse:
             return None
         if set(stage.outs) - set(files):
             return None
+        # An entry may have been pulled from a shared store: it restores only the files
+        # this stage declares, each through the path guard.
+        declared = set(stage_files(stage))
+        files = {p: k for p, k in files.items() if p in declared}
+        guard = WorkTreeGuard(workspace)
+        where = f"run-cache entry {fingerprint[:12]} of stage {stage.name!r}"
+        targets = {path: guard.target(path, where=where) for path in files}
         for path, key in files.items():
-            self.store.restore(key, workspace / path)  # CacheCorruptError names the object
+            self.store.restore(key, targets[path])  # CacheCorruptError names the object
         return entry

@@ -113,6 +113,12 @@ def commit_workspace(
     `token` names the marks file (a run or entry id).
     `status` is `start_status` already started, if the caller could start it early.
     """
+    from tether.cache.pathguard import unsafe_reason
+
+    # What fast-import receives must make a tree `git fsck` accepts (a remote with
+    # receive.fsckObjects refuses every ref of a push otherwise): no '..', '.git', '/x'.
+    exclude = [p for p in exclude if unsafe_reason(p) is None]
+    force_add = [p for p in force_add if unsafe_reason(p) is None]
     excluded = [STATE_DIR, *exclude]
     changed, untracked = changed_paths(status or start_status(git, workspace))
     paths: dict[str, None] = {}

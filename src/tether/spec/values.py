@@ -89,6 +89,12 @@ def normalize_path(path: str, wdir: str = ".") -> str:
     joined = posixpath.normpath(posixpath.join(wdir, path))
     if joined == ".." or joined.startswith("../"):
         raise ValueError(f"path {path!r} points outside the project root")
+    if joined != ".":
+        from tether.cache.pathguard import unsafe_reason
+
+        reason = unsafe_reason(joined)
+        if reason is not None:
+            raise ValueError(f"path {path!r} is refused: {reason}")
     return joined
 
 
