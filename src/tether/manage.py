@@ -15,7 +15,7 @@ from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
 from tether.resolve import Experiment, resolve_experiment, with_records
-from tether.structs import struct
+from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs
 
@@ -89,6 +89,8 @@ def follow_run(
 class ApplyResult:
     written: list[str]
     deleted: list[str]
+    # Paths the experiment changes that lie outside this sparse checkout: left alone.
+    sparse: list[str] = field(default_factory=list)
 
 
 def _tree(git: Git, rev: str, *, where: str) -> dict[str, tuple[str, str]]:
@@ -116,13 +118,20 @@ def _tree(git: Git, rev: str, *, where: str) -> dict[str, tuple[str, str]]:
 
 
 def _disk_shas(git: Git, paths: Iterable[str]) -> dict[str, str]:
-    """The blob sha each existing path would have, for the paths present on disk."""
+    """The blob sha each existing path would have (clean filters and line endings applied,
+    as `git add` would), for the paths present on disk."""
     root = git.root
     regular = [p for p in paths if (root / p).is_file() and not (root / p).is_symlink()]
+    # --stdin-paths reads one path per line and unquotes C-style quotes: odd names go as
+    # arguments, after `--`.
+    plain = [p for p in regular if "\n" not in p and not p.startswith('"')]
+    odd = [p for p in regular if p not in set(plain)]
     shas = {}
-    if regular:
-        out = git.out("hash-object", "--stdin-paths", input="\n".join(regular) + "\n")
-        shas = dict(zip(regular, out.split(), strict=True))
+    if plain:
+        out = git.out("hash-object", "--stdin-paths", input="\n".join(plain) + "\n")
+        shas = dict(zip(plain, out.split(), strict=True))
+    if odd:
+        shas.update(zip(odd, git.out("hash-object", "--", *odd).split(), strict=True))
     for path in paths:
         if (root / path).is_symlink():
             shas[path] = git.out("hash-object", "--stdin", input=os.readlink(root / path))
@@ -143,6 +152,9 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
     check_layout(list(wanted), where=where)
     for path in [*wanted, *gone]:
         guard.target(path, where=where)  # every path checked before anything is read
+    excluded = _outside_sparse_checkout(git, [*wanted, *gone])
+    wanted = {p: v for p, v in wanted.items() if p not in excluded}
+    gone = [p for p in gone if p not in excluded]
     disk = _disk_shas(git, [*wanted, *gone])
     head = _tree(git, "HEAD", where="HEAD") if git.resolve("HEAD") else {}
     to_write = [p for p, (_, sha) in sorted(wanted.items())
@@ -157,11 +169,14 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
             f"applying {exp.name!r} would overwrite uncommitted changes in:\n{listing}",
             hint="commit or stash them first, or pass --force to overwrite them",
         )
-    _write_blobs(git, guard, {p: wanted[p] for p in to_write}, where=where)
+    _check_links(git, guard, {p: wanted[p][1] for p in to_write if wanted[p][0] == "120000"},
+                 where=where)
+    # Deletions first: a folder of the baseline may be a file or a link in the experiment.
     for path in to_delete:
         guard.target(path, where=where).unlink()
         _prune_empty_parents(git.root, git.root / path)
-    return ApplyResult(written=to_write, deleted=to_delete)
+    _restore_from(git, exp.commit, to_write)
+    return ApplyResult(written=to_write, deleted=to_delete, sparse=sorted(excluded))
 
 
 def _mode_differs(path: Path, mode: str) -> bool:
@@ -176,23 +191,56 @@ def _guard(git: Git) -> WorkTreeGuard:
     return WorkTreeGuard(git.root, git_dirs=tuple(git.root / d for d in dirs))
 
 
-def _write_blobs(git: Git, guard: WorkTreeGuard, files: dict[str, tuple[str, str]], *,
-                 where: str) -> None:
-    """Write the blobs at their paths through the path guard."""
-    if not files:
+def _check_links(git: Git, guard: WorkTreeGuard, links: dict[str, str], *, where: str) -> None:
+    """Refuse the experiment's symlinks whose targets lead out of the work tree."""
+    if not links:
         return
-    from tether.cache.pathguard import write_entries
-
-    request = "".join(f"{sha}\n" for _, sha in files.values()).encode()
-    out = git.run("cat-file", "--batch", input=request).stdout
+    out = git.run("cat-file", "--batch", input="".join(f"{sha}\n" for sha in links.values())
+                  ).stdout
     pos = 0
-    entries: dict[str, tuple[str, bytes]] = {}
-    for path, (mode, _) in files.items():
+    for path in links:
         end = out.index(b"\n", pos)
         size = int(out[pos:end].split()[2])
-        entries[path] = (mode, out[end + 1 : end + 1 + size])
+        target = out[end + 1 : end + 1 + size].decode(errors="surrogateescape")
         pos = end + 1 + size + 1
-    write_entries(guard, entries, where=where)
+        guard.check_symlink(path, target, where=where)
+
+
+def _restore_from(git: Git, commit: str, paths: list[str]) -> None:
+    """Write `paths` as `commit` has them, the way `git checkout` would: smudge and
+    clean filters (LFS, encryption), line endings, modes and symlinks; the index is
+    left alone, no hook runs, and no name is read as a pathspec pattern."""
+    if not paths:
+        return
+    git.run("--literal-pathspecs", "-c", "core.hooksPath=/dev/null", "restore",
+            f"--source={commit}", "--worktree", "--pathspec-from-file=-",
+            "--pathspec-file-nul", input="\0".join(paths).encode(errors="surrogateescape"))
+
+
+def _outside_sparse_checkout(git: Git, paths: list[str]) -> set[str]:
+    """The paths a sparse checkout leaves out of the work tree (none if not sparse).
+
+    Tracked paths are known by their skip-worktree bit; a path the index lacks is
+    judged by the cone's directories (a non-cone pattern set cannot be asked without
+    the index, so such paths are written, as `git restore` would)."""
+    if git.run("config", "--bool", "core.sparseCheckout", check=False).stdout.strip() != b"true":
+        return set()
+    wanted = set(paths)
+    listing = git.run("ls-files", "-z", "-t").stdout.decode(errors="surrogateescape")
+    tracked = {e[2:] for e in listing.split("\0") if e}
+    skipped = {e[2:] for e in listing.split("\0") if e.startswith("S ")} & wanted
+    cone = git.run("config", "--bool", "core.sparseCheckoutCone", check=False).stdout.strip()
+    if cone != b"true":
+        return skipped
+    dirs = git.run("sparse-checkout", "list").stdout.decode(errors="surrogateescape").split("\n")
+    dirs = [d.strip("/") for d in dirs if d.strip("/")]
+
+    def in_cone(path: str) -> bool:
+        parent = path.rpartition("/")[0]
+        return not parent or any(
+            path.startswith(d + "/") or (d + "/").startswith(parent + "/") for d in dirs)
+
+    return skipped | {p for p in wanted - tracked if not in_cone(p)}
 
 
 def _prune_empty_parents(root: Path, path: Path) -> None:

@@ -17,10 +17,8 @@ earlier step (or the same operation) created.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from tether.atomic import write_bytes
 from tether.errors import UnsafePathError
 
 # Characters HFS+ ignores when comparing names (git's `is_hfs_dotgit` skips them).
@@ -136,8 +134,6 @@ class WorkTreeGuard:
             )
 
 
-SYMLINK_MODE = "120000"
-
 
 def check_layout(paths: list[str], *, where: str) -> None:
     """Refuse a set of paths where one is both a file and a directory of another."""
@@ -148,41 +144,3 @@ def check_layout(paths: list[str], *, where: str) -> None:
             if "/".join(parts[:depth]) in seen:
                 raise UnsafePathError(f"refused {where}: {rel!r} lies inside the file "
                                       f"{'/'.join(parts[:depth])!r}; nothing was written")
-
-
-def write_entries(guard: WorkTreeGuard, entries: Mapping[str, tuple[str, bytes]], *,
-                  where: str) -> None:
-    """Write `path -> (git mode, content)` into the work tree, all checked first.
-
-    Every path and symlink target is checked before anything is written; regular
-    files go first and symlinks last, so no file of one operation is written
-    through a link the same operation creates; a write replaces a symlink at the
-    final name (temp file, then rename) and never follows it.
-    """
-    check_layout(list(entries), where=where)
-    links = {p: data.decode(errors="surrogateescape") for p, (mode, data) in entries.items()
-             if mode == SYMLINK_MODE}
-    for path in entries:
-        guard.target(path, where=where)
-    for path, link_target in links.items():
-        guard.check_symlink(path, link_target, where=where)
-    for path, (mode, data) in entries.items():
-        if mode == SYMLINK_MODE:
-            continue
-        target = guard.target(path, where=where)  # again: the disk changes as we write
-        if target.is_dir() and not target.is_symlink():
-            raise UnsafePathError(f"refused to replace directory {path!r} with a file from "
-                                  f"{where}")
-        perms = 0o755 if mode == "100755" else 0o644
-        write_bytes(target, data, fsync=False, mode=perms)
-        target.chmod(perms)
-    for path, link_target in links.items():
-        guard.check_symlink(path, link_target, where=where)
-        target = guard.target(path, where=where)
-        if target.is_dir() and not target.is_symlink():
-            raise UnsafePathError(f"refused to replace directory {path!r} with a symlink "
-                                  f"from {where}")
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(link_target, target)

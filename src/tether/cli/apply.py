@@ -34,6 +34,10 @@ def handle(args: argparse.Namespace) -> int:
         print(f"updated {path}")
     for path in result.deleted:
         print(f"deleted {path}")
+    if result.sparse:
+        print(f"tether: left {len(result.sparse)} path(s) outside this sparse checkout alone "
+              f"(e.g. {result.sparse[0]}); `git sparse-checkout add` them to apply those too",
+              file=sys.stderr)
     print(f"tether: applied {exp.name}: {len(result.written)} updated, "
           f"{len(result.deleted)} deleted", file=sys.stderr)
     from tether.errors import RemoteError
