@@ -60,6 +60,8 @@ if lr < 0:
 pathlib.Path("models").mkdir(exist_ok=True)
 pathlib.Path("models/model.bin").write_bytes(b"weights")
 json.dump({"acc": 0.5 + lr}, open("metrics.json", "w"))
+import tether
+tether.summary(run_by=os.environ["MY_API_TOKEN"])  # a careless script
 """
 
 REPORT = """\
@@ -119,6 +121,8 @@ def test_planted_secrets_are_found_nowhere(repo: Path) -> None:
             code=1)
     _tether(project, "run", "-n", "bare", "-m", f"bare {TOKEN}", "--",
             "python", "bare.py", "--token", TOKEN, "--db", SECRET_ENV["DATABASE_URL"])
+    shown = _tether(project, "show", "-A", "--json")  # builds .tether/index.db too
+    assert not _found_in(shown.stdout.encode())
     before = repo_state(project)
 
     # Remotes: refused in the committed config, masked everywhere, kept only locally.
@@ -143,6 +147,7 @@ def test_planted_secrets_are_found_nowhere(repo: Path) -> None:
     assert pipe["redacted_files"] == {"notes.md": ["MY_API_TOKEN"],
                                       "settings.ini": ["MYSQL_PWD"]}
     assert pipe["message"] == "first try, token [redacted:MY_API_TOKEN]"
+    assert pipe["metrics"]["run_by"] == "[redacted:MY_API_TOKEN]"
     assert "connecting to postgres://bob:[redacted:DATABASE_URL]@db.example:5432/app" in (
         pipe["stages"][0]["log"]["text"])
     ref = next(r for r in exp_refs(project) if r.endswith("/pipe"))

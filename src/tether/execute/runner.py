@@ -313,7 +313,9 @@ def _execute_and_record(
         temp_workspace=workspace.temporary,
     )
     run_record.redact(secrets)
-    secrets.scrub_file(params_json)  # the stages have read it
+    if secrets:  # what the stages read and wrote stays on disk: scrubbed now they are done
+        for path in [params_json, *run_dir.glob("steps/*"), *run_dir.glob("summary/*")]:
+            secrets.scrub_file(path)
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
     ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
