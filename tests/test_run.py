@@ -267,9 +267,9 @@ def test_secrets_never_recorded(repo: Path) -> None:
     record = only_record(repo)
     dumped = json.dumps(record)
     assert secret not in dumped
-    assert "key is [redacted]" in record["stages"][0]["log"]["text"]
+    assert "key is [redacted:AWS_SECRET_ACCESS_KEY]" in record["stages"][0]["log"]["text"]
     env_vars = record["environment"]["env_vars"]
-    assert env_vars.get("AWS_SECRET_ACCESS_KEY") in (None, "[redacted]")
+    assert env_vars.get("AWS_SECRET_ACCESS_KEY") in (None, "[redacted:AWS_SECRET_ACCESS_KEY]")
     ref = next(iter(exp_refs(repo)))
     assert secret not in git(repo, "show", f"{ref}:.tether/logs/leak.log")
     for path in (repo / ".tether").rglob("*"):

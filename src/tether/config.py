@@ -10,9 +10,10 @@ The local file is never committed (`.tether/.gitignore` ignores all but
       link: [reflink, copy]     # any order of reflink, hardlink, copy
       jobs: 8                   # parallel transfers
 
-Credentials are never written to the committed file: a URL with a password or
-an option named like a secret is refused there (use `--local`, or the
-backend's own mechanism: AWS_* variables, ~/.aws, gcloud, ssh keys).
+Credentials are never written to the committed file: a URL with a password or a
+secret-looking query parameter, or an option named like a secret, is refused
+there (use `--local`, or the backend's own mechanism: AWS_* variables, ~/.aws,
+gcloud, ssh keys).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from tether.atomic import write_bytes
 from tether.cache.links import DEFAULT_LINK_ORDER, LINK_MODES
@@ -110,10 +110,13 @@ def transfer_jobs(root: Path) -> int:
 
 
 def _check_secrets(url: str, options: dict[str, Any]) -> None:
-    parts = urlsplit(url)
-    if parts.password:
+    from tether.record.redact import mask_urls, url_secrets
+
+    found = url_secrets(url)
+    if found:
         raise UsageError(
-            f"the URL of this remote holds a password; it would be committed in {PROJECT_CONFIG}",
+            f"the URL {mask_urls(url)} holds {' and '.join(found)}; "
+            f"it would be committed in .tether/{PROJECT_CONFIG}",
             hint="give credentials through the backend's usual mechanism, or add the remote "
             f"with --local (kept in .tether/{LOCAL_CONFIG}, never committed)",
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 
@@ -16,6 +16,9 @@ from tether.lockfile import StageLock
 from tether.parameters import Params
 from tether.spec import Pipeline, Stage
 from tether.structs import field, struct
+
+if TYPE_CHECKING:
+    from tether.record.redact import Secrets
 
 
 @struct(frozen=True)
@@ -81,10 +84,14 @@ def fingerprint(stage: Stage, root: Path, params: Params, cache: StatCache) -> S
 
 
 def _why_changed(
-    stage: Stage, fp: StageFingerprint, lock: StageLock, root: Path, cache: StatCache
+    stage: Stage, fp: StageFingerprint, lock: StageLock, root: Path, cache: StatCache,
+    secrets: Secrets | None = None,
 ) -> list[str]:
     reasons: list[str] = []
-    if list(stage.cmd) != lock.cmd:
+    # The lock holds the command with its secrets redacted.
+    if list(stage.cmd) != lock.cmd and (
+        secrets is None or secrets.scrub_json(list(stage.cmd)) != lock.cmd
+    ):
         reasons.append("command changed")
     for dep, digest in fp.deps.items():
         if dep not in lock.deps:
@@ -123,6 +130,7 @@ def make_plan(
     *,
     force: bool = False,
     run_cache: RunCache | None = None,
+    secrets: Secrets | None = None,
 ) -> Plan:
     """Decide run or skip for every stage in `order` (topological)."""
     produced = {out for stage in pipeline.stages.values() for out in stage.outs}
@@ -155,7 +163,7 @@ def make_plan(
             reasons = (
                 ["never run"]
                 if previous is None
-                else _why_changed(stage, fp, previous, root, cache)
+                else _why_changed(stage, fp, previous, root, cache, secrets)
             )
             if reasons and run_cache is not None:
                 restorable = run_cache.get(fp.digest)

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from tether.record.environment import (
-    REDACTED,
     capture_environment,
     installed_packages,
-    is_sensitive_name,
     list_gpus,
     redact_environment,
-    redact_text,
 )
 
 FAKE_SECRET = "AKIAFAKESECRET123456"
@@ -81,8 +78,8 @@ def test_env_vars_are_selected_and_redacted() -> None:
     assert env_vars == {
         "CI": "true",
         "CUDA_VISIBLE_DEVICES": "0,1",
-        "GITHUB_TOKEN": REDACTED,
-        "HF_TOKEN": REDACTED,
+        "GITHUB_TOKEN": "[redacted:GITHUB_TOKEN]",
+        "HF_TOKEN": "[redacted:HF_TOKEN]",
         "OMP_NUM_THREADS": "4",
         "PATH": "/usr/bin",
         "PYTHONHASHSEED": "0",
@@ -97,66 +94,17 @@ def test_secret_embedded_in_a_recorded_variable_is_scrubbed() -> None:
         "TETHER_DB": "postgres://user:hunter2@db.example/runs",
     }
     env_vars = capture_environment(env)["env_vars"]
-    assert (
-        env_vars["CI_REPOSITORY_URL"] == f"https://gitlab-ci-token:{REDACTED}@gitlab.example/x.git"
+    assert env_vars["CI_REPOSITORY_URL"] == (
+        "https://gitlab-ci-token:[redacted:CI_JOB_TOKEN]@gitlab.example/x.git"
     )
-    assert env_vars["TETHER_DB"] == f"postgres://user:{REDACTED}@db.example/runs"
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "AWS_SECRET_ACCESS_KEY",
-        "GITHUB_TOKEN",
-        "db_password",
-        "MYSQL_PASSWD",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "HTTP_AUTH",
-        "SSH_PRIVATE",
-        "OPENAI_API_KEY",
-        "GH_PAT",
-    ],
-)
-def test_sensitive_names(name: str) -> None:
-    assert is_sensitive_name(name)
-
-
-@pytest.mark.parametrize("name", ["PATH", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LANG"])
-def test_ordinary_names(name: str) -> None:
-    assert not is_sensitive_name(name)
+    assert env_vars["TETHER_DB"] == "postgres://user:[redacted:TETHER_DB]@db.example/runs"
 
 
 def test_redact_environment_keeps_all_names() -> None:
     env = {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "EDITOR": "vim"}
-    assert redact_environment(env) == {"AWS_SECRET_ACCESS_KEY": REDACTED, "EDITOR": "vim"}
-
-
-def test_redact_text_removes_secret_values() -> None:
-    env = {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "EDITOR": "vim", "API_KEY": "short"}
-    text = f"connecting with {FAKE_SECRET}...\nkey={FAKE_SECRET}\nshort stays, vim stays\n"
-    assert redact_text(text, env) == (
-        f"connecting with {REDACTED}...\nkey={REDACTED}\nshort stays, vim stays\n"
-    )
-
-
-def test_redact_text_prefers_longest_overlapping_secret() -> None:
-    env = {"A_TOKEN": "abcdef", "B_TOKEN": "abcdefghij", "C_SECRET": "zz.*zz"}
-    text = "abcdefghij abcdef zz.*zz zzXzz"
-    assert redact_text(text, env) == f"{REDACTED} {REDACTED} {REDACTED} zzXzz"
-
-
-def test_redact_text_without_secrets_returns_text_unchanged() -> None:
-    text = "nothing to see\n" * 1000
-    assert redact_text(text, {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET}) is text
-
-
-def test_redact_text_on_large_log() -> None:
-    env = {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "GITHUB_TOKEN": "ghp_abcdefghijkl"}
-    text = ("epoch 3 loss 0.25 acc 0.91\n" * 200_000) + f"leak {FAKE_SECRET} ghp_abcdefghijkl\n"
-    clean = redact_text(text, env)
-    assert FAKE_SECRET not in clean
-    assert "ghp_abcdefghijkl" not in clean
-    assert clean.endswith(f"leak {REDACTED} {REDACTED}\n")
+    assert redact_environment(env) == {
+        "AWS_SECRET_ACCESS_KEY": "[redacted:AWS_SECRET_ACCESS_KEY]", "EDITOR": "vim"
+    }
 
 
 def _fake_nvidia_smi(directory: Path, body: str) -> str:

@@ -18,6 +18,7 @@ from tether.cache.objects import ObjectStore, key_from_path, key_path
 from tether.cache.runcache import RunCache, valid_fingerprint
 from tether.errors import RemoteError
 from tether.progress import Progress
+from tether.record.redact import mask_urls
 from tether.structs import field, struct
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
@@ -33,7 +34,7 @@ class Remote:
         except ImportError:  # pragma: no cover - fsspec is a core dependency
             raise RemoteError("fsspec is not installed", hint="pip install fsspec") from None
         self.url = url
-        self.name = name or url
+        self.name = name or mask_urls(url)
         try:
             self.fs, base = fsspec.core.url_to_fs(url, **(options or {}))
         except ImportError as exc:
@@ -48,7 +49,7 @@ class Remote:
         self.atomic_put = self.protocol in ATOMIC_PUT
 
     def __repr__(self) -> str:
-        return f"Remote({self.url!r})"
+        return f"Remote({mask_urls(self.url)!r})"
 
     def object_path(self, key: str) -> str:
         return f"{self.base}/objects/{key_path(key)}"

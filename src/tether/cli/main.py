@@ -112,7 +112,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
-    """Append the traceback to `.tether/logs/tether.log` of the enclosing repo, if any."""
+    """Append the traceback to `.tether/logs/tether.log` of the enclosing repo, if any.
+
+    Secret values and URL passwords are scrubbed from it; the folder is 0700 and
+    the file 0600, as a traceback may still quote what it was given.
+    """
     import traceback
     from datetime import UTC, datetime
 
@@ -124,19 +128,34 @@ def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
         root = find_root(cwd)
         ensure_state_dir(root)
         path = error_log(root)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            handle.write(f"--- {datetime.now(UTC).isoformat()} tether {' '.join(sys.argv[1:])}\n")
-            handle.write("".join(traceback.format_exception(exc)))
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        text = (f"--- {datetime.now(UTC).isoformat()} tether {' '.join(sys.argv[1:])}\n"
+                + "".join(traceback.format_exception(exc)))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            os.fchmod(fd, 0o600)
+            handle.write(_scrubbed(text, root))
         return path
     except Exception:
         return None
 
 
+def _scrubbed(text: str, root: Path | None = None) -> str:
+    """`text` without the secret values of this environment and without URL passwords."""
+    from tether.record.redact import discover, mask_urls
+
+    try:
+        secrets = discover(root=root)
+    except Exception:  # e.g. an unreadable `redact:` config: the environment's still count
+        secrets = discover()
+    return mask_urls(secrets.scrub(text))
+
+
 def _print_traceback(exc: BaseException) -> None:
     import traceback
 
-    traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(_scrubbed("".join(traceback.format_exception(exc))))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log_traceback(cwd, exc)
         if args.verbose:
             _print_traceback(exc)
-        print(f"tether: error: {exc}", file=sys.stderr)
+        print(f"tether: error: {_scrubbed(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tether: interrupted", file=sys.stderr)
@@ -170,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = _log_traceback(cwd, exc)
         if args.verbose:
             _print_traceback(exc)
-        print(f"tether: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        print(f"tether: internal error: {exc.__class__.__name__}: {_scrubbed(str(exc))}",
+              file=sys.stderr)
         if where and not args.verbose:
             print(f"  the traceback is in {where}; please report it", file=sys.stderr)
         return EXIT_INTERNAL

@@ -48,6 +48,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 def handle(args: argparse.Namespace) -> int:
     from tether import config
     from tether.gitstore.git import find_root
+    from tether.record.redact import mask_urls
 
     root = find_root(args.cwd)
     if args.remote_action == "add":
@@ -55,7 +56,7 @@ def handle(args: argparse.Namespace) -> int:
                                   local=args.local, options=_options(args.option))
         where = "config.local.yaml" if args.local else "config.yaml"
         mark = " (default)" if added.default else ""
-        print(f"tether: remote {added.name} -> {added.url}{mark} in .tether/{where}",
+        print(f"tether: remote {added.name} -> {mask_urls(added.url)}{mark} in .tether/{where}",
               file=sys.stderr)
     elif args.remote_action == "remove":
         config.remove_remote(root, args.name)
@@ -64,5 +65,5 @@ def handle(args: argparse.Namespace) -> int:
         for remote in config.list_remotes(root):
             mark = "*" if remote.default else " "
             local = "  (local)" if remote.local else ""
-            print(f"{mark} {remote.name}\t{remote.url}{local}")
+            print(f"{mark} {remote.name}\t{mask_urls(remote.url)}{local}")
     return 0

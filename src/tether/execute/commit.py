@@ -13,6 +13,7 @@ from tether.gitstore.git import Git, GitJob
 from tether.gitstore.names import generate_name
 from tether.layout import LOCK_FILE, RECORD_PATH, tmp_dir
 from tether.record.record import RunRecord
+from tether.record.redact import Secrets
 from tether.spec import Pipeline
 
 
@@ -29,8 +30,12 @@ def commit_run(
     *,
     named: bool,
     status: GitJob | None = None,
+    secrets: Secrets | None = None,
 ) -> exps.ExperimentRef:
     """Record the run as one commit; if its name was taken meanwhile, keep it anyway.
+
+    The record must already be redacted; files of the workspace holding a secret
+    are stored with it replaced, and listed in the record's `redacted_files`.
 
     A generated name is drawn again; a given name (`named`) gets the run id's tail,
     so the run is never lost to a race on its name.
@@ -38,9 +43,15 @@ def commit_run(
     outs = [out for stage in pipeline.stages.values() for out in stage.outs]
     metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
     params_files = list(record.params)
-    for attempt in range(5):
-        record_path = run_dir / "record.json"
+    record_path = run_dir / "record.json"
+
+    def describe(redacted: dict[str, list[str]]) -> dict[str, Path]:
+        # Written once the workspace's files are stored: the record names those redacted.
+        record.redacted_files = redacted
         write_text(record_path, record.dumps(), fsync=False)
+        return {RECORD_PATH: record_path, **log_files}
+
+    for attempt in range(5):
         subject = f"tether: {record.name} ({record.status})"
         message = f"{subject}\n\n{record.message}\n" if record.message else subject + "\n"
         try:
@@ -54,10 +65,11 @@ def commit_run(
                 run_id=record.id,
                 exclude=outs,
                 force_add=[*metric_files, *params_files, LOCK_FILE],
-                extra_files={RECORD_PATH: record_path, **log_files},
+                extra_files=describe,
                 scratch=tmp_dir(git.root),
                 start=start,
                 status=status,
+                secrets=secrets,
             )
         except ExperimentError:
             if attempt == 4:

@@ -39,6 +39,7 @@ from tether.plan import Plan, fingerprint, make_plan
 from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
+from tether.record.redact import Secrets, discover
 from tether.record.results import collect_metrics, collect_steps, record_logs
 from tether.spec import Pipeline
 from tether.structs import field, struct
@@ -122,6 +123,9 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
             )
     pipeline = load_project_pipeline(root, options.command, options.command_limits, cwd)
     order = pipeline.order(options.targets or None)
+    # Built once: every value this run stores passes through it.
+    secrets = discover(os.environ, root=root,
+                       more_envs=[stage.env for stage in pipeline.stages.values()])
 
     # Validate everything against the user's workspace before creating anything.
     params = _load_effective_params(root, pipeline, overrides)
@@ -129,7 +133,7 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
     try:
         run_cache = None if options.no_run_cache or options.force else RunCache(root)
         plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
-                         force=options.force, run_cache=run_cache)
+                         force=options.force, run_cache=run_cache, secrets=secrets)
         if facts is None:
             return RunResult(plan=plan)
         ensure_state_dir(root)
@@ -141,11 +145,12 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                 params = _load_effective_params(workspace.path, pipeline, overrides)
                 plan = make_plan(
                     pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
-                    force=options.force, run_cache=run_cache,
+                    force=options.force, run_cache=run_cache, secrets=secrets,
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
             return _execute_and_record(
-                git, workspace, pipeline, plan, params, cache, options, facts, run_id, started
+                git, workspace, pipeline, plan, params, cache, options, facts, run_id, started,
+                secrets,
             )
         finally:
             workspace.cleanup(git)
@@ -172,6 +177,7 @@ def _execute_and_record(
     facts: RunFacts,
     run_id: str,
     started: float,
+    secrets: Secrets,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
     state, baseline = facts.state, facts.baseline
@@ -243,6 +249,7 @@ def _execute_and_record(
                         echo=options.echo,
                         on_event=_supervisor_events(emit, stage.name),
                         stop=stop,
+                        secrets=secrets,
                     )
                 if index == last:
                     changes = start_status(git, ws)
@@ -256,7 +263,7 @@ def _execute_and_record(
                     to_remember.append((record.fingerprint or "", files))
                 lock[stage.name] = StageLock(
                     fingerprint=record.fingerprint or "",
-                    cmd=list(stage.cmd),
+                    cmd=secrets.scrub_json(list(stage.cmd)),
                     deps=record.deps,
                     params=record.params,
                     outs=record.outs,
@@ -305,10 +312,14 @@ def _execute_and_record(
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
     )
+    run_record.redact(secrets)
+    if secrets:  # what the stages read and wrote stays on disk: scrubbed now they are done
+        for path in [params_json, *run_dir.glob("steps/*"), *run_dir.glob("summary/*")]:
+            secrets.scrub_file(path)
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
     ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
-                     named=options.name is not None, status=changes)
+                     named=options.name is not None, status=changes, secrets=secrets)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from tether.atomic import write_text
 from tether.execute.supervisor import Limits, SupervisorEvent, supervise
-from tether.record.environment import redact_text
 from tether.record.record import StageRecord
+from tether.record.redact import Secrets
 from tether.spec import Stage
 
 
@@ -36,6 +34,7 @@ def run_stage(
     echo: BinaryIO | None,
     on_event: Callable[[SupervisorEvent], None] | None,
     stop: threading.Event | None,
+    secrets: Secrets,
 ) -> StageRecord:
     """Run each of the stage's commands in turn; stop at the first that does not succeed."""
     cwd = workspace / stage.wdir
@@ -66,15 +65,5 @@ def run_stage(
             break
     record.started_at = started
     record.duration = duration
-    scrub_log(log_path, env)
+    secrets.scrub_file(log_path)
     return record
-
-
-def scrub_log(log_path: Path, env: Mapping[str, str]) -> None:
-    """Rewrite a log with the values of secret-looking variables redacted."""
-    if not log_path.exists():
-        return
-    text = log_path.read_bytes().decode(errors="replace")
-    clean = redact_text(text, {**os.environ, **env})
-    if clean != text:
-        write_text(log_path, clean, fsync=False)

@@ -14,16 +14,24 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
 from tether.gitstore.git import Git, GitJob, clean_env
 from tether.layout import STATE_DIR, exp_ref
 
+if TYPE_CHECKING:
+    from tether.record.redact import Secrets
+
+# Files stored after the workspace's: given the redacted files (path -> secret names).
+ExtraFiles = Callable[[dict[str, list[str]]], Mapping[str, Path]]
+
 _CHUNK = 1 << 20
+# Files up to this size are read whole when they must be scanned for secrets.
+_WHOLE_CAP = 8 << 20
 # When a record brings the repository to this many packs, the small ones are merged.
 _PACKS_KEPT = 30
 
@@ -57,23 +65,39 @@ def quote_path(path: str) -> str:
     return path
 
 
-def _write_file(stream: IO[bytes], path: str, full: Path) -> bool:
-    """Emit an `M` command with the file's content; False if it is not a file."""
+def _write_file(
+    stream: IO[bytes], path: str, full: Path, secrets: Secrets | None = None
+) -> list[str]:
+    """Emit an `M` command with the file's content; the names of the secrets replaced in it.
+
+    With `secrets`, a file holding a secret value is stored with each such value
+    replaced by `[redacted:NAME]`.
+    """
     path = quote_path(path)
     try:
         info = full.lstat()
     except FileNotFoundError:
         stream.write(f"D {path}\n".encode(errors="surrogateescape"))
-        return True
+        return []
     if stat.S_ISLNK(info.st_mode):
         target = os.fsencode(os.readlink(full))
         header = f"M 120000 inline {path}\ndata {len(target)}\n"
         stream.write(header.encode(errors="surrogateescape"))
         stream.write(target + b"\n")
-        return True
+        return []
     if not stat.S_ISREG(info.st_mode):
-        return False
+        return []
     mode = "100755" if info.st_mode & 0o111 else "100644"
+    if secrets and (info.st_size <= _WHOLE_CAP or _holds_secret(full, secrets)):
+        # Read once, scanned and written from memory (a large file only if it holds one).
+        data = full.read_bytes()
+        names = secrets.names_in(data)
+        if names:
+            data = secrets.scrub_bytes(data)
+        header = f"M {mode} inline {path}\ndata {len(data)}\n"
+        stream.write(header.encode(errors="surrogateescape"))
+        stream.write(data + b"\n")
+        return names
     stream.write(f"M {mode} inline {path}\ndata {info.st_size}\n".encode(errors="surrogateescape"))
     with open(full, "rb") as handle:
         remaining = info.st_size
@@ -86,7 +110,20 @@ def _write_file(stream: IO[bytes], path: str, full: Path) -> bool:
         if remaining:  # the file shrank while we read it: keep the stream well-formed
             stream.write(b"\0" * remaining)
     stream.write(b"\n")
-    return True
+    return []
+
+
+def _holds_secret(full: Path, secrets: Secrets) -> bool:
+    """Whether the file holds a secret value: a chunked scan, chunks overlapping so
+    that a value across a boundary is seen."""
+    overlap = max(len(value) for value in secrets.names) * 4  # UTF-8: up to 4 bytes a char
+    tail = b""
+    with open(full, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            if secrets.names_in(tail + chunk):
+                return True
+            tail = chunk[-overlap:]
+    return False
 
 
 def commit_workspace(
@@ -101,11 +138,17 @@ def commit_workspace(
     scratch: Path,
     exclude: Iterable[str] = (),
     force_add: Iterable[str] = (),
-    extra_files: Mapping[str, Path] | None = None,
+    extra_files: ExtraFiles | None = None,
     start: str | None = None,
     status: GitJob | None = None,
+    secrets: Secrets | None = None,
 ) -> str | None:
     """Commit the workspace (tracked changes, untracked files) on top of `parent`.
+
+    With `secrets`, files holding a secret value are stored with it replaced.
+    `extra_files` is called after the workspace's files are written, with those
+    redacted files (path -> secret names), and returns more files to store
+    (tree path -> source file), e.g. the record saying which files were redacted.
 
     `ref` is created only if it does not exist yet; None means it already did.
     `start` is the tree (sha) of the commit the workspace was checked out at when
@@ -159,9 +202,12 @@ def commit_workspace(
             stream.write(f'M 040000 {start} ""\n'.encode())
         for out in exclude:
             stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
+        redacted: dict[str, list[str]] = {}
         for path in paths:
-            _write_file(stream, path, workspace / path)
-        for tree_path, source in (extra_files or {}).items():
+            names = _write_file(stream, path, workspace / path, secrets)
+            if names:
+                redacted[path] = names
+        for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
             data = source.read_bytes()
             stream.write(f"M 100644 inline {tree_path}\ndata {len(data)}\n".encode())
             stream.write(data + b"\n")
@@ -225,17 +271,18 @@ def record_commit(
     run_id: str,
     exclude: Iterable[str] = (),
     force_add: Iterable[str] = (),
-    extra_files: Mapping[str, Path] | None = None,
+    extra_files: ExtraFiles | None = None,
     scratch: Path,
     start: str | None = None,
     status: GitJob | None = None,
+    secrets: Secrets | None = None,
 ) -> ExperimentRef:
     """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
     ref = exp_ref(baseline, name)
     commit = commit_workspace(
         git, workspace, parent=baseline, ref=ref, message=message, ident=ident, token=run_id,
         scratch=scratch, exclude=exclude, force_add=force_add, extra_files=extra_files,
-        start=start, status=status,
+        start=start, status=status, secrets=secrets,
     )
     if commit is None:
         raise ExperimentError(

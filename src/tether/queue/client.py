@@ -158,6 +158,10 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         reserved = facts.taken_names() | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
         snapshot = facts.snapshot()
+        # The message is stored in the queue and the record: never with a secret in it.
+        from tether.record.redact import discover
+
+        message = discover(root=root).scrub(request.message)
         entries = [
             Entry(
                 id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,
@@ -166,7 +170,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
                 overrides=point.overrides,
                 command=tuple(request.command) if request.command is not None else None,
                 limits=dict(request.limits), wdir=wdir, env=dict(point.env),
-                message=request.message, force=request.force, created_at=now,
+                message=message, force=request.force, created_at=now,
             )
             for point, name in zip(points, names, strict=True)
         ]

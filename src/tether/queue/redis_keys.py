@@ -132,12 +132,7 @@ def retrying(call: Callable[[], T], url: str, window: float,
 
 
 def redacted(url: str) -> str:
-    """`url` with its password replaced by ***."""
-    from urllib.parse import urlsplit, urlunsplit
+    """`url` with its password (and secret query parameters) replaced by ***."""
+    from tether.record.redact import mask_urls
 
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
-            f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    return mask_urls(url)

@@ -29,13 +29,17 @@ def take_snapshot(git: Git, root: Path, baseline: str, *, ident: str, status: Gi
     """Commit the workspace at `root` on top of `baseline` under a fresh queue ref.
 
     `ident` is the committer; `status` is `start_status` of `root`, asked early.
+    Files holding a secret value (see `tether.record.redact`) are stored with it
+    replaced: the snapshot is pushed wherever the queue's workers fetch from.
     """
+    from tether.record.redact import discover
+
     snapshot_id = new_id()
     ref = f"{QUEUE_REFS}{snapshot_id}"
     commit = commit_workspace(
         git, root, parent=baseline, ref=ref, message=f"tether: queued snapshot {snapshot_id}\n",
         ident=ident, token=f"queue-{snapshot_id}", scratch=tmp_dir(root),
-        status=status,
+        status=status, secrets=discover(root=root),
     )
     if commit is None:
         raise GitError(["fast-import"], 1, f"{ref} already exists")

@@ -256,6 +256,7 @@ class Worker:
         finally:
             with self._lock:
                 self._active.pop(entry.id, None)
+            _scrub_attempt(self.root, entry, attempt_dir)
         if not result:
             result = {"outcome": "crashed", "error": f"the run process died (exit {code})"}
         result["killed"] = active.killed
@@ -346,3 +347,15 @@ class Worker:
         if removed:
             self.git.run("worktree", "prune", check=False)
 
+
+def _scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:
+    """Replace the secrets of the run's environment in what the attempt left on disk."""
+    from tether.errors import TetherError
+    from tether.record.redact import discover
+
+    try:
+        secrets = discover(root=root, more_envs=[entry.env])
+    except TetherError:  # an unreadable `redact:` config: the environment's still count
+        secrets = discover(more_envs=[entry.env])
+    for path in (attempt_dir / "output.log", attempt_dir / "job.json"):
+        secrets.scrub_file(path)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from tether.layout import STATE_DIR
-from tether.record.environment import redact_text
 
 DIFF_CAP = 2 * 1024 * 1024
 
 
 def describe_code(baseline: str, diff: bytes, untracked_z: str) -> dict[str, Any]:
-    """Commit, the uncommitted diff (secrets redacted) and untracked files.
+    """Commit, the uncommitted diff and untracked files (the run redacts the whole record).
 
     `diff` is `git diff HEAD --binary`, `untracked_z` `git ls-files -o -z` output.
     """
@@ -24,7 +22,7 @@ def describe_code(baseline: str, diff: bytes, untracked_z: str) -> dict[str, Any
     return {
         "commit": baseline,
         "dirty": bool(diff.strip()) or bool(untracked),
-        "diff": redact_text(text, os.environ),
+        "diff": text,
         "diff_truncated": truncated,
         "untracked": untracked,
     }

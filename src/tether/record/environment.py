@@ -2,8 +2,8 @@
 
 `capture_environment` returns JSON-able data: Python, installed packages, OS,
 host, CPUs, memory, GPUs and the environment variables that bear on
-reproducibility. Secrets never land in a record: variables with a sensitive
-name are redacted, and `redact_text` removes their values from logs and diffs.
+reproducibility. Variables with a sensitive name are listed as `[redacted:NAME]`;
+the other values have secrets and URL passwords scrubbed (`tether.record.redact`).
 """
 
 from __future__ import annotations
@@ -16,21 +16,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-REDACTED = "[redacted]"
-
-# A value shorter than this is too likely to occur by chance ("true", "1234").
-MIN_SECRET_LENGTH = 6
+from tether.record.redact import Secrets, is_sensitive_name, label, mask_urls, secret_values
 
 NVIDIA_SMI_TIMEOUT = 5.0
-
-_SENSITIVE_NAME = re.compile(
-    r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|CREDS|AUTH|PRIVATE|COOKIE"
-    r"|(?:^|_)PAT(?:_|$)|(?:^|_)DSN(?:_|$)",
-    re.IGNORECASE,
-)
-
-# `scheme://user:password@host` — the password of a URL held in any variable.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)")
 
 # Variables that change what a run computes or say where it ran.
 _RECORDED_PREFIXES = (
@@ -87,22 +75,17 @@ _RECORDED_NAMES = frozenset(
 )
 
 
-def is_sensitive_name(name: str) -> bool:
-    """Whether an environment variable's name says its value is a secret."""
-    return _SENSITIVE_NAME.search(name) is not None
-
-
-def _redact_value(name: str, value: str) -> str:
+def _recorded_value(name: str, value: str, secrets: Secrets) -> str:
     if is_sensitive_name(name):
-        return REDACTED
-    if "://" in value:
-        return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}", value)
-    return value
+        return label(name)
+    # A secret can hide in an innocent variable, e.g. a CI clone URL embedding a job token.
+    return mask_urls(secrets.scrub(value))
 
 
 def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
     """Return all of `env`, sensitive values (and passwords inside URLs) redacted."""
-    return {name: _redact_value(name, value) for name, value in env.items()}
+    secrets = Secrets(secret_values(env))
+    return {name: _recorded_value(name, value, secrets) for name, value in env.items()}
 
 
 def _is_recorded(name: str) -> bool:
@@ -111,37 +94,9 @@ def _is_recorded(name: str) -> bool:
 
 def select_environment(env: Mapping[str, str]) -> dict[str, str]:
     """Return the reproducibility-relevant variables of `env`, sorted and redacted."""
-    selected = {name: _redact_value(name, env[name]) for name in sorted(env) if _is_recorded(name)}
-    # A secret can hide in an innocent variable, e.g. a CI clone URL embedding a job token.
-    return {name: redact_text(value, env) for name, value in selected.items()}
-
-
-# --------------------------------------------------------------------------- redact_text
-
-
-def _secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
-    values = {
-        value
-        for name, value in env.items()
-        if len(value) >= MIN_SECRET_LENGTH and is_sensitive_name(name)
-    }
-    return tuple(sorted(values, key=lambda value: (-len(value), value)))
-
-
-@functools.lru_cache(maxsize=32)
-def _secrets_pattern(values: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(value) for value in values))
-
-
-def redact_text(text: str, env: Mapping[str, str]) -> str:
-    """Replace every occurrence of a sensitive variable's value in `text` with [redacted]."""
-    # Substring tests are fast C scans; only the secrets actually present reach the regex.
-    present = tuple(value for value in _secret_values(env) if value in text)
-    if not present:
-        return text
-    if len(present) == 1:
-        return text.replace(present[0], REDACTED)
-    return _secrets_pattern(present).sub(REDACTED, text)
+    secrets = Secrets(secret_values(env))
+    return {name: _recorded_value(name, env[name], secrets)
+            for name in sorted(env) if _is_recorded(name)}
 
 
 # --------------------------------------------------------------------------- capture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.layout import LOG_HEAD_TAIL, LOG_INLINE_CAP, RECORD_LOGS_DIR, RECORD_SCHEMA
 from tether.structs import asdict, field, struct
+
+if TYPE_CHECKING:
+    from tether.record.redact import Secrets
 
 
 @struct
@@ -59,7 +62,18 @@ class RunRecord:
     environment: dict[str, Any]
     spec: dict[str, Any]
     temp_workspace: bool = False
+    # Files of the experiment tree stored with secret values replaced: path -> names.
+    redacted_files: dict[str, list[str]] = field(default_factory=dict)
     schema: int = RECORD_SCHEMA
+
+    def redact(self, secrets: Secrets) -> None:
+        """Replace every secret value in the record (its stages too) with [redacted:NAME]."""
+        if not secrets:
+            return
+        for stage in self.stages:
+            _scrub_fields(stage, secrets)
+        # The name stays: it is the ref's name too, and a validated identifier.
+        _scrub_fields(self, secrets, keep=("stages", "name"))
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = asdict(self)
@@ -67,6 +81,12 @@ class RunRecord:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True, default=str, allow_nan=False)
+
+
+def _scrub_fields(obj: Any, secrets: Secrets, keep: tuple[str, ...] = ()) -> None:
+    for name in type(obj).__match_args__:
+        if name not in keep:
+            setattr(obj, name, secrets.scrub_json(getattr(obj, name)))
 
 
 def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:

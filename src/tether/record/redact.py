@@ -1,0 +1,293 @@
+"""Secrets: which values must never be stored, and scrubbing them out of whatever is.
+
+A run builds one `Secrets` (`discover`) from its environment and the project
+config. Every place a value travels to storage — the record (argv, commands,
+message, diff, logs, params, environment), `tether.lock`, the commit message, the
+files of the experiment tree, queue snapshots, the error log — passes through
+`scrub`, `scrub_bytes` or `scrub_json`, which replace each secret value with
+`[redacted:NAME]`, NAME being the variable it came from.
+
+Secret values come from:
+- variables whose name looks secret (TOKEN, SECRET, KEY, PASSWORD, CREDENTIAL,
+  AUTH, PRIVATE, COOKIE, ..._PWD, ...) and well-known ones (MYSQL_PWD, SSHPASS...);
+- the password, and secret-looking query parameters, of any URL held in any
+  variable (DATABASE_URL, REDIS_URL, *_DSN, a CI clone URL...);
+- `redact: {names: [...], values_from: [...]}` in `.tether/config.yaml` (or the
+  local config): more variable names (shell patterns), and dotenv-style files
+  whose values are secrets.
+Values shorter than MIN_SECRET_LENGTH are ignored: "true" or "1234" would turn up
+everywhere by chance.
+
+URLs shown to a user or written to a log go through `mask_urls`, which hides
+passwords (`user:***@`) and secret-looking query parameters (`sig=***`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+# A value shorter than this is too likely to occur by chance ("true", "1234"):
+# scrubbing it would mangle unrelated text, so such values are not protected.
+MIN_SECRET_LENGTH = 6
+
+_SENSITIVE_NAME = re.compile(
+    r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|CREDS|AUTH(?!OR)|PRIVATE|COOKIE"
+    r"|(?:^|_)PAT(?:_|$)|(?:^|_)DSN(?:_|$)|_PWD$|(?:^|_)PASS$",
+    re.IGNORECASE,
+)
+# Secrets whose names the pattern above does not catch.
+KNOWN_SECRET_NAMES = frozenset({"MYSQL_PWD", "SSHPASS", "PGPASSWORD", "AWS_SESSION_TOKEN",
+                                "REDISCLI_AUTH", "NETRC_PASSWORD"})
+# Named like secrets, but their values are paths or switches, not secrets.
+_NOT_A_VALUE = re.compile(
+    r"^TOKENIZERS_|_(?:FILE|PATH|DIR|SOCK|HOME)$|^GOOGLE_APPLICATION_CREDENTIALS$",
+    re.IGNORECASE,
+)
+
+# `scheme://user:password@host`: the password (greedy: it may hold an unencoded '@').
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:)(?P<pw>[^/\s?#]*)@")
+# `?sig=...&token=...`: query parameters whose name says their value is a secret.
+_SECRET_QUERY = re.compile(
+    r"(?P<head>[?&;](?P<name>[^=&;#\s/?]*(?:secret|token|passw|pwd|credential|signature|auth"
+    r"|key|session)[^=&;#\s/?]*|sig|sas|pass)=)(?P<value>[^&;#\s\"']+)",
+    re.IGNORECASE,
+)
+MASK = "***"
+
+
+def is_sensitive_name(name: str) -> bool:
+    """Whether an environment variable's name says its value is a secret."""
+    return name.upper() in KNOWN_SECRET_NAMES or _SENSITIVE_NAME.search(name) is not None
+
+
+def label(name: str) -> str:
+    """What a secret value of variable `name` is replaced with."""
+    return f"[redacted:{name}]"
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def mask_urls(text: str) -> str:
+    """`text` with URL passwords and secret-looking query parameters replaced by ***."""
+    if "://" in text:
+        text = _URL_PASSWORD.sub(_mask_password, text)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(rf"\g<head>{MASK}", text)
+    return text
+
+
+def _mask_password(match: re.Match[str]) -> str:
+    password = match.group("pw")
+    if password.startswith("[redacted:") or not password:
+        return match.group()
+    return f"{match.group('head')}{MASK}@"
+
+
+def url_secrets(url: str) -> list[str]:
+    """What in `url` is a credential: 'a password', 'query parameter X'; [] if nothing."""
+    found = ["a password" for match in _URL_PASSWORD.finditer(url) if match.group("pw")]
+    found += [f"query parameter {m.group('name')!r}" for m in _SECRET_QUERY.finditer(url)]
+    return found
+
+
+def _url_values(value: str) -> Iterable[str]:
+    """The passwords and secret query values inside the URLs of `value`."""
+    if "://" not in value:
+        return
+    from urllib.parse import unquote  # here: only a URL-holding variable needs it
+
+    for match in _URL_PASSWORD.finditer(value):
+        yield match.group("pw")
+        yield unquote(match.group("pw"))
+    if "=" in value:
+        for match in _SECRET_QUERY.finditer(value):
+            yield match.group("value")
+            yield unquote(match.group("value"))
+
+
+# --------------------------------------------------------------------------- Secrets
+
+
+class Secrets:
+    """A set of secret values, each with the name of the variable it came from."""
+
+    __slots__ = ("_bytes", "_encoded", "_labels", "_pattern", "_values", "names")
+
+    def __init__(self, found: Mapping[str, str] | None = None) -> None:
+        """`found`: secret value -> variable name; too-short values are dropped."""
+        kept = {v: n for v, n in (found or {}).items() if len(v) >= MIN_SECRET_LENGTH}
+        # Longest first: a secret that contains another is replaced whole.
+        self._values = tuple(sorted(kept, key=lambda v: (-len(v), v)))
+        self._labels = {value: label(kept[value]) for value in self._values}
+        self._encoded = tuple(
+            (value.encode(), label(kept[value]).encode()) for value in self._values
+        )
+        self.names = {value: kept[value] for value in self._values}
+        self._pattern: re.Pattern[str] | None = None
+        self._bytes: re.Pattern[bytes] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret value replaced by `[redacted:NAME]`."""
+        if not self._values or not text:
+            return text
+        # Substring tests are fast C scans; the regex runs only when a secret is present.
+        if not any(value in text for value in self._values):
+            return text
+        if self._pattern is None:
+            self._pattern = re.compile("|".join(re.escape(v) for v in self._values))
+        return self._pattern.sub(lambda match: self._labels[match.group()], text)
+
+    def names_in(self, data: bytes) -> list[str]:
+        """The names of the secrets whose values occur in `data`."""
+        return sorted({self.names[value.decode()] for value, _ in self._encoded if value in data})
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """`data` with every secret value (as UTF-8) replaced by `[redacted:NAME]`."""
+        if not self._encoded or not any(value in data for value, _ in self._encoded):
+            return data
+        if self._bytes is None:
+            self._bytes = re.compile(b"|".join(re.escape(v) for v, _ in self._encoded))
+        replacement = dict(self._encoded)
+        return self._bytes.sub(lambda match: replacement[match.group()], data)
+
+    def scrub_json(self, value: Any) -> Any:
+        """A JSON-like value (dicts, lists, strings) with every string scrubbed."""
+        if not self._values:
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {self.scrub(k) if isinstance(k, str) else k: self.scrub_json(v)
+                    for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub_json(v) for v in value]
+        return value
+
+    def scrub_file(self, path: Path) -> None:
+        """Rewrite the file at `path` (if any) with its secrets scrubbed."""
+        if not self._values:
+            return
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        clean = self.scrub_bytes(data)
+        if clean is not data:
+            from tether.atomic import write_bytes
+
+            write_bytes(path, clean, fsync=False)
+
+
+def secret_values(
+    env: Mapping[str, str], *, extra_names: Iterable[str] = ()
+) -> dict[str, str]:
+    """Secret value -> variable name, from one environment."""
+    patterns = tuple(extra_names)
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        if not value:
+            continue
+        if (is_sensitive_name(name) and not _NOT_A_VALUE.search(name)) or (
+            patterns and _matches_any(name, patterns)
+        ):
+            found.setdefault(value, name)
+        for part in _url_values(value):
+            found.setdefault(part, name)
+    return found
+
+
+def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def discover(
+    env: Mapping[str, str] | None = None,
+    *,
+    root: Path | None = None,
+    more_envs: Iterable[Mapping[str, str]] = (),
+) -> Secrets:
+    """The secrets of a run: from `env` (default os.environ), `more_envs` (stage `env:`)
+    and the `redact:` section of the config of the project at `root`."""
+    names, files = configured_redaction(root) if root is not None else ([], [])
+    found = secret_values(os.environ if env is None else env, extra_names=names)
+    for more in more_envs:
+        for value, name in secret_values(more, extra_names=names).items():
+            found.setdefault(value, name)
+    for file in files:
+        path = Path(os.path.expanduser(file))
+        path = path if path.is_absolute() or root is None else root / path
+        for value, name in read_values_file(path).items():
+            found.setdefault(value, name)
+    return Secrets(found)
+
+
+def configured_redaction(root: Path) -> tuple[list[str], list[str]]:
+    """`redact.names` and `redact.values_from` of the project (and local) config."""
+    from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
+
+    texts = []
+    for filename in (PROJECT_CONFIG, LOCAL_CONFIG):
+        try:
+            texts.append((state_dir(root) / filename).read_bytes())
+        except OSError:
+            continue
+    if not any(b"redact" in text for text in texts):
+        return [], []  # the common case, without importing yaml
+    from tether.config import load_config
+    from tether.errors import UsageError
+
+    section = load_config(root).get("redact") or {}
+    if not isinstance(section, dict) or set(section) - {"names", "values_from"}:
+        raise UsageError(
+            ".tether/config.yaml: `redact` takes `names` and `values_from`",
+            hint="e.g. redact: {names: [MY_SERVICE_*], values_from: [.env]}",
+        )
+    result: list[list[str]] = []
+    for key in ("names", "values_from"):
+        items = section.get(key) or []
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise UsageError(f".tether/config.yaml: redact.{key} must be a list of strings")
+        result.append(items)
+    return result[0], result[1]
+
+
+def read_values_file(path: Path) -> dict[str, str]:
+    """Secret value -> name from a dotenv-style file: `NAME=value` lines (`export `,
+    quotes and comments allowed); any other line is a secret named after the file.
+    A missing file gives nothing (a machine without it has none of its secrets)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    found: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            if value:
+                found.setdefault(value, name.strip())
+                for part in _url_values(value):
+                    found.setdefault(part, name.strip())
+        else:
+            found.setdefault(line, path.name)
+    return found
