@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from tether import sqlitedb
-from tether.explore import parse_record, read_record_blobs
-from tether.gitstore.experiments import parse_exp_ref
+from tether.explore import read_record_blobs
+from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref
 from tether.gitstore.git import Git
-from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR
+from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR, exp_ref
 from tether.record.metrics import flatten
+from tether.record.validate import UNREADABLE, Skipped, check_record
 
 INDEX_FILE = "index.db"
-INDEX_SCHEMA = 2  # bump when the table changes: older files are rebuilt
+INDEX_SCHEMA = 3  # bump when the table or what it accepts changes: older files are rebuilt
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only briefly
-UNREADABLE = "unreadable"  # status of a ref whose commit holds no valid record
 
+# A skipped ref (invalid name or record) has status UNREADABLE; its message column says why.
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _FIELDS = (
@@ -121,13 +122,24 @@ def flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _row(
-    ref: str, commit: str, record: dict[str, Any] | None, rules_text: dict[str, str]
+    ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str]
 ) -> tuple[Any, ...]:
-    """The table row of one experiment; `rules_text` memoizes encoded metric rules."""
+    """The table row of one experiment; `rules_text` memoizes encoded metric rules.
+
+    A ref with an invalid name or record gets an UNREADABLE row saying what is wrong,
+    so it is reported (not read again) until the ref moves.
+    """
     parsed = parse_exp_ref(ref, commit)
-    baseline, name = (parsed.baseline, parsed.name) if parsed else ("", ref)
-    if not record:
-        return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, "", "{}", "{}", "{}", "{}")
+    record, problem = check_record(blob) if parsed else ({}, exp_ref_problem(ref))
+    if parsed:
+        baseline, name = parsed.baseline, parsed.name
+    else:  # listed under its baseline when that part is valid, under none otherwise
+        baseline, _, name = ref.removeprefix(EXPS_REFS).partition("/")
+        if exp_ref_problem(exp_ref(baseline, "x")) is not None:
+            baseline = ""
+    if parsed is None or problem is not None:
+        return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
+                "{}", "{}")
     spec = record.get("spec")
     rules = spec.get("metrics") if isinstance(spec, dict) else None
     params = record.get("params")
@@ -238,6 +250,20 @@ class Index:
             ))
         return found
 
+    def skipped(self, baseline: str | None = None) -> list[Skipped]:
+        """Refs left out because their name or record is invalid (of one baseline when given).
+
+        Refs with an invalid baseline belong to no baseline: they are listed only without one.
+        """
+        query = "SELECT ref, commit_sha, message FROM experiments WHERE status = ?"
+        args: tuple[str, ...] = (UNREADABLE,)
+        if baseline is not None:
+            query += " AND baseline = ?"
+            args = (UNREADABLE, baseline)
+        return [Skipped(ref, problem) for ref, commit, problem
+                in self._connection.execute(query + " ORDER BY ref", args)
+                if self.refs.get(ref) == commit]
+
 
 def refresh(git: Git, *, progress: Progress | None = None) -> Index:
     """Bring the index in line with the refs and return it; rebuilds a corrupt file."""
@@ -293,7 +319,7 @@ def _add(
         rows = []
         for position in chunk:
             ref = changed[position]
-            rows.append(_row(ref, refs[ref], parse_record(blobs[position]), rules_text))
+            rows.append(_row(ref, refs[ref], blobs[position], rules_text))
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(insert, rows)
         connection.execute("COMMIT")

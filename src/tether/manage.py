@@ -14,7 +14,8 @@ from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
-from tether.resolve import Experiment, resolve_experiment, with_records
+from tether.record.validate import Skipped
+from tether.resolve import Experiment, one_experiment, readable, resolve_experiment, with_records
 from tether.structs import struct
 
 # ----------------------------------------------------------------------------- logs
@@ -28,7 +29,7 @@ class StageLog:
 
 def recorded_logs(git: Git, exp: ExperimentRef, stage: str | None = None) -> list[StageLog]:
     """The whole log of each stage (or of `stage`) stored in the experiment commit."""
-    record = with_records(git, [exp])[0].record
+    record = one_experiment(git, exp).record
     names = [s["name"] for s in record.get("stages", []) if s.get("log")]
     if stage is not None:
         if stage not in {s["name"] for s in record.get("stages", [])}:
@@ -231,15 +232,21 @@ def select_for_removal(
     older_than: float | None = None,
     all_baselines: bool = False,
     now: float | None = None,
+    skipped: list[Skipped] | None = None,
 ) -> list[Experiment]:
-    """The named experiments, or those under HEAD (or all) that failed and/or are old."""
+    """The named experiments, or those under HEAD (or all) that failed and/or are old.
+
+    A named experiment is chosen even if its record is invalid (that is how it goes);
+    selecting by --failed / --older-than passes over such ones (added to `skipped`).
+    """
     if names:
         refs = {r.ref: r for r in (resolve_experiment(git, n) for n in names)}
         return with_records(git, list(refs.values()))
     if not failed and older_than is None:
         raise UsageError("name the experiments to remove, or use --failed / --older-than")
     baseline = None if all_baselines else git.head_commit()
-    found = with_records(git, list_experiments(git, baseline))
+    found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
+                     skipped)
     if failed:
         found = [e for e in found if e.status != "success"]
     if older_than is not None:
