@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import __version__
-from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
+from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError, UsageError
 
 # One module per command under tether.cli, each with register(sub) and handle(args).
 # A command's module is its name with '-' as '_' (ls-remote -> tether.cli.ls_remote).
@@ -155,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cwd = cwd
     args.argv = ["tether", *args_list, *(["--", *passthrough] if passthrough is not None else [])]
     try:
+        if args.directory is not None and not cwd.is_dir():
+            problem = "is not a directory" if cwd.exists() else "does not exist"
+            raise UsageError(f"-C {args.directory}: {cwd} {problem}",
+                             hint="give the directory of your project, or leave -C out")
         code: int = args.handler(args)
         return code
     except TetherError as exc:
