@@ -81,12 +81,14 @@ class ShowResult:
         all_params: bool = False,
         total: int = 0,
         skipped: list[Skipped] | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         self.experiments = experiments  # in the order asked for, across baselines
         self.groups = groups  # the same, grouped by baseline (in order of appearance)
         self.all_params = all_params
         self.total = total  # experiments in scope before --filter and --last
         self.skipped = skipped or []  # refs in scope left out: invalid name or record
+        self.notes = notes or []  # local state repaired on the way (a warning each)
 
     @cached_property
     def param_keys(self) -> list[str]:
@@ -250,6 +252,7 @@ def show_experiments(
     try:
         experiments = index.experiments(baseline_sha)
         skipped = index.skipped(baseline_sha)
+        notes = index.notes
     finally:
         index.close()
     total = len(experiments)
@@ -275,5 +278,5 @@ def show_experiments(
     return ShowResult(
         experiments=experiments,
         groups=[BaselineGroup(sha, names.get(sha, []), exps) for sha, exps in groups.items()],
-        all_params=all_params, total=total, skipped=skipped,
+        all_params=all_params, total=total, skipped=skipped, notes=notes,
     )

@@ -13,6 +13,7 @@ file is rebuilt from the refs.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import sqlitedb
+from tether.errors import LocalStateError
 from tether.explore import read_record_blobs
 from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref
 from tether.gitstore.git import Git
@@ -220,6 +222,7 @@ class Index:
     def __init__(self, path: Path, connection: sqlite3.Connection, refs: dict[str, str]) -> None:
         self.path = path
         self.refs = refs
+        self.notes: list[str] = []  # what refresh repaired, for the CLI to tell
         self._connection = connection
 
     def close(self) -> None:
@@ -272,13 +275,47 @@ def refresh(git: Git, *, progress: Progress | None = None) -> Index:
     for line in git.for_each_ref(EXPS_REFS):
         ref, _, commit = line.partition(" ")
         refs[ref] = commit
+    moved = _move_aside_if_not_a_file(path)
     try:
-        return _refresh(git, path, refs, progress)
-    except sqlite3.DatabaseError as exc:
-        if not _is_corruption(exc):
-            raise
-    _remove_files(path)
-    return _refresh(git, path, refs, progress)
+        try:
+            index = _refresh(git, path, refs, progress)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            _remove_files(path)
+            index = _refresh(git, path, refs, progress)
+    except sqlite3.OperationalError as exc:
+        raise _unusable(path, exc) from exc
+    if moved is not None:
+        index.notes.append(
+            f"{path} was not a file; moved it aside to {moved.name} and rebuilt the index "
+            "from the refs (nothing is lost: the index is only a cache)")
+    return index
+
+
+def _unusable(path: Path, exc: sqlite3.OperationalError) -> Exception:
+    """The error for an index that cannot be opened or written (others are re-raised)."""
+    text = str(exc)
+    if "full" in text:
+        return LocalStateError(
+            f"cannot write the experiment index {path}: {text}",
+            hint="free some space and run the command again; nothing is lost (the index is "
+            "only a cache of the refs)")
+    if "unable to open" in text or "readonly" in text:
+        return LocalStateError(
+            f"cannot open the experiment index {path}: {text}",
+            hint="give your user read and write access to it and to its folder, or delete "
+            "it: it is only a cache, rebuilt from the refs")
+    return exc
+
+
+def _move_aside_if_not_a_file(path: Path) -> Path | None:
+    """Move whatever stands at the index's path aside when it is no regular file."""
+    if not (path.exists() or path.is_symlink()) or (path.is_file() and not path.is_symlink()):
+        return None
+    aside = path.with_name(f"{path.name}.not-an-index-{os.urandom(3).hex()}")
+    os.replace(path, aside)
+    return aside
 
 
 def _refresh(

@@ -81,6 +81,8 @@ def handle(args: argparse.Namespace) -> int:
         last=args.last, all_params=args.all_params, progress=_progress_bar(),
         labels=not (args.json or args.csv),
     )
+    for note in result.notes:
+        print(f"tether: warning: {note}", file=sys.stderr)
     warn_skipped(result.skipped)
     if args.json:
         sys.stdout.write("[" + ",\n".join(e.json_text for e in result.experiments) + "]\n")
