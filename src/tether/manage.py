@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tether.atomic import write_bytes
-from tether.errors import ExperimentError, GitError, UsageError
+from tether.errors import ExperimentError, GitError, GitStateError, UsageError
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
@@ -136,10 +136,20 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
     clobbered = [p for p in [*to_write, *to_delete] if p in disk
                  and disk[p] not in (head.get(p, ("", ""))[1], wanted.get(p, ("", ""))[1])]
     if clobbered and not force:
-        listing = "\n".join(f"  {p}" for p in sorted(clobbered))
-        raise ExperimentError(
-            f"applying {exp.name!r} would overwrite uncommitted changes in:\n{listing}",
-            hint="commit or stash them first, or pass --force to overwrite them",
+        # Tracked files can be committed or stashed; untracked or git-ignored ones cannot.
+        changed = sorted(p for p in clobbered if p in head)
+        untracked = sorted(p for p in clobbered if p not in head)
+        parts, todo = [], []
+        if changed:
+            parts.append("uncommitted changes in:\n" + "\n".join(f"  {p}" for p in changed))
+            todo.append("commit or stash the changes")
+        if untracked:
+            parts.append("files git does not track (untracked or git-ignored):\n"
+                         + "\n".join(f"  {p}" for p in untracked))
+            todo.append("move those files away")
+        raise GitStateError(
+            f"applying {exp.name!r} would overwrite " + "\nand ".join(parts),
+            hint=" and ".join(todo) + " first, or pass --force to overwrite them",
         )
     _write_blobs(git, {p: wanted[p] for p in to_write})
     for path in to_delete:
