@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_tether, write
-from helpers import exp_refs, repo_state
+from helpers import exp_refs, repo_state, tree_files
 from tether.errors import ExperimentError
 from tether.gitstore.git import Git
 from tether.manage import remove_experiments, select_for_removal
@@ -62,6 +62,23 @@ def test_apply_restores_files_without_touching_head_or_index(project: Path) -> N
     assert again.returncode == 0 and again.stdout == ""
 
 
+def test_apply_in_the_way_of_a_git_ignored_file_says_to_move_it(repo: Path) -> None:
+    write(repo / ".gitignore", "metrics.json\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "ignore metrics")
+    record(repo, "scored", "open('metrics.json', 'w').write('{\"acc\": 0.5}')")
+    assert "metrics.json" in tree_files(repo, next(iter(exp_refs(repo))))
+    write(repo / "metrics.json", '{"acc": 0.9}')  # a later local run's, git-ignored
+    proc = run_tether(repo, "apply", "scored")
+    assert proc.returncode == 4, proc.stderr
+    assert "git-ignored):\n  metrics.json" in proc.stderr
+    assert "commit or stash" not in proc.stderr
+    assert "move those files away first, or pass --force" in proc.stderr
+    assert (repo / "metrics.json").read_text() == '{"acc": 0.9}'
+    assert run_tether(repo, "apply", "--force", "scored").returncode == 0
+    assert (repo / "metrics.json").read_text() == '{"acc": 0.5}'
+
+
 def test_apply_refuses_to_clobber_uncommitted_changes(project: Path) -> None:
     write(project / "a.txt", "my edit\n")
     write(project / "c.txt", "my edit of c\n")
@@ -69,9 +86,11 @@ def test_apply_refuses_to_clobber_uncommitted_changes(project: Path) -> None:
     write(project / "b.txt", "unrelated edit\n")  # restored too: the experiment has base b
     write(project / "scratch.txt", "not in the experiment\n")
     proc = run_tether(project, "apply", "exp")
-    assert proc.returncode == 5
-    listing = "\n  a.txt\n  b.txt\n  c.txt\n  new/d.txt\n"
+    assert proc.returncode == 4  # the work tree's state, like git's own refusals
+    listing = "\n  a.txt\n  b.txt\n  c.txt\nand files git does not track (untracked or " \
+        "git-ignored):\n  new/d.txt\n"
     assert f"would overwrite uncommitted changes in:{listing}" in proc.stderr
+    assert "commit or stash the changes and move those files away first" in proc.stderr
     assert "--force" in proc.stderr
     assert (project / "a.txt").read_text() == "my edit\n"  # nothing was written
     assert (project / "c.txt").exists()

@@ -24,9 +24,11 @@ def write_bytes(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o64
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write names no file: say which one it was
         raise
 
 

@@ -15,7 +15,8 @@ from tether.gitstore.git import Git
 from tether.layout import DEFAULT_PARAMS, STATE_DIR
 from tether.parameters import load_params
 from tether.record.metrics import flatten, read_metrics_file
-from tether.resolve import Experiment, latest_experiment, resolve_experiment, with_records
+from tether.record.validate import Skipped
+from tether.resolve import Experiment, latest_experiment, one_experiment, resolve_experiment
 from tether.spec.loader import load_pipeline
 from tether.structs import asdict, field, struct
 
@@ -57,9 +58,11 @@ class Comparison:
     b: Side
     params: list[ParamRow] = field(default_factory=list)
     metrics: list[MetricRow] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # refs left out choosing A or B
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = asdict(self)
+        del result["skipped"]
         return result
 
 
@@ -100,16 +103,17 @@ def workspace_side(root: Path, a_record: dict[str, Any]) -> Side:
 
 
 def resolve_pair(
-    git: Git, a_text: str | None, b_text: str | None
+    git: Git, a_text: str | None, b_text: str | None, skipped: list[Skipped] | None = None,
 ) -> tuple[Side, Side, dict[str, Any]]:
     """Sides A and B with the defaults of `tether diff`, and A's record.
 
     A defaults to the latest experiment under HEAD. B defaults to the latest successful
     experiment recorded against the first parent of A's baseline, else the workspace.
+    Refs with an invalid name or record are passed over (and added to `skipped`).
     """
     if a_text is None:
         head = git.head_commit()
-        latest = latest_experiment(git, head)
+        latest = latest_experiment(git, head, skipped=skipped)
         if latest is None:
             raise ExperimentError(
                 f"no experiment is recorded against HEAD ({head[:10]})",
@@ -117,15 +121,16 @@ def resolve_pair(
             )
         a = latest
     else:
-        a = with_records(git, [resolve_experiment(git, a_text)])[0]
+        a = one_experiment(git, resolve_experiment(git, a_text))
     if b_text is None:
         parent = git.resolve(f"{a.ref.baseline}^1")
-        previous = latest_experiment(git, parent, successful=True) if parent else None
+        previous = (latest_experiment(git, parent, successful=True, skipped=skipped)
+                    if parent else None)
         b = experiment_side(previous) if previous else workspace_side(git.root, a.record)
     elif b_text == WORKSPACE:
         b = workspace_side(git.root, a.record)
     else:
-        b = experiment_side(with_records(git, [resolve_experiment(git, b_text)])[0])
+        b = experiment_side(one_experiment(git, resolve_experiment(git, b_text)))
     return experiment_side(a), b, a.record
 
 
@@ -175,9 +180,12 @@ def judge(change: float, reference: float, rule: Any) -> str:
 
 
 def diff_experiments(git: Git, a_text: str | None, b_text: str | None) -> Comparison:
-    """The comparison `tether diff A B` prints."""
-    a, b, record = resolve_pair(git, a_text, b_text)
-    return compare(a, b, record.get("spec", {}).get("metrics", {}))
+    """The comparison `tether diff A B` prints (with the refs it had to skip)."""
+    skipped: list[Skipped] = []
+    a, b, record = resolve_pair(git, a_text, b_text, skipped)
+    result = compare(a, b, record.get("spec", {}).get("metrics", {}))
+    result.skipped = skipped
+    return result
 
 
 def code_diff(git: Git, a: Side, b: Side) -> str:

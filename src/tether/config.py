@@ -46,8 +46,10 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
     import yaml
 
+    from tether.spec.yamlguard import safe_load
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

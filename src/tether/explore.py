@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tether.errors import UsageError
 from tether.gitstore.git import Git, find_root
 from tether.layout import RECORD_PATH
+from tether.record.validate import Skipped, check_record
 
 if TYPE_CHECKING:
     from tether.index import IndexedExperiment, Progress
@@ -37,20 +38,19 @@ def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
     return blobs
 
 
-def parse_record(blob: bytes | None) -> dict[str, Any]:
-    """A record's JSON as a dict; {} when missing or not a valid record."""
-    if not blob:
-        return {}
-    try:
-        data = json.loads(blob)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
-    """The records of many experiment commits in one `git cat-file --batch` ({} if missing)."""
-    return [parse_record(blob) for blob in read_record_blobs(git, commits)]
+    """The records of many experiment commits in one `git cat-file --batch`.
+
+    A record that is missing or fails validation (`check_record`) is {}.
+    """
+    return [check_record(blob)[0] for blob in read_record_blobs(git, commits)]
+
+
+def read_checked_records(
+    git: Git, commits: list[str]
+) -> list[tuple[dict[str, Any], str | None]]:
+    """(record, None) or ({}, what is wrong) for many experiment commits, in one git call."""
+    return [check_record(blob) for blob in read_record_blobs(git, commits)]
 
 
 # -- the query behind `tether show` ---------------------------------------------
@@ -80,11 +80,15 @@ class ShowResult:
         groups: list[BaselineGroup],
         all_params: bool = False,
         total: int = 0,
+        skipped: list[Skipped] | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         self.experiments = experiments  # in the order asked for, across baselines
         self.groups = groups  # the same, grouped by baseline (in order of appearance)
         self.all_params = all_params
         self.total = total  # experiments in scope before --filter and --last
+        self.skipped = skipped or []  # refs in scope left out: invalid name or record
+        self.notes = notes or []  # local state repaired on the way (a warning each)
 
     @cached_property
     def param_keys(self) -> list[str]:
@@ -247,6 +251,8 @@ def show_experiments(
     index = refresh(git, progress=progress)
     try:
         experiments = index.experiments(baseline_sha)
+        skipped = index.skipped(baseline_sha)
+        notes = index.notes
     finally:
         index.close()
     total = len(experiments)
@@ -272,5 +278,5 @@ def show_experiments(
     return ShowResult(
         experiments=experiments,
         groups=[BaselineGroup(sha, names.get(sha, []), exps) for sha, exps in groups.items()],
-        all_params=all_params, total=total,
+        all_params=all_params, total=total, skipped=skipped, notes=notes,
     )

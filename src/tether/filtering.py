@@ -143,11 +143,21 @@ def _compare(op: Callable[[Any, Any], bool], left: Any, right: Any) -> bool:
     return False
 
 
+MAX_NESTING = 100  # parentheses and `not`s inside each other; deeper is refused, not recursed
+
+
 class _Parser:
     def __init__(self, expression: str) -> None:
         self.expression = expression
         self.tokens = tokenize(expression)
         self.index = 0
+        self.depth = 0
+
+    def enter(self, token: Token) -> None:
+        """One level deeper (a parenthesis or `not`); refused past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"nested more than {MAX_NESTING} levels deep", token)
 
     # -- helpers -------------------------------------------------------------
 
@@ -205,17 +215,19 @@ class _Parser:
 
     def not_expr(self) -> Predicate:
         if self.is_word("not"):
-            self.advance()
+            self.enter(self.advance())
             inner = self.not_expr()
+            self.depth -= 1
             return lambda row: not inner(row)
         return self.comparison()
 
     def comparison(self) -> Predicate:
         token = self.current
         if token.kind == "punct" and token.text == "(":
-            self.advance()
+            self.enter(self.advance())
             inner = self.or_expr()
             self.expect_punct(")")
+            self.depth -= 1
             return inner
         column = self.column()
         get = _column_getter(column)

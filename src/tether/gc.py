@@ -16,10 +16,11 @@ from typing import Any
 
 from tether.cache.objects import ObjectStore, valid_key
 from tether.cache.runcache import RunCache, entry_keys
-from tether.explore import read_records
+from tether.explore import read_checked_records
 from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE, QUEUE_REFS
+from tether.record.validate import Skipped
 from tether.share import record_outputs
 from tether.structs import field, struct
 
@@ -36,6 +37,8 @@ class GcResult:
     runs_removed: list[str] = field(default_factory=list)
     kept_experiments: int = 0
     dropped_experiments: int = 0
+    skipped: list[Skipped] = field(default_factory=list)  # refs whose record was invalid
+    tmp_removed: list[str] = field(default_factory=list)  # stale uploads of killed transfers
 
     @property
     def bytes_freed(self) -> int:
@@ -77,21 +80,30 @@ def _committed_locks(git: Git) -> set[str]:
     return keys
 
 
-def roots(root: Path, older_than: float | None, now: float | None = None) -> tuple[set[str],
-                                                                                  set[str], int]:
-    """Keys directly referenced by kept things, the kept experiment refs, the dropped count."""
+def roots(root: Path, older_than: float | None, now: float | None = None,
+          skipped: list[Skipped] | None = None) -> tuple[set[str], set[str], int]:
+    """Keys directly referenced by kept things, the kept experiment refs, the dropped count.
+
+    A ref with an invalid name or record keeps nothing (its outputs cannot be known) and
+    is added to `skipped`.
+    """
     git = Git(root)
     keys = _committed_locks(git)
     workspace_lock = root / LOCK_FILE
     if workspace_lock.exists():
         keys |= _lock_outs(workspace_lock.read_bytes())
-    exps = list_experiments(git)
+    exps = list_experiments(git, skipped=skipped)
     on_branches = set(git.out("rev-list", "--branches").split()) if exps else set()
     cutoff = None if older_than is None else (now or time.time()) - older_than
     kept: set[str] = set()
     dropped = 0
-    for exp, record in zip(exps, read_records(git, [e.commit for e in exps]), strict=True):
-        created = float(record.get("created_at") or 0)
+    checked = read_checked_records(git, [e.commit for e in exps])
+    for exp, (record, problem) in zip(exps, checked, strict=True):
+        if problem is not None:
+            if skipped is not None:
+                skipped.append(Skipped(exp.ref, problem))
+            continue
+        created = float(record["created_at"])
         if cutoff is None or created >= cutoff or exp.commit in on_branches:
             keys |= {k for k in record_outputs(record).values() if valid_key(k)}
             kept.add(exp.ref)
@@ -112,11 +124,15 @@ def _expand(keys: set[str], manifest: Any) -> set[str]:
 def gc(root: Path, older_than: float | None = None, remote: str | None = None,
        dry: bool = False, *, now: float | None = None) -> GcResult:
     """Delete unreferenced objects and run-cache entries (or, with `dry`, list them)."""
-    direct, kept_exps, dropped_exps = roots(root, older_than, now)
+    skipped: list[Skipped] = []
+    direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped)
     store = ObjectStore(root)
     if remote is None:
-        return _gc_local(root, store, direct, dry, kept_exps, dropped_exps, now)
-    return _gc_remote(root, store, remote, direct, dry, kept_exps, dropped_exps)
+        result = _gc_local(root, store, direct, dry, kept_exps, dropped_exps, now)
+    else:
+        result = _gc_remote(root, store, remote, direct, dry, kept_exps, dropped_exps, now)
+    result.skipped = skipped
+    return result
 
 
 def _split_runs(entries: dict[str, dict[str, Any]], direct: set[str], kept_exps: set[str],
@@ -166,8 +182,42 @@ def _gc_local(root: Path, store: ObjectStore, direct: set[str], dry: bool,
     return result
 
 
+def _modified(info: dict[str, Any]) -> float | None:
+    """A remote file's modification time from its fsspec listing (backends differ), or None."""
+    from datetime import datetime
+
+    for field_name in ("mtime", "LastModified", "updated", "last_modified", "modified"):
+        value = info.get(field_name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+def _stale_remote_tmp(remote: Any, limit: float) -> list[str]:
+    """`.tmp-*` uploads a killed push left on the remote, last modified before `limit`."""
+    stale = []
+    for folder in ("objects", "runs"):
+        try:
+            found = remote.fs.find(f"{remote.base}/{folder}", detail=True)
+        except FileNotFoundError:
+            continue
+        for path, info in found.items():
+            if str(path).rstrip("/").rsplit("/", 1)[-1].startswith(".tmp-"):
+                modified = _modified(info)
+                if modified is not None and modified < limit:
+                    stale.append(str(path))
+    return sorted(stale)
+
+
 def _gc_remote(root: Path, store: ObjectStore, name: str, direct: set[str], dry: bool,
-               kept_exps: set[str], dropped_exps: int) -> GcResult:
+               kept_exps: set[str], dropped_exps: int, now: float | None) -> GcResult:
     from tether.cache.remote import open_remote
 
     remote = open_remote(root, name)
@@ -204,7 +254,9 @@ def _gc_remote(root: Path, store: ObjectStore, name: str, direct: set[str], dry:
             result.kept += 1
         else:
             result.removed.append((key, size))
+    result.tmp_removed = _stale_remote_tmp(remote, (now or time.time()) - STALE_TMP)
     if not dry:
         remote.delete([remote.run_path(fp) for fp in result.runs_removed])
         remote.delete([remote.object_path(k) for k, _ in result.removed])
+        remote.delete(result.tmp_removed)
     return result

@@ -13,6 +13,7 @@ file is rebuilt from the refs.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -20,18 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from tether import sqlitedb
-from tether.explore import parse_record, read_record_blobs
-from tether.gitstore.experiments import parse_exp_ref
+from tether.errors import LocalStateError
+from tether.explore import read_record_blobs
+from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref
 from tether.gitstore.git import Git
-from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR
+from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR, exp_ref
 from tether.record.metrics import flatten
+from tether.record.validate import UNREADABLE, Skipped, check_record
 
 INDEX_FILE = "index.db"
-INDEX_SCHEMA = 2  # bump when the table changes: older files are rebuilt
+INDEX_SCHEMA = 3  # bump when the table or what it accepts changes: older files are rebuilt
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only briefly
-UNREADABLE = "unreadable"  # status of a ref whose commit holds no valid record
 
+# A skipped ref (invalid name or record) has status UNREADABLE; its message column says why.
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _FIELDS = (
@@ -121,13 +124,24 @@ def flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _row(
-    ref: str, commit: str, record: dict[str, Any] | None, rules_text: dict[str, str]
+    ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str]
 ) -> tuple[Any, ...]:
-    """The table row of one experiment; `rules_text` memoizes encoded metric rules."""
+    """The table row of one experiment; `rules_text` memoizes encoded metric rules.
+
+    A ref with an invalid name or record gets an UNREADABLE row saying what is wrong,
+    so it is reported (not read again) until the ref moves.
+    """
     parsed = parse_exp_ref(ref, commit)
-    baseline, name = (parsed.baseline, parsed.name) if parsed else ("", ref)
-    if not record:
-        return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, "", "{}", "{}", "{}", "{}")
+    record, problem = check_record(blob) if parsed else ({}, exp_ref_problem(ref))
+    if parsed:
+        baseline, name = parsed.baseline, parsed.name
+    else:  # listed under its baseline when that part is valid, under none otherwise
+        baseline, _, name = ref.removeprefix(EXPS_REFS).partition("/")
+        if exp_ref_problem(exp_ref(baseline, "x")) is not None:
+            baseline = ""
+    if parsed is None or problem is not None:
+        return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
+                "{}", "{}")
     spec = record.get("spec")
     rules = spec.get("metrics") if isinstance(spec, dict) else None
     params = record.get("params")
@@ -208,6 +222,7 @@ class Index:
     def __init__(self, path: Path, connection: sqlite3.Connection, refs: dict[str, str]) -> None:
         self.path = path
         self.refs = refs
+        self.notes: list[str] = []  # what refresh repaired, for the CLI to tell
         self._connection = connection
 
     def close(self) -> None:
@@ -238,6 +253,20 @@ class Index:
             ))
         return found
 
+    def skipped(self, baseline: str | None = None) -> list[Skipped]:
+        """Refs left out because their name or record is invalid (of one baseline when given).
+
+        Refs with an invalid baseline belong to no baseline: they are listed only without one.
+        """
+        query = "SELECT ref, commit_sha, message FROM experiments WHERE status = ?"
+        args: tuple[str, ...] = (UNREADABLE,)
+        if baseline is not None:
+            query += " AND baseline = ?"
+            args = (UNREADABLE, baseline)
+        return [Skipped(ref, problem) for ref, commit, problem
+                in self._connection.execute(query + " ORDER BY ref", args)
+                if self.refs.get(ref) == commit]
+
 
 def refresh(git: Git, *, progress: Progress | None = None) -> Index:
     """Bring the index in line with the refs and return it; rebuilds a corrupt file."""
@@ -246,13 +275,47 @@ def refresh(git: Git, *, progress: Progress | None = None) -> Index:
     for line in git.for_each_ref(EXPS_REFS):
         ref, _, commit = line.partition(" ")
         refs[ref] = commit
+    moved = _move_aside_if_not_a_file(path)
     try:
-        return _refresh(git, path, refs, progress)
-    except sqlite3.DatabaseError as exc:
-        if not _is_corruption(exc):
-            raise
-    _remove_files(path)
-    return _refresh(git, path, refs, progress)
+        try:
+            index = _refresh(git, path, refs, progress)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            _remove_files(path)
+            index = _refresh(git, path, refs, progress)
+    except sqlite3.OperationalError as exc:
+        raise _unusable(path, exc) from exc
+    if moved is not None:
+        index.notes.append(
+            f"{path} was not a file; moved it aside to {moved.name} and rebuilt the index "
+            "from the refs (nothing is lost: the index is only a cache)")
+    return index
+
+
+def _unusable(path: Path, exc: sqlite3.OperationalError) -> Exception:
+    """The error for an index that cannot be opened or written (others are re-raised)."""
+    text = str(exc)
+    if "full" in text:
+        return LocalStateError(
+            f"cannot write the experiment index {path}: {text}",
+            hint="free some space and run the command again; nothing is lost (the index is "
+            "only a cache of the refs)")
+    if "unable to open" in text or "readonly" in text:
+        return LocalStateError(
+            f"cannot open the experiment index {path}: {text}",
+            hint="give your user read and write access to it and to its folder, or delete "
+            "it: it is only a cache, rebuilt from the refs")
+    return exc
+
+
+def _move_aside_if_not_a_file(path: Path) -> Path | None:
+    """Move whatever stands at the index's path aside when it is no regular file."""
+    if not (path.exists() or path.is_symlink()) or (path.is_file() and not path.is_symlink()):
+        return None
+    aside = path.with_name(f"{path.name}.not-an-index-{os.urandom(3).hex()}")
+    os.replace(path, aside)
+    return aside
 
 
 def _refresh(
@@ -293,7 +356,7 @@ def _add(
         rows = []
         for position in chunk:
             ref = changed[position]
-            rows.append(_row(ref, refs[ref], parse_record(blobs[position]), rules_text))
+            rows.append(_row(ref, refs[ref], blobs[position], rules_text))
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(insert, rows)
         connection.execute("COMMIT")

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tether.cache.pathguard import WorkTreeGuard, check_layout
-from tether.errors import ExperimentError, GitError, UnsafePathError, UsageError
+from tether.errors import ExperimentError, GitError, GitStateError, UnsafePathError, UsageError
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
-from tether.resolve import Experiment, resolve_experiment, with_records
+from tether.record.validate import Skipped
+from tether.resolve import Experiment, one_experiment, readable, resolve_experiment, with_records
 from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs
@@ -28,7 +29,7 @@ class StageLog:
 
 def recorded_logs(git: Git, exp: ExperimentRef, stage: str | None = None) -> list[StageLog]:
     """The whole log of each stage (or of `stage`) stored in the experiment commit."""
-    record = with_records(git, [exp])[0].record
+    record = one_experiment(git, exp).record
     names = [s["name"] for s in record.get("stages", []) if s.get("log")]
     if stage is not None:
         if stage not in {s["name"] for s in record.get("stages", [])}:
@@ -164,10 +165,20 @@ def apply_experiment(git: Git, exp: ExperimentRef, *, force: bool = False) -> Ap
     clobbered = [p for p in [*to_write, *to_delete] if p in disk
                  and disk[p] not in (head.get(p, ("", ""))[1], wanted.get(p, ("", ""))[1])]
     if clobbered and not force:
-        listing = "\n".join(f"  {p}" for p in sorted(clobbered))
-        raise ExperimentError(
-            f"applying {exp.name!r} would overwrite uncommitted changes in:\n{listing}",
-            hint="commit or stash them first, or pass --force to overwrite them",
+        # Tracked files can be committed or stashed; untracked or git-ignored ones cannot.
+        changed = sorted(p for p in clobbered if p in head)
+        untracked = sorted(p for p in clobbered if p not in head)
+        parts, todo = [], []
+        if changed:
+            parts.append("uncommitted changes in:\n" + "\n".join(f"  {p}" for p in changed))
+            todo.append("commit or stash the changes")
+        if untracked:
+            parts.append("files git does not track (untracked or git-ignored):\n"
+                         + "\n".join(f"  {p}" for p in untracked))
+            todo.append("move those files away")
+        raise GitStateError(
+            f"applying {exp.name!r} would overwrite " + "\nand ".join(parts),
+            hint=" and ".join(todo) + " first, or pass --force to overwrite them",
         )
     _check_links(git, guard, {p: wanted[p][1] for p in to_write if wanted[p][0] == "120000"},
                  where=where)
@@ -299,15 +310,21 @@ def select_for_removal(
     older_than: float | None = None,
     all_baselines: bool = False,
     now: float | None = None,
+    skipped: list[Skipped] | None = None,
 ) -> list[Experiment]:
-    """The named experiments, or those under HEAD (or all) that failed and/or are old."""
+    """The named experiments, or those under HEAD (or all) that failed and/or are old.
+
+    A named experiment is chosen even if its record is invalid (that is how it goes);
+    selecting by --failed / --older-than passes over such ones (added to `skipped`).
+    """
     if names:
         refs = {r.ref: r for r in (resolve_experiment(git, n) for n in names)}
         return with_records(git, list(refs.values()))
     if not failed and older_than is None:
         raise UsageError("name the experiments to remove, or use --failed / --older-than")
     baseline = None if all_baselines else git.head_commit()
-    found = with_records(git, list_experiments(git, baseline))
+    found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
+                     skipped)
     if failed:
         found = [e for e in found if e.status != "success"]
     if older_than is not None:

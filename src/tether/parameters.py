@@ -83,8 +83,10 @@ def parse_override(text: str) -> Override:
     if value is NOTHING:
         import yaml
 
+        from tether.spec.yamlguard import safe_load
+
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ParamsError(f"-S {text!r}: value {raw!r} is not valid YAML ({exc})") from None
     return Override(file=file, key=key, value=value, allow_new=allow_new, text=text)
@@ -176,8 +178,10 @@ def _parse_params_text(name: str, text: str) -> Any:
             raise ParamsError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     import yaml
 
+    from tether.spec.yamlguard import safe_load
+
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name

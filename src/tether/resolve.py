@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from tether.errors import ExperimentError, close_matches
-from tether.explore import read_records
+from tether.explore import read_checked_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS
+from tether.record.validate import UNREADABLE, Skipped
 from tether.structs import struct
 
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
@@ -18,10 +19,14 @@ _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
 
 @struct(frozen=True)
 class Experiment:
-    """An experiment ref together with its record (empty if the commit has none)."""
+    """An experiment ref together with its record.
+
+    A record that is missing or fails validation is empty, and `problem` says why.
+    """
 
     ref: ExperimentRef
     record: dict[str, Any]
+    problem: str | None = None
 
     @property
     def created_at(self) -> float:
@@ -29,13 +34,33 @@ class Experiment:
 
     @property
     def status(self) -> str:
-        return str(self.record.get("status", "?"))
+        return UNREADABLE if self.problem else str(self.record.get("status", "?"))
 
 
 def with_records(git: Git, refs: list[ExperimentRef]) -> list[Experiment]:
-    """The records of `refs`, read in one batch."""
-    records = read_records(git, [r.commit for r in refs])
-    return [Experiment(ref, record) for ref, record in zip(refs, records, strict=True)]
+    """The records of `refs`, read and validated in one batch (see `Experiment.problem`)."""
+    records = read_checked_records(git, [r.commit for r in refs])
+    return [Experiment(ref, record, problem)
+            for ref, (record, problem) in zip(refs, records, strict=True)]
+
+
+def readable(experiments: list[Experiment], skipped: list[Skipped] | None) -> list[Experiment]:
+    """The experiments whose record is valid; the others are added to `skipped` if given."""
+    if skipped is not None:
+        skipped += [Skipped(e.ref.ref, e.problem) for e in experiments if e.problem]
+    return [e for e in experiments if not e.problem]
+
+
+def one_experiment(git: Git, ref: ExperimentRef) -> Experiment:
+    """The experiment of `ref` with its record; an error naming the problem if it is invalid."""
+    exp = with_records(git, [ref])[0]
+    if exp.problem:
+        raise ExperimentError(
+            f"experiment {ref.name!r} cannot be read: {exp.problem}",
+            hint=f"it was recorded by a broken or foreign tool; `tether remove {ref.ref}` "
+            "removes it",
+        )
+    return exp
 
 
 def head_or_none(git: Git) -> str | None:
@@ -81,10 +106,14 @@ def resolve_experiment(git: Git, text: str) -> ExperimentRef:
 
 
 def latest_experiment(
-    git: Git, baseline: str, *, successful: bool = False
+    git: Git, baseline: str, *, successful: bool = False, skipped: list[Skipped] | None = None
 ) -> Experiment | None:
-    """The most recently created experiment under `baseline` (optionally: that succeeded)."""
-    found = with_records(git, list_experiments(git, baseline))
+    """The most recently created experiment under `baseline` (optionally: that succeeded).
+
+    Refs with an invalid name or record are left out, and added to `skipped` if given.
+    """
+    found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
+                     skipped)
     if successful:
         found = [e for e in found if e.status == "success"]
     return max(found, key=lambda e: e.created_at, default=None)

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from tether.cache.remote import TransferResult
-from tether.errors import GitError, GitStateError, UnsafePathError, UsageError
+from tether.errors import (
+    ExperimentError,
+    GitStateError,
+    RemoteError,
+    TransferRejected,
+    UnsafePathError,
+    UsageError,
+)
 from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import Git
@@ -36,10 +43,17 @@ class ShareReport:
     refs: list[RefResult] = field(default_factory=list)
     artifacts: TransferResult | None = None
     remote: str | None = None  # the artifact remote used
+    git_message: str = ""  # what the git remote said (hook output, reasons), for rejections
 
     @property
     def diverged(self) -> list[RefResult]:
-        return [r for r in self.refs if r.status in ("diverged", "rejected")]
+        """Refs the remote holds at another commit: left alone unless forced."""
+        return [r for r in self.refs if r.status == "diverged"]
+
+    @property
+    def rejected(self) -> list[RefResult]:
+        """Refs the git remote refused for another reason (a hook, permissions)."""
+        return [r for r in self.refs if r.status == "rejected"]
 
 
 @struct(frozen=True)
@@ -71,6 +85,36 @@ def _resolve(git: Git, text: str) -> ExperimentRef:
             raise ExperimentError(f"no single experiment named {text!r}") from None
         return every[0]
     return resolve_experiment(git, text)
+
+
+def _looks_like_remote(git: Git, text: str) -> bool:
+    """Whether git would take `text` as a remote: a configured one, a URL or a path."""
+    if text in git.out("remote").split():
+        return True
+    if "://" in text or text.endswith(".git") or (git.root / text).exists():
+        return True
+    host, colon, _ = text.partition(":")  # scp-like user@host:path
+    return bool(colon) and "/" not in host
+
+
+def split_remote(git: Git, first: str, names: Sequence[str], *,
+                 local: bool) -> tuple[str, list[str]]:
+    """`tether push|pull [REMOTE] [EXP...]`: the git remote and the experiment names.
+
+    The first word is the remote unless git could not take it as one; then it is the
+    first experiment and the remote is origin. For push it must name a local experiment.
+    """
+    if _looks_like_remote(git, first):
+        return first, list(names)
+    if local:
+        try:
+            _resolve(git, first)
+        except ExperimentError:
+            raise UsageError(
+                f"{first!r} is neither a git remote nor an experiment",
+                hint="`git remote -v` lists the remotes, `tether show -A` the experiments",
+            ) from None
+    return "origin", [first, *names]
 
 
 def _baseline_sha(git: Git, rev: str) -> str:
@@ -131,7 +175,10 @@ def _parse_push(text: str) -> list[RefResult]:
         flag, spec, summary = parts[0], parts[1], parts[2]
         ref = spec.rpartition(":")[2]
         if flag == "!":
-            diverged = "non-fast-forward" in summary or "fetch first" in summary
+            # "[rejected] (non-fast-forward|fetch first)": the remote holds another commit;
+            # "[remote rejected] (hook declined)" and the like: the remote refused it.
+            diverged = summary.startswith("[rejected]") and (
+                "non-fast-forward" in summary or "fetch first" in summary)
             results.append(RefResult(ref, "diverged" if diverged else "rejected", summary))
         else:
             results.append(RefResult(ref, _PUSH_FLAGS.get(flag, "updated"), summary))
@@ -227,6 +274,7 @@ def push(
 ) -> ShareReport:
     """Push experiment refs in one git push, then their artifacts and run-cache entries."""
     git = Git(root)
+    git_remote, names = split_remote(git, git_remote, names, local=True)
     selected = select_local(git, names, every=every, baseline=baseline)
     report = ShareReport()
     if not selected:
@@ -246,11 +294,13 @@ def push(
         specs = [f"{plus}{e.ref}:{e.ref}" for e in selected]
     proc = git.run("push", "--porcelain", git_remote, *specs, check=False)
     report.refs = _parse_push(proc.stdout.decode(errors="replace"))
+    report.git_message = proc.stderr.decode(errors="replace").strip()
     if proc.returncode != 0 and not report.refs:
-        raise GitError(["push", "--porcelain", git_remote, *specs], proc.returncode,
-                       proc.stderr.decode(errors="replace"))
+        raise TransferRejected(
+            f"`git push {git_remote}` failed: {report.git_message or proc.returncode}",
+            hint="check the remote's name (`git remote -v`), address and your access to it")
     if artifacts:
-        bad = {r.ref for r in report.diverged}
+        bad = {r.ref for r in report.diverged + report.rejected}
         kept = [(e.ref, rec) for e, rec in zip(selected, records, strict=True)
                 if e.ref not in bad]
         moved = _transfer(root, kept, push=True, remote_name=remote)
@@ -272,8 +322,6 @@ def _select_remote(git: Git, found: list[RemoteExperiment], names: Sequence[str]
                      or (text.count("/") == 1 and e.name == text.split("/")[1]
                          and e.baseline.startswith(text.split("/")[0]))]
             if not match:
-                from tether.errors import ExperimentError
-
                 raise ExperimentError(f"the git remote has no experiment {text!r}",
                                       hint="`tether ls-remote` lists them")
             chosen.extend(match)
@@ -290,6 +338,7 @@ def pull(
     """Fetch experiment refs (diverged ones only with `force`), then their artifacts."""
     git = Git(root)
     _check_not_shallow(git)
+    git_remote, names = split_remote(git, git_remote, names, local=False)
     selected = _select_remote(git, ls_remote(root, git_remote), names, every, baseline)
     report = ShareReport()
     fetch = [e for e in selected if e.state == "new" or (force and e.state == "diverged")]
@@ -375,7 +424,16 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
         if missing:
             from tether.cache.remote import open_remote, pull_objects
 
-            pulled = pull_objects(store, open_remote(root, remote), missing)
+            try:
+                artifact_remote = open_remote(root, remote)
+            except RemoteError as exc:
+                raise RemoteError(
+                    f"{len(missing)} output object(s) are not in the local cache, and "
+                    f"{exc.message}",
+                    hint="add the artifact remote that has them: tether remote add NAME URL "
+                    "--default (or name one with --remote NAME)",
+                ) from exc
+            pulled = pull_objects(store, artifact_remote, missing)
             result.pulled = len(pulled.sent)
         for key in {k for k in todo.values() if k.startswith("b3d:")}:
             store.manifest(key)  # every directory's paths checked before anything is written

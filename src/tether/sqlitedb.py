@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -14,6 +15,29 @@ def connect(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     "database is locked" at once, without its busy timeout, while another process
     is opening the same new file; so the switch is retried here until `timeout`.
     """
+    try:
+        return _connect(path, timeout)
+    except sqlite3.OperationalError as exc:
+        raise _named(path, exc) from exc
+
+
+def _named(path: Path, exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
+    """`exc` naming the database file, and saying so when "disk I/O error" means a full disk."""
+    text = str(exc)
+    if "disk I/O error" in text and _free_bytes(path.parent) < 65536:
+        text = "database or disk is full (no space left on device)"
+    return sqlite3.OperationalError(f"{path}: {text}")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return 1 << 30
+    return stats.f_bavail * stats.f_frsize
+
+
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
         deadline = time.monotonic() + timeout

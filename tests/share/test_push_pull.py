@@ -49,7 +49,7 @@ def test_push_pull_checkout_through_a_directory_remote(alice: Path, bob: Path) -
     # Pushing again sends nothing; pulling again fetches nothing.
     again = tether_ok(alice, "push")
     assert "0 object(s) sent" in again and "up-to-date" in again
-    assert "0 object(s) sent" in tether_ok(bob, "pull")
+    assert "0 object(s) received" in tether_ok(bob, "pull")
 
 
 def test_checkout_restores_the_lock_files_outputs(alice: Path) -> None:

@@ -17,12 +17,12 @@ def register(sub: Any) -> None:
         help="restore an experiment's files into the workspace (HEAD and index untouched)",
         description="Write every file of experiment EXP's tree (except .tether/) into the "
         "workspace and delete the baseline's files it deleted, without moving HEAD or "
-        "touching the index. Refuses, listing them, if files with uncommitted changes "
-        "would be overwritten, unless --force.",
+        "touching the index. Refuses, listing them, if files with uncommitted changes, or "
+        "untracked or git-ignored files, would be overwritten (exit 4), unless --force.",
     )
     parser.add_argument("exp", metavar="EXP", help="experiment: name, commit prefix or ref")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite files with uncommitted changes")
+                        help="overwrite files with uncommitted changes and untracked files")
     parser.set_defaults(handler=handle)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from tether.cli.skipped import warn_skipped
 from tether.compare import WORKSPACE, Comparison, code_diff, diff_experiments
 from tether.gitstore.git import Git, find_root
 
@@ -38,6 +39,7 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     git = Git(find_root(args.cwd))
     comparison = diff_experiments(git, args.a, args.b)
+    warn_skipped(comparison.skipped)
     if args.code:
         print(code_diff(git, comparison.a, comparison.b), end="")
     elif args.json:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from tether.cli.skipped import warn_skipped
 from tether.errors import UsageError
 
 
@@ -44,11 +45,14 @@ def handle(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--older-than {args.older_than!r}: {exc}") from None
     result = gc(find_root(args.cwd), older_than, args.remote, args.dry)
+    warn_skipped(result.skipped)
     verb = "would remove" if result.dry else "removed"
     for key, size in result.removed:
         print(f"{verb}  {key}  {_size(size)}")
     for fingerprint in result.runs_removed:
         print(f"{verb}  run-cache {fingerprint}")
+    for path in result.tmp_removed:
+        print(f"{verb}  unfinished upload {path}")
     print(f"tether: gc {result.where}: {verb} {len(result.removed)} object(s), "
           f"{_size(result.bytes_freed)} freed; kept {result.kept} object(s) of "
           f"{result.kept_experiments} experiment(s) and the lock files", file=sys.stderr)

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tether.cli.skipped import warn_skipped
 from tether.errors import ExperimentError
 from tether.gitstore.git import Git, find_root
 from tether.layout import runs_dir
 from tether.manage import find_run_dir, follow_run, recorded_logs
+from tether.record.validate import Skipped
 from tether.resolve import latest_experiment, resolve_experiment
 
 
@@ -39,7 +41,9 @@ def handle(args: argparse.Namespace) -> int:
         if args.exp is None:
             raise ExperimentError(f"no run found in {runs_dir(git.root)}")
     if args.exp is None:
-        latest = latest_experiment(git, git.head_commit())
+        skipped: list[Skipped] = []
+        latest = latest_experiment(git, git.head_commit(), skipped=skipped)
+        warn_skipped(skipped)
         if latest is None:
             raise ExperimentError("no experiment is recorded against HEAD",
                                   hint="name one: tether logs EXP (`tether show -A` lists them)")

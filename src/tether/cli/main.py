@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tether import __version__
-from tether.errors import EXIT_INTERNAL, EXIT_USAGE, TetherError
+from tether.errors import (
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    GitError,
+    LocalStateError,
+    TetherError,
+    UsageError,
+)
 
 # One module per command under tether.cli, each with register(sub) and handle(args).
 # A command's module is its name with '-' as '_' (ls-remote -> tether.cli.ls_remote).
@@ -158,6 +165,42 @@ def _print_traceback(exc: BaseException) -> None:
     sys.stderr.write(_scrubbed("".join(traceback.format_exception(exc))))
 
 
+_NO_SPACE = "No space left on device"
+_SQLITE_LOCAL = ("database or disk is full", "unable to open database file",
+                 "attempt to write a readonly database", "disk I/O error")
+
+
+def _local_state_error(exc: BaseException, command: str) -> LocalStateError | None:
+    """The clear error for a full disk, a missing permission or a read-only file system,
+    wherever tether met it (writing state, a database, or git writing objects)."""
+    import errno
+
+    if isinstance(exc, GitError):
+        if _NO_SPACE not in exc.stderr:
+            return None
+        target, problem, full = ".git (git objects)", _NO_SPACE, True
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES,
+                                                    errno.EPERM, errno.EROFS):
+        target = str(exc.filename) if exc.filename else "a file under .tether/"
+        problem, full = exc.strerror or str(exc), exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    elif type(exc).__module__ == "sqlite3" and any(m in str(exc) for m in _SQLITE_LOCAL):
+        # sqlitedb.connect names the file: "<path>: <what sqlite said>"
+        target, _, problem = str(exc).rpartition(": ")
+        target = target or "a tether database under .tether/"
+        full = "full" in problem
+    else:
+        return None
+    if full:
+        lost = ("; this run was not recorded (outputs it already wrote stay in the work tree: "
+                "run it again)" if command == "run" else "")
+        hint = ("free some space and run the command again; tether replaces its files whole "
+                f"or not at all, so nothing already stored was damaged{lost}")
+    else:
+        hint = ("give your user read and write access to it (and to .tether/), or move it "
+                "away if tether may rebuild it (index.db, tmp/)")
+    return LocalStateError(f"cannot write {target}: {problem}", hint=hint)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] | None = None
@@ -174,9 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cwd = cwd
     args.argv = ["tether", *args_list, *(["--", *passthrough] if passthrough is not None else [])]
     try:
+        if args.directory is not None and not cwd.is_dir():
+            problem = "is not a directory" if cwd.exists() else "does not exist"
+            raise UsageError(f"-C {args.directory}: {cwd} {problem}",
+                             hint="give the directory of your project, or leave -C out")
         code: int = args.handler(args)
         return code
     except TetherError as exc:
+        exc = _local_state_error(exc, args.command) or exc
         _log_traceback(cwd, exc)
         if args.verbose:
             _print_traceback(exc)
@@ -186,6 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tether: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        local = _local_state_error(exc, args.command)
+        if local is not None:
+            _log_traceback(cwd, exc)
+            if args.verbose:
+                _print_traceback(exc)
+            print(f"tether: error: {local}", file=sys.stderr)
+            return local.exit_code
         where = _log_traceback(cwd, exc)
         if args.verbose:
             _print_traceback(exc)

@@ -6,13 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from tether.errors import DivergedError
+from tether.errors import DivergedError, TransferRejected
 
 
 def add_selection(parser: argparse.ArgumentParser, verb: str) -> None:
     """Arguments shared by push and pull."""
     parser.add_argument("git_remote", nargs="?", default="origin", metavar="GIT_REMOTE",
-                        help="the git remote (default: origin)")
+                        help="the git remote (default: origin); a first word that is no "
+                        "remote, URL or path is taken as an experiment")
     parser.add_argument("experiments", nargs="*", metavar="EXP",
                         help=f"experiments to {verb} (default: those of HEAD's commit)")
     parser.add_argument("-A", "--all", dest="every", action="store_true",
@@ -32,7 +33,8 @@ def register(sub: Any) -> None:
         description="Push experiment refs under refs/tether/exps/ in one git push, then the "
         "outputs their records reference and their run-cache entries to the default "
         "artifact remote, sending only what is missing. A diverged ref is reported and "
-        "left alone unless --force (exit 9).",
+        "left alone unless --force (exit 9); a ref the git remote refuses (a hook, "
+        "permissions) is reported with the remote's own words (exit 12).",
     )
     add_selection(parser, "push")
     parser.set_defaults(handler=handle)
@@ -49,8 +51,9 @@ def render(report: Any, verb: str) -> int:
     print(f"tether: {verb} refs: {summary}", file=sys.stderr)
     art = report.artifacts
     if art is not None:
+        moved = "sent" if verb == "push" else "received"
         print(f"tether: {verb} artifacts ({report.remote}): {len(art.sent)} object(s) "
-              f"sent, {art.bytes} bytes, {art.present} already there, {art.runs} run-cache "
+              f"{moved}, {art.bytes} bytes, {art.present} already there, {art.runs} run-cache "
               "entr(y/ies)", file=sys.stderr)
         for key in art.missing:
             print(f"tether: warning: object {key} is on neither side", file=sys.stderr)
@@ -60,6 +63,16 @@ def render(report: Any, verb: str) -> int:
             key, error = art.failed[0]
             raise RemoteError(f"{len(art.failed)} object(s) failed to transfer; first: {key}: "
                               f"{error}", hint="run the command again: it resumes")
+    if report.rejected:
+        said = "\n".join(f"  {line}" for line in report.git_message.splitlines())
+        also = (f"; {len(report.diverged)} more diverged (same name, another commit)"
+                if report.diverged else "")
+        raise TransferRejected(
+            f"the git remote refused {len(report.rejected)} experiment ref(s){also}"
+            + (f"; it said:\n{said}" if said else ""),
+            hint="a hook or a permission on the remote refused them, and --force does not "
+            "change that: ask who runs the remote, or push to another one",
+        )
     if report.diverged:
         raise DivergedError(
             f"{len(report.diverged)} experiment ref(s) diverged and were left alone",

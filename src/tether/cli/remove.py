@@ -6,9 +6,11 @@ import argparse
 from datetime import datetime
 from typing import Any
 
+from tether.cli.skipped import warn_skipped
 from tether.errors import UsageError
 from tether.gitstore.git import Git, find_root
 from tether.manage import remove_experiments, select_for_removal
+from tether.record.validate import Skipped
 from tether.spec.values import parse_duration
 
 
@@ -40,8 +42,10 @@ def handle(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--older-than {args.older_than!r}: {exc}") from None
     git = Git(find_root(args.cwd))
+    skipped: list[Skipped] = []
     chosen = select_for_removal(git, args.exps, failed=args.failed, older_than=older_than,
-                                all_baselines=args.all_baselines)
+                                all_baselines=args.all_baselines, skipped=skipped)
+    warn_skipped(skipped)
     if not chosen:
         print("nothing to remove")
         return 0

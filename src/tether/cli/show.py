@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tether.cli.skipped import warn_skipped
 from tether.explore import ShowResult, show_experiments
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ def handle(args: argparse.Namespace) -> int:
         last=args.last, all_params=args.all_params, progress=_progress_bar(),
         labels=not (args.json or args.csv),
     )
+    for note in result.notes:
+        print(f"tether: warning: {note}", file=sys.stderr)
+    warn_skipped(result.skipped)
     if args.json:
         sys.stdout.write("[" + ",\n".join(e.json_text for e in result.experiments) + "]\n")
         return 0

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.git import Git, GitJob
+from tether.gitstore.names import is_valid_name
 from tether.layout import EXPS_REFS, RECORD_PATH, STATE_DIR, exp_ref
+from tether.record.validate import Skipped
 
 # Untracked files larger than this are hashed in the record, not stored in git.
 UNTRACKED_SIZE_CAP = 10 * 1024 * 1024
@@ -37,18 +40,40 @@ class ExperimentRef(NamedTuple):
     commit: str
 
 
-def parse_exp_ref(ref: str, commit: str) -> ExperimentRef | None:
+_BASELINE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # SHA-1 or SHA-256
+
+
+def exp_ref_problem(ref: str) -> str | None:
+    """What makes `ref` no valid experiment ref (`refs/tether/exps/<40 hex>/<name>`), or None.
+
+    Refs come from shared remotes: one pushed by hand or by a broken tool is skipped
+    by the read side, never taken apart into a baseline and a name it does not have.
+    """
     if not ref.startswith(EXPS_REFS):
+        return f"not under {EXPS_REFS}"
+    baseline, _, name = ref[len(EXPS_REFS):].partition("/")
+    if not _BASELINE.match(baseline):
+        return f"{baseline!r} is not a baseline commit (40 hex digits)"
+    if not is_valid_name(name):
+        return f"{name!r} is not a valid experiment name"
+    return None
+
+
+def parse_exp_ref(ref: str, commit: str) -> ExperimentRef | None:
+    """The experiment `ref` names, or None when it is no valid experiment ref."""
+    if exp_ref_problem(ref) is not None:
         return None
-    rest = ref[len(EXPS_REFS) :]
-    baseline, _, name = rest.partition("/")
-    if not name:
-        return None
+    baseline, _, name = ref[len(EXPS_REFS):].partition("/")
     return ExperimentRef(ref=ref, baseline=baseline, name=name, commit=commit)
 
 
-def list_experiments(git: Git, baseline: str | None = None) -> list[ExperimentRef]:
-    """Every experiment ref (under one baseline when given), in one git call."""
+def list_experiments(
+    git: Git, baseline: str | None = None, *, skipped: list[Skipped] | None = None
+) -> list[ExperimentRef]:
+    """Every experiment ref (under one baseline when given), in one git call.
+
+    Refs with an invalid baseline or name are left out, and added to `skipped` if given.
+    """
     pattern = EXPS_REFS + (f"{baseline}/" if baseline else "")
     found = []
     for line in git.for_each_ref(pattern):
@@ -56,6 +81,8 @@ def list_experiments(git: Git, baseline: str | None = None) -> list[ExperimentRe
         parsed = parse_exp_ref(ref, commit)
         if parsed:
             found.append(parsed)
+        elif skipped is not None:
+            skipped.append(Skipped(ref, str(exp_ref_problem(ref))))
     return found
 
 

@@ -33,9 +33,14 @@ NOUNS = (
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 
 
+def is_valid_name(name: str) -> bool:
+    """Whether `name` is a safe single ref component, as experiment names must be."""
+    return bool(_NAME.match(name)) and ".." not in name and not name.endswith((".lock", "."))
+
+
 def validate_name(name: str) -> str:
     """A user-given experiment name must be a safe single ref component."""
-    if not _NAME.match(name) or ".." in name or name.endswith((".lock", ".")):
+    if not is_valid_name(name):
         raise ExperimentError(
             f"invalid experiment name {name!r}",
             hint="use letters, digits, '.', '_', '+' and '-', starting with a letter or digit "

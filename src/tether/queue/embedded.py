@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import sqlitedb
-from tether.errors import QueueError
+from tether.errors import LocalStateError, QueueError
 from tether.queue.base import (
     CANCELLED,
     FAILED,
@@ -81,6 +81,19 @@ def _entry(row: sqlite3.Row) -> Entry:
     return Entry(**data).with_payload(payload)
 
 
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> Exception:
+    """The error for a queue database that cannot be opened (anything else is re-raised)."""
+    if path.is_dir():
+        return LocalStateError(f"{path} is a directory, not the queue's SQLite database",
+                               hint="move it away; `tether run --queue` starts a new queue")
+    if "not a database" in str(exc) or "malformed" in str(exc):
+        return LocalStateError(
+            f"{path} is not a SQLite database (corrupt or overwritten)",
+            hint="move it away; the queue's entries in it are lost (recorded experiments are "
+            "not: they are refs), and `tether run --queue` starts a new queue")
+    return exc
+
+
 class EmbeddedQueue:
     """A `QueueBackend` on SQLite at `path`; attempt logs under `logs_root`."""
 
@@ -90,7 +103,10 @@ class EmbeddedQueue:
         self.on_event = on_event
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(_SCHEMA)  # idempotent; executescript manages its transaction
+        try:
+            self._db().executescript(_SCHEMA)  # idempotent; manages its transaction
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from exc
 
     # -- plumbing ---------------------------------------------------------
 

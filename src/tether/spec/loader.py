@@ -16,6 +16,7 @@ from tether.spec.dsl import loading_file
 from tether.spec.model import Pipeline
 from tether.spec.nodes import Problems, yaml_node
 from tether.spec.validate import build_pipeline
+from tether.spec.yamlguard import YamlGuardError
 
 YAML_SPEC_NAMES = ("tether.yaml", "tether.yml")
 PYTHON_SPEC_NAME = "tether.py"
@@ -67,8 +68,9 @@ def load_yaml_spec(path: Path, root: Path) -> Pipeline:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        kind = "YAML refused" if isinstance(exc, YamlGuardError) else "YAML syntax error"
         raise SpecError(
-            f"{where}: YAML syntax error: {exc.problem or exc.context}",
+            f"{where}: {kind}: {exc.problem or exc.context}",
             hint=_syntax_hint(text, mark),
         ) from exc
     except yaml.YAMLError as exc:

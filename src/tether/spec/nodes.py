@@ -10,6 +10,7 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from tether.spec.values import describe_value
+from tether.spec.yamlguard import compose
 from tether.structs import field, struct
 
 NodeKind = Literal["scalar", "list", "map"]
@@ -101,7 +102,7 @@ def _key_text(key: object) -> str:
 
 def yaml_node(text: str, problems: Problems) -> Node | None:
     """Parse YAML text into a node tree; syntax errors raise `yaml.MarkedYAMLError`."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = compose(text)
     if root is None:
         return None
     return _YamlConverter(problems).convert(root)
