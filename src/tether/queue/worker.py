@@ -44,7 +44,7 @@ from tether.queue.base import (
     QueueEvent,
 )
 from tether.queue.warm import WarmPool
-from tether.structs import field, struct
+from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
 
@@ -199,8 +199,33 @@ class Worker:
         outcome = self._outcome(entry, result)
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
+        if outcome.state == FAILED and outcome.result_ref is None:
+            outcome = self.record_failure(entry, outcome, attempt_dir / "output.log")
         self.backend.finish(entry.id, entry.attempt, self.id, outcome, self.options.clock())
         return outcome.state
+
+    def record_failure(self, entry: Entry, outcome: Outcome, log: Path | None = None) -> Outcome:
+        """Record an entry that failed before recording itself as a failed experiment.
+
+        Only while this worker still owns the attempt (a new owner records its own).
+        """
+        from tether.queue.failed import record_failed_entry
+
+        error = outcome.error or "the run failed before any stage started"
+        try:
+            beat = self.backend.heartbeat(entry.id, entry.attempt, self.id,
+                                          self.options.clock(), self.options.lease)
+        except Exception:  # the store is unreachable: a record of this run
+            pass  # id is written once at most, whoever writes it
+        else:
+            if not beat.owned:
+                return outcome
+        try:
+            ref = record_failed_entry(self.git, entry, error, log=log,
+                                      now=self.options.clock())
+        except Exception as exc:  # the entry still ends failed, with both reasons
+            return replace(outcome, error=f"{error}; and it could not be recorded: {exc}")
+        return replace(outcome, status="failed", result_ref=ref.ref)
 
     def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
         warm = self._warm.take() if self._warm is not None else None
@@ -331,7 +356,12 @@ class Worker:
             shutil.rmtree(path, ignore_errors=True)
 
     def sweep_worktrees(self) -> None:
-        """Remove worktrees left by attempts that no longer run (a worker died)."""
+        """Remove worktrees left by attempts that no longer run (a worker died), and
+        those of `--temp` runs that were killed."""
+        from tether.gitstore.worktrees import prune_stale
+        from tether.layout import worktrees_dir
+
+        prune_stale(self.git, worktrees_dir(self.root))
         folder = queue_dir(self.root) / "worktrees"
         if not folder.is_dir():
             return

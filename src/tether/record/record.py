@@ -59,6 +59,9 @@ class RunRecord:
     environment: dict[str, Any]
     spec: dict[str, Any]
     temp_workspace: bool = False
+    # Why a run failed before any stage ran (a queued entry's bad spec, missing input,
+    # unusable snapshot); None when its stages tell.
+    error: str | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> dict[str, Any]:
