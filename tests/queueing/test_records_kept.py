@@ -258,3 +258,23 @@ def test_killed_temp_run_leaves_no_worktree(getstarted: Path) -> None:
     assert [p for p in folder.iterdir()] == []
     assert git(getstarted, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert _exps(getstarted)["after"]["status"] == "success"
+
+
+def test_concurrent_entries_sharing_stages_leave_a_sound_cache(getstarted: Path) -> None:
+    from tether.cache.objects import ObjectStore
+
+    git(getstarted, "add", "-f", "data/data.xml")
+    git(getstarted, "commit", "-q", "-m", "data")
+    tether(getstarted, "run", "--queue", "-n", "pair", "-S", "train.lr=0.3,0.4")
+    tether(getstarted, "worker", "-j", "2", "--exit-when-idle")
+    assert [r["state"] for r in queue_status(getstarted)] == ["done", "done"]
+    store = ObjectStore(getstarted, link_order=("copy",))
+    keys = list(store.iter_keys())
+    assert keys and all(store.verify(key) for key in keys)
+    assert not any((store.dir / "tmp").glob("*"))  # no half-written object left
+    for name, record in _exps(getstarted).items():
+        tether(getstarted, "checkout", name)
+        hashes = StatCache(None)
+        for stage in ("prepare", "featurize", "train", "evaluate"):
+            for out, key in _stage(record, stage)["outs"].items():  # type: ignore[union-attr]
+                assert hashes.hash_path(getstarted / out) == key, (name, out)
