@@ -23,6 +23,7 @@ import pytest
 from conftest import git, write
 from helpers import exp_refs, record_of, repo_state
 from queueing.conftest import queue_status, tether
+from queueing.servers import RedisServer
 from tether.cache.hashing import StatCache
 
 PREPARE = """\
@@ -278,3 +279,36 @@ def test_concurrent_entries_sharing_stages_leave_a_sound_cache(getstarted: Path)
         for stage in ("prepare", "featurize", "train", "evaluate"):
             for out, key in _stage(record, stage)["outs"].items():  # type: ignore[union-attr]
                 assert hashes.hash_path(getstarted / out) == key, (name, out)
+
+
+def test_celery_worker_keeps_outputs_in_the_repository_cache(
+    getstarted: Path, redis_server: RedisServer
+) -> None:
+    pytest.importorskip("celery")
+    import uuid
+
+    import yaml
+
+    write(getstarted / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
+        "backend": "celery", "broker": redis_server.url,
+        "namespace": f"t{uuid.uuid4().hex[:10]}"}}))
+    git(getstarted, "add", "-A")
+    git(getstarted, "add", "-f", "data/data.xml")
+    git(getstarted, "commit", "-q", "-m", "data, celery queue")
+    before = repo_state(getstarted)
+    tether(getstarted, "run", "--queue", "-n", "cel", "-S", "train.lr=0.5,0.6")
+    tether(getstarted, "worker", "--exit-when-idle", timeout=240)
+    rows = sorted(queue_status(getstarted), key=lambda r: str(r["name"]))
+    assert [(r["name"], r["state"], r["status"]) for r in rows] == [
+        ("cel-1", "done", "success"), ("cel-2", "done", "success")]
+    exps = _exps(getstarted)
+    assert (_stage(exps["cel-2"], "featurize")["restored_from"] or {}).get("name") == "cel-1"
+    for name, record in exps.items():
+        tether(getstarted, "checkout", name)
+        hashes = StatCache(None)
+        for stage in ("prepare", "featurize", "train", "evaluate"):
+            for out, key in _stage(record, stage)["outs"].items():  # type: ignore[union-attr]
+                assert hashes.hash_path(getstarted / out) == key, (name, out)
+    state = repo_state(getstarted)
+    assert {k: state[k] for k in ("head", "symbolic", "branches", "index", "staged")} == {
+        k: before[k] for k in ("head", "symbolic", "branches", "index", "staged")}
