@@ -312,3 +312,14 @@ def test_celery_worker_keeps_outputs_in_the_repository_cache(
     state = repo_state(getstarted)
     assert {k: state[k] for k in ("head", "symbolic", "branches", "index", "staged")} == {
         k: before[k] for k in ("head", "symbolic", "branches", "index", "staged")}
+
+
+def test_repeated_seeds_each_run_their_stages(getstarted: Path) -> None:
+    git(getstarted, "add", "-f", "data/data.xml")
+    git(getstarted, "commit", "-q", "-m", "data")
+    tether(getstarted, "run", "--queue", "--repeat", "2", "-n", "seeded")
+    tether(getstarted, "worker", "--exit-when-idle")
+    exps = _exps(getstarted)
+    assert sorted(exps) == ["seeded-1", "seeded-2"]
+    # The stages see TETHER_SEED: a copy with another seed is another run, not a restore.
+    assert all(_stage(record, "train")["restored_from"] is None for record in exps.values())

@@ -171,7 +171,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         snapshot = facts.snapshot()
         try:
             check_queued_inputs(git, snapshot.commit, pipeline, order, read_lock(root),
-                                ObjectStore(root))
+                                ObjectStore(root, link_order=("copy",)))
         except BaseException:
             git.run("update-ref", "-d", snapshot.ref, check=False)
             raise
