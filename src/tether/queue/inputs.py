@@ -78,8 +78,9 @@ def check_queued_inputs(
         f"cannot queue: the queued run would not have these inputs (not in the snapshot, "
         f"which holds committed and untracked non-ignored files, not produced by any "
         f"stage, not in the cache):\n{lines}",
-        hint=f"commit it (git add -f {paths}); or track it with tether (coming: `tether add`); "
-        f"or queue it with the run: tether run --queue --copy {paths}",
+        hint=f"commit it (git add -f {paths}); or track it with tether (coming: `tether add`, "
+        f"and `tether run --queue --copy {paths}` to send it with the run); or run it here "
+        "without --queue",
     )
 
 
