@@ -123,7 +123,15 @@ def _expand(keys: set[str], manifest: Any) -> set[str]:
 
 def gc(root: Path, older_than: float | None = None, remote: str | None = None,
        dry: bool = False, *, now: float | None = None) -> GcResult:
-    """Delete unreferenced objects and run-cache entries (or, with `dry`, list them)."""
+    """Delete unreferenced objects and run-cache entries (or, with `dry`, list them).
+
+    Also removes the worktrees of killed `--temp` runs (not with `dry`).
+    """
+    if not dry:
+        from tether.gitstore.worktrees import prune_stale
+        from tether.layout import worktrees_dir
+
+        prune_stale(Git(root), worktrees_dir(root))
     skipped: list[Skipped] = []
     direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped)
     store = ObjectStore(root)

@@ -81,10 +81,62 @@ STATCACHE_DB = "statcache.db"
 
 
 def objects_dir(root: Path) -> Path:
-    """The local object store: `objects/<b3|b3d>/<2 hex>/<rest of hex>`."""
-    return root / CACHE_DIR / "objects"
+    """The repository's object store: `objects/<b3|b3d>/<2 hex>/<rest of hex>`."""
+    return cache_root(root) / CACHE_DIR / "objects"
 
 
 def run_cache_dir(root: Path) -> Path:
-    """Run-cache entries: `runs/<fingerprint>.json`."""
-    return root / CACHE_DIR / "runs"
+    """The repository's run-cache entries: `runs/<fingerprint>.json`."""
+    return cache_root(root) / CACHE_DIR / "runs"
+
+
+_CACHE_ROOTS: dict[str, Path] = {}
+
+
+def cache_root(root: Path) -> Path:
+    """The work tree whose `.tether/cache` every work tree of `root`'s repository shares.
+
+    The common git dir decides, as `git worktree list` names the main work tree:
+    the common dir without its `/.git`. A linked worktree (`--temp`, a queue
+    worker's) therefore shares the main work tree's cache and run-cache. Where
+    the common dir is not called `.git` (a bare repository with worktrees, a
+    `--separate-git-dir` or a submodule), it is the work tree in its
+    `core.worktree` if set, else the common git dir itself.
+    """
+    key = str(root)
+    found = _CACHE_ROOTS.get(key)
+    if found is None:
+        found = _CACHE_ROOTS[key] = _find_cache_root(Path(root))
+    return found
+
+
+def _find_cache_root(root: Path) -> Path:
+    dotgit = root / ".git"
+    if dotgit.is_dir() or not dotgit.exists():
+        return root  # the main work tree (or not a repository: nothing to share)
+    try:
+        text = dotgit.read_text().strip()
+    except OSError:
+        return root
+    if not text.startswith("gitdir:"):
+        return root
+    gitdir = Path(text.removeprefix("gitdir:").strip())
+    gitdir = gitdir if gitdir.is_absolute() else (root / gitdir)
+    try:
+        common_text = (gitdir / "commondir").read_text().strip()
+    except OSError:
+        common = gitdir  # no linked worktree: a separate git dir or a submodule
+    else:
+        common = Path(common_text) if Path(common_text).is_absolute() else gitdir / common_text
+    common = common.resolve()
+    if common.name == ".git":
+        return common.parent
+    from tether.gitstore.git import Git  # only for the unusual layouts
+
+    proc = Git(root).run("config", "--file", str(common / "config"), "core.worktree",
+                         check=False)
+    worktree = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode == 0 and worktree:
+        path = Path(worktree)
+        return (path if path.is_absolute() else common / path).resolve()
+    return common  # the same answer from every work tree of the repository

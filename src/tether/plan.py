@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -79,6 +80,11 @@ def fingerprint(stage: Stage, root: Path, params: Params, cache: StatCache) -> S
         "params": values,
         "outs": list(stage.outs),
     }
+    seed = os.environ.get("TETHER_SEED")
+    if seed is not None:
+        # Every stage sees the seed of a `--repeat` copy: each seed is another run, not
+        # one the run-cache may restore from a copy with another seed.
+        basis["seed"] = seed
     digest = blake3.blake3(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
     return StageFingerprint(digest=digest[:32], deps=deps, params=values)
 

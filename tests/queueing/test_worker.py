@@ -74,7 +74,10 @@ def test_retryable_failure_is_retried_and_recorded_once(project: Path, tmp_path:
 def test_last_attempt_fails_and_every_log_is_kept(project: Path, tmp_path: Path) -> None:
     env = {"TRAIN_FAIL_TIMES": f"{tmp_path / 'count'}:9"}
     tether(project, "run", "--queue", "-n", "doomed")
-    tether(project, "worker", "--exit-when-idle", "--backoff", "0.05", env=env)
+    proc = tether(project, "worker", "--exit-when-idle", "--backoff", "0.05", env=env,
+                  check=False)
+    assert proc.returncode == 1, proc.stderr  # an entry it ran failed
+    assert "1 entry failed" in proc.stderr
     [row] = queue_status(project)
     assert (row["state"], row["attempt"], row["status"]) == ("failed", 3, "failed")
     assert _records(project)["doomed"]["status"] == "failed"
@@ -87,7 +90,8 @@ def test_last_attempt_fails_and_every_log_is_kept(project: Path, tmp_path: Path)
 def test_exit_code_not_in_retry_on_fails_at_once(project: Path, tmp_path: Path) -> None:
     env = {"TRAIN_FAIL_TIMES": f"{tmp_path / 'count'}:1", "TRAIN_FAIL_CODE": "4"}
     tether(project, "run", "--queue")
-    tether(project, "worker", "--exit-when-idle", "--backoff", "0.05", env=env)
+    tether(project, "worker", "--exit-when-idle", "--ok-on-failed-runs", "--backoff", "0.05",
+           env=env)
     [row] = queue_status(project)
     assert (row["state"], row["attempt"]) == ("failed", 1)
 

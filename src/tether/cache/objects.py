@@ -220,7 +220,10 @@ class ObjectStore:
         if digest is None or not self.path_of(digest).is_file():
             tmp = self.tmp_path()
             try:
-                if digest is not None and "reflink" in self.link_order and links.reflink(path, tmp):
+                # A reflinked copy is checked: the file may have changed since it was
+                # hashed, and an object must hold exactly the bytes of its key.
+                if (digest is not None and "reflink" in self.link_order
+                        and links.reflink(path, tmp) and hash_file_uncached(tmp) == digest):
                     key = digest
                 else:
                     tmp.unlink(missing_ok=True)

@@ -165,6 +165,12 @@ def _enqueue(
         raise UsageError("--repeat needs --queue", hint="tether run --queue --repeat 3")
     if args.temp:
         raise UsageError("--temp and --queue: queued runs always use their own worktree")
+    from tether.queue.base import check_queue_name
+
+    check_queue_name(args.queue, "--queue")
+    if args.repeat is not None and args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: must be at least 1",
+                         hint="--repeat N queues N copies of each entry, seeds 0..N-1")
     # git starts answering now, while Python imports the queue client.
     from tether.execute.facts import RunFacts
 
@@ -175,7 +181,7 @@ def _enqueue(
     request = QueueRequest(
         targets=args.stages, overrides=args.overrides, name=args.name, message=args.message,
         force=args.force, command=command, limits=limits, queue=args.queue,
-        priority=args.priority, repeat=args.repeat or 1,
+        priority=args.priority, repeat=1 if args.repeat is None else args.repeat,
     )
     if args.dry:
         for point in expand(request.overrides, request.repeat):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from tether.errors import UsageError
+from tether.errors import RunFailed, UsageError
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--queue", dest="queues", action="append", metavar="NAME",
                         help="take entries of this queue (repeatable; default: default)")
     parser.add_argument("--exit-when-idle", action="store_true",
-                        help="exit once nothing is queued, retrying or running in its queues")
+                        help="exit once nothing is queued, retrying or running in its queues; "
+                        "the exit status is 1 if an entry it ran failed (0 if all succeeded)")
+    parser.add_argument("--ok-on-failed-runs", action="store_true",
+                        help="with --exit-when-idle: exit 0 even if entries failed (they are "
+                        "recorded as failed experiments either way)")
     parser.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
                         help="lease length; heartbeats renew it (default 60)")
     parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish",
@@ -44,6 +48,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"-j {args.jobs}: must be at least 1")
     if args.lease <= 0:
         raise UsageError(f"--lease {args.lease}: must be positive")
+    from tether.queue.base import check_queue_name
+
+    for name in args.queues or ():
+        check_queue_name(name, "--queue")
     root = find_root(args.cwd)
 
     def show(event: QueueEvent) -> None:
@@ -75,4 +83,11 @@ def handle(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
     print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
           file=sys.stderr)
+    from tether.queue.base import FAILED
+
+    failed = summary.outcomes.get(FAILED, 0)
+    if failed and args.exit_when_idle and not args.ok_on_failed_runs:
+        raise RunFailed("failed", f"{failed} entr{'y' if failed == 1 else 'ies'} failed; each is "
+                        "recorded as a failed experiment", hint="see `tether queue status` and "
+                        "`tether show`; --ok-on-failed-runs makes this exit 0")
     return 0

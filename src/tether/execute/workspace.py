@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from tether.gitstore import worktrees
 from tether.gitstore.git import Git
 from tether.layout import STATE_DIR, worktrees_dir
 from tether.structs import struct
@@ -25,6 +26,7 @@ class Workspace:
 
             shutil.rmtree(self.path, ignore_errors=True)
         git.run("worktree", "prune", check=False)
+        worktrees.release(self.path)
 
 
 def in_place(root: Path) -> Workspace:
@@ -36,7 +38,8 @@ def temporary_worktree(git: Git, run_id: str) -> Workspace:
     import shutil  # here, not at the top: an in-place run does without it
 
     path = worktrees_dir(git.root) / run_id
-    path.parent.mkdir(parents=True, exist_ok=True)
+    worktrees.prune_stale(git, path.parent)  # those of killed runs
+    worktrees.claim(path)  # before it exists: a concurrent prune must not take it
     git.run("worktree", "add", "--detach", "--quiet", str(path), "HEAD")
     workspace = Workspace(path=path, temporary=True)
     try:

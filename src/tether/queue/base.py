@@ -159,6 +159,23 @@ class LogChunk:
     mtime: float | None  # when output last arrived (None: no log yet)
 
 
+def check_queue_name(name: str, option: str = "queue") -> str:
+    """`name` if it can name a queue; a UsageError for an empty or blank one.
+
+    No worker takes entries of a queue it cannot be told to serve, so such
+    entries would wait forever.
+    """
+    from tether.errors import UsageError
+
+    if not name or name != name.strip() or any(ch.isspace() or not ch.isprintable()
+                                               for ch in name):
+        raise UsageError(
+            f"{option} {name!r}: a queue name must be non-empty, without blanks",
+            hint=f"leave the name out for the {DEFAULT_QUEUE!r} queue, or give one such as gpu",
+        )
+    return name
+
+
 def unknown_entry(entry_id: str) -> QueueError:
     """The error for an entry id no backend knows."""
     return QueueError(f"no queue entry {entry_id!r}", hint="see `tether queue status` for the ids")

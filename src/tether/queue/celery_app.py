@@ -146,9 +146,15 @@ class _Runtime:
             try:
                 self._fetch(entry)
             except GitError as exc:
-                self.backend.finish(entry.id, entry.attempt, self.worker.id, Outcome(
+                outcome = self.worker.record_failure(entry, Outcome(
                     FAILED, error=f"cannot fetch the snapshot from {self.git_remote}: {exc}",
-                ), time.time())
+                ))
+                self.backend.finish(entry.id, entry.attempt, self.worker.id, outcome,
+                                    time.time())
+                with self.lock:
+                    summary = self.worker.summary
+                    summary.ran += 1
+                    summary.outcomes[FAILED] = summary.outcomes.get(FAILED, 0) + 1
                 return FAILED
             state = self.worker.execute(entry)
             summary = self.worker.summary

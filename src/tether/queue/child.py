@@ -123,6 +123,25 @@ def _recorded(job: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _restore_inputs(job: dict[str, Any]) -> None:
+    """Bring inputs the snapshot lacks from the repository cache (see queue.inputs)."""
+    if job["command"] is not None:
+        return  # a bare command declares no dependencies
+    from tether.cache.objects import ObjectStore
+    from tether.gitstore.git import find_root
+    from tether.lockfile import read_lock
+    from tether.project import load_project_pipeline
+    from tether.queue.inputs import restore_cached_inputs
+
+    root = find_root(Path.cwd())
+    pipeline = load_project_pipeline(root, None, job["limits"], Path.cwd())
+    order = pipeline.order(list(job["targets"]) or None)
+    restored = restore_cached_inputs(root, pipeline, order, read_lock(root), ObjectStore(root))
+    if restored:
+        print(f"tether: restored from the cache: {', '.join(restored)}", file=sys.stderr,
+              flush=True)
+
+
 def _run(attempt: _Attempt) -> dict[str, Any]:
     from tether.execute.runner import RunOptions, run
 
@@ -132,6 +151,7 @@ def _run(attempt: _Attempt) -> dict[str, Any]:
         return found
     argv = ["tether", "run", "-n", job["name"], *[a for o in job["overrides"] for a in ("-S", o)],
             *job["targets"], *(["--", *job["command"]] if job["command"] is not None else [])]
+    _restore_inputs(job)
     options = RunOptions(
         targets=list(job["targets"]), overrides=list(job["overrides"]), name=job["name"],
         message=job["message"], force=job["force"], command=job["command"],

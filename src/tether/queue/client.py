@@ -14,6 +14,7 @@ from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_id, new_run_id
 from tether.layout import queue_db, queue_dir, tmp_dir
+from tether.lockfile import read_lock
 from tether.queue.base import (
     CANCELLED,
     DEFAULT_QUEUE,
@@ -22,10 +23,12 @@ from tether.queue.base import (
     Entry,
     EventHook,
     QueueBackend,
+    check_queue_name,
     unknown_entry,
 )
 from tether.queue.snapshot import drop_unreferenced
 from tether.queue.sweep import SweepPoint, expand
+from tether.spec import Pipeline
 from tether.structs import field, struct
 
 BACKENDS = ("embedded", "celery")
@@ -95,13 +98,18 @@ class QueueRequest:
     repeat: int = 1
 
 
-def _validate(root: Path, cwd: Path, request: QueueRequest, points: list[SweepPoint]) -> str:
-    """Check spec, targets and every point's overrides now; returns the bare command's wdir."""
+def _validate(
+    root: Path, cwd: Path, request: QueueRequest, points: list[SweepPoint]
+) -> tuple[str, Pipeline, list[str]]:
+    """Check spec, targets and every point's overrides now.
+
+    Returns the bare command's wdir, the pipeline and the stages the entries run.
+    """
     from tether.parameters import apply_overrides, load_params, parse_override
     from tether.project import load_project_pipeline
 
     pipeline = load_project_pipeline(root, request.command, request.limits, cwd)
-    pipeline.order(request.targets or None)
+    order = pipeline.order(request.targets or None)
     files = {ref.file for stage in pipeline.stages.values() for ref in stage.params}
     parsed = [[parse_override(text) for text in point.overrides] for point in points]
     files |= {ov.file for overrides in parsed for ov in overrides if not ov.allow_new}
@@ -112,8 +120,8 @@ def _validate(root: Path, cwd: Path, request: QueueRequest, points: list[SweepPo
             seen.add(point.overrides)
             apply_overrides(base.copy(), overrides)
     if request.command is None:
-        return "."
-    return next(iter(pipeline.stages.values())).wdir
+        return ".", pipeline, order
+    return next(iter(pipeline.stages.values())).wdir, pipeline, order
 
 
 def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str) -> list[str]:
@@ -143,7 +151,9 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
     `facts`: `RunFacts(cwd, code=False, snapshot=True)` if the caller started them early
     (the snapshot is then committed while this checks the request).
     """
+    from tether.cache.objects import ObjectStore
     from tether.project import ensure_state_dir
+    from tether.queue.inputs import check_queued_inputs
 
     now = time.time() if now is None else now
     facts = facts or RunFacts(cwd, code=False, snapshot=True)
@@ -152,12 +162,19 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         state = facts.state
         root, git = state.root, Git(state.root)
         ensure_state_dir(root)
+        check_queue_name(request.queue)
         points = expand(request.overrides, request.repeat)
-        wdir = _validate(root, cwd, request, points)
+        wdir, pipeline, order = _validate(root, cwd, request, points)
         backend = backend or open_enqueuer(root)
         reserved = facts.taken_names() | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
         snapshot = facts.snapshot()
+        try:
+            check_queued_inputs(git, snapshot.commit, pipeline, order, read_lock(root),
+                                ObjectStore(root, link_order=("copy",)))
+        except BaseException:
+            git.run("update-ref", "-d", snapshot.ref, check=False)
+            raise
         # The message is stored in the queue and the record: never with a secret in it.
         from tether.record.redact import discover
 

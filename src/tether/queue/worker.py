@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -44,9 +45,13 @@ from tether.queue.base import (
     QueueEvent,
 )
 from tether.queue.warm import WarmPool
-from tether.structs import field, struct
+from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
+# Heartbeats failing (state store unreachable) are retried at least this often
+# (and at least three times per lease).
+HEARTBEAT_BACKOFF_MAX = 5.0
+log = logging.getLogger("tether.queue.worker")
 
 
 @struct
@@ -77,6 +82,14 @@ class _Active:
     proc: subprocess.Popen[bytes]
     killed: bool = False
     abandoned: bool = False
+
+
+def next_heartbeat_delay(delay: float, ok: bool, interval: float, cap: float) -> float:
+    """The wait before the next heartbeat round: `interval`, doubled while renewals
+    fail, up to `cap` (kept below the lease, so a renewal comes soon after recovery)."""
+    if ok:
+        return interval
+    return min(max(interval, cap), delay * 2)
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
@@ -199,8 +212,33 @@ class Worker:
         outcome = self._outcome(entry, result)
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
+        if outcome.state == FAILED and outcome.result_ref is None:
+            outcome = self.record_failure(entry, outcome, attempt_dir / "output.log")
         self.backend.finish(entry.id, entry.attempt, self.id, outcome, self.options.clock())
         return outcome.state
+
+    def record_failure(self, entry: Entry, outcome: Outcome, log: Path | None = None) -> Outcome:
+        """Record an entry that failed before recording itself as a failed experiment.
+
+        Only while this worker still owns the attempt (a new owner records its own).
+        """
+        from tether.queue.failed import record_failed_entry
+
+        error = outcome.error or "the run failed before any stage started"
+        try:
+            beat = self.backend.heartbeat(entry.id, entry.attempt, self.id,
+                                          self.options.clock(), self.options.lease)
+        except Exception:  # the store is unreachable: a record of this run
+            pass  # id is written once at most, whoever writes it
+        else:
+            if not beat.owned:
+                return outcome
+        try:
+            ref = record_failed_entry(self.git, entry, error, log=log,
+                                      now=self.options.clock())
+        except Exception as exc:  # the entry still ends failed, with both reasons
+            return replace(outcome, error=f"{error}; and it could not be recorded: {exc}")
+        return replace(outcome, status="failed", result_ref=ref.ref)
 
     def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
         warm = self._warm.take() if self._warm is not None else None
@@ -293,19 +331,41 @@ class Worker:
     # -- heartbeats and kills ---------------------------------------------
 
     def _heartbeats(self) -> None:
+        """Renew every lease until the worker is done; survives any state-store outage.
+
+        A failed renewal is logged and retried with backoff (at most `HEARTBEAT_BACKOFF_MAX`
+        apart), so the loop resumes as soon as the store answers again. If the outage
+        outlasted a lease and someone requeued the entry meanwhile, the first renewal
+        after it reports the entry as not owned and the attempt is abandoned (fenced).
+        """
         interval = max(0.05, min(self.options.lease / 3, 1.0))
-        while not self._done.wait(interval):
-            with self._lock:
-                active = list(self._active.values())
-            for item in active:
+        cap = min(HEARTBEAT_BACKOFF_MAX, self.options.lease / 3)
+        delay = interval
+        while not self._done.wait(delay):
+            delay = next_heartbeat_delay(delay, self.beat_once(), interval, cap)
+
+    def beat_once(self) -> bool:
+        """Renew the lease of every active attempt; False if the store failed for any."""
+        with self._lock:
+            active = list(self._active.values())
+        ok = True
+        for item in active:
+            try:
                 beat = self.backend.heartbeat(item.entry.id, item.entry.attempt, self.id,
                                               self.options.clock(), self.options.lease)
-                if not beat.owned and not item.abandoned:
-                    item.abandoned = True
-                    self._signal(item, signal.SIGUSR1)
-                elif beat.kill_requested and not item.killed:
-                    item.killed = True
-                    self._signal(item, signal.SIGTERM)
+            except Exception as exc:  # a broker or state-store outage: retried, never fatal
+                if ok:
+                    log.warning("heartbeat for entry %s failed (%s: %s); retrying",
+                                item.entry.id, type(exc).__name__, exc)
+                ok = False
+                continue
+            if not beat.owned and not item.abandoned:
+                item.abandoned = True
+                self._signal(item, signal.SIGUSR1)
+            elif beat.kill_requested and not item.killed:
+                item.killed = True
+                self._signal(item, signal.SIGTERM)
+        return ok
 
     @staticmethod
     def _signal(active: _Active, sig: int) -> None:
@@ -332,7 +392,12 @@ class Worker:
             shutil.rmtree(path, ignore_errors=True)
 
     def sweep_worktrees(self) -> None:
-        """Remove worktrees left by attempts that no longer run (a worker died)."""
+        """Remove worktrees left by attempts that no longer run (a worker died), and
+        those of `--temp` runs that were killed."""
+        from tether.gitstore.worktrees import prune_stale
+        from tether.layout import worktrees_dir
+
+        prune_stale(self.git, worktrees_dir(self.root))
         folder = queue_dir(self.root) / "worktrees"
         if not folder.is_dir():
             return

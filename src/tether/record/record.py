@@ -64,6 +64,9 @@ class RunRecord:
     temp_workspace: bool = False
     # Files of the experiment tree stored with secret values replaced: path -> names.
     redacted_files: dict[str, list[str]] = field(default_factory=dict)
+    # Why a run failed before any stage ran (a queued entry's bad spec, missing input,
+    # unusable snapshot); None when its stages tell.
+    error: str | None = None
     schema: int = RECORD_SCHEMA
 
     def redact(self, secrets: Secrets) -> None:

@@ -1,0 +1,108 @@
+"""Record a queue entry that failed before any stage ran (bad spec, missing input,
+broken snapshot, lost run process) as a `failed` experiment, so no entry vanishes.
+
+The commit has the entry's snapshot tree (or, if the worker does not have the
+snapshot, its baseline's) plus the record, whose `error` says what went wrong,
+and the attempt's output as `.tether/logs/attempt.log`; its parent is the baseline,
+as for any experiment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from tether.errors import ExperimentError, GitError
+from tether.gitstore import experiments as exps
+from tether.gitstore.git import Git
+from tether.layout import (
+    LOG_HEAD_TAIL,
+    LOG_INLINE_CAP,
+    RECORD_LOGS_DIR,
+    RECORD_PATH,
+    exp_ref,
+    tmp_dir,
+)
+from tether.queue.base import Entry
+from tether.record.record import RunRecord
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def _already_recorded(git: Git, entry: Entry) -> exps.ExperimentRef | None:
+    for name in (entry.name, f"{entry.name}-{entry.run_id[-6:]}"):
+        ref = exp_ref(entry.baseline, name)
+        commit = git.ref_value(ref)
+        if commit is None:
+            continue
+        with contextlib.suppress(GitError, ValueError):
+            if exps.read_record(git, commit).get("id") == entry.run_id:
+                return exps.ExperimentRef(ref=ref, baseline=entry.baseline, name=name,
+                                          commit=commit)
+    return None
+
+
+def _base_tree(git: Git, entry: Entry) -> str:
+    for rev in (entry.snapshot, entry.baseline):
+        proc = git.run("rev-parse", "--verify", "-q", f"{rev}^{{tree}}", check=False)
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip()
+    return EMPTY_TREE
+
+
+def _attempt_log(log: Path | None) -> bytes:
+    try:
+        data = log.read_bytes() if log is not None else b""
+    except OSError:
+        return b""
+    if len(data) <= LOG_INLINE_CAP:
+        return data
+    return data[:LOG_HEAD_TAIL] + b"\n[... cut ...]\n" + data[-LOG_HEAD_TAIL:]
+
+
+def record_failed_entry(
+    git: Git, entry: Entry, error: str, *, log: Path | None = None, now: float | None = None
+) -> exps.ExperimentRef:
+    """Record the entry's run id as a failed experiment (once: an existing record is kept)."""
+    found = _already_recorded(git, entry)
+    if found is not None:
+        return found
+    now = time.time() if now is None else now
+    started = entry.started_at or now
+    argv = ["tether", "run", "-n", entry.name, *[a for o in entry.overrides for a in ("-S", o)],
+            *entry.targets, *(["--", *entry.command] if entry.command is not None else [])]
+    record = RunRecord(
+        id=entry.run_id, name=entry.name, message=entry.message, baseline=entry.baseline,
+        branch=None, kind="command" if entry.command is not None else "pipeline",
+        status="failed", exit_code=None, created_at=entry.created_at or started,
+        started_at=started, ended_at=now, duration=max(0.0, now - started), argv=argv,
+        targets=list(entry.targets), overrides=list(entry.overrides), params={}, metrics={},
+        steps={}, stages=[], code={"snapshot": entry.snapshot}, environment={}, spec={},
+        error=error,
+    )
+    scratch = tmp_dir(git.root)
+    scratch.mkdir(parents=True, exist_ok=True)
+    index = scratch / f"failed-{os.urandom(6).hex()}.index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        git.run("read-tree", _base_tree(git, entry), env=env)
+        files = {RECORD_PATH: record.dumps().encode()}
+        attempt_log = _attempt_log(log)
+        if attempt_log:
+            files[f"{RECORD_LOGS_DIR}/attempt.log"] = attempt_log
+        for path, data in files.items():
+            blob = git.out("hash-object", "-w", "--stdin", input=data)
+            git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = git.out("write-tree", env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    message = f"tether: {entry.name} (failed)\n\n{error}\n"
+    for name in (entry.name, f"{entry.name}-{entry.run_id[-6:]}"):
+        try:
+            return exps.commit_experiment(git, baseline=entry.baseline, name=name, tree=tree,
+                                          message=message)
+        except ExperimentError:
+            continue  # the name was taken meanwhile (not by this run: checked above)
+    raise ExperimentError(f"cannot record failed entry {entry.id}: its names are taken")
