@@ -145,6 +145,7 @@ def handle(args: argparse.Namespace) -> int:
             record.status,
             f"stage {failed.name!r} {record.status}"
             + (f" (exit {failed.exit_code})" if failed.exit_code is not None else "")
+            + (f": {failed.error}" if failed.error else "")
             + f"; the run is recorded as {record.name}",
             hint=f"see its log: .tether/runs/{record.id}/logs/{failed.name}.log",
         )

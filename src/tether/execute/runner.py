@@ -12,11 +12,12 @@ from typing import Any, BinaryIO
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
-from tether.errors import ExperimentError, UsageError
+from tether.errors import ExperimentError, SpecError, UsageError
 from tether.execute.commit import commit_run
 from tether.execute.concurrency import Background, StopOnSignal
+from tether.execute.displace import Displaced
 from tether.execute.facts import RunFacts
-from tether.execute.reuse import Reuse
+from tether.execute.reuse import Reuse, stage_files
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
@@ -39,7 +40,14 @@ from tether.plan import Plan, fingerprint, make_plan
 from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
-from tether.record.results import collect_metrics, collect_steps, record_logs
+from tether.record.results import (
+    CONTRIBUTING,
+    StageResults,
+    collect_metrics,
+    collect_steps,
+    read_stage_results,
+    record_logs,
+)
 from tether.spec import Pipeline
 from tether.structs import field, struct
 
@@ -200,6 +208,7 @@ def _execute_and_record(
     # process is done, while its outputs are saved and the record is put together.
     last = max((i for i, d in enumerate(plan.decisions) if d.action != "skip"), default=-1)
     changes: GitJob | None = None
+    results: dict[str, StageResults] = {}
     with StopOnSignal() as stop:
         for index, decision in enumerate(plan.decisions):
             stage = pipeline.stages[decision.name]
@@ -216,12 +225,19 @@ def _execute_and_record(
                     record.deps, record.params, record.outs = (
                         previous.deps, previous.params, previous.outs
                     )
+                try:
+                    results[stage.name] = read_stage_results(stage, ws)
+                except SpecError as exc:
+                    record.error = str(exc)  # its results are unreadable: it contributes none
                 emit(RunEvent("stage_skip", stage.name, "unchanged"))
                 continue
             restored: dict[str, Any] | None = None
+            # Earlier outputs must not pass for this run's: move them out of the way.
+            aside = Displaced(ws, stage_files(stage), run_dir / "displaced" / stage.name)
             try:
                 fp = fingerprint(stage, ws, params, cache)
                 record.fingerprint, record.deps, record.params = fp.digest, fp.deps, fp.params
+                aside.move()
                 restored = None if options.no_run_cache or options.force else (
                     reuse.restore(stage, fp.digest, ws)
                 )
@@ -248,6 +264,21 @@ def _execute_and_record(
                     changes = start_status(git, ws)
             except KeyboardInterrupt:
                 record.status = "interrupted"
+            except BaseException:
+                if record.started_at is None and restored is None:
+                    aside.put_back()
+                raise
+            if record.status == "success":
+                try:
+                    results[stage.name] = read_stage_results(stage, ws)
+                except SpecError as exc:
+                    # Exit 0 but unreadable results: the stage failed; the lock must not
+                    # say it is done, and the run is recorded all the same.
+                    record.status, record.error = "failed", str(exc)
+            if record.status == "success":
+                aside.discard()
+            elif record.started_at is None and restored is None:
+                aside.put_back()  # interrupted before it started: nothing was replaced
             emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
             if record.status == "success":
                 record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
@@ -276,9 +307,12 @@ def _execute_and_record(
     else:
         status = failed[0].status if failed else "success"
     exit_code = failed[0].exit_code if failed else 0
-    metrics = collect_metrics(pipeline, plan, ws, run_dir)
-    steps = collect_steps(pipeline, plan, ws, run_dir)
+    if failed and exit_code == 0:
+        exit_code = None  # it exited 0, yet failed (its results were unreadable)
+    metrics = collect_metrics(stage_records, results, run_dir)
+    steps = collect_steps(stage_records, results, run_dir)
     log_files = record_logs(stage_records, run_dir)
+    contributed = {r.name for r in stage_records if r.status in CONTRIBUTING}
 
     run_record = RunRecord(
         id=run_id,
@@ -308,7 +342,7 @@ def _execute_and_record(
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
     ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
-                     named=options.name is not None, status=changes)
+                     named=options.name is not None, status=changes, contributed=contributed)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})

@@ -30,6 +30,7 @@ class StageRecord:
     log: dict[str, Any] | None = None
     attempt: int = 1
     restored_from: dict[str, str] | None = None  # the run whose outputs were reused
+    error: str | None = None  # why a stage that exited 0 is failed (e.g. invalid metrics)
 
 
 @struct
