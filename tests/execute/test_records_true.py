@@ -133,3 +133,32 @@ def test_an_invalid_metrics_file_fails_the_stage_and_the_run_is_recorded(repo: P
     dry = run_tether(repo, "run", "--dry", "-S", "evaluate.fail=garbage")
     assert "run   evaluate" in dry.stdout, dry.stdout
     _untouched(before, repo_state(repo))
+
+
+def test_a_bare_command_always_runs_even_after_its_script_changed(repo: Path) -> None:
+    make_project(repo)
+    write(repo / "t2.py", "import json\njson.dump({'v': 1}, open('metrics.json', 'w'))\n")
+    write(repo / ".gitignore", (repo / ".gitignore").read_text() + "metrics.json\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "t2")
+    lock_before = (repo / "tether.lock").read_bytes() if (repo / "tether.lock").exists() else None
+    first = run_tether(repo, "run", "-n", "one", "--", "python", "t2.py")
+    assert first.returncode == 0, first.stderr
+    write(repo / "t2.py", "import json\njson.dump({'v': 2}, open('metrics.json', 'w'))\n")
+    git(repo, "commit", "-q", "-am", "t2 v2")
+    before = repo_state(repo)
+    second = run_tether(repo, "run", "-n", "two", "--", "python", "t2.py")
+    assert second.returncode == 0, second.stderr
+    assert "unchanged" not in second.stderr
+    record = record_of(repo, _ref_of(repo, "two"))
+    assert record["stages"][0]["status"] == "success"
+    assert record["stages"][0]["started_at"] is not None
+    assert record["metrics"] == {"v": 2}
+    # Not even the run-cache stands in for it: it declares no dependencies.
+    third = run_tether(repo, "run", "-n", "three", "--", "python", "t2.py")
+    assert "restored" not in third.stderr and record_of(
+        repo, _ref_of(repo, "three"))["stages"][0]["restored_from"] is None
+    # A bare command leaves the project's tether.lock alone.
+    after = (repo / "tether.lock").read_bytes() if (repo / "tether.lock").exists() else None
+    assert after == lock_before
+    _untouched(before, repo_state(repo))

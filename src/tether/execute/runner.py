@@ -135,9 +135,11 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
     params = _load_effective_params(root, pipeline, overrides)
     cache = StatCache(None if options.dry else tmp_dir(root) / "statcache.db")
     try:
-        run_cache = None if options.no_run_cache or options.force else RunCache(root)
+        bare = options.command is not None
+        run_cache = None if options.no_run_cache or options.force or bare else RunCache(root)
+        always = set(pipeline.stages) if bare else set()
         plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
-                         force=options.force, run_cache=run_cache)
+                         force=options.force, run_cache=run_cache, always=always)
         if facts is None:
             return RunResult(plan=plan)
         ensure_state_dir(root)
@@ -149,7 +151,7 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                 params = _load_effective_params(workspace.path, pipeline, overrides)
                 plan = make_plan(
                     pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
-                    force=options.force, run_cache=run_cache,
+                    force=options.force, run_cache=run_cache, always=always,
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
             return _execute_and_record(
@@ -188,6 +190,7 @@ def _execute_and_record(
     run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     ws = workspace.path
+    bare = options.command is not None
 
     written = {file: render_params_file(params, file) for file in sorted(params.changed)}
     for file, text in written.items():
@@ -238,7 +241,7 @@ def _execute_and_record(
                 fp = fingerprint(stage, ws, params, cache)
                 record.fingerprint, record.deps, record.params = fp.digest, fp.deps, fp.params
                 aside.move()
-                restored = None if options.no_run_cache or options.force else (
+                restored = None if options.no_run_cache or options.force or bare else (
                     reuse.restore(stage, fp.digest, ws)
                 )
                 if restored is not None:
@@ -280,7 +283,9 @@ def _execute_and_record(
             elif record.started_at is None and restored is None:
                 aside.put_back()  # interrupted before it started: nothing was replaced
             emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
-            if record.status == "success":
+            if record.status == "success" and bare:
+                pass  # no dependencies: neither the lock nor the run-cache could reuse it
+            elif record.status == "success":
                 record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
                 if restored is None:
                     files = reuse.save_outputs(stage, ws, record.outs)
