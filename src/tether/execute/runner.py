@@ -18,6 +18,7 @@ from tether.execute.concurrency import Background, StopOnSignal
 from tether.execute.displace import Displaced
 from tether.execute.facts import RunFacts
 from tether.execute.reuse import Reuse, stage_files
+from tether.execute.runlock import RunLock
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
@@ -56,7 +57,7 @@ from tether.structs import field, struct
 class RunEvent:
     """Something the CLI may want to show while a run goes on."""
 
-    kind: str  # plan stage_start stage_skip stage_end reminder stalled recorded
+    kind: str  # waiting plan stage_start stage_skip stage_end reminder stalled recorded
     stage: str | None
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +85,8 @@ class RunOptions:
     # running in a throwaway worktree points it at a folder that outlives the run.
     state_root: Path | None = None
     no_run_cache: bool = False
+    # In place: wait for another in-place run of the work tree instead of BusyError.
+    wait: bool = False
     # The run's git questions, when the caller started them early (`tether run` does,
     # before importing this module); else `run` starts them.
     facts: RunFacts | None = None
@@ -128,6 +131,25 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                 f"experiment name {options.name!r} is already used under baseline {baseline[:10]}",
                 hint="choose another name with -n, or remove the old experiment",
             )
+    # In place, this run owns the work tree's params and outputs until it is recorded.
+    run_lock = RunLock(root) if facts is not None and not options.temp else None
+    if run_lock is not None:
+        run_lock.acquire(
+            wait=options.wait, on_wait=lambda holder: emit(RunEvent("waiting", None, holder))
+        )
+    try:
+        return _plan_and_run(cwd, git, options, facts, overrides, run_lock)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+
+
+def _plan_and_run(
+    cwd: Path, git: Git, options: RunOptions, facts: RunFacts | None, overrides: list[Any],
+    run_lock: RunLock | None,
+) -> RunResult:
+    root = git.root
+    emit = options.on_event or (lambda event: None)
     pipeline = load_project_pipeline(root, options.command, options.command_limits, cwd)
     order = pipeline.order(options.targets or None)
 
@@ -154,13 +176,17 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                     force=options.force, run_cache=run_cache, always=always,
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
+            if run_lock is not None:
+                run_lock.update(run_id=run_id)
             return _execute_and_record(
-                git, workspace, pipeline, plan, params, cache, options, facts, run_id, started
+                git, workspace, pipeline, plan, params, cache, options, facts, run_id, started,
+                run_lock,
             )
         finally:
             workspace.cleanup(git)
     finally:
         cache.close()
+
 
 
 def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any]) -> Params:
@@ -182,11 +208,14 @@ def _execute_and_record(
     facts: RunFacts,
     run_id: str,
     started: float,
+    run_lock: RunLock | None = None,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
     state, baseline = facts.state, facts.baseline
     taken, code = facts.taken_names(), facts.code()
     name = options.name or generate_name(taken)
+    if run_lock is not None:
+        run_lock.update(name=name)
     run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     ws = workspace.path
