@@ -162,3 +162,33 @@ def test_a_bare_command_always_runs_even_after_its_script_changed(repo: Path) ->
     after = (repo / "tether.lock").read_bytes() if (repo / "tether.lock").exists() else None
     assert after == lock_before
     _untouched(before, repo_state(repo))
+
+
+NAN_SCRIPT = """\
+import json, tether
+open("metrics.json", "w").write('{"loss": NaN, "up": Infinity, "down": -Infinity, "acc": 0.5}')
+tether.log(step=0, loss=float("nan"))
+tether.summary(grad=float("inf"))
+"""
+
+
+def test_non_finite_metrics_are_kept_as_strings(repo: Path) -> None:
+    write(repo / "nan.py", NAN_SCRIPT)
+    write(repo / ".gitignore", "metrics.json\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "nan")
+    proc = run_tether(repo, "run", "-n", "diverged", "--", "python", "nan.py")
+    assert proc.returncode == 0, proc.stderr
+    record = records(repo)[-1]
+    assert record["metrics"] == {"loss": "NaN", "up": "Infinity", "down": "-Infinity",
+                                 "acc": 0.5, "grad": "Infinity"}
+    assert [{k: v for k, v in row.items() if k != "ts"} for row in record["steps"]["run"]] == [
+        {"step": 0, "loss": "NaN"}]
+    shown = run_tether(repo, "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)[0]["metrics"]["loss"] == "NaN"
+    table = run_tether(repo, "show")
+    assert "NaN" in table.stdout and "-Infinity" in table.stdout
+    filtered = run_tether(repo, "show", "--json", "--filter", "metrics.loss > 1")
+    assert filtered.returncode == 0 and json.loads(filtered.stdout) == []
+    assert run_tether(repo, "diff", "diverged", "workspace").returncode == 0

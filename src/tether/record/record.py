@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,16 @@ def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:
 
 
 def clean_json(value: Any) -> Any:
-    """Replace NaN/inf floats (not valid JSON) with None, recursively."""
+    """Make a value storable as strict JSON, recursively.
+
+    JSON has no NaN or infinities, yet a diverged loss is worth recording: they
+    are kept as the strings "NaN", "Infinity" and "-Infinity" (the tokens Python's
+    and JavaScript's JSON readers use), shown as such and never ranked as numbers.
+    """
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, dict):
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
