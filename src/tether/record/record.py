@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +73,32 @@ class RunRecord:
 
 
 def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:
-    """The record's view of a stage log, and the tree path of the whole log if kept."""
-    data = log_path.read_bytes() if log_path.exists() else b""
+    """The record's view of a stage log, and the tree path of the whole log if kept.
+
+    A log over LOG_INLINE_CAP is never read whole: only its head and tail are.
+    """
     tree_path = f"{RECORD_LOGS_DIR}/{stage}.log"
-    if len(data) <= LOG_INLINE_CAP:
-        return {"bytes": len(data), "text": data.decode(errors="replace"), "truncated": False,
-                "path": tree_path}, tree_path
+    try:
+        handle = open(log_path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        handle = None
+    if handle is None:
+        return {"bytes": 0, "text": "", "truncated": False, "path": tree_path}, tree_path
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= LOG_INLINE_CAP:
+            data = handle.read(LOG_INLINE_CAP)
+            return {"bytes": len(data), "text": data.decode(errors="replace"),
+                    "truncated": False, "path": tree_path}, tree_path
+        head = handle.read(LOG_HEAD_TAIL)
+        handle.seek(size - LOG_HEAD_TAIL)
+        tail = handle.read(LOG_HEAD_TAIL)
     return (
         {
-            "bytes": len(data),
+            "bytes": size,
             "text": None,
-            "head": data[:LOG_HEAD_TAIL].decode(errors="replace"),
-            "tail": data[-LOG_HEAD_TAIL:].decode(errors="replace"),
+            "head": head.decode(errors="replace"),
+            "tail": tail.decode(errors="replace"),
             "truncated": True,
             "path": tree_path,
         },
