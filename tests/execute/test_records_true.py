@@ -192,3 +192,19 @@ def test_non_finite_metrics_are_kept_as_strings(repo: Path) -> None:
     filtered = run_tether(repo, "show", "--json", "--filter", "metrics.loss > 1")
     assert filtered.returncode == 0 and json.loads(filtered.stdout) == []
     assert run_tether(repo, "diff", "diverged", "workspace").returncode == 0
+
+
+def test_diff_does_not_judge_a_failed_runs_metrics(repo: Path) -> None:
+    make_project(repo)
+    assert run_tether(repo, "run", "-n", "good").returncode == 0
+    assert run_tether(repo, "run", "-n", "crash", "-S", "evaluate.fail=true",
+                      "-S", "train.lr=0.9").returncode == 1
+    proc = run_tether(repo, "diff", "crash", "good", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["key"]: row for row in json.loads(proc.stdout)["metrics"]}
+    assert rows["loss"]["a"] == 0.55 and rows["loss"]["mark"] == "changed"  # not "better"
+    assert rows["acc"]["mark"] == "only-b"
+    text = run_tether(repo, "diff", "crash", "good").stdout
+    assert ", failed)" in text.splitlines()[0]
+    judged = run_tether(repo, "diff", "good", "crash", "--json")
+    assert {r["key"]: r["mark"] for r in json.loads(judged.stdout)["metrics"]}["loss"] == "changed"
