@@ -312,9 +312,9 @@ def _execute_and_record(
             elif record.started_at is None and restored is None:
                 aside.put_back()  # interrupted before it started: nothing was replaced
             emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
-            if record.status == "success" and bare:
-                pass  # no dependencies: neither the lock nor the run-cache could reuse it
-            elif record.status == "success":
+            if record.status != "success":
+                stopped = True
+            elif not bare:  # a bare command: neither the lock nor the run-cache could reuse it
                 record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
                 if restored is None:
                     files = reuse.save_outputs(stage, ws, record.outs)
@@ -328,8 +328,6 @@ def _execute_and_record(
                 )
                 write_lock(ws, lock)
                 cache.flush()
-            else:
-                stopped = True
             if stop.is_set() and record.status == "success":
                 stopped = True
 
