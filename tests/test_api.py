@@ -80,7 +80,7 @@ def test_log_writes_valid_json_for_awkward_values(
     line = (tmp_path / "tether-steps.jsonl").read_text()
     assert line.endswith("\n") and line.count("\n") == 1
     row = json.loads(line)
-    assert row["a"] is None and row["b"] is None and row["c"] is None
+    assert (row["a"], row["b"], row["c"]) == ("NaN", "Infinity", "-Infinity")
     assert row["d"] == 1e-300
     assert row["e"] == 'quote " and \\ and \n'
     assert row["f"] == 2**70
@@ -148,7 +148,7 @@ def test_summary_merges_nested_values(tmp_path: Path, monkeypatch: pytest.Monkey
     tether.summary(val={"acc": 0.8}, best_epoch=4, bad=math.nan)
     tether.summary(acc=0.95)
     data = json.loads((tmp_path / "tether-summary.json").read_text())
-    assert data == {"acc": 0.95, "val": {"loss": 0.3, "acc": 0.8}, "best_epoch": 4, "bad": None}
+    assert data == {"acc": 0.95, "val": {"loss": 0.3, "acc": 0.8}, "best_epoch": 4, "bad": "NaN"}
 
 
 def test_summary_follows_env_var_and_is_atomic(

@@ -166,11 +166,16 @@ _env_get, _env_key = _env_lookup()
 _float_repr = float.__repr__
 
 
+def _non_finite(value: float) -> str:
+    """NaN and infinities as the JSON strings tether records them as (JSON has no NaN)."""
+    return '"NaN"' if value != value else '"Infinity"' if value > 0 else '"-Infinity"'
+
+
 def _format_value(value: Any) -> str:
-    """Encode one metric value as JSON text; NaN and infinities become null."""
+    """Encode one metric value as JSON text; NaN and infinities become "NaN" etc."""
     kind = type(value)
     if kind is float:
-        return _float_repr(value) if value - value == 0.0 else "null"
+        return _float_repr(value) if value - value == 0.0 else _non_finite(value)
     if kind is int:
         return int.__repr__(value)
     if value is None:
@@ -186,7 +191,7 @@ def _format_value(value: Any) -> str:
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, float):
-        return _float_repr(value) if value - value == 0.0 else "null"
+        return _float_repr(value) if value - value == 0.0 else _non_finite(float(value))
     item = getattr(value, "item", None)  # numpy scalars, one-element tensors
     if callable(item):
         scalar = item()
@@ -201,7 +206,8 @@ def log(step: int | None = None, **metrics: MetricValue) -> None:
     """Append one step of metrics to the run's step file (flushed immediately).
 
     Without `step`, steps count up from 0 (per process and file), continuing after
-    the last explicit step. NaN and infinities are written as null. The file is
+    the last explicit step. NaN and infinities are written as the strings "NaN",
+    "Infinity" and "-Infinity" (JSON has no such numbers). The file is
     `TETHER_STEPS_FILE`, else `tether-steps.jsonl` in the current directory.
     """
     writer = _writer
@@ -212,7 +218,8 @@ def log(step: int | None = None, **metrics: MetricValue) -> None:
         if prefix is None:
             prefix = writer.key_prefix(key)
         if type(value) is float:
-            parts.append(prefix + (_float_repr(value) if value - value == 0.0 else "null"))
+            parts.append(prefix + (_float_repr(value) if value - value == 0.0
+                                   else _non_finite(value)))
         else:
             parts.append(prefix + _format_value(value))
     body = "".join(parts)
@@ -257,13 +264,14 @@ def _check_summary_key(key: Any) -> str:
 
 
 def _to_json_value(value: Any) -> Any:
-    """Return `value` as plain JSON data: NaN/inf → None, numpy scalars unwrapped."""
+    """Return `value` as plain JSON data: NaN/inf → "NaN"/"Infinity"/"-Infinity",
+    numpy scalars unwrapped."""
     if value is None or isinstance(value, str | bool):
         return value
     if isinstance(value, int):
         return int(value)  # IntEnum and friends become plain ints
     if isinstance(value, float):
-        return float(value) if value - value == 0.0 else None
+        return float(value) if value - value == 0.0 else _non_finite(value).strip('"')
     if isinstance(value, dict):
         return {_check_summary_key(key): _to_json_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -32,6 +32,7 @@ class Side:
     ref: str | None
     params: dict[str, Any]
     metrics: dict[str, Any]
+    status: str | None = None  # the experiment's; None for the workspace
 
 
 @struct(frozen=True)
@@ -80,6 +81,7 @@ def experiment_side(exp: Experiment) -> Side:
         label=exp.ref.name, commit=exp.ref.commit, ref=exp.ref.ref,
         params=flat_params(exp.record.get("params", {})),
         metrics=dict(exp.record.get("metrics", {})),
+        status=str(exp.record.get("status", "")) or None,
     )
 
 
@@ -135,8 +137,14 @@ def resolve_pair(
 
 
 def compare(a: Side, b: Side, rules: dict[str, Any]) -> Comparison:
-    """Every param and metric of either side; metrics marked with A's rules."""
+    """Every param and metric of either side; metrics marked with A's rules.
+
+    Metrics are judged better or worse only between runs that succeeded: a failed
+    run's metrics (of its stages that succeeded) are shown, marked only as changed.
+    """
     result = Comparison(a=a, b=b)
+    if any(side.status not in (None, "success") for side in (a, b)):
+        rules = {}
     for key in sorted(set(a.params) | set(b.params)):
         va, vb = a.params.get(key), b.params.get(key)
         result.params.append(ParamRow(key, va, vb, changed=va != vb or (key in a.params)

@@ -183,7 +183,11 @@ def varying_params(experiments: Sequence[IndexedExperiment]) -> list[str]:
 def best_values(
     experiments: Sequence[IndexedExperiment], metric_keys: Sequence[str]
 ) -> tuple[dict[str, str], dict[str, float]]:
-    """Declared directions (newest rule wins) and the best value of each such metric."""
+    """Declared directions (newest rule wins) and the best value of each such metric.
+
+    Only successful experiments compete: a failed or interrupted run's metrics are
+    its own (those of the stages that succeeded) but are no result to beat.
+    """
     directions: dict[str, str] = {}
     for exp in sorted(experiments, key=lambda e: e.created_at, reverse=True):
         for metric, rule in exp.rules.items():
@@ -195,7 +199,8 @@ def best_values(
     for metric in metric_keys:
         direction = directions.get(metric)
         values = [v for exp in experiments
-                  if isinstance(v := exp.metrics.get(metric), int | float)
+                  if exp.status == "success"
+                  and isinstance(v := exp.metrics.get(metric), int | float)
                   and not isinstance(v, bool)]
         if direction and values:
             best[metric] = max(values) if direction == "max" else min(values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -137,8 +138,13 @@ def make_plan(
     force: bool = False,
     run_cache: RunCache | None = None,
     secrets: Secrets | None = None,
+    always: Collection[str] = (),
 ) -> Plan:
-    """Decide run or skip for every stage in `order` (topological)."""
+    """Decide run or skip for every stage in `order` (topological).
+
+    The stages in `always` run whatever the lock and the run-cache say: a bare
+    command declares no dependencies, so nothing could tell that it is unchanged.
+    """
     produced = {out for stage in pipeline.stages.values() for out in stage.outs}
     missing: list[str] = []
     for name in order:
@@ -159,6 +165,8 @@ def make_plan(
         reasons: list[str] = []
         if force:
             reasons.append("--force")
+        elif name in always:
+            reasons.append("a bare command always runs (it declares no dependencies)")
         upstream_running = sorted(pipeline.upstream(name) & running)
         if upstream_running:
             reasons.append("upstream " + ", ".join(upstream_running) + " will run")

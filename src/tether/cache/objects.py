@@ -178,8 +178,9 @@ class ObjectStore:
         tmp.chmod(0o444)
         os.replace(tmp, target)
 
-    def save_bytes(self, data: bytes, key: str) -> None:
-        if self.path_of(key).is_file():
+    def save_bytes(self, data: bytes, key: str, *, replace: bool = False) -> None:
+        """Store `data` under `key` unless there (with `replace`: even if there)."""
+        if self.path_of(key).is_file() and not replace:
             return
         tmp = self.tmp_path()
         tmp.write_bytes(data)
@@ -194,11 +195,11 @@ class ObjectStore:
         `digest`, when known, saves reading unchanged content again. With `link`,
         the workspace copy is then replaced by a reflink or (if configured) a
         read-only hardlink to the object; with plain copies it is left as it is.
+        The workspace bytes win: an object already there is verified before it is
+        linked over them, and a corrupt one is replaced by them.
         """
         path = Path(path)
         if path.is_dir():
-            if digest and self.has(digest):
-                return digest
             entries = hash_manifest(cache or StatCache(None), path)
             from concurrent.futures import ThreadPoolExecutor  # only for directories
 
@@ -208,7 +209,8 @@ class ObjectStore:
                 ))
             entries = [(rel, key) for (rel, _), key in zip(entries, saved, strict=True)]
             key = manifest_key(entries)
-            self.save_bytes(manifest_bytes(entries), key)
+            if not self.verify_manifest(key):
+                self.save_bytes(manifest_bytes(entries), key, replace=True)
             return key
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such output to cache")
@@ -216,37 +218,63 @@ class ObjectStore:
             digest = cache.hash_file(path)
         return self._save_file(path, digest, link)
 
+    def verify_manifest(self, key: str) -> bool:
+        """Whether a directory's manifest object is here and matches its key."""
+        try:
+            data = self.path_of(key).read_bytes()
+        except FileNotFoundError:
+            return False
+        return DIR_PREFIX + blake3.blake3(data).hexdigest() == key
+
     def _save_file(self, path: Path, digest: str | None, link: bool) -> str:
-        if digest is None or not self.path_of(digest).is_file():
-            tmp = self.tmp_path()
-            try:
-                # A reflinked copy is checked: the file may have changed since it was
-                # hashed, and an object must hold exactly the bytes of its key.
-                if (digest is not None and "reflink" in self.link_order
-                        and links.reflink(path, tmp) and hash_file_uncached(tmp) == digest):
-                    key = digest
-                else:
-                    tmp.unlink(missing_ok=True)
-                    key = _copy_hashing(path, tmp)
-                if self.path_of(key).is_file():
-                    tmp.unlink()
-                else:
-                    self._install(tmp, key)
-            finally:
+        if digest is not None and self.path_of(digest).is_file() and self.verify(digest):
+            if link:
+                self._link_back(digest, path)
+            return digest
+        # No object yet, or a corrupt one: store these bytes (the ones the stage wrote).
+        tmp = self.tmp_path()
+        try:
+            # A reflinked copy is checked: the file may have changed since it was hashed,
+            # and an object must hold exactly the bytes of its key.
+            if (digest is not None and "reflink" in self.link_order
+                    and links.reflink(path, tmp) and hash_file_uncached(tmp) == digest):
+                key = digest
+            else:
                 tmp.unlink(missing_ok=True)
-            digest = key
+                key = _copy_hashing(path, tmp)
+            self._install(tmp, key)
+        finally:
+            tmp.unlink(missing_ok=True)
         if link:
-            self._link_back(digest, path)
-        return digest
+            self._link_back(key, path)
+        return key
 
     def _link_back(self, key: str, path: Path) -> None:
+        """Replace `path` by a reflink or hardlink of its (verified) object, if configured.
+
+        A copy of the object would only put the same bytes back: it is never made.
+        """
         order = [m for m in self.link_order if m != "copy"]
         if not order:
             return
         with contextlib.suppress(OSError):
-            if order[0] == "hardlink" and os.path.samefile(path, self.path_of(key)):
+            if "hardlink" in order and os.path.samefile(path, self.path_of(key)):
                 return
-            links.replace_with(self.path_of(key), path, [*order, "copy"])
+            tmp = path.with_name(f".{path.name}.tether-link")
+            tmp.unlink(missing_ok=True)
+            for mode in order:
+                if mode == "reflink" and links.reflink(self.path_of(key), tmp):
+                    break
+                if mode == "hardlink":
+                    try:
+                        os.link(self.path_of(key), tmp)
+                    except OSError:
+                        continue
+                    links.make_read_only(tmp)
+                    break
+            else:
+                return
+            os.replace(tmp, path)
 
     # -- reading -----------------------------------------------------------
 

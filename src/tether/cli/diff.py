@@ -65,10 +65,14 @@ def _signed(value: float | None, percent: bool = False) -> str:
     return f"{value * 100:+.2f}%" if percent else f"{value:+.6g}"
 
 
+def _status(status: str | None) -> str:
+    return f", {status}" if status not in (None, "success") else ""
+
+
 def render(comparison: Comparison, *, markdown: bool = False, all_params: bool = False) -> str:
     a, b = comparison.a, comparison.b
-    title = f"A: {a.label} ({a.commit[:10] if a.commit else ''})  B: {b.label}" + (
-        f" ({b.commit[:10]})" if b.commit else "")
+    title = f"A: {a.label} ({a.commit[:10] if a.commit else ''}{_status(a.status)})  " \
+        f"B: {b.label}" + (f" ({b.commit[:10]}{_status(b.status)})" if b.commit else "")
     params = [r for r in comparison.params if r.changed or all_params]
     param_rows = [[r.key, _fmt(r.a), _fmt(r.b)] for r in params]
     metric_rows = [

@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                         help="print what would run and why; run and record nothing")
     parser.add_argument("--temp", action="store_true",
                         help="run in an isolated git worktree (HEAD + uncommitted changes)")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another in-place run of this work tree is in progress, wait "
+                        "for it to end instead of failing (exit 13)")
     parser.add_argument("--timeout", help="bare command only: total time limit (e.g. 2h)")
     parser.add_argument("--stall-timeout", help="bare command only: kill after this long silent")
     parser.add_argument("--expected", help="bare command only: remind after this long")
@@ -78,6 +81,9 @@ def _print_event(event: RunEvent) -> None:
     err = sys.stderr
     if event.kind == "plan":
         return
+    if event.kind == "waiting":
+        print(f"tether: waiting for the run in progress in this work tree: {event.detail}",
+              file=err, flush=True)
     if event.kind == "stage_start":
         print(f"tether: ▶ {event.stage} ({event.detail})", file=err, flush=True)
     elif event.kind == "stage_restored":
@@ -128,6 +134,7 @@ def handle(args: argparse.Namespace) -> int:
         argv=args.argv,
         command_limits=limits,
         no_run_cache=args.no_run_cache,
+        wait=args.wait,
         facts=facts,
     )
     result = run(args.cwd, options)
@@ -145,6 +152,7 @@ def handle(args: argparse.Namespace) -> int:
             record.status,
             f"stage {failed.name!r} {record.status}"
             + (f" (exit {failed.exit_code})" if failed.exit_code is not None else "")
+            + (f": {failed.error}" if failed.error else "")
             + f"; the run is recorded as {record.name}",
             hint=f"see its log: .tether/runs/{record.id}/logs/{failed.name}.log",
         )

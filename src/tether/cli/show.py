@@ -31,7 +31,9 @@ with -A), grouped under their baseline commit and the branches/tags pointing at
 it. Columns: name, created, status, duration, the params that differ across the
 shown experiments (all with --all-params) and the metrics. The best value of each
 metric with a declared direction (top-level `metrics:` rules of the spec) is
-highlighted: bold green on a terminal, a trailing `*` otherwise.
+highlighted: bold green on a terminal, a trailing `*` otherwise. Only successful
+experiments compete for it; a failed run shows the metrics of the stages that
+succeeded in it, never those of an earlier run.
 
 On a terminal the table is fitted to its width: long cells are shortened and
 columns that do not fit are hidden (the count is reported). Piped, the table is

@@ -31,6 +31,7 @@ def commit_run(
     named: bool,
     status: GitJob | None = None,
     secrets: Secrets | None = None,
+    contributed: set[str] | None = None,
 ) -> exps.ExperimentRef:
     """Record the run as one commit; if its name was taken meanwhile, keep it anyway.
 
@@ -38,10 +39,13 @@ def commit_run(
     are stored with it replaced, and listed in the record's `redacted_files`.
 
     A generated name is drawn again; a given name (`named`) gets the run id's tail,
-    so the run is never lost to a race on its name.
+    so the run is never lost to a race on its name. Metric files are forced into the
+    tree only for the `contributed` stages (default: all), so a file left by an
+    earlier run of a stage that failed or did not run is not recorded as this run's.
     """
     outs = [out for stage in pipeline.stages.values() for out in stage.outs]
-    metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics]
+    metric_files = [m for stage in pipeline.stages.values() for m in stage.metrics
+                    if contributed is None or stage.name in contributed]
     params_files = list(record.params)
     record_path = run_dir / "record.json"
 

@@ -76,8 +76,9 @@ class Reuse:
     def restore(self, stage: Stage, fingerprint: str, workspace: Path) -> dict[str, Any] | None:
         """Restore the stage's files from a matching run; None when there is none here.
 
-        A missing object makes the entry unusable (the stage runs); a corrupt one
-        is an error naming the object, never silently used.
+        A missing or corrupt object makes the entry unusable: the stage runs, and
+        saving its fresh outputs replaces the corrupt object. Nothing corrupt is
+        left in the workspace (each object is verified as it is restored).
         """
         entry = self.runs.get(fingerprint)
         if entry is None:
@@ -96,6 +97,23 @@ class Reuse:
         guard = WorkTreeGuard(workspace)
         where = f"run-cache entry {fingerprint[:12]} of stage {stage.name!r}"
         targets = {path: guard.target(path, where=where) for path in files}
+        from tether.errors import CacheCorruptError
+
         for path, key in files.items():
-            self.store.restore(key, targets[path])  # CacheCorruptError names the object
+            try:
+                self.store.restore(key, targets[path])
+            except CacheCorruptError:
+                for done in files:  # what was restored so far belongs to no run
+                    remove_path(targets[done])
+                return None
         return entry
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or directory if it is there."""
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

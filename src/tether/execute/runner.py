@@ -12,11 +12,13 @@ from typing import Any, BinaryIO
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
-from tether.errors import ExperimentError, UsageError
+from tether.errors import ExperimentError, SpecError, UsageError
 from tether.execute.commit import commit_run
 from tether.execute.concurrency import Background, StopOnSignal
+from tether.execute.displace import Displaced
 from tether.execute.facts import RunFacts
-from tether.execute.reuse import Reuse
+from tether.execute.reuse import Reuse, stage_files
+from tether.execute.runlock import RunLock
 from tether.execute.stage import run_stage, stage_environment
 from tether.execute.supervisor import SupervisorEvent
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
@@ -40,7 +42,14 @@ from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.environment import capture_environment
 from tether.record.record import RunRecord, StageRecord, clean_json
 from tether.record.redact import Secrets, discover
-from tether.record.results import collect_metrics, collect_steps, record_logs
+from tether.record.results import (
+    CONTRIBUTING,
+    StageResults,
+    collect_metrics,
+    collect_steps,
+    read_stage_results,
+    record_logs,
+)
 from tether.spec import Pipeline
 from tether.structs import field, struct
 
@@ -49,7 +58,7 @@ from tether.structs import field, struct
 class RunEvent:
     """Something the CLI may want to show while a run goes on."""
 
-    kind: str  # plan stage_start stage_skip stage_end reminder stalled recorded
+    kind: str  # waiting plan stage_start stage_skip stage_end reminder stalled recorded
     stage: str | None
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +86,8 @@ class RunOptions:
     # running in a throwaway worktree points it at a folder that outlives the run.
     state_root: Path | None = None
     no_run_cache: bool = False
+    # In place: wait for another in-place run of the work tree instead of BusyError.
+    wait: bool = False
     # The run's git questions, when the caller started them early (`tether run` does,
     # before importing this module); else `run` starts them.
     facts: RunFacts | None = None
@@ -121,6 +132,25 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                 f"experiment name {options.name!r} is already used under baseline {baseline[:10]}",
                 hint="choose another name with -n, or remove the old experiment",
             )
+    # In place, this run owns the work tree's params and outputs until it is recorded.
+    run_lock = RunLock(root) if facts is not None and not options.temp else None
+    if run_lock is not None:
+        run_lock.acquire(
+            wait=options.wait, on_wait=lambda holder: emit(RunEvent("waiting", None, holder))
+        )
+    try:
+        return _plan_and_run(cwd, git, options, facts, overrides, run_lock)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+
+
+def _plan_and_run(
+    cwd: Path, git: Git, options: RunOptions, facts: RunFacts | None, overrides: list[Any],
+    run_lock: RunLock | None,
+) -> RunResult:
+    root = git.root
+    emit = options.on_event or (lambda event: None)
     pipeline = load_project_pipeline(root, options.command, options.command_limits, cwd)
     order = pipeline.order(options.targets or None)
     # Built once: every value this run stores passes through it.
@@ -131,9 +161,12 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
     params = _load_effective_params(root, pipeline, overrides)
     cache = StatCache(None if options.dry else tmp_dir(root) / "statcache.db")
     try:
-        run_cache = None if options.no_run_cache or options.force else RunCache(root)
+        bare = options.command is not None
+        run_cache = None if options.no_run_cache or options.force or bare else RunCache(root)
+        always = set(pipeline.stages) if bare else set()
         plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
-                         force=options.force, run_cache=run_cache, secrets=secrets)
+                         force=options.force, run_cache=run_cache, secrets=secrets,
+                         always=always)
         if facts is None:
             return RunResult(plan=plan)
         ensure_state_dir(root)
@@ -146,16 +179,20 @@ def _run(cwd: Path, options: RunOptions, facts: RunFacts | None) -> RunResult:
                 plan = make_plan(
                     pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
                     force=options.force, run_cache=run_cache, secrets=secrets,
+                    always=always,
                 )
             emit(RunEvent("plan", None, "", {"plan": plan}))
+            if run_lock is not None:
+                run_lock.update(run_id=run_id)
             return _execute_and_record(
                 git, workspace, pipeline, plan, params, cache, options, facts, run_id, started,
-                secrets,
+                secrets, run_lock,
             )
         finally:
             workspace.cleanup(git)
     finally:
         cache.close()
+
 
 
 def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any]) -> Params:
@@ -178,14 +215,18 @@ def _execute_and_record(
     run_id: str,
     started: float,
     secrets: Secrets,
+    run_lock: RunLock | None = None,
 ) -> RunResult:
     emit = options.on_event or (lambda event: None)
     state, baseline = facts.state, facts.baseline
     taken, code = facts.taken_names(), facts.code()
     name = options.name or generate_name(taken)
+    if run_lock is not None:
+        run_lock.update(name=name)
     run_dir = runs_dir(options.state_root or git.root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     ws = workspace.path
+    bare = options.command is not None
 
     written = {file: render_params_file(params, file) for file in sorted(params.changed)}
     for file, text in written.items():
@@ -206,6 +247,7 @@ def _execute_and_record(
     # process is done, while its outputs are saved and the record is put together.
     last = max((i for i, d in enumerate(plan.decisions) if d.action != "skip"), default=-1)
     changes: GitJob | None = None
+    results: dict[str, StageResults] = {}
     with StopOnSignal() as stop:
         for index, decision in enumerate(plan.decisions):
             stage = pipeline.stages[decision.name]
@@ -222,13 +264,20 @@ def _execute_and_record(
                     record.deps, record.params, record.outs = (
                         previous.deps, previous.params, previous.outs
                     )
+                try:
+                    results[stage.name] = read_stage_results(stage, ws)
+                except SpecError as exc:
+                    record.error = str(exc)  # its results are unreadable: it contributes none
                 emit(RunEvent("stage_skip", stage.name, "unchanged"))
                 continue
             restored: dict[str, Any] | None = None
+            # Earlier outputs must not pass for this run's: move them out of the way.
+            aside = Displaced(ws, stage_files(stage), run_dir / "displaced" / stage.name)
             try:
                 fp = fingerprint(stage, ws, params, cache)
                 record.fingerprint, record.deps, record.params = fp.digest, fp.deps, fp.params
-                restored = None if options.no_run_cache or options.force else (
+                aside.move()
+                restored = None if options.no_run_cache or options.force or bare else (
                     reuse.restore(stage, fp.digest, ws)
                 )
                 if restored is not None:
@@ -255,8 +304,25 @@ def _execute_and_record(
                     changes = start_status(git, ws)
             except KeyboardInterrupt:
                 record.status = "interrupted"
-            emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
+            except BaseException:
+                if record.started_at is None and restored is None:
+                    aside.put_back()
+                raise
             if record.status == "success":
+                try:
+                    results[stage.name] = read_stage_results(stage, ws)
+                except SpecError as exc:
+                    # Exit 0 but unreadable results: the stage failed; the lock must not
+                    # say it is done, and the run is recorded all the same.
+                    record.status, record.error = "failed", str(exc)
+            if record.status == "success":
+                aside.discard()
+            elif record.started_at is None and restored is None:
+                aside.put_back()  # interrupted before it started: nothing was replaced
+            emit(RunEvent("stage_end", stage.name, record.status, {"record": record}))
+            if record.status != "success":
+                stopped = True
+            elif not bare:  # a bare command: neither the lock nor the run-cache could reuse it
                 record.outs = {out: cache.hash_path(ws / out) for out in stage.outs}
                 if restored is None:
                     files = reuse.save_outputs(stage, ws, record.outs)
@@ -270,8 +336,6 @@ def _execute_and_record(
                 )
                 write_lock(ws, lock)
                 cache.flush()
-            else:
-                stopped = True
             if stop.is_set() and record.status == "success":
                 stopped = True
 
@@ -283,9 +347,12 @@ def _execute_and_record(
     else:
         status = failed[0].status if failed else "success"
     exit_code = failed[0].exit_code if failed else 0
-    metrics = collect_metrics(pipeline, plan, ws, run_dir)
-    steps = collect_steps(pipeline, plan, ws, run_dir)
+    if failed and exit_code == 0:
+        exit_code = None  # it exited 0, yet failed (its results were unreadable)
+    metrics = collect_metrics(stage_records, results, run_dir)
+    steps = collect_steps(stage_records, results, run_dir)
     log_files = record_logs(stage_records, run_dir)
+    contributed = {r.name for r in stage_records if r.status in CONTRIBUTING}
 
     run_record = RunRecord(
         id=run_id,
@@ -319,7 +386,8 @@ def _execute_and_record(
     start = git.out("rev-parse", f"{state.head}^{{tree}}") if state.head != baseline else None
     ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
-                     named=options.name is not None, status=changes, secrets=secrets)
+                     named=options.name is not None, status=changes, secrets=secrets,
+                     contributed=contributed)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})

@@ -98,9 +98,15 @@ def _write_file(
         stream.write(header.encode(errors="surrogateescape"))
         stream.write(data + b"\n")
         return names
-    stream.write(f"M {mode} inline {path}\ndata {info.st_size}\n".encode(errors="surrogateescape"))
+    _write_inline(stream, mode, path, full, info.st_size)
+    return []
+
+
+def _write_inline(stream: IO[bytes], mode: str, path: str, full: Path, size: int) -> None:
+    """Emit `M mode inline path` with `size` bytes of `full`, a chunk at a time."""
+    stream.write(f"M {mode} inline {path}\ndata {size}\n".encode(errors="surrogateescape"))
     with open(full, "rb") as handle:
-        remaining = info.st_size
+        remaining = size
         while remaining > 0:
             chunk = handle.read(min(_CHUNK, remaining))
             if not chunk:
@@ -110,7 +116,6 @@ def _write_file(
         if remaining:  # the file shrank while we read it: keep the stream well-formed
             stream.write(b"\0" * remaining)
     stream.write(b"\n")
-    return []
 
 
 def _holds_secret(full: Path, secrets: Secrets) -> bool:
@@ -208,9 +213,8 @@ def commit_workspace(
             if names:
                 redacted[path] = names
         for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
-            data = source.read_bytes()
-            stream.write(f"M 100644 inline {tree_path}\ndata {len(data)}\n".encode())
-            stream.write(data + b"\n")
+            # Streamed: a stage log can be far larger than the memory worth spending on it.
+            _write_inline(stream, "100644", quote_path(tree_path), source, source.stat().st_size)
         stream.write(b"done\n")
         stream.close()
     except BrokenPipeError:

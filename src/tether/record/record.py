@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ class StageRecord:
     log: dict[str, Any] | None = None
     attempt: int = 1
     restored_from: dict[str, str] | None = None  # the run whose outputs were reused
+    error: str | None = None  # why a stage that exited 0 is failed (e.g. invalid metrics)
 
 
 @struct
@@ -93,18 +96,32 @@ def _scrub_fields(obj: Any, secrets: Secrets, keep: tuple[str, ...] = ()) -> Non
 
 
 def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:
-    """The record's view of a stage log, and the tree path of the whole log if kept."""
-    data = log_path.read_bytes() if log_path.exists() else b""
+    """The record's view of a stage log, and the tree path of the whole log if kept.
+
+    A log over LOG_INLINE_CAP is never read whole: only its head and tail are.
+    """
     tree_path = f"{RECORD_LOGS_DIR}/{stage}.log"
-    if len(data) <= LOG_INLINE_CAP:
-        return {"bytes": len(data), "text": data.decode(errors="replace"), "truncated": False,
-                "path": tree_path}, tree_path
+    try:
+        handle = open(log_path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        handle = None
+    if handle is None:
+        return {"bytes": 0, "text": "", "truncated": False, "path": tree_path}, tree_path
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= LOG_INLINE_CAP:
+            data = handle.read(LOG_INLINE_CAP)
+            return {"bytes": len(data), "text": data.decode(errors="replace"),
+                    "truncated": False, "path": tree_path}, tree_path
+        head = handle.read(LOG_HEAD_TAIL)
+        handle.seek(size - LOG_HEAD_TAIL)
+        tail = handle.read(LOG_HEAD_TAIL)
     return (
         {
-            "bytes": len(data),
+            "bytes": size,
             "text": None,
-            "head": data[:LOG_HEAD_TAIL].decode(errors="replace"),
-            "tail": data[-LOG_HEAD_TAIL:].decode(errors="replace"),
+            "head": head.decode(errors="replace"),
+            "tail": tail.decode(errors="replace"),
             "truncated": True,
             "path": tree_path,
         },
@@ -113,9 +130,16 @@ def embed_log(log_path: Path, stage: str) -> tuple[dict[str, Any], str | None]:
 
 
 def clean_json(value: Any) -> Any:
-    """Replace NaN/inf floats (not valid JSON) with None, recursively."""
+    """Make a value storable as strict JSON, recursively.
+
+    JSON has no NaN or infinities, yet a diverged loss is worth recording: they
+    are kept as the strings "NaN", "Infinity" and "-Infinity" (the tokens Python's
+    and JavaScript's JSON readers use), shown as such and never ranked as numbers.
+    """
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, dict):
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

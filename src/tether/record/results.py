@@ -1,4 +1,11 @@
-"""Gather what a run produced: final metrics, step metrics and logs."""
+"""Gather what a run produced: final metrics, step metrics and logs.
+
+Only stages that contribute give results: a stage that succeeded in this run (ran,
+or was restored from the run-cache), or one skipped as unchanged, whose files are
+still the workspace's current results (as in DVC). A failed stage, or one that did
+not run because an earlier one failed, contributes no metrics and no plot files;
+what it logged with `tether.log` while it ran is kept (it is this run's own).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +13,47 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tether.plan import Plan
+from tether.errors import SpecError
 from tether.record.metrics import flatten, read_metrics_file, read_step_file
 from tether.record.record import StageRecord, embed_log
-from tether.spec import Pipeline
+from tether.spec import Stage
+
+CONTRIBUTING = ("success", "skipped")
+
+
+class StageResults:
+    """The final metrics and plot series read from one stage's declared files."""
+
+    def __init__(self, metrics: dict[str, Any], plots: dict[str, list[dict[str, Any]]]) -> None:
+        self.metrics = metrics
+        self.plots = plots
+
+
+def read_stage_results(stage: Stage, workspace: Path) -> StageResults:
+    """Read the stage's metric and plot files; SpecError names an invalid one."""
+    metrics: dict[str, Any] = {}
+    for path in stage.metrics:
+        metrics.update(read_metrics_file(workspace / path))
+    plots: dict[str, list[dict[str, Any]]] = {}
+    for path in stage.plots:
+        series = read_step_file(workspace / path)
+        if series:
+            plots[path] = series
+    return StageResults(metrics, plots)
 
 
 def collect_metrics(
-    pipeline: Pipeline, plan: Plan, workspace: Path, run_dir: Path
+    stages: list[StageRecord], results: dict[str, StageResults], run_dir: Path
 ) -> dict[str, Any]:
-    """Final metrics: declared metric files, then values set with `tether.summary`."""
+    """Final metrics of the contributing stages: their files, then `tether.summary` values."""
     metrics: dict[str, Any] = {}
-    for decision in plan.decisions:
-        for path in pipeline.stages[decision.name].metrics:
-            metrics.update(read_metrics_file(workspace / path))
-    summaries = run_dir / "summary"
-    for decision in plan.decisions:
-        summary = summaries / f"{decision.name}.json"
+    for stage in stages:
+        if stage.status in CONTRIBUTING and stage.name in results:
+            metrics.update(results[stage.name].metrics)
+    for stage in stages:
+        if stage.status != "success":
+            continue
+        summary = run_dir / "summary" / f"{stage.name}.json"
         if summary.exists():
             try:
                 metrics.update(flatten(json.loads(summary.read_text())))
@@ -32,20 +63,21 @@ def collect_metrics(
 
 
 def collect_steps(
-    pipeline: Pipeline, plan: Plan, workspace: Path, run_dir: Path
+    stages: list[StageRecord], results: dict[str, StageResults], run_dir: Path
 ) -> dict[str, list[dict[str, Any]]]:
-    """Step-metric series by source: `tether.log` per stage, and declared plot files."""
+    """Step series by source: `tether.log` per stage that ran, plot files of contributors."""
     steps: dict[str, list[dict[str, Any]]] = {}
-    for decision in plan.decisions:
-        logged = run_dir / "steps" / f"{decision.name}.jsonl"
+    for stage in stages:
+        logged = run_dir / "steps" / f"{stage.name}.jsonl"
         if logged.exists():
-            series = read_step_file(logged)
+            try:
+                series = read_step_file(logged)
+            except SpecError:
+                series = []  # written by the user's code, not worth losing the run over
             if series:
-                steps[decision.name] = series
-        for path in pipeline.stages[decision.name].plots:
-            series = read_step_file(workspace / path)
-            if series:
-                steps[path] = series
+                steps[stage.name] = series
+        if stage.status in CONTRIBUTING and stage.name in results:
+            steps.update(results[stage.name].plots)
     return steps
 
 
