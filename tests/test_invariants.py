@@ -102,8 +102,8 @@ def make_project(root: Path) -> None:
     write(root / "prepare.py", PREPARE)
     write(root / "train.py", TRAIN)
     write(root / "evaluate.py", EVALUATE)
-    write(root / ".gitignore", "data/\nprepared/\nmodel/\neval/\n")
-    write(root / "data" / "raw.csv", "id,x\n1,0.5\n2,0.25\n")
+    write(root / ".gitignore", "prepared/\nmodel/\neval/\n")
+    write(root / "data" / "raw.csv", "id,x\n1,0.5\n2,0.25\n")  # `tether add` ignores it
 
 
 def files_under(root: Path, folders: tuple[str, ...] = OUTPUTS) -> dict[str, bytes]:
@@ -172,6 +172,8 @@ class Matrix:
     def setup(self) -> None:
         make_project(self.root)
         tether(self.root, "remote", "add", "store", str(self.store), "--default")
+        tether(self.root, "add", "data/raw.csv")
+        assert git(self.root, "check-ignore", "data/raw.csv") == "data/raw.csv"
         git(self.root, "add", "-A")
         git(self.root, "commit", "-q", "-m", "pipeline")
         git(self.tmp, "init", "-q", "--bare", "-b", "main", str(self.origin))
@@ -218,6 +220,8 @@ class Matrix:
         tether(clone, "pull", "origin", name)
         tether(clone, "checkout", name)
         assert files_under(clone) == expected_outputs(lr)
+        # the tracked input data comes along too
+        assert (clone / "data" / "raw.csv").read_text() == "id,x\n1,0.5\n2,0.25\n"
 
 
 @pytest.fixture
@@ -296,3 +300,22 @@ def test_a_run_killed_mid_stage_is_recorded_interrupted(matrix: Matrix) -> None:
     assert git_state(matrix.root) == before
     # The earlier run's outputs are still restorable after the interruption.
     matrix.check("first", status="success", lr=0.1)
+
+
+def test_queued_runs_record_the_truth(matrix: Matrix) -> None:
+    matrix.run("run", "-n", "warm")  # prepare's result is in the run-cache from here on
+    before = git_state(matrix.root)
+    matrix.run("run", "--queue", "-n", "q", "-S", "train.lr=0.3,0.4")
+    matrix.run("run", "--queue", "-n", "qbad", "-S", "train.fail=true")
+    matrix.run("worker", "--exit-when-idle", ok=(1,))  # 1: an entry it ran failed
+    matrix.check("q-1", status="success", lr=0.3)
+    matrix.check("q-2", status="success", lr=0.4)
+    matrix.check("qbad", status="failed", lr=None)
+    assert counts(matrix.count_dir) == {"prepare": 1, "train": 4, "evaluate": 3}
+    assert git_state(matrix.root) == before
+    matrix.fresh_clone_restores("q-2", 0.4)
+    # A retry of the failure is a new experiment with its own (no) metrics.
+    matrix.run("queue", "retry", "--failed")
+    matrix.run("worker", "--exit-when-idle", ok=(1,))
+    matrix.check("qbad-r2", status="failed", lr=None)
+    assert git_state(matrix.root) == before

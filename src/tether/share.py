@@ -236,15 +236,32 @@ def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> 
         cache.close()
 
 
+def tracked_data(git: Git, commits: Sequence[str] = (), *, work_tree: bool = False,
+                 ) -> dict[str, str]:
+    """Path -> key of the data inputs tracked with `tether add`: those pointed to in the
+    work tree (with `work_tree`) and in each commit (later ones win)."""
+    from tether.cache.tracked import commit_pointers, work_tree_pointers
+
+    found: dict[str, str] = {}
+    for commit in commits:
+        found.update((p.path, p.key) for p in commit_pointers(git, commit))
+    if work_tree:
+        found.update((p.path, p.key) for p in work_tree_pointers(git))
+    return found
+
+
 def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bool,
-              remote_name: str | None) -> tuple[TransferResult, str] | None:
+              remote_name: str | None, data: dict[str, str] | None = None,
+              ) -> tuple[TransferResult, str] | None:
     from tether.cache.objects import ObjectStore
     from tether.cache.remote import open_remote, pull_objects, pull_runs, push_objects, push_runs
     from tether.cache.runcache import RunCache, entry_keys
     from tether.config import transfer_jobs
 
     outputs = {p: k for _, rec in records for p, k in record_outputs(rec).items()}
-    keys = {k for _, rec in records for k in record_outputs(rec).values()}
+    outputs.update(data or {})
+    keys = {k for _, rec in records for k in record_outputs(rec).values()} | set(
+        (data or {}).values())
     entries = {fp: e for ref, rec in records for fp, e in run_cache_entries(rec, ref).items()}
     if not keys and not entries:
         return None
@@ -272,18 +289,26 @@ def push(
     baseline: str | None = None, artifacts: bool = True, force: bool = False,
     remote: str | None = None,
 ) -> ShareReport:
-    """Push experiment refs in one git push, then their artifacts and run-cache entries."""
+    """Push experiment refs in one git push, then their artifacts and run-cache entries,
+    and the content of the data inputs tracked with `tether add` (in the work tree and
+    in those experiments)."""
     git = Git(root)
     git_remote, names = split_remote(git, git_remote, names, local=True)
     selected = select_local(git, names, every=every, baseline=baseline)
     report = ShareReport()
-    if not selected:
+    data = tracked_data(git, [e.commit for e in selected], work_tree=True) if artifacts else {}
+    if not selected and not data:
         return report
     records = read_records(git, [e.commit for e in selected]) if artifacts else []
-    if artifacts and any(record_outputs(r) for r in records):
+    if artifacts and (data or any(record_outputs(r) for r in records)):
         from tether.config import get_remote
 
         get_remote(root, remote)  # no artifact remote: fail before anything moves
+    if not selected:
+        moved = _transfer(root, [], push=True, remote_name=remote, data=data)
+        if moved:
+            report.artifacts, report.remote = moved
+        return report
     plus = "+" if force else ""
     if every:
         specs = [f"{plus}{EXPS_REFS}*:{EXPS_REFS}*"]
@@ -303,10 +328,24 @@ def push(
         bad = {r.ref for r in report.diverged + report.rejected}
         kept = [(e.ref, rec) for e, rec in zip(selected, records, strict=True)
                 if e.ref not in bad]
-        moved = _transfer(root, kept, push=True, remote_name=remote)
+        moved = _transfer(root, kept, push=True, remote_name=remote, data=data)
         if moved:
             report.artifacts, report.remote = moved
     return report
+
+
+def push_artifacts(root: Path, refs: Sequence[str], *, remote: str | None = None,
+                   ) -> TransferResult | None:
+    """Send the outputs, run-cache entries and tracked data of the experiments at `refs`
+    to the artifact remote (a queue worker on another machine does this after pushing
+    the refs); None when nothing was to be sent."""
+    git = Git(root)
+    commits = [git.out("rev-parse", "--verify", f"{ref}^{{commit}}")
+               for ref in refs]
+    records = read_records(git, commits)
+    moved = _transfer(root, list(zip(refs, records, strict=True)), push=True,
+                      remote_name=remote, data=tracked_data(git, commits))
+    return moved[0] if moved else None
 
 
 def _select_remote(git: Git, found: list[RemoteExperiment], names: Sequence[str], every: bool,
@@ -365,7 +404,9 @@ def pull(
         bad = {r.ref for r in report.diverged}
         chosen = [e for e in selected if e.ref not in bad]
         records = read_records(git, [e.commit for e in chosen])
+        data = tracked_data(git, [e.commit for e in chosen])
         moved = _transfer(root, [(e.ref, r) for e, r in zip(chosen, records, strict=True)],
+                          data=data,
                           push=False, remote_name=remote)
         if moved:
             report.artifacts, report.remote = moved
@@ -390,9 +431,10 @@ def wanted_outputs(root: Path, exp: str | None) -> tuple[dict[str, str], str]:
         from tether.lockfile import read_lock
 
         outs = {p: k for s in read_lock(root).values() for p, k in s.outs.items() if k}
-        return outs, LOCK_FILE
+        return {**tracked_data(git, work_tree=True), **outs}, LOCK_FILE
     ref = _resolve(git, exp)
-    return record_outputs(read_records(git, [ref.commit])[0]), ref.name
+    outs = record_outputs(read_records(git, [ref.commit])[0])
+    return {**tracked_data(git, [ref.commit]), **outs}, ref.name
 
 
 def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -> CheckoutResult:

@@ -27,7 +27,7 @@ from tether.errors import (
 COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "logs", "apply", "branch", "rename", "remove",
-    "checkout", "remote", "push", "pull", "ls-remote", "gc",
+    "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
     "queue", "worker",
 )
 

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
+from tether.cache.tracked import external_deps
 from tether.errors import ExperimentError, SpecError, UsageError
 from tether.execute.commit import commit_run
 from tether.execute.concurrency import Background, StopOnSignal
@@ -172,7 +173,8 @@ def _plan_and_run(
         ensure_state_dir(root)
         started = time.time()
         run_id = options.run_id or new_run_id(started)
-        workspace = temporary_worktree(git, run_id) if options.temp else in_place(root)
+        workspace = (temporary_worktree(git, run_id, external_deps(pipeline, order))
+                     if options.temp else in_place(root))
         try:
             if workspace.temporary:
                 params = _load_effective_params(workspace.path, pipeline, overrides)

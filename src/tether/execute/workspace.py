@@ -33,8 +33,11 @@ def in_place(root: Path) -> Workspace:
     return Workspace(path=root, temporary=False)
 
 
-def temporary_worktree(git: Git, run_id: str) -> Workspace:
-    """A detached worktree at HEAD holding the user's uncommitted changes too."""
+def temporary_worktree(git: Git, run_id: str, inputs: list[str] | None = None) -> Workspace:
+    """A detached worktree at HEAD holding the user's uncommitted changes too, and the
+    `inputs` (dependencies no stage produces) git does not have: git-ignored files are
+    copied from the work tree as they are, as an in-place run would read them, and data
+    tracked with `tether add` that is missing there comes from the cache."""
     import shutil  # here, not at the top: an in-place run does without it
 
     path = worktrees_dir(git.root) / run_id
@@ -55,8 +58,31 @@ def temporary_worktree(git: Git, run_id: str) -> Workspace:
                 dest = path / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest)
+        _bring_inputs(git, path, inputs or [])
     except BaseException:
         with contextlib.suppress(Exception):
             workspace.cleanup(git)
         raise
     return workspace
+
+
+def _bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
+    import shutil
+
+    from tether.cache.objects import ObjectStore
+    from tether.cache.pathguard import WorkTreeGuard
+    from tether.cache.tracked import materialize, work_tree_pointers
+
+    guard = WorkTreeGuard(path)
+    for rel in inputs:
+        source, dest = git.root / rel, guard.target(rel, where="the run's inputs")
+        if dest.exists() or not source.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True)
+        else:
+            shutil.copy2(source, dest)
+    pointers = work_tree_pointers(Git(path))
+    if pointers:
+        materialize(path, pointers, ObjectStore(git.root))

@@ -191,12 +191,24 @@ class _Runtime:
         for tries in range(5):
             try:
                 git.run("push", "--quiet", self.git_remote, f"{result_ref}:{result_ref}")
-                return
+                break
             except GitError:
                 if tries == 4:
                     raise
                 time.sleep(delay)
                 delay *= 2
+        self._publish_artifacts(result_ref)
+
+    def _publish_artifacts(self, result_ref: str) -> None:
+        """Outputs go to the artifact remote, so the experiment is restorable anywhere."""
+        from tether.errors import TetherError
+        from tether.share import push_artifacts
+
+        try:
+            push_artifacts(self.root, [result_ref])
+        except TetherError as exc:  # the run is recorded and published; say what is missing
+            log.warning("%s: its outputs were not pushed to the artifact remote: %s",
+                         result_ref, exc)
 
 
 def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,

@@ -3,10 +3,12 @@
 A queued run starts from its snapshot (HEAD plus uncommitted and untracked,
 non-ignored files), so a git-ignored input such as `data/data.xml` is not
 there. A dependency is available to the worker when it is in the snapshot,
-produced by a stage of the pipeline, or restorable from the repository cache
-(its hash is in `tether.lock` and that object is in the cache): the worker
-restores those (`restore_cached_inputs`) before the run starts. Anything else
-is refused at enqueue (`MissingInputError`) instead of failing in the worker.
+produced by a stage of the pipeline, tracked with `tether add` (its pointer is
+in the snapshot and its content in the repository cache or on the artifact
+remote), or restorable from the repository cache (its hash is in `tether.lock`
+and that object is in the cache): the worker puts those in place
+(`restore_cached_inputs`) before the run starts. Anything else is refused at
+enqueue (`MissingInputError`) instead of failing in the worker.
 """
 
 from __future__ import annotations
@@ -67,9 +69,13 @@ def check_queued_inputs(
     lock: dict[str, StageLock], store: ObjectStore,
 ) -> None:
     """Refuse (MissingInputError) a queued run whose inputs its worker could not have."""
+    from tether.cache.tracked import commit_pointers
+
     needed = external_inputs(pipeline, order, lock)
     present = in_snapshot(git, commit, sorted({item.path for item in needed}))
-    missing = [item for item in needed if item.path not in present and not _cached(store, item)]
+    tracked = {p.path: p.key for p in commit_pointers(git, commit)}
+    missing = [item for item in needed if item.path not in present and not _cached(store, item)
+               and not _tracked(git.root, store, tracked, item.path)]
     if not missing:
         return
     lines = "\n".join(f"  {item.path} (needed by stage {item.stage!r})" for item in missing)
@@ -77,19 +83,40 @@ def check_queued_inputs(
     raise MissingInputError(
         f"cannot queue: the queued run would not have these inputs (not in the snapshot, "
         f"which holds committed and untracked non-ignored files, not produced by any "
-        f"stage, not in the cache):\n{lines}",
-        hint=f"commit it (git add -f {paths}); or track it with tether (coming: `tether add`, "
-        f"and `tether run --queue --copy {paths}` to send it with the run); or run it here "
-        "without --queue",
+        f"stage, not tracked with `tether add`, not in the cache):\n{lines}",
+        hint=f"track it: tether add {paths} (then commit the .tether pointer); or commit "
+        f"it (git add -f {paths}); or run it here without --queue",
     )
+
+
+def _tracked(root: Path, store: ObjectStore, tracked: dict[str, str], path: str) -> bool:
+    """Whether `path` (or a folder above it) is tracked data a worker can get: its content
+    is in the repository cache, or an artifact remote is configured to pull it from."""
+    keys = [k for p, k in tracked.items() if path == p or path.startswith(p + "/")]
+    if not keys:
+        return False
+    if all(store.has(k) for k in keys):
+        return True
+    from tether.config import get_remote
+    from tether.errors import RemoteError
+
+    try:
+        get_remote(root, None)
+    except RemoteError:
+        return False
+    return True
 
 
 def restore_cached_inputs(
     root: Path, pipeline: Pipeline, order: list[str], lock: dict[str, StageLock],
     store: ObjectStore,
 ) -> list[str]:
-    """Restore, from the cache, inputs missing from the work tree at `root`; the paths done."""
-    restored = []
+    """Put in place, in the work tree at `root`, inputs it lacks: data tracked with
+    `tether add` (from the cache, else pulled from the artifact remote), then inputs whose
+    locked hash is in the cache; the paths done."""
+    from tether.cache.tracked import materialize, work_tree_pointers
+
+    restored, _ = materialize(root, work_tree_pointers(Git(root)), store)
     for item in external_inputs(pipeline, order, lock):
         target = root / item.path
         if target.exists() or not _cached(store, item):

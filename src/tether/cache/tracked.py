@@ -1,0 +1,206 @@
+"""Data inputs tracked by tether: `tether add PATH` and the pointer files it commits.
+
+A tracked file or folder stays out of git (it is git-ignored); a small committed
+pointer `PATH.tether` names its content by its cache key:
+
+    # tether data pointer: `tether checkout` restores data/raw.csv from the cache
+    path: raw.csv
+    key: b3:5fb9...
+    size: 1043
+    files: 1
+
+`path` is relative to the pointer's folder (so a moved folder keeps working). The
+content lives in the repository's one cache and, after `tether push`, on the artifact
+remote; `tether checkout`, `--temp` runs and queue workers materialize it from there.
+Pointers come from commits other people pushed: every path passes the path guard.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tether.errors import UnsafePathError, UsageError
+from tether.structs import struct
+
+if TYPE_CHECKING:
+    from tether.cache.objects import ObjectStore
+    from tether.gitstore.git import Git
+    from tether.spec import Pipeline
+
+POINTER_SUFFIX = ".tether"
+_HEADER = "# tether data pointer: `tether checkout` restores {path} from the cache\n"
+
+
+@struct(frozen=True)
+class DataPointer:
+    """One tracked input: where it goes (relative to the project root) and its content key."""
+
+    path: str
+    key: str
+    size: int
+    files: int
+
+    @property
+    def pointer(self) -> str:
+        return self.path + POINTER_SUFFIX
+
+
+def render_pointer(pointer: DataPointer) -> str:
+    name = posixpath.basename(pointer.path)
+    return (_HEADER.format(path=pointer.path)
+            + f"path: {name}\nkey: {pointer.key}\nsize: {pointer.size}\nfiles: {pointer.files}\n")
+
+
+def parse_pointer(pointer_path: str, text: str) -> DataPointer:
+    """The pointer at `pointer_path` (relative to the root) with content `text`, checked."""
+    from tether.cache.objects import valid_key
+    from tether.cache.pathguard import check_relpath
+
+    where = f"data pointer {pointer_path!r}"
+    check_relpath(pointer_path, where=where)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise UsageError(f"{where}: cannot read the line {line!r}",
+                                 hint="re-create it with `tether add`")
+            fields[name.strip()] = value.strip()
+    name = fields.get("path", "")
+    if "/" in name or name in ("", ".", "..") or not pointer_path.endswith(POINTER_SUFFIX):
+        raise UnsafePathError(f"refused {where}: its path {name!r} must be one file or folder "
+                              "name beside the pointer")
+    folder = posixpath.dirname(pointer_path)
+    path = check_relpath(posixpath.join(folder, name) if folder else name, where=where)
+    key = fields.get("key", "")
+    if not valid_key(key):
+        raise UsageError(f"{where}: {key!r} is not an object key",
+                         hint="re-create it with `tether add`")
+    try:
+        size, files = int(fields.get("size", "0")), int(fields.get("files", "1"))
+    except ValueError:
+        raise UsageError(f"{where}: size and files must be whole numbers") from None
+    return DataPointer(path=path, key=key, size=size, files=files)
+
+
+def work_tree_pointers(git: Git) -> list[DataPointer]:
+    """The pointers in the work tree: committed ones and those added but not committed."""
+    out = git.run("ls-files", "-z", "-c", "-o", "--exclude-standard", "--",
+                  f":(glob)**/*{POINTER_SUFFIX}").stdout.decode(errors="surrogateescape")
+    found = {}
+    for rel in sorted(set(filter(None, out.split("\0")))):
+        full = git.root / rel
+        if full.is_file():
+            found[rel] = parse_pointer(rel, full.read_text(errors="replace"))
+    return list(found.values())
+
+
+def commit_pointers(git: Git, commit: str) -> list[DataPointer]:
+    """The pointers in a commit's tree (one ls-tree, one cat-file)."""
+    out = git.run("ls-tree", "-r", "-z", "--full-tree", commit).stdout.decode(
+        errors="surrogateescape")
+    entries = []
+    for entry in filter(None, out.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, kind, sha = meta.split()
+        if kind == "blob" and mode != "120000" and path.endswith(POINTER_SUFFIX):
+            entries.append((path, sha))
+    if not entries:
+        return []
+    data = git.run("cat-file", "--batch",
+                   input="".join(f"{sha}\n" for _, sha in entries)).stdout
+    pointers, pos = [], 0
+    for path, _ in entries:
+        end = data.index(b"\n", pos)
+        size = int(data[pos:end].split()[2])
+        pointers.append(parse_pointer(path, data[end + 1 : end + 1 + size].decode(
+            errors="replace")))
+        pos = end + 1 + size + 1
+    return pointers
+
+
+def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPointer]:
+    """Track each path (relative to the root): cache its content, write its pointer, and
+    git-ignore it. Re-adding a changed file updates its pointer."""
+    from tether.atomic import write_text
+    from tether.cache.pathguard import check_relpath
+    from tether.layout import STATE_DIR
+
+    added = []
+    for rel in paths:
+        check_relpath(rel, where="tether add")
+        full = git.root / rel
+        if rel == STATE_DIR or rel.startswith(STATE_DIR + "/") or rel.endswith(POINTER_SUFFIX):
+            raise UsageError(f"cannot track {rel!r}: it is tether's own file")
+        if not full.exists() or full.is_symlink():
+            raise UsageError(f"cannot track {rel!r}: no such file or folder",
+                             hint="give a path to an existing file or folder (not a symlink)")
+        if git.run("ls-files", "-z", "--", rel).stdout:
+            raise UsageError(
+                f"cannot track {rel!r}: git tracks it already",
+                hint=f"stop tracking it in git first: git rm -r --cached -- {rel}",
+            )
+        key = store.save(full, link=False)
+        files = sum(1 for p in full.rglob("*") if p.is_file()) if full.is_dir() else 1
+        size = (sum(p.stat().st_size for p in full.rglob("*") if p.is_file())
+                if full.is_dir() else full.stat().st_size)
+        pointer = DataPointer(path=rel, key=key, size=size, files=files)
+        write_text(git.root / pointer.pointer, render_pointer(pointer), fsync=False)
+        _ignore(git.root, rel)
+        added.append(pointer)
+    return added
+
+
+def _ignore(root: Path, rel: str) -> None:
+    """Add `/name` to the .gitignore beside `rel`, unless it is there already."""
+    folder, _, name = rel.rpartition("/")
+    ignore = root / folder / ".gitignore" if folder else root / ".gitignore"
+    line = f"/{name}"
+    text = ignore.read_text() if ignore.exists() else ""
+    if line in text.splitlines():
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    ignore.write_text(text + line + "\n")
+
+
+def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
+                remote: str | None = None, pull: bool = True) -> tuple[list[str], int]:
+    """Put each pointer's content in place under `root` (already right: left alone),
+    pulling missing objects from the artifact remote; (paths restored, objects pulled)."""
+    from tether.cache.hashing import StatCache
+    from tether.cache.pathguard import WorkTreeGuard
+    from tether.layout import tmp_dir
+
+    guard = WorkTreeGuard(root)
+    cache = StatCache(tmp_dir(root) / "statcache.db" if (tmp_dir(root)).is_dir() else None)
+    try:
+        todo = [p for p in pointers
+                if cache.hash_path(guard.target(p.path, where=f"data pointer {p.pointer!r}"))
+                != p.key]
+    finally:
+        cache.close()
+    pulled = 0
+    missing = {p.key for p in todo if not store.has(p.key)}
+    if missing and pull:
+        from tether.cache.remote import open_remote, pull_objects
+
+        pulled = len(pull_objects(store, open_remote(root, remote), missing).sent)
+    for pointer in todo:
+        store.restore(pointer.key, guard.target(pointer.path, where=pointer.pointer))
+    return [p.path for p in todo], pulled
+
+
+def external_deps(pipeline: Pipeline, order: list[str]) -> list[str]:
+    """Dependencies of the stages in `order` that no stage of the pipeline produces."""
+    produced = {out for stage in pipeline.stages.values() for out in stage.outs}
+    found: dict[str, None] = {}
+    for name in order:
+        for dep in pipeline.stages[name].deps:
+            if not any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
+                       for out in produced):
+                found[dep] = None
+    return list(found)
