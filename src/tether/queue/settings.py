@@ -153,3 +153,24 @@ def push_snapshots(root: Path, git_remote: str | None, entries: Sequence[Entry])
             "so remote workers could not fetch it",
             hint=f"{exc.message}; or set queue.git_remote: null for local workers only",
         ) from None
+    _push_tracked_data(root, sorted({entry.snapshot for entry in entries}))
+
+
+def _push_tracked_data(root: Path, snapshots: list[str]) -> None:
+    """Send the content of data tracked with `tether add` in the snapshots to the
+    artifact remote, where a worker on another machine pulls it (when one is set)."""
+    from tether.cache.tracked import commit_pointers
+
+    git = Git(root)
+    keys = {p.key for commit in snapshots for p in commit_pointers(git, commit)}
+    if not keys:
+        return
+    from tether.cache.objects import ObjectStore
+    from tether.cache.remote import open_remote, push_objects
+    from tether.errors import RemoteError
+
+    try:
+        remote = open_remote(root, None)
+    except RemoteError:
+        return  # no artifact remote: only workers sharing this machine's cache have it
+    push_objects(ObjectStore(root), remote, keys)
