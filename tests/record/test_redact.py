@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tether.errors import UsageError
 from tether.record.redact import (
@@ -198,3 +200,20 @@ def test_url_secrets() -> None:
     assert url_secrets("s3://b/x?secret=abc") == ["query parameter 'secret'"]
     assert url_secrets("s3://bucket/prefix") == []
     assert url_secrets("sftp://user@host/path") == []
+
+
+@given(st.lists(st.sampled_from(["abcdefgh", "xyz-secret-1", "plain ", "\n", "abcdefg", "é"]),
+                max_size=40),
+       st.integers(min_value=1, max_value=16))
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_scrub_file_streams_and_matches_the_whole_file_scrub(
+    tmp_path: Path, parts: list[str], chunk: int
+) -> None:
+    """A log is scrubbed a chunk at a time; secrets across chunk boundaries still go."""
+    secrets = Secrets({"abcdefgh": "A_TOKEN", "xyz-secret-1": "B_TOKEN"})
+    data = "".join(parts).encode()
+    path = tmp_path / "stage.log"
+    path.write_bytes(data)
+    secrets.scrub_file(path, chunk=chunk)
+    assert path.read_bytes() == secrets.scrub_bytes(data)

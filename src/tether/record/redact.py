@@ -174,19 +174,52 @@ class Secrets:
             return [self.scrub_json(v) for v in value]
         return value
 
-    def scrub_file(self, path: Path) -> None:
-        """Rewrite the file at `path` (if any) with its secrets scrubbed."""
-        if not self._values:
+    def scrub_file(self, path: Path, *, chunk: int = 1 << 20) -> None:
+        """Rewrite the file at `path` (if any) with its secrets scrubbed, a chunk at a time:
+        a stage log may be far larger than the memory worth spending on it."""
+        if not self._encoded:
             return
         try:
-            data = path.read_bytes()
+            if not self._file_holds_secret(path, chunk):
+                return
         except OSError:
             return
-        clean = self.scrub_bytes(data)
-        if clean is not data:
-            from tether.atomic import write_bytes
+        if self._bytes is None:
+            self._bytes = re.compile(b"|".join(re.escape(v) for v, _ in self._encoded))
+        replacement = dict(self._encoded)
+        keep = max(len(value) for value, _ in self._encoded) - 1
+        tmp = path.with_name(f".{path.name}.scrub-tmp")
+        with open(path, "rb") as source, open(tmp, "wb") as out:
+            carry = b""
+            while True:
+                data = source.read(chunk)
+                buffer = carry + data
+                if not data:
+                    out.write(self._bytes.sub(lambda m: replacement[m.group()], buffer))
+                    break
+                # Emit what no secret can straddle; a match across the cut is taken whole.
+                cut, pos, pieces = max(0, len(buffer) - keep), 0, []
+                for match in self._bytes.finditer(buffer):
+                    if match.start() >= cut:
+                        break
+                    pieces += [buffer[pos:match.start()], replacement[match.group()]]
+                    pos = match.end()
+                cut = max(cut, pos)
+                pieces.append(buffer[pos:cut])
+                out.write(b"".join(pieces))
+                carry = buffer[cut:]
+        os.replace(tmp, path)
 
-            write_bytes(path, clean, fsync=False)
+    def _file_holds_secret(self, path: Path, chunk: int) -> bool:
+        overlap = max(len(value) for value, _ in self._encoded)
+        tail = b""
+        with open(path, "rb") as handle:
+            while data := handle.read(chunk):
+                window = tail + data
+                if any(value in window for value, _ in self._encoded):
+                    return True
+                tail = window[-overlap:]
+        return False
 
 
 def secret_values(
