@@ -133,7 +133,7 @@ def test_missing_input_is_refused_at_enqueue(getstarted: Path) -> None:
     proc = tether(getstarted, "run", "--queue", "-S", "train.lr=0.1,0.2", check=False)
     assert proc.returncode == 15, proc.stderr
     assert "data/data.xml" in proc.stderr and "prepare" in proc.stderr
-    assert "commit it" in proc.stderr and "--copy" in proc.stderr
+    assert "commit it" in proc.stderr and "tether add data/data.xml" in proc.stderr
     assert queue_status(getstarted) == []
     assert [r for r in exp_refs(getstarted) if r.startswith("refs/tether/queue/")] == []
     assert repo_state(getstarted) == before

@@ -194,13 +194,14 @@ def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
     return [p.path for p in todo], pulled
 
 
-def external_deps(pipeline: Pipeline, order: list[str]) -> list[str]:
-    """Dependencies of the stages in `order` that no stage of the pipeline produces."""
+def external_deps(pipeline: Pipeline, order: list[str]) -> list[tuple[str, str]]:
+    """(stage, dependency) for the dependencies of the stages in `order` that no stage of
+    the pipeline produces: what a run needs from outside (git, tracked data, the disk)."""
     produced = {out for stage in pipeline.stages.values() for out in stage.outs}
-    found: dict[str, None] = {}
+    found = []
     for name in order:
         for dep in pipeline.stages[name].deps:
             if not any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
                        for out in produced):
-                found[dep] = None
-    return list(found)
+                found.append((name, dep))
+    return found

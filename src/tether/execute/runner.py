@@ -173,7 +173,7 @@ def _plan_and_run(
         ensure_state_dir(root)
         started = time.time()
         run_id = options.run_id or new_run_id(started)
-        workspace = (temporary_worktree(git, run_id, external_deps(pipeline, order))
+        workspace = (temporary_worktree(git, run_id, [d for _, d in external_deps(pipeline, order)])
                      if options.temp else in_place(root))
         try:
             if workspace.temporary:

@@ -36,16 +36,13 @@ def external_inputs(
     pipeline: Pipeline, order: list[str], lock: dict[str, StageLock]
 ) -> list[NeededInput]:
     """Dependencies of the stages in `order` that no stage of the pipeline produces."""
-    produced = {out for stage in pipeline.stages.values() for out in stage.outs}
+    from tether.cache.tracked import external_deps
+
     needed: list[NeededInput] = []
-    for name in order:
+    for name, dep in external_deps(pipeline, order):
         locked = lock.get(name)
-        for dep in pipeline.stages[name].deps:
-            if any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
-                   for out in produced):
-                continue
-            key = locked.deps.get(dep) if locked is not None else None
-            needed.append(NeededInput(name, dep, key if isinstance(key, str) else None))
+        key = locked.deps.get(dep) if locked is not None else None
+        needed.append(NeededInput(name, dep, key if isinstance(key, str) else None))
     return needed
 
 
