@@ -80,3 +80,24 @@ def test_tracked_data_travels_through_push_and_a_fresh_clone(repo: Path, tmp_pat
     assert not (clone / "data" / "raw.csv").exists()
     ok(clone, "checkout")
     assert (clone / "data" / "raw.csv").read_text() == "payload\n" * 100
+
+
+def test_gc_keeps_tracked_data(repo: Path) -> None:
+    write(repo / "data" / "raw.csv", "keep me\n")
+    ok(repo, "add", "data/raw.csv")
+    write(repo / "tether.yaml", "stages:\n  use:\n    cmd: cat data/raw.csv\n"
+          "    deps: [data/raw.csv]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    ok(repo, "run", "-n", "used")
+    # A newer version of the data, added but not committed, is kept too.
+    write(repo / "data" / "raw.csv", "newer\n")
+    ok(repo, "add", "data/raw.csv")
+    ok(repo, "gc")
+    (repo / "data" / "raw.csv").unlink()
+    ok(repo, "checkout")
+    assert (repo / "data" / "raw.csv").read_text() == "newer\n"
+    git(repo, "checkout", "-q", "--", "data/raw.csv.tether")  # the committed pointer
+    (repo / "data" / "raw.csv").unlink()
+    ok(repo, "checkout")
+    assert (repo / "data" / "raw.csv").read_text() == "keep me\n"

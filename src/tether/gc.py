@@ -2,7 +2,9 @@
 
 Kept: experiments newer than the cutoff (all of them without one), experiments
 whose commits are reachable from a branch (turned into branches), the lock file
-of every branch and tag tip, of queued snapshots, of HEAD and of the work tree.
+of every branch and tag tip, of queued snapshots, of HEAD and of the work tree,
+the data tracked with `tether add` that any of those point to, and the inputs
+(dependencies, by content key) of kept experiments.
 Run-cache entries are kept while every object they name is kept.
 """
 
@@ -54,8 +56,8 @@ def _lock_outs(blob: bytes) -> set[str]:
         return set()
 
 
-def _committed_locks(git: Git) -> set[str]:
-    """Keys in the lock file of HEAD and every branch, tag and queued snapshot."""
+def _kept_commits(git: Git) -> set[str]:
+    """HEAD and the tips of every branch, tag and queued snapshot."""
     commits = {line.split(" ")[1] or line.split(" ")[0] for line in git.for_each_ref(
         "refs/heads", "%(objectname) %(*objectname)") + git.for_each_ref(
         "refs/tags", "%(objectname) %(*objectname)") + git.for_each_ref(
@@ -63,6 +65,11 @@ def _committed_locks(git: Git) -> set[str]:
     head = git.resolve("HEAD")
     if head:
         commits.add(head)
+    return commits
+
+
+def _committed_locks(git: Git, commits: set[str]) -> set[str]:
+    """Keys in the lock file of each commit."""
     if not commits:
         return set()
     request = "".join(f"{c}:{LOCK_FILE}\n" for c in sorted(commits)).encode()
@@ -87,8 +94,12 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
     A ref with an invalid name or record keeps nothing (its outputs cannot be known) and
     is added to `skipped`.
     """
+    from tether.share import tracked_data
+
     git = Git(root)
-    keys = _committed_locks(git)
+    commits = _kept_commits(git)
+    keys = _committed_locks(git, commits)
+    keys |= set(tracked_data(git, sorted(commits), work_tree=True).values())
     workspace_lock = root / LOCK_FILE
     if workspace_lock.exists():
         keys |= _lock_outs(workspace_lock.read_bytes())
@@ -106,6 +117,10 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
         created = float(record["created_at"])
         if cutoff is None or created >= cutoff or exp.commit in on_branches:
             keys |= {k for k in record_outputs(record).values() if valid_key(k)}
+            # Its inputs too: data tracked with `tether add` is a dependency, by the same key.
+            keys |= {k for stage in record.get("stages") or [] if isinstance(stage, dict)
+                     for k in (stage.get("deps") or {}).values()
+                     if isinstance(k, str) and valid_key(k)}
             kept.add(exp.ref)
         else:
             dropped += 1
