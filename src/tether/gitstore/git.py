@@ -2,7 +2,9 @@
 
 It strips `GIT_*` variables leaked from a calling git (hooks, worktrees), so
 tether always talks to the repository it was pointed at, captures output, and
-turns failures into a `GitError` that names the command.
+turns failures into a `GitError` that names the command. tether's own git calls
+never run the user's hooks (`git_env`); the commands a user's stages run get the
+user's git unchanged.
 """
 
 from __future__ import annotations
@@ -35,10 +37,28 @@ _KEEP = frozenset(
 )
 
 
+# tether's git calls run no hook: a failing post-checkout or reference-transaction
+# hook must not break a temporary worktree or a record, nor a pre-commit one run at
+# all (git reads these variables like `-c core.hooksPath=/dev/null`).
+_NO_HOOKS = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "core.hooksPath",
+    "GIT_CONFIG_VALUE_0": os.devnull,
+}
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment without leaked `GIT_*` variables, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIX) or k in _KEEP}
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`clean_env` for tether's own git processes: no user hook runs in them."""
+    env = clean_env(_NO_HOOKS)
     if extra:
         env.update(extra)
     return env
@@ -65,7 +85,7 @@ class Git:
             cwd=cwd or self.root,
             input=data,
             capture_output=True,
-            env=clean_env(env),
+            env=git_env(env),
         )
         if check and proc.returncode != 0:
             raise GitError(list(argv), proc.returncode, proc.stderr.decode(errors="replace"))
@@ -90,6 +110,15 @@ class Git:
         """The commit HEAD points at; a clear error in a repository with no commit."""
         proc = self.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
         if proc.returncode != 0:
+            branch = self.head_branch()
+            if branch and self.out("for-each-ref", "--count=1", "--format=%(refname)"):
+                # An orphan branch (`git checkout --orphan`) in a repository with commits.
+                raise GitStateError(
+                    f"branch {branch!r} of the git repository at {self.root} has no commit "
+                    "yet (an orphan branch)",
+                    hint=f"commit on {branch!r} first (git commit -m 'start'), or switch to a "
+                    "branch with commits; every experiment is recorded against a commit",
+                )
             raise GitStateError(
                 f"the git repository at {self.root} has no commit yet",
                 hint="commit your code first (git add -A && git commit -m 'start'); "
@@ -146,7 +175,7 @@ class GitJob:
     def __init__(self, argv: list[str], cwd: Path) -> None:
         self.argv = argv
         self._proc = subprocess.Popen(
-            ["git", *argv], cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL,
+            ["git", *argv], cwd=cwd, env=git_env(), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self._done: subprocess.CompletedProcess[bytes] | None = None
@@ -203,6 +232,7 @@ def repo_state(start: Path, job: GitJob | None = None) -> RepoState:
     if proc.returncode != 0 or len(lines) != 4:
         Git(find_root(start)).head_commit()  # raises the precise error
         raise GitStateError(f"cannot read the git repository at {start}")
+    check_git_dir_env(start, Path(lines[0]))
     branch = lines[3].removeprefix("refs/heads/") if lines[3].startswith("refs/heads/") else None
     return RepoState(root=Path(lines[0]), index=Path(lines[1]), head=lines[2], branch=branch)
 
@@ -216,9 +246,59 @@ def find_root(start: Path) -> Path:
         env=clean_env(),
     )
     if proc.returncode != 0:
+        check_git_dir_env(start, None)
         raise GitStateError(
             f"{start} is not inside a git repository",
             hint="tether records every run as a git commit: run `git init` "
             "(and commit your code) first",
         )
-    return Path(proc.stdout.decode().strip())
+    root = Path(proc.stdout.decode().strip())
+    check_git_dir_env(start, root)
+    return root
+
+
+_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
+
+
+def check_git_dir_env(start: Path, found: Path | None) -> None:
+    """Refuse when `GIT_DIR`/`GIT_WORK_TREE` name another repository than `start` is in.
+
+    tether finds the repository from the directory it runs in and strips these
+    variables from every git call, so that a hook's own `GIT_DIR` (the same
+    repository) does no harm. When they point elsewhere, git would work on that
+    other repository: rather than silently record in the enclosing one, refuse.
+    `found` is the work tree's top level found without them (None: none).
+    """
+    given = {name: os.environ[name] for name in _REDIRECTS if os.environ.get(name)}
+    if not given:
+        return
+    with_env = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel"],
+        cwd=start, capture_output=True, env={**os.environ, **_NO_HOOKS},
+    )
+    without = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=start, capture_output=True, env=clean_env(),
+    ) if found is not None else None
+    theirs = with_env.stdout.decode(errors="replace").splitlines()
+    ours = without.stdout.decode(errors="replace").splitlines() if without else []
+    same_repo = (
+        with_env.returncode == 0 and bool(ours) and bool(theirs)
+        and os.path.realpath(theirs[0]) == os.path.realpath(ours[0])
+    )
+    # GIT_DIR alone makes git take the current directory as the top of the work tree;
+    # only an explicit GIT_WORK_TREE that differs moves the work tree elsewhere.
+    same_tree = "GIT_WORK_TREE" not in given or (
+        found is not None and len(theirs) > 1
+        and os.path.realpath(theirs[1]) == os.path.realpath(found)
+    )
+    if same_repo and same_tree:
+        return
+    named = " and ".join(f"{name}={value}" for name, value in given.items())
+    where = f"the repository at {found}" if found is not None else "no repository"
+    raise GitStateError(
+        f"{named} is set, but {start} is in {where}: tether finds the repository from "
+        "the directory it runs in and does not follow these variables",
+        hint=f"unset {' and '.join(given)} and run tether from inside the work tree "
+        "you mean (`cd DIR && tether ...`)",
+    )
