@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install the server binaries the queue tests start privately (redis-server,
-# rabbitmq-server) when they are missing. Debian packages; needs root or sudo.
+# rabbitmq-server) and git-lfs (the repository-state tests record in a git-lfs
+# repository) when they are missing. Debian packages; needs root or sudo.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] \
   || missing+=(rabbitmq-server)
+command -v git-lfs >/dev/null 2>&1 || missing+=(git-lfs)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-echo "installing ${missing[*]} for the queue tests"
+echo "installing ${missing[*]} for the queue and repository-state tests"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq

@@ -102,6 +102,8 @@ def _print_event(event: RunEvent) -> None:
               file=err, flush=True)
     elif event.kind in ("stalled", "timeout"):
         print(f"tether: {event.stage} {event.kind}: {event.detail}", file=err, flush=True)
+    elif event.kind == "warning":
+        print(f"tether: warning: {event.detail}", file=err, flush=True)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ def commit_run(
     status: GitJob | None = None,
     secrets: Secrets | None = None,
     contributed: set[str] | None = None,
+    submodules: dict[str, str] | None = None,
 ) -> exps.ExperimentRef:
     """Record the run as one commit; if its name was taken meanwhile, keep it anyway.
 
@@ -74,6 +75,7 @@ def commit_run(
                 start=start,
                 status=status,
                 secrets=secrets,
+                submodules=submodules,
             )
         except ExperimentError:
             if attempt == 4:

@@ -27,6 +27,7 @@ from tether.gitstore import experiments as exps
 from tether.gitstore.fastrecord import start_status
 from tether.gitstore.git import Git, GitJob, repo_state
 from tether.gitstore.names import generate_name, validate_name
+from tether.gitstore.submodules import gitlinks_changed, submodule_state
 from tether.ids import new_run_id
 from tether.layout import runs_dir, tmp_dir
 from tether.lockfile import StageLock, read_lock, write_lock
@@ -59,7 +60,7 @@ from tether.structs import field, struct
 class RunEvent:
     """Something the CLI may want to show while a run goes on."""
 
-    kind: str  # waiting plan stage_start stage_skip stage_end reminder stalled recorded
+    kind: str  # waiting plan stage_start stage_skip stage_end reminder stalled warning recorded
     stage: str | None
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -355,6 +356,14 @@ def _execute_and_record(
     steps = collect_steps(stage_records, results, run_dir)
     log_files = record_logs(stage_records, run_dir)
     contributed = {r.name for r in stage_records if r.status in CONTRIBUTING}
+    submodules = submodule_state(git, ws)
+    # Submodules not at the baseline's commit: moved in this workspace, or in the snapshot
+    # a queued run starts from.
+    commits = {**gitlinks_changed(git, ws, baseline, state.head), **submodules.moved}
+    if commits or submodules.dirty:
+        code = {**code, "submodules": {"commits": commits, "dirty": submodules.dirty}}
+    if submodules.dirty:
+        emit(RunEvent("warning", None, _dirty_submodules_warning(submodules.dirty)))
 
     run_record = RunRecord(
         id=run_id,
@@ -389,12 +398,20 @@ def _execute_and_record(
     ident = facts.committer_ident()
     ref = commit_run(git, workspace, pipeline, run_record, run_dir, log_files, taken, ident, start,
                      named=options.name is not None, status=changes, secrets=secrets,
-                     contributed=contributed)
+                     contributed=contributed, submodules=submodules.moved)
     for fingerprint_digest, files in to_remember:
         reuse.remember(fingerprint_digest, files, run_id=run_id,
                        experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=plan, record=run_record, ref=ref)
+
+
+def _dirty_submodules_warning(paths: list[str]) -> str:
+    return (
+        f"uncommitted changes inside submodule{'s' if len(paths) > 1 else ''} "
+        f"{', '.join(paths)} are not recorded: the record holds each submodule's "
+        "checked-out commit only (commit inside the submodule to keep them)"
+    )
 
 
 def _tether_vars(run_id: str, name: str, stage: str, ws: Path, run_dir: Path) -> dict[str, str]:

@@ -40,13 +40,16 @@ def temporary_worktree(git: Git, run_id: str, inputs: list[str] | None = None) -
     tracked with `tether add` that is missing there comes from the cache."""
     import shutil  # here, not at the top: an in-place run does without it
 
+    from tether.gitstore.submodules import checkout_submodules, submodule_state
+
     path = worktrees_dir(git.root) / run_id
     worktrees.prune_stale(git, path.parent)  # those of killed runs
     worktrees.claim(path)  # before it exists: a concurrent prune must not take it
-    git.run("worktree", "add", "--detach", "--quiet", str(path), "HEAD")
     workspace = Workspace(path=path, temporary=True)
     try:
-        diff = git.run("diff", "HEAD", "--binary").stdout
+        git.run("worktree", "add", "--detach", "--quiet", "--", str(path), "HEAD")
+        # Submodules are checked out below, at the commits the user has checked out.
+        diff = git.run("diff", "HEAD", "--binary", "--ignore-submodules=all", "--").stdout
         if diff.strip():
             git.run("apply", "--whitespace=nowarn", "-", input=diff, cwd=path)
         untracked = git.out("ls-files", "-o", "--exclude-standard", "-z").split("\0")
@@ -58,6 +61,7 @@ def temporary_worktree(git: Git, run_id: str, inputs: list[str] | None = None) -
                 dest = path / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest)
+        checkout_submodules(git, path, git.root, submodule_state(git, git.root).moved)
         _bring_inputs(git, path, inputs or [])
     except BaseException:
         with contextlib.suppress(Exception):

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
-from tether.gitstore.git import Git, GitJob, clean_env
+from tether.gitstore.git import Git, GitJob, git_env
 from tether.layout import STATE_DIR, exp_ref
 
 if TYPE_CHECKING:
@@ -131,6 +131,52 @@ def _holds_secret(full: Path, secrets: Secrets) -> bool:
     return False
 
 
+def _stored_by_git(
+    git: Git, workspace: Path, paths: dict[str, None], submodules: Mapping[str, str] | None,
+    secrets: Secrets | None,
+) -> tuple[list[bytes], dict[str, list[str]]]:
+    """The `M` commands for what git itself must turn into tree entries, taken out of `paths`,
+    and the secrets replaced in them (path -> names).
+
+    Paths whose attributes make git convert their content (LFS, encryption filters,
+    eol) are stored as the blobs `git add` would make (of the scrubbed content, if
+    they hold a secret); submodules (`submodules`, path -> checked-out commit, or
+    else asked here) as gitlinks to that commit.
+    """
+    from tether.gitstore.attributes import converted_paths, hash_blobs
+    from tether.gitstore.submodules import submodule_state
+
+    if submodules is None:
+        submodules = submodule_state(git, workspace).moved
+    converted = converted_paths(git, workspace, paths)
+    scrubbed: dict[str, bytes] = {}
+    redacted: dict[str, list[str]] = {}
+    for path in converted if secrets else ():
+        assert secrets is not None
+        full = workspace / path
+        if full.stat().st_size <= _WHOLE_CAP or _holds_secret(full, secrets):
+            data = full.read_bytes()
+            names = secrets.names_in(data)
+            if names:
+                scrubbed[path], redacted[path] = secrets.scrub_bytes(data), names
+    commands = []
+    for path, sha in hash_blobs(git, workspace, converted, scrubbed).items():
+        del paths[path]
+        mode = "100755" if (workspace / path).stat().st_mode & 0o111 else "100644"
+        commands.append(f"M {mode} {sha} {quote_path(path)}\n".encode(errors="surrogateescape"))
+    for path, sha in submodules.items():
+        paths.pop(path, None)
+        commands.append(f"M 160000 {sha} {quote_path(path)}\n".encode(errors="surrogateescape"))
+    return commands, redacted
+
+
+def _drop_crash_report(git: Git, pid: int) -> None:
+    """Remove the `fast_import_crash_<pid>` report a failed fast-import leaves in `.git`."""
+    proc = git.run("rev-parse", "--path-format=absolute", "--git-dir", check=False)
+    if proc.returncode == 0:
+        (Path(proc.stdout.decode().strip()) / f"fast_import_crash_{pid}").unlink(missing_ok=True)
+
+
 def commit_workspace(
     git: Git,
     workspace: Path,
@@ -147,9 +193,12 @@ def commit_workspace(
     start: str | None = None,
     status: GitJob | None = None,
     secrets: Secrets | None = None,
+    submodules: Mapping[str, str] | None = None,
 ) -> str | None:
     """Commit the workspace (tracked changes, untracked files) on top of `parent`.
 
+    Content is stored as `git add` would store it (clean filters, eol), submodules
+    as their checked-out commits (`submodules`: path -> commit, if already known).
     With `secrets`, files holding a secret value are stored with it replaced.
     `extra_files` is called after the workspace's files are written, with those
     redacted files (path -> secret names), and returns more files to store
@@ -182,6 +231,7 @@ def commit_workspace(
     for path in force_add:
         if (workspace / path).is_file():
             paths[path] = None
+    by_git, redacted_by_git = _stored_by_git(git, workspace, paths, submodules, secrets)
     marks = scratch / f"marks-{token}"
     scratch.mkdir(parents=True, exist_ok=True)
     # fast-import hands fewer than 100 objects to `git unpack-objects`, a process that
@@ -192,7 +242,7 @@ def commit_workspace(
     proc = subprocess.Popen(
         ["git", *keep, "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
         cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=clean_env(),
+        env=git_env(),
     )
     assert proc.stdin is not None
     stream = proc.stdin
@@ -207,7 +257,8 @@ def commit_workspace(
             stream.write(f'M 040000 {start} ""\n'.encode())
         for out in exclude:
             stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
-        redacted: dict[str, list[str]] = {}
+        redacted = dict(redacted_by_git)
+        stream.write(b"".join(by_git))
         for path in paths:
             names = _write_file(stream, path, workspace / path, secrets)
             if names:
@@ -227,6 +278,7 @@ def commit_workspace(
     finally:
         marks.unlink(missing_ok=True)
     if proc.returncode != 0:
+        _drop_crash_report(git, proc.pid)
         # fast-import creates `ref` only if it does not exist (an existing one would
         # have to be an ancestor of the new commit, which no other run's commit is).
         taken = git.ref_value(ref)
@@ -280,13 +332,14 @@ def record_commit(
     start: str | None = None,
     status: GitJob | None = None,
     secrets: Secrets | None = None,
+    submodules: Mapping[str, str] | None = None,
 ) -> ExperimentRef:
     """Commit the workspace as experiment `name` on top of `baseline`, atomically."""
     ref = exp_ref(baseline, name)
     commit = commit_workspace(
         git, workspace, parent=baseline, ref=ref, message=message, ident=ident, token=run_id,
         scratch=scratch, exclude=exclude, force_add=force_add, extra_files=extra_files,
-        start=start, status=status, secrets=secrets,
+        start=start, status=status, secrets=secrets, submodules=submodules,
     )
     if commit is None:
         raise ExperimentError(

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from tether.gitstore.git import Git, clean_env
+from tether.gitstore.submodules import checkout_submodules
 from tether.layout import queue_dir
 from tether.queue.base import (
     CANCELLED,
@@ -384,12 +385,16 @@ class Worker:
         if path.exists():
             self._remove_worktree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.git.run("worktree", "add", "--detach", "--quiet", str(path), commit)
+        self.git.run("worktree", "add", "--detach", "--quiet", "--", str(path), commit)
+        checkout_submodules(self.git, path, self.root)
 
     def _remove_worktree(self, path: Path) -> None:
         if path.exists():
-            self.git.run("worktree", "remove", "--force", "--force", str(path), check=False)
+            removed = self.git.run("worktree", "remove", "--force", "--force", "--", str(path),
+                                   check=False)
             shutil.rmtree(path, ignore_errors=True)
+            if removed.returncode != 0:  # e.g. it holds submodules, which git won't remove
+                self.git.run("worktree", "prune", check=False)
 
     def sweep_worktrees(self) -> None:
         """Remove worktrees left by attempts that no longer run (a worker died), and
