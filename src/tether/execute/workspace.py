@@ -20,7 +20,7 @@ class Workspace:
         """Remove a temporary worktree and its administrative entry."""
         if not self.temporary:
             return
-        git.run("worktree", "remove", "--force", str(self.path), check=False)
+        git.run("worktree", "remove", "--force", "--", str(self.path), check=False)
         if self.path.exists():
             import shutil  # here, not at the top: an in-place run does without it
 
