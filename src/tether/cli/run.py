@@ -198,7 +198,8 @@ def _enqueue(
             seed = point.env.get("TETHER_SEED")
             print(" ".join(point.overrides) + (f" TETHER_SEED={seed}" if seed else ""))
         return 0
-    entries = enqueue(args.cwd, request, facts=facts)
+    entries = enqueue(args.cwd, request, facts=facts,
+                      on_warning=lambda text: print(f"tether: warning: {text}", file=sys.stderr))
     for entry in entries:
         print(f"{entry.id}  {entry.name}  {' '.join(entry.overrides)}".rstrip())
     print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "

@@ -21,7 +21,7 @@ from tether.gitstore.names import is_valid_name
 from tether.layout import EXPS_REFS, RECORD_PATH, STATE_DIR, exp_ref
 from tether.record.validate import Skipped
 
-# Untracked files larger than this are hashed in the record, not stored in git.
+# Untracked files larger than this are not stored in git (the record lists their names).
 UNTRACKED_SIZE_CAP = 10 * 1024 * 1024
 _FALLBACK_IDENT = {
     "GIT_AUTHOR_NAME": "tether",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,11 +145,13 @@ def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str)
 
 
 def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
-            now: float | None = None, facts: RunFacts | None = None) -> list[Entry]:
+            now: float | None = None, facts: RunFacts | None = None,
+            on_warning: Callable[[str], None] | None = None) -> list[Entry]:
     """Snapshot the workspace once and queue one entry per sweep point.
 
     `facts`: `RunFacts(cwd, code=False, snapshot=True)` if the caller started them early
-    (the snapshot is then committed while this checks the request).
+    (the snapshot is then committed while this checks the request). `on_warning`
+    hears what the snapshot could not take (files over the size cap, submodule edits).
     """
     from tether.cache.objects import ObjectStore
     from tether.project import ensure_state_dir
@@ -179,6 +181,9 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         from tether.record.redact import discover
 
         message = discover(root=root).scrub(request.message)
+        for warning in snapshot.warnings:
+            if on_warning is not None:
+                on_warning(warning)
         entries = [
             Entry(
                 id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,

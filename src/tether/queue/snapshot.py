@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tether.errors import GitError
-from tether.gitstore.fastrecord import commit_workspace
+from tether.gitstore.experiments import UNTRACKED_SIZE_CAP
+from tether.gitstore.fastrecord import changed_paths, commit_workspace
 from tether.gitstore.git import Git, GitJob
 from tether.ids import new_id
 from tether.layout import QUEUE_REFS, tmp_dir
@@ -23,6 +24,8 @@ class Snapshot:
     ref: str
     commit: str
     baseline: str
+    # What the queued runs will lack, for the user to hear at enqueue.
+    warnings: tuple[str, ...] = ()
 
 
 def take_snapshot(git: Git, root: Path, baseline: str, *, ident: str, status: GitJob) -> Snapshot:
@@ -43,7 +46,38 @@ def take_snapshot(git: Git, root: Path, baseline: str, *, ident: str, status: Gi
     )
     if commit is None:
         raise GitError(["fast-import"], 1, f"{ref} already exists")
-    return Snapshot(ref=ref, commit=commit, baseline=baseline)
+    return Snapshot(ref=ref, commit=commit, baseline=baseline,
+                    warnings=_left_out(git, root, status))
+
+
+def _left_out(git: Git, root: Path, status: GitJob) -> tuple[str, ...]:
+    """Warnings for what the snapshot could not take: big untracked files, submodule edits."""
+    from tether.gitstore.submodules import submodule_state
+
+    warnings = []
+    big = []
+    for path in changed_paths(status)[1]:  # the job's answer is kept: no second git call
+        try:
+            if (root / path).stat().st_size > UNTRACKED_SIZE_CAP:
+                big.append(path)
+        except OSError:
+            continue
+    if big:
+        shown = ", ".join(big[:5]) + (f" and {len(big) - 5} more" if len(big) > 5 else "")
+        warnings.append(
+            f"untracked file{'s' if len(big) > 1 else ''} over "
+            f"{UNTRACKED_SIZE_CAP >> 20} MiB not in the queued snapshot, so the queued runs "
+            f"will not have {'them' if len(big) > 1 else 'it'}: {shown} (commit, declare as a "
+            "stage output, or git-ignore and fetch them in a stage)"
+        )
+    dirty = submodule_state(git, root).dirty
+    if dirty:
+        warnings.append(
+            f"uncommitted changes inside submodule{'s' if len(dirty) > 1 else ''} "
+            f"{', '.join(dirty)} are not in the queued snapshot (commit inside the submodule "
+            "to queue them)"
+        )
+    return tuple(warnings)
 
 
 def drop_unreferenced(
