@@ -130,4 +130,8 @@ def run_every_way(root: Path, command: list[str] | None = None,
     found = {name: record_of(root, exp_ref(root, name)) for name in names}
     for name, record in found.items():
         assert record["status"] == "success", (name, json.dumps(record["stages"])[:2000])
+    # What a user does next works on these records too.
+    shown = tether(root, "show").stdout
+    assert all(name in shown for name in names), shown
+    tether(root, "diff", "inplace", "temp")
     return found
