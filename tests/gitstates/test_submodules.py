@@ -24,6 +24,11 @@ def _project_with_submodule(repo: Path, tmp_path: Path) -> Path:
     git(lib, "add", "-A")
     git(lib, "commit", "-q", "-m", "lib v1")
     git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "sub")
+    # The submodule's URL is unreachable (no network here, nor in CI): worktrees must
+    # check it out from the local clone.
+    unreachable = "https://example.invalid/lib.git"
+    git(repo, "config", "-f", ".gitmodules", "submodule.sub.url", unreachable)
+    git(repo, "config", "submodule.sub.url", unreachable)
     make_project(repo, deps=["data/raw.csv", "sub/table.csv"])
     return repo / "sub"
 
