@@ -56,8 +56,9 @@ def test_submodule_moved_and_dirty_is_recorded_at_its_commit(repo: Path, tmp_pat
 
     # ...and now leaves uncommitted changes in it: recorded as the commit, with a warning.
     write(sub / "table.csv", "changed but not committed\n")
-    proc = tether(repo, "run", "-n", "dirty")
-    assert "warning: uncommitted changes inside submodule sub" in proc.stderr
+    for args in (["-n", "dirty"], ["--temp", "-n", "dirtytemp"]):
+        proc = tether(repo, "run", *args)
+        assert "warning: uncommitted changes inside submodule sub" in proc.stderr, args
     ref = exp_ref(repo, "dirty")
     assert git(repo, "ls-tree", ref, "sub").split()[2] == moved
     assert record_of(repo, ref)["code"]["submodules"]["dirty"] == ["sub"]

@@ -360,10 +360,13 @@ def _execute_and_record(
     # Submodules not at the baseline's commit: moved in this workspace, or in the snapshot
     # a queued run starts from.
     commits = {**gitlinks_changed(git, ws, baseline, state.head), **submodules.moved}
-    if commits or submodules.dirty:
-        code = {**code, "submodules": {"commits": commits, "dirty": submodules.dirty}}
-    if submodules.dirty:
-        emit(RunEvent("warning", None, _dirty_submodules_warning(submodules.dirty)))
+    dirty = submodules.dirty
+    if workspace.temporary:  # the user's own edits in a submodule did not come along
+        dirty = sorted({*dirty, *submodule_state(git, git.root).dirty})
+    if commits or dirty:
+        code = {**code, "submodules": {"commits": commits, "dirty": dirty}}
+    if dirty:
+        emit(RunEvent("warning", None, _dirty_submodules_warning(dirty)))
 
     run_record = RunRecord(
         id=run_id,
