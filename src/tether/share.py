@@ -24,7 +24,7 @@ from tether.errors import (
 )
 from tether.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
-from tether.gitstore.git import Git
+from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, LOCK_FILE
 from tether.structs import field, struct
 
@@ -317,7 +317,7 @@ def push(
         specs = [f"{plus}{base}:{base}"]
     else:
         specs = [f"{plus}{e.ref}:{e.ref}" for e in selected]
-    proc = git.run("push", "--porcelain", git_remote, *specs, check=False)
+    proc = git.run("push", "--porcelain", git_remote, *specs, check=False, env=WITH_HOOKS)
     report.refs = _parse_push(proc.stdout.decode(errors="replace"))
     report.git_message = proc.stderr.decode(errors="replace").strip()
     if proc.returncode != 0 and not report.refs:

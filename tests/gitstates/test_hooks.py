@@ -52,3 +52,19 @@ def test_stages_still_see_the_users_hooks(repo: Path, tmp_path: Path) -> None:
     tether(repo, "run", "-n", "usesgit", "--", *cmd)
     assert log.read_text() == "ran\n"
     git(repo, "worktree", "remove", "--force", str(tmp_path / "wt"))
+
+
+def test_tether_push_runs_the_users_pre_push_hook(repo: Path, tmp_path: Path) -> None:
+    # Like `git push`: git-lfs uploads the LFS objects of the pushed records there.
+    make_project(repo)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    log = tmp_path / "hooks.log"
+    write(repo / ".git" / "hooks" / "pre-push", f"#!/bin/sh\necho pre-push >> '{log}'\n"
+          ).chmod(0o755)
+    tether(repo, "run", "-n", "shared")
+    assert not log.exists()
+    tether(repo, "push", "--no-artifacts", "origin", "shared")
+    assert log.read_text() == "pre-push\n"
+    assert git(remote, "for-each-ref", "--format=%(refname)").endswith("/shared")

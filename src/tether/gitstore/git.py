@@ -47,6 +47,11 @@ _NO_HOOKS = {
 }
 
 
+# The exception: a push the user asked for runs their pre-push hook, as `git push` does
+# (git-lfs uploads there the LFS objects the pushed records point at). Pass as `env`.
+WITH_HOOKS = {"GIT_CONFIG_COUNT": "0"}
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment without leaked `GIT_*` variables, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIX) or k in _KEEP}

@@ -39,7 +39,7 @@ except ImportError:
     ) from None
 
 from tether.errors import GitError
-from tether.gitstore.git import Git
+from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, exp_ref
 from tether.queue.base import FAILED, RUNNING, WAITING, Entry, Outcome
 from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
@@ -190,7 +190,8 @@ class _Runtime:
         delay = 1.0
         for tries in range(5):
             try:
-                git.run("push", "--quiet", self.git_remote, f"{result_ref}:{result_ref}")
+                git.run("push", "--quiet", self.git_remote, f"{result_ref}:{result_ref}",
+                        env=WITH_HOOKS)
                 break
             except GitError:
                 if tries == 4:
