@@ -96,3 +96,30 @@ def gitlinks_changed(git: Git, workspace: Path, old: str, new: str) -> dict[str,
         if len(fields) == 5 and fields[1] == "160000":
             found[path] = fields[3]
     return found
+
+
+def in_submodules(git: Git, commit: str, paths: list[str]) -> set[str]:
+    """Which of `paths` lie in a submodule of `commit` at its gitlink, as a worktree of
+    `commit` checks it out from the user's submodule (`checkout_submodules`)."""
+    if not paths or not (git.root / ".gitmodules").is_file():
+        return set()
+    listing = git.run(
+        "config", "-z", "--blob", f"{commit}:.gitmodules", "--get-regexp",
+        r"^submodule\..*\.path$", check=False,
+    ).stdout.decode(errors="surrogateescape")
+    found: set[str] = set()
+    for item in listing.split("\0"):
+        sub = item.partition("\n")[2]
+        inside = [p for p in paths if p == sub or p.startswith(sub + "/")]
+        if not sub or not inside or not (git.root / sub / ".git").exists():
+            continue
+        link = git.run("rev-parse", "--verify", "-q", f"{commit}:{sub}", check=False)
+        sha = link.stdout.decode().strip()
+        if link.returncode != 0:
+            continue
+        for path in inside:
+            rest = path[len(sub) + 1:]
+            if not rest or git.run("cat-file", "-e", f"{sha}:{rest}", cwd=git.root / sub,
+                                   check=False).returncode == 0:
+                found.add(path)
+    return found

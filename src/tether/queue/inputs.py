@@ -2,10 +2,11 @@
 
 A queued run starts from its snapshot (HEAD plus uncommitted and untracked,
 non-ignored files), so a git-ignored input such as `data/data.xml` is not
-there. A dependency is available to the worker when it is in the snapshot,
-produced by a stage of the pipeline, tracked with `tether add` (its pointer is
-in the snapshot and its content in the repository cache or on the artifact
-remote), or restorable from the repository cache (its hash is in `tether.lock`
+there. A dependency is available to the worker when it is in the snapshot
+(or in one of its submodules, which the worker checks out), produced by a
+stage of the pipeline, tracked with `tether add` (its pointer is in the
+snapshot and its content in the repository cache or on the artifact remote),
+or restorable from the repository cache (its hash is in `tether.lock`
 and that object is in the cache): the worker puts those in place
 (`restore_cached_inputs`) before the run starts. Anything else is refused at
 enqueue (`MissingInputError`) instead of failing in the worker.
@@ -18,6 +19,7 @@ from pathlib import Path
 from tether.cache.objects import ObjectStore, valid_key
 from tether.errors import MissingInputError
 from tether.gitstore.git import Git
+from tether.gitstore.submodules import in_submodules
 from tether.lockfile import StageLock
 from tether.spec import Pipeline
 from tether.structs import struct
@@ -69,7 +71,9 @@ def check_queued_inputs(
     from tether.cache.tracked import commit_pointers
 
     needed = external_inputs(pipeline, order, lock)
-    present = in_snapshot(git, commit, sorted({item.path for item in needed}))
+    wanted = sorted({item.path for item in needed})
+    present = in_snapshot(git, commit, wanted)
+    present |= in_submodules(git, commit, [p for p in wanted if p not in present])
     tracked = {p.path: p.key for p in commit_pointers(git, commit)}
     missing = [item for item in needed if item.path not in present and not _cached(store, item)
                and not _tracked(git.root, store, tracked, item.path)]
