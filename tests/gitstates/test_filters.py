@@ -18,6 +18,7 @@ from gitstates.conftest import (
     snapshot_state,
     tether,
 )
+from helpers import record_of
 
 
 def _blobs(root: Path, ref: str) -> dict[str, bytes]:
@@ -116,3 +117,18 @@ def test_lfs_files_are_stored_as_pointers(repo: Path) -> None:
     # The content itself is in the LFS store, as `git add` leaves it.
     assert git(repo, "lfs", "fsck") .endswith("OK")
     assert_repo_untouched(repo, before)
+
+
+def test_a_secret_in_a_converted_file_is_scrubbed_before_git_converts_it(repo: Path) -> None:
+    # Secret scrubbing and clean filters together: the stored blob is what `git add`
+    # makes of the scrubbed content (here LF line endings), with no secret in it.
+    token = "tok-5e5e5e5e5e5e"
+    write(repo / ".gitattributes", "*.txt text eol=crlf\n")
+    make_project(repo)
+    (repo / "creds.txt").write_bytes(f"token={token}\r\nuser=me\r\n".encode())
+    tether(repo, "run", "-n", "scrubbed", env={"MY_API_TOKEN": token})
+    ref = exp_ref(repo, "scrubbed")
+    stored = _blobs(repo, ref)["creds.txt"]
+    assert token.encode() not in stored
+    assert b"\r\n" not in stored and stored.endswith(b"user=me\n"), stored
+    assert record_of(repo, ref)["redacted_files"] == {"creds.txt": ["MY_API_TOKEN"]}
