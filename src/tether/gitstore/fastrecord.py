@@ -252,7 +252,7 @@ def commit_workspace(
     proc = subprocess.Popen(
         ["git", *keep, "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
         cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        bufsize=_CHUNK,  # one write per MiB, not per file: many small files are common
+        bufsize=1 << 16,  # one write per 64 KiB, not per file: many small files are common
         env=git_env(),
     )
     assert proc.stdin is not None
