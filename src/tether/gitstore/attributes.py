@@ -26,15 +26,6 @@ CONVERTING = ("filter", "text", "eol", "crlf", "ident", "working-tree-encoding")
 _CONFIG_WORDS = (b"autocrlf", b"attributesfile", b"include")
 
 
-def clean_blobs(git: Git, workspace: Path, paths: Iterable[str]) -> dict[str, str]:
-    """path -> blob sha for the regular files among `paths` that git converts on add.
-
-    The blobs are written to the repository (`hash-object -w`), as `git add`
-    would; paths git stores byte for byte are left out (the caller inlines them).
-    """
-    return hash_blobs(git, workspace, converted_paths(git, workspace, paths))
-
-
 def converted_paths(git: Git, workspace: Path, paths: Iterable[str]) -> list[str]:
     """The regular files among `paths` whose content git may convert on add."""
     paths = list(paths)
