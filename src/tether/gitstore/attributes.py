@@ -78,13 +78,16 @@ def hash_blobs(
 def may_convert(workspace: Path, paths: Iterable[str]) -> bool:
     """Whether git could convert any of `paths` on add (False only when it surely won't)."""
     try:
-        dirs = {workspace}
+        # Every folder from the top down to each path's own (strings: one path may be
+        # one of tens of thousands of untracked files).
+        folders = {""}
         for path in paths:
-            parent = (workspace / path).parent
-            while parent not in dirs and parent != workspace:
-                dirs.add(parent)
-                parent = parent.parent
-        if any((folder / ".gitattributes").exists() for folder in dirs):
+            folder = path.rpartition("/")[0]
+            while folder not in folders:
+                folders.add(folder)
+                folder = folder.rpartition("/")[0]
+        top = os.fspath(workspace)
+        if any(os.path.exists(os.path.join(top, folder, ".gitattributes")) for folder in folders):
             return True
         git_dir, common = _git_dirs(workspace)
         attribute_files = [common / "info" / "attributes", *_global_attributes()]
