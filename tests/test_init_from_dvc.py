@@ -201,6 +201,11 @@ def test_init_from_dvc_converts_pipeline_and_data(repo: Path) -> None:
     run = run_tether(repo, "run", "-n", "converted")
     assert run.returncode == 0, run.stderr + run.stdout
     assert all(action == "skip" for action, _ in plan(repo))
+    # its plots files, converted from DVC's templates, are drawn from the experiment
+    plots = run_tether(repo, "plots", "converted", "--svg", "--out", "plots")
+    assert plots.returncode == 0, plots.stderr
+    drawn = {p.name for p in (repo / "plots").glob("*.svg")}
+    assert {"confusion-matrix-eval-confusion.csv.svg", "ROC-eval-roc.json.svg"} <= drawn
     (repo / "params.yaml").write_text(PARAMS.replace("lr: 0.1", "lr: 0.2"))
     assert plan(repo) == [("skip", "prepare"), ("run", "train@small"), ("run", "train@large"),
                           ("run", "evaluate")]
@@ -287,3 +292,17 @@ def test_a_broken_dvc_yaml_is_a_spec_error(text: str) -> None:
 
     with pytest.raises(SpecError, match=r"dvc\.yaml"):
         convert(text, read_none)
+
+
+def test_data_git_tracks_already_is_reported_and_the_rest_converts(repo: Path) -> None:
+    files = dvc_project(repo)
+    notes = b"some notes\n"
+    write(repo / "notes.txt", notes.decode())
+    write(repo / "notes.txt.dvc", f"outs:\n- md5: {md5(notes)}\n  size: 11\n  path: notes.txt\n")
+    git(repo, "add", "notes.txt", "notes.txt.dvc")
+    git(repo, "commit", "-q", "-m", "notes in git, by mistake")
+    proc = run_tether(repo, "init", "--from-dvc")
+    assert proc.returncode == 0, proc.stderr
+    assert "not converted: cannot track 'notes.txt': git tracks it already" in proc.stdout
+    assert (repo / "data" / "raw.csv").read_bytes() == files["data/raw.csv"]
+    assert (repo / "data" / "raw.csv.tether").exists()

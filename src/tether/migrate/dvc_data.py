@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tether.cache.pathguard import WorkTreeGuard, check_relpath
+from tether.errors import UsageError
 from tether.structs import struct
 
 if TYPE_CHECKING:
@@ -187,5 +188,9 @@ def convert_pointers(git: Git, store: ObjectStore) -> DataReport:
                 ready.append(out.path)
             else:
                 report.missing.append(out)
-    report.tracked = add_data(git, ready, store)
+    for path in ready:
+        try:
+            report.tracked += add_data(git, [path], store)
+        except UsageError as exc:  # e.g. git tracks it already: the others still convert
+            report.problems.append(exc.message + (f" ({exc.hint})" if exc.hint else ""))
     return report
