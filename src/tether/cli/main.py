@@ -26,7 +26,7 @@ from tether.errors import (
 # A command's module is its name with '-' as '_' (ls-remote -> tether.cli.ls_remote).
 COMMANDS = (
     "init", "run", "status", "spec", "show",
-    "diff", "logs", "apply", "branch", "rename", "remove",
+    "diff", "plots", "logs", "apply", "branch", "rename", "remove",
     "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
     "queue", "worker",
 )
