@@ -31,6 +31,7 @@ EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away
 
 
 def close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
