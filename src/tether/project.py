@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tether.layout import STATE_GITIGNORE, state_dir
 from tether.spec import Pipeline, Stage
-from tether.spec.cache import load_pipeline_cached
+from tether.spec_cache import load_pipeline_cached
 
 COMMAND_STAGE = "run"
 

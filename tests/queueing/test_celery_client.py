@@ -24,12 +24,12 @@ from queueing.contract import T0, make_entry
 from queueing.servers import RedisServer, free_port
 from tether.errors import QueueError
 from tether.queue.base import FAILED, QUEUED, RUNNING, Entry, Outcome
-from tether.queue.celery_backend import CeleryQueue, open_backend
-from tether.queue.celery_client import CeleryEnqueuer
+from tether.queue.celery.backend import CeleryQueue, open_backend
+from tether.queue.celery.client import CeleryEnqueuer
+from tether.queue.celery.keys import key_prefix
+from tether.queue.celery.settings import CeleryConfig
+from tether.queue.celery.state import RedisState
 from tether.queue.client import backend_name
-from tether.queue.redis_keys import key_prefix
-from tether.queue.settings import CeleryConfig
-from tether.queue.state_redis import RedisState
 
 
 def _config(url: str, **extra: object) -> CeleryConfig:

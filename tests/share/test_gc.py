@@ -10,8 +10,8 @@ from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
 from tether.cache.objects import ObjectStore
 from tether.cache.runcache import RunCache
-from tether.gc import gc
-from tether.share import record_outputs
+from tether.experiments.gc import gc
+from tether.share.transfer import record_outputs
 
 
 def _records(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]

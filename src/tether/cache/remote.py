@@ -16,8 +16,8 @@ from typing import Any
 from tether.cache.hashing import is_dir_key
 from tether.cache.objects import ObjectStore, key_from_path, key_path
 from tether.cache.runcache import RunCache, valid_fingerprint
+from tether.cli.progress import Progress
 from tether.errors import RemoteError
-from tether.progress import Progress
 from tether.record.redact import mask_urls
 from tether.structs import field, struct
 

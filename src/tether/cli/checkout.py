@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
-    from tether.share import checkout
+    from tether.share.transfer import checkout
 
     result = checkout(find_root(args.cwd), args.experiment, remote=args.remote)
     for path in result.restored:

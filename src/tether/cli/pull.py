@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
-    from tether.share import pull
+    from tether.share.transfer import pull
 
     report = pull(find_root(args.cwd), args.git_remote, args.experiments, every=args.every,
                   baseline=args.baseline, artifacts=args.artifacts, force=args.force,

@@ -84,7 +84,7 @@ def render(report: Any, verb: str) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
-    from tether.share import push
+    from tether.share.transfer import push
 
     report = push(find_root(args.cwd), args.git_remote, args.experiments, every=args.every,
                   baseline=args.baseline, artifacts=args.artifacts, force=args.force,

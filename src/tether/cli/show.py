@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tether.cli.skipped import warn_skipped
-from tether.explore import ShowResult, show_experiments
+from tether.experiments.explore import ShowResult, show_experiments
 
 if TYPE_CHECKING:
-    from tether.index import IndexedExperiment
+    from tether.experiments.index import IndexedExperiment
 
 FIXED_COLUMNS = ("name", "created", "status", "duration")
 PROGRESS_THRESHOLD = 200  # records to index before a progress bar is worth drawing

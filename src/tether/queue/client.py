@@ -36,7 +36,7 @@ BACKENDS = ("embedded", "celery")
 
 def backend_name(root: Path) -> str:
     """The backend chosen by `queue.backend` in the project config (default embedded)."""
-    from tether.queue.settings import queue_section
+    from tether.queue.celery.settings import queue_section
 
     name = queue_section(root).get("backend", "embedded")
     if name not in BACKENDS:
@@ -51,9 +51,9 @@ def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
         try:
             import importlib
 
-            module: Any = importlib.import_module("tether.queue.celery_backend")
+            module: Any = importlib.import_module("tether.queue.celery.backend")
         except ImportError as exc:
-            from tether.queue.settings import celery_extra_missing
+            from tether.queue.celery.settings import celery_extra_missing
 
             raise celery_extra_missing(exc) from None
         backend: QueueBackend = module.open_backend(root, on_event)
@@ -76,7 +76,7 @@ class Enqueuer(Protocol):
 def open_enqueuer(root: Path) -> Enqueuer:
     """What `enqueue` writes to: for Celery only its state store (no Celery, no redis-py)."""
     if backend_name(root) == "celery":
-        from tether.queue.celery_client import open_enqueuer as open_celery_enqueuer
+        from tether.queue.celery.client import open_enqueuer as open_celery_enqueuer
 
         return open_celery_enqueuer(root)
     return open_queue(root)

@@ -3,9 +3,9 @@
 Why it exists: `tether run --queue` on the Celery backend writes a handful of keys
 to Redis and exits. Importing redis-py alone costs about 80 ms (its package imports
 asyncio, ssl and importlib.metadata), more than everything else an enqueue does;
-this module speaks just enough of the protocol for `tether.queue.redis_keys`:
+this module speaks just enough of the protocol for `tether.queue.celery.keys`:
 commands, pipelines (optionally in MULTI/EXEC), and AUTH/SELECT from the URL.
-Workers and the other queue commands use redis-py (`tether.queue.state_redis`).
+Workers and the other queue commands use redis-py (`tether.queue.celery.state`).
 
 URLs: `redis://[[user]:password@]host[:port][/db]` and
 `unix://[[user]:password@]/path/to/socket[?db=N]`. TLS (`rediss://`) is not spoken

@@ -10,12 +10,18 @@ from pathlib import Path
 
 from tether.cache.pathguard import WorkTreeGuard, check_layout
 from tether.errors import ExperimentError, GitError, GitStateError, UnsafePathError, UsageError
+from tether.experiments.resolve import (
+    Experiment,
+    one_experiment,
+    readable,
+    resolve_experiment,
+    with_records,
+)
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
 from tether.record.validate import Skipped
-from tether.resolve import Experiment, one_experiment, readable, resolve_experiment, with_records
 from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs

@@ -22,7 +22,7 @@ from tether.errors import (
     UnsafePathError,
     UsageError,
 )
-from tether.explore import read_records
+from tether.experiments.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, LOCK_FILE
@@ -76,7 +76,7 @@ class RemoteExperiment:
 
 def _resolve(git: Git, text: str) -> ExperimentRef:
     try:
-        from tether.resolve import resolve_experiment
+        from tether.experiments.resolve import resolve_experiment
     except ImportError:  # pragma: no cover - resolve.py ships with explore
         every = [e for e in list_experiments(git) if text in (e.ref, e.name)]
         if len(every) != 1:
@@ -395,7 +395,7 @@ def pull(
         report.refs += [RefResult(e.ref, "forced" if e.state == "diverged" else "new")
                         for e in fetch]
     try:
-        from tether.index import refresh
+        from tether.experiments.index import refresh
 
         refresh(git).close()
     except ImportError:  # pragma: no cover - the index ships with explore

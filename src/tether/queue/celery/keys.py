@@ -14,9 +14,9 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
   client). Celery workers block on it and send the wake-ups themselves, so a client
   never needs Celery.
 
-Transitions after enqueue are Lua scripts (`tether.queue.redis_lua`). Enqueue and
+Transitions after enqueue are Lua scripts (`tether.queue.celery.lua`). Enqueue and
 the names it reserves are here, written against `Commands` (one pipelined
-`execute`), which both redis-py (`tether.queue.state_redis`, workers and queue
+`execute`), which both redis-py (`tether.queue.celery.state`, workers and queue
 commands) and the light client of the enqueue path (`tether.queue.resp`) provide.
 """
 

@@ -14,7 +14,7 @@ from tether.layout import RECORD_PATH
 from tether.record.validate import Skipped, check_record
 
 if TYPE_CHECKING:
-    from tether.index import IndexedExperiment, Progress
+    from tether.experiments.index import IndexedExperiment, Progress
 
 
 def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
@@ -132,7 +132,7 @@ def column_value(exp: IndexedExperiment, column: str) -> Any:
 
 
 def _check_column(column: str) -> None:
-    from tether.filtering import PLAIN_COLUMNS, PREFIXED_COLUMNS
+    from tether.experiments.filtering import PLAIN_COLUMNS, PREFIXED_COLUMNS
 
     if column in PLAIN_COLUMNS or any(
         column.startswith(p) and len(column) > len(p) for p in PREFIXED_COLUMNS
@@ -235,11 +235,11 @@ def show_experiments(
 
     With `labels`, each group names the branches and tags at its baseline (one git call).
     """
-    from tether.index import refresh
+    from tether.experiments.index import refresh
 
     predicate = None
     if filter_expression is not None:
-        from tether.filtering import Row, parse_filter
+        from tether.experiments.filtering import Row, parse_filter
 
         predicate = parse_filter(filter_expression)
     if sort_by is not None:

@@ -18,12 +18,12 @@ from typing import Any
 
 from tether.cache.objects import ObjectStore, valid_key
 from tether.cache.runcache import RunCache, entry_keys
-from tether.explore import read_checked_records
+from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE, QUEUE_REFS
 from tether.record.validate import Skipped
-from tether.share import record_outputs
+from tether.share.transfer import record_outputs
 from tether.structs import field, struct
 
 # Unfinished temp files older than this belong to a killed transfer.
@@ -94,7 +94,7 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
     A ref with an invalid name or record keeps nothing (its outputs cannot be known) and
     is added to `skipped`.
     """
-    from tether.share import tracked_data
+    from tether.share.transfer import tracked_data
 
     git = Git(root)
     commits = _kept_commits(git)
