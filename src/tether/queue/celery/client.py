@@ -1,10 +1,9 @@
-"""What `tether run --queue` needs of the Celery backend, without Celery or redis-py.
+"""What `tether run --queue` needs of the Celery backend, without Celery.
 
 An enqueue writes the entries, and the note that wakes a worker's sweeper (which
 sends the Celery wake-ups, see `tether.queue.celery.backend`), into the Redis
-state store, through the small client of `tether.queue.resp`, with the same key
-layout and writes as `RedisState` (`tether.queue.celery.keys`). A TLS state store
-(`rediss://`) goes through redis-py instead.
+state store with redis-py, with the same key layout and writes as `RedisState`
+(`tether.queue.celery.keys`). Celery itself is never imported on this path.
 """
 
 from __future__ import annotations
@@ -22,12 +21,15 @@ from tether.queue.celery.settings import (
     load_celery_config,
     push_snapshots,
 )
-from tether.queue.resp import ReplyError, RespClient, supports
 
 if TYPE_CHECKING:
-    from tether.queue.celery.state import Pipelines
+    import redis
 
 T = TypeVar("T")
+
+
+class _Refused(Exception):
+    """The state store answered with an error (a wrong password, a bad command)."""
 
 
 class CeleryEnqueuer:
@@ -39,23 +41,25 @@ class CeleryEnqueuer:
         self.root = root
         self.prefix = keys.key_prefix(config.namespace)
         self.reconnect_window = reconnect_window
-        self.conn: RespClient | Pipelines
-        if supports(config.state):
-            self.conn = RespClient(config.state)
-            self.transient: tuple[type[BaseException], ...] = (OSError,)
-        else:  # TLS: redis-py speaks it
-            try:
-                from tether.queue.celery.state import Pipelines
-            except ImportError as exc:
-                raise celery_extra_missing(exc) from None
-            self.conn = Pipelines.from_url(config.state)
-            self.transient = Pipelines.TRANSIENT
+        try:
+            self.conn: redis.Redis = keys.connect(config.state)
+            self.transient = keys.transient_errors()
+        except ImportError as exc:
+            raise celery_extra_missing(exc) from None
 
     def _call(self, call: Callable[[], T]) -> T:
+        import redis
+
+        def refusing() -> T:
+            try:
+                return call()
+            except (redis.AuthenticationError, redis.ResponseError) as exc:
+                raise _Refused(str(exc)) from None  # not transient: do not retry
+
         try:
-            return keys.retrying(call, self.config.state, self.reconnect_window,
-                                       self.transient)
-        except ReplyError as exc:
+            return keys.retrying(refusing, self.config.state, self.reconnect_window,
+                                 self.transient)
+        except _Refused as exc:
             raise QueueError(
                 f"the queue state store at {keys.redacted(self.config.state)} "
                 f"refused a command: {exc}",

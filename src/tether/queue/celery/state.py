@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import redis
-
 from tether.errors import QueueError
 from tether.queue.base import (
     CANCELLED,
@@ -44,7 +42,6 @@ from tether.queue.base import (
 )
 from tether.queue.celery import keys, lua
 from tether.queue.celery.keys import entry_key, number
-from tether.queue.resp import Command
 from tether.structs import replace
 
 T = TypeVar("T")
@@ -56,7 +53,7 @@ _FLOAT_FIELDS = ("lease_until", "heartbeat_at", "created_at", "started_at", "end
                  "not_before")
 _TEXT_FIELDS = ("id", "queue", "state", "name", "baseline", "snapshot", "snapshot_ref", "run_id",
                 "worker", "status", "result_ref", "error")
-_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
+_TRANSIENT = keys.transient_errors()
 
 
 def entry_from_hash(raw: dict[bytes, bytes]) -> Entry:
@@ -78,29 +75,6 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class Pipelines:
-    """redis-py as `keys.Commands`; `TRANSIENT` are its errors worth retrying."""
-
-    TRANSIENT = _TRANSIENT
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    @classmethod
-    def from_url(cls, url: str) -> Pipelines:
-        return cls(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
-                                        health_check_interval=10))
-
-    def execute(self, commands: Sequence[Command], *, transaction: bool = False) -> list[Any]:
-        pipe = self.client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        return pipe.execute()
-
-    def close(self) -> None:
-        self.client.close()
-
-
 class RedisState:
     """A `QueueBackend` whose entries live in Redis under `tether:<namespace>:`."""
 
@@ -114,8 +88,7 @@ class RedisState:
         self.logs_root = logs_root
         self.on_event = on_event
         self.reconnect_window = reconnect_window
-        self.commands = Pipelines.from_url(url)
-        self.redis = self.commands.client
+        self.redis = keys.connect(url)
         self._scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
@@ -165,7 +138,7 @@ class RedisState:
     # -- the interface ----------------------------------------------------
 
     def enqueue(self, entries: Sequence[Entry], now: float) -> None:
-        self._retrying(lambda: keys.write_entries(self.commands, self.prefix, entries, now))
+        self._retrying(lambda: keys.write_entries(self.redis, self.prefix, entries, now))
         self._emit("queued", [replace(e, state=QUEUED) for e in entries])
 
     def get(self, entry_id: str) -> Entry | None:
@@ -192,7 +165,7 @@ class RedisState:
 
     def reserved_names(self, baseline: str) -> set[str]:
         return self._retrying(
-            lambda: keys.reserved_names(self.commands, self.prefix, baseline))
+            lambda: keys.reserved_names(self.redis, self.prefix, baseline))
 
     def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
         raw = self._script("CLAIM", worker, number(now), number(now + lease), *queues)
@@ -379,7 +352,7 @@ class RedisState:
 
     def await_wakeup(self, entry_ids: Sequence[str]) -> None:
         """Mark these (waiting) entries as never woken for, and notify the workers."""
-        self._retrying(lambda: keys.await_wakeup(self.commands, self.prefix, entry_ids))
+        self._retrying(lambda: keys.await_wakeup(self.redis, self.prefix, entry_ids))
 
     def wait_for_wakeup(self, timeout: float) -> bool:
         """Block until a wake-up note arrives (True) or `timeout` seconds pass (False)."""
