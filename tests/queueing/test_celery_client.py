@@ -167,8 +167,9 @@ def test_a_password_a_database_and_a_unix_socket(tmp_path: Path) -> None:
                 assert found is not None and found.overrides == entry.overrides
             finally:
                 full.close()
-        for url, refusal in ((f"redis://:wrong@127.0.0.1:{server.port}/2", "invalid username-password"),
-                             (f"redis://127.0.0.1:{server.port}/2", "Authentication required")):
+        port = server.port
+        for url, refusal in ((f"redis://:wrong@127.0.0.1:{port}/2", "invalid username-password"),
+                             (f"redis://127.0.0.1:{port}/2", "Authentication required")):
             enqueuer = CeleryEnqueuer(_config(url), tmp_path)
             try:
                 with pytest.raises(QueueError, match=f"refused a command: {refusal}") as info:

@@ -57,7 +57,7 @@ def render_pointer(pointer: DataPointer) -> str:
 def parse_pointer(pointer_path: str, text: str) -> DataPointer:
     """The pointer at `pointer_path` (relative to the root) with content `text`, checked."""
     from tether.cache.objects import valid_key
-    from tether.cache.pathguard import check_relpath
+    from tether.pathguard import check_relpath
 
     where = f"data pointer {pointer_path!r}"
     check_relpath(pointer_path, where=where)
@@ -126,8 +126,8 @@ def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPoi
     """Track each path (relative to the root): cache its content, write its pointer, and
     git-ignore it. Re-adding a changed file updates its pointer."""
     from tether.atomic import write_text
-    from tether.cache.pathguard import check_relpath
     from tether.layout import STATE_DIR
+    from tether.pathguard import check_relpath
 
     added = []
     for rel in paths:
@@ -172,8 +172,8 @@ def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
     """Put each pointer's content in place under `root` (already right: left alone),
     pulling missing objects from the artifact remote; (paths restored, objects pulled)."""
     from tether.cache.hashing import StatCache
-    from tether.cache.pathguard import WorkTreeGuard
     from tether.layout import tmp_dir
+    from tether.pathguard import WorkTreeGuard
 
     guard = WorkTreeGuard(root)
     cache = StatCache(tmp_dir(root) / "statcache.db" if (tmp_dir(root)).is_dir() else None)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.cache.hashing import StatCache
-from tether.cache.pathguard import WorkTreeGuard
 from tether.cache.runcache import RunCache
+from tether.pathguard import WorkTreeGuard
 from tether.spec import Stage
 
 if TYPE_CHECKING:

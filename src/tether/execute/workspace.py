@@ -74,8 +74,8 @@ def _bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
     import shutil
 
     from tether.cache.objects import ObjectStore
-    from tether.cache.pathguard import WorkTreeGuard
     from tether.cache.tracked import materialize, work_tree_pointers
+    from tether.pathguard import WorkTreeGuard
 
     guard = WorkTreeGuard(path)
     for rel in inputs:

@@ -12,6 +12,7 @@ from tether.execute.facts import RunFacts
 from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, validate_name
+from tether.gitstore.snapshot import drop_unreferenced
 from tether.ids import new_id, new_run_id
 from tether.layout import queue_db, queue_dir, tmp_dir
 from tether.lockfile import read_lock
@@ -26,7 +27,6 @@ from tether.queue.base import (
     check_queue_name,
     unknown_entry,
 )
-from tether.queue.snapshot import drop_unreferenced
 from tether.queue.sweep import SweepPoint, expand
 from tether.spec import Pipeline
 from tether.structs import field, struct

@@ -221,8 +221,8 @@ def _git_dirs(root: Path) -> tuple[Path, ...]:
 def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> None:
     """Cache outputs still in the workspace unchanged (path -> key) that the store lacks."""
     from tether.cache.hashing import StatCache
-    from tether.cache.pathguard import unsafe_reason
     from tether.layout import tmp_dir
+    from tether.pathguard import unsafe_reason
 
     cache = StatCache(tmp_dir(root) / "statcache.db")
     try:
@@ -441,8 +441,8 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
     """Restore outputs from the cache (pulling missing objects), checking every byte."""
     from tether.cache.hashing import StatCache
     from tether.cache.objects import ObjectStore, valid_key
-    from tether.cache.pathguard import WorkTreeGuard
     from tether.layout import tmp_dir
+    from tether.pathguard import WorkTreeGuard
 
     outs, source = wanted_outputs(root, exp)
     where = f"the outputs of {source}"
