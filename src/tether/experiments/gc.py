@@ -18,12 +18,13 @@ from typing import Any
 
 from tether.cache.objects import ObjectStore, valid_key
 from tether.cache.runcache import RunCache, entry_keys
+from tether.experiments.artifacts import record_outputs, tracked_data
 from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE, QUEUE_REFS
+from tether.project import object_store
 from tether.record.validate import Skipped
-from tether.share.transfer import record_outputs
 from tether.structs import field, struct
 
 # Unfinished temp files older than this belong to a killed transfer.
@@ -94,8 +95,6 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
     A ref with an invalid name or record keeps nothing (its outputs cannot be known) and
     is added to `skipped`.
     """
-    from tether.share.transfer import tracked_data
-
     git = Git(root)
     commits = _kept_commits(git)
     keys = _committed_locks(git, commits)
@@ -149,7 +148,7 @@ def gc(root: Path, older_than: float | None = None, remote: str | None = None,
         prune_stale(Git(root), worktrees_dir(root))
     skipped: list[Skipped] = []
     direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped)
-    store = ObjectStore(root)
+    store = object_store(root)
     if remote is None:
         result = _gc_local(root, store, direct, dry, kept_exps, dropped_exps, now)
     else:
@@ -241,7 +240,7 @@ def _stale_remote_tmp(remote: Any, limit: float) -> list[str]:
 
 def _gc_remote(root: Path, store: ObjectStore, name: str, direct: set[str], dry: bool,
                kept_exps: set[str], dropped_exps: int, now: float | None) -> GcResult:
-    from tether.cache.remote import open_remote
+    from tether.project import open_remote
 
     remote = open_remote(root, name)
     remote._check_writable()
