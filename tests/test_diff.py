@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from conftest import git, run_tether, write
-from tether.compare import judge
+from tether.experiments.compare import judge
 
 SPEC = """\
 stages:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tether.errors import EXIT_USAGE, UsageError
-from tether.filtering import Row, parse_filter, tokenize
+from tether.experiments.filtering import Row, parse_filter, tokenize
 
 
 def row(

@@ -13,8 +13,8 @@ from types import ModuleType
 import pytest
 
 from conftest import git, run_tether, write
+from tether.experiments.index import INDEX_SCHEMA, index_path, refresh
 from tether.gitstore.git import Git
-from tether.index import INDEX_SCHEMA, index_path, refresh
 
 BENCH_SHOW = Path(__file__).resolve().parent.parent / "bench" / "show.py"
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import git, run_tether, write
 from helpers import only_record
-from tether.manage import follow_run
+from tether.experiments.manage import follow_run
 
 SPEC = """\
 stages:

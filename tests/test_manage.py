@@ -11,9 +11,9 @@ import pytest
 from conftest import git, run_tether, write
 from helpers import exp_refs, repo_state, tree_files
 from tether.errors import ExperimentError
+from tether.experiments.manage import remove_experiments, select_for_removal
+from tether.experiments.resolve import resolve_experiment, with_records
 from tether.gitstore.git import Git
-from tether.manage import remove_experiments, select_for_removal
-from tether.resolve import resolve_experiment, with_records
 
 CHANGE = """\
 import os, pathlib

@@ -9,8 +9,8 @@ import pytest
 from conftest import git, run_tether, write
 from helpers import exp_refs
 from tether.errors import ExperimentError
+from tether.experiments.resolve import resolve_experiment
 from tether.gitstore.git import Git
-from tether.resolve import resolve_experiment
 
 
 def record(root: Path, name: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PINNED_ENV, git, write
 from tether.cli.show import render_table
-from tether.explore import show_experiments
+from tether.experiments.explore import show_experiments
 
 SPEC = """\
 stages:

@@ -94,7 +94,7 @@ def parse_override(text: str) -> Override:
 
 def _check_params_path(name: str, where: str) -> None:
     """Refuse a params file path that would be read or written outside the work tree."""
-    from tether.cache.pathguard import unsafe_reason
+    from tether.pathguard import unsafe_reason
 
     reason = unsafe_reason(name)
     if reason is not None:
@@ -123,7 +123,7 @@ def load_params(root: Path, files: set[str], cache_file: Path | None = None) -> 
     for name in sorted(wanted):
         _check_params_path(name, "the params files")
         if name != DEFAULT_PARAMS:  # through a symlinked directory, it could lead elsewhere
-            from tether.cache.pathguard import WorkTreeGuard
+            from tether.pathguard import WorkTreeGuard
 
             guard = guard or WorkTreeGuard(root)
             guard.target(name, where=f"params file {name!r}")

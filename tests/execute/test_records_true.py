@@ -82,7 +82,7 @@ def test_skipped_unchanged_stages_contribute_their_current_metrics(repo: Path) -
 
 
 def test_best_values_ignore_runs_that_did_not_succeed(repo: Path) -> None:
-    from tether.explore import show_experiments
+    from tether.experiments.explore import show_experiments
 
     make_project(repo)
     assert run_tether(repo, "run", "-n", "good").returncode == 0

@@ -31,11 +31,11 @@ from queueing.contract import QueueContract
 from queueing.servers import RabbitServer, RedisServer
 from tether.errors import QueueError
 from tether.queue.base import DONE, QueueEvent
-from tether.queue.celery_app import install_sender
-from tether.queue.celery_backend import CeleryQueue, open_backend
+from tether.queue.celery.app import install_sender
+from tether.queue.celery.backend import CeleryQueue, open_backend
+from tether.queue.celery.keys import key_prefix
+from tether.queue.celery.settings import CeleryConfig, load_celery_config
 from tether.queue.client import QueueRequest, enqueue
-from tether.queue.redis_keys import key_prefix
-from tether.queue.settings import CeleryConfig, load_celery_config
 
 
 def _config(broker: str, state: str, **extra: Any) -> CeleryConfig:
@@ -99,7 +99,7 @@ def test_config_defaults_agree_across_clones(repo: Path, tmp_path: Path) -> None
     assert mine.git_remote is None and theirs.git_remote == "origin"
 
 
-@pytest.mark.parametrize("module", ["celery_backend", "celery_app"])
+@pytest.mark.parametrize("module", ["celery.backend", "celery.app"])
 def test_importing_without_celery_names_the_extra(module: str, tmp_path: Path) -> None:
     blocker = write(tmp_path / "block" / "sitecustomize.py",
                     "import sys\nsys.modules['celery'] = None\n")
@@ -125,7 +125,7 @@ class CeleryProject:
         self.counter = logs / "runs.count"  # train.py counts its runs here
 
     def enqueue(self, count: int, name: str) -> list[str]:
-        """Queue as `tether run --queue` does: no Celery, no redis-py (`celery_client`)."""
+        """Queue as `tether run --queue` does: no Celery, no redis-py (`celery.client`)."""
         entries = enqueue(self.root, QueueRequest(name=name, repeat=count))
         return [entry.id for entry in entries]
 
@@ -136,7 +136,7 @@ class CeleryProject:
         log = self.logs / f"worker-{len(self.workers)}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tether.queue.celery_app", "--root",
+                [sys.executable, "-m", "tether.queue.celery.app", "--root",
                  str(root or self.root), *args],
                 stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **counting, **(env or {})},

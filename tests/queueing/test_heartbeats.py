@@ -156,7 +156,7 @@ def test_backoff_stays_below_the_lease() -> None:
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 def test_heartbeats_resume_after_a_real_redis_restart(tmp_path: Path, clock: Clock) -> None:
-    from tether.queue.state_redis import RedisState
+    from tether.queue.celery.state import RedisState
 
     server = RedisServer(tmp_path / "redis")
     server.start()

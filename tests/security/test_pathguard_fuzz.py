@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from security.crafted import write_tree
 from tether.errors import TetherError
+from tether.experiments.manage import apply_experiment
 from tether.gitstore.experiments import ExperimentRef
 from tether.gitstore.git import Git
-from tether.manage import apply_experiment
 
 BENIGN = ["a", "b", "pre", "inner", "c d", "HEAD", "inner-dir"]
 HOSTILE = ["..", ".", ".git", ".GIT", "git~1", ".git.", ".git ", "Git~1", ".g\u200cit",

@@ -71,11 +71,11 @@ def parse_manifest(data: bytes, *, where: str = "a directory manifest") -> list[
     """The (relative path, key) entries of a directory manifest, each path checked.
 
     A manifest may come from a shared artifact store: a path that is unsafe (see
-    `tether.cache.pathguard`), listed twice, or both a file and a directory is
+    `tether.pathguard`), listed twice, or both a file and a directory is
     refused with UnsafePathError before anything is restored.
     """
-    from tether.cache.pathguard import check_layout, check_relpath
     from tether.errors import UnsafePathError
+    from tether.pathguard import check_layout, check_relpath
 
     entries = []
     seen: set[str] = set()

@@ -18,7 +18,7 @@ Pointers come from commits other people pushed: every path passes the path guard
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from tether.structs import struct
 
 if TYPE_CHECKING:
     from tether.cache.objects import ObjectStore
+    from tether.cache.remote import Remote
     from tether.gitstore.git import Git
     from tether.spec import Pipeline
 
@@ -57,7 +58,7 @@ def render_pointer(pointer: DataPointer) -> str:
 def parse_pointer(pointer_path: str, text: str) -> DataPointer:
     """The pointer at `pointer_path` (relative to the root) with content `text`, checked."""
     from tether.cache.objects import valid_key
-    from tether.cache.pathguard import check_relpath
+    from tether.pathguard import check_relpath
 
     where = f"data pointer {pointer_path!r}"
     check_relpath(pointer_path, where=where)
@@ -126,8 +127,8 @@ def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPoi
     """Track each path (relative to the root): cache its content, write its pointer, and
     git-ignore it. Re-adding a changed file updates its pointer."""
     from tether.atomic import write_text
-    from tether.cache.pathguard import check_relpath
     from tether.layout import STATE_DIR
+    from tether.pathguard import check_relpath
 
     added = []
     for rel in paths:
@@ -168,12 +169,13 @@ def _ignore(root: Path, rel: str) -> None:
 
 
 def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
-                remote: str | None = None, pull: bool = True) -> tuple[list[str], int]:
+                remote: Callable[[], Remote] | None = None) -> tuple[list[str], int]:
     """Put each pointer's content in place under `root` (already right: left alone),
-    pulling missing objects from the artifact remote; (paths restored, objects pulled)."""
+    pulling missing objects from `remote()` (opened only if one is missing; None: pull
+    nothing); (paths restored, objects pulled)."""
     from tether.cache.hashing import StatCache
-    from tether.cache.pathguard import WorkTreeGuard
     from tether.layout import tmp_dir
+    from tether.pathguard import WorkTreeGuard
 
     guard = WorkTreeGuard(root)
     cache = StatCache(tmp_dir(root) / "statcache.db" if (tmp_dir(root)).is_dir() else None)
@@ -185,10 +187,10 @@ def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
         cache.close()
     pulled = 0
     missing = {p.key for p in todo if not store.has(p.key)}
-    if missing and pull:
-        from tether.cache.remote import open_remote, pull_objects
+    if missing and remote is not None:
+        from tether.cache.remote import pull_objects
 
-        pulled = len(pull_objects(store, open_remote(root, remote), missing).sent)
+        pulled = len(pull_objects(store, remote(), missing).sent)
     for pointer in todo:
         store.restore(pointer.key, guard.target(pointer.path, where=pointer.pointer))
     return [p.path for p in todo], pulled

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from tether.experiments.manage import apply_experiment
+from tether.experiments.resolve import resolve_experiment
 from tether.gitstore.git import Git, find_root
-from tether.manage import apply_experiment
-from tether.resolve import resolve_experiment
 
 
 def register(sub: Any) -> None:
@@ -41,7 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"tether: applied {exp.name}: {len(result.written)} updated, "
           f"{len(result.deleted)} deleted", file=sys.stderr)
     from tether.errors import RemoteError
-    from tether.share import checkout
+    from tether.share.transfer import checkout
 
     try:
         outputs = checkout(git.root, exp.ref)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tether.experiments.manage import create_branch
+from tether.experiments.resolve import resolve_experiment
 from tether.gitstore.git import Git, find_root
-from tether.manage import create_branch
-from tether.resolve import resolve_experiment
 
 
 def register(sub: Any) -> None:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tether.cli.skipped import warn_skipped
-from tether.compare import WORKSPACE, Comparison, code_diff, diff_experiments
+from tether.experiments.compare import WORKSPACE, Comparison, code_diff, diff_experiments
 from tether.gitstore.git import Git, find_root
 
 MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "= same", "changed": "≠ changed",

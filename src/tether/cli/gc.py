@@ -34,7 +34,7 @@ def _size(n: int) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tether.gc import gc
+    from tether.experiments.gc import gc
     from tether.gitstore.git import find_root
     from tether.spec.values import parse_duration
 

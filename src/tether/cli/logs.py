@@ -9,11 +9,11 @@ from typing import Any
 
 from tether.cli.skipped import warn_skipped
 from tether.errors import ExperimentError
+from tether.experiments.manage import find_run_dir, follow_run, recorded_logs
+from tether.experiments.resolve import latest_experiment, resolve_experiment
 from tether.gitstore.git import Git, find_root
 from tether.layout import runs_dir
-from tether.manage import find_run_dir, follow_run, recorded_logs
 from tether.record.validate import Skipped
-from tether.resolve import latest_experiment, resolve_experiment
 
 
 def register(sub: Any) -> None:

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
-    from tether.share import ls_remote
+    from tether.share.transfer import ls_remote
 
     for exp in ls_remote(find_root(args.cwd), args.git_remote):
         print(f"{exp.baseline[:10]}  {exp.name:<24} {exp.commit[:10]}  {exp.state}")

@@ -8,8 +8,8 @@ from typing import Any
 
 from tether.cli.skipped import warn_skipped
 from tether.errors import UsageError
+from tether.experiments.manage import remove_experiments, select_for_removal
 from tether.gitstore.git import Git, find_root
-from tether.manage import remove_experiments, select_for_removal
 from tether.record.validate import Skipped
 from tether.spec.values import parse_duration
 

@@ -73,7 +73,7 @@ def handle(args: argparse.Namespace) -> int:
 
         if backend_name(root) == "celery":
             # Celery pushes entry ids to this worker; tether's lease still decides liveness.
-            from tether.queue.celery_app import run_worker
+            from tether.queue.celery.app import run_worker
 
             summary = run_worker(root, backend, options)  # type: ignore[arg-type]
         else:

@@ -19,7 +19,7 @@ from tether.gitstore.git import REPO_STATE_ARGV, Git, GitJob, RepoState, ident_o
 from tether.layout import STATE_DIR
 
 if TYPE_CHECKING:
-    from tether.queue.snapshot import Snapshot
+    from tether.gitstore.snapshot import Snapshot
 
 # What changed since HEAD, and the untracked files, for the whole work tree
 # whatever directory git runs in (paths relative to its top level).
@@ -90,7 +90,7 @@ class RunFacts:
             self._asked.set()
         if status is not None:
             try:
-                from tether.queue.snapshot import take_snapshot
+                from tether.gitstore.snapshot import take_snapshot
 
                 self._snapshot = take_snapshot(git, state.root, state.head, status=status,
                                                ident=self.committer_ident())

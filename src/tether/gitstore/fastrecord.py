@@ -222,7 +222,7 @@ def commit_workspace(
     `token` names the marks file (a run or entry id).
     `status` is `start_status` already started, if the caller could start it early.
     """
-    from tether.cache.pathguard import unsafe_reason
+    from tether.pathguard import unsafe_reason
 
     # What fast-import receives must make a tree `git fsck` accepts (a remote with
     # receive.fsckObjects refuses every ref of a push otherwise): no '..', '.git', '/x'.

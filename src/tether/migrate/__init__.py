@@ -27,12 +27,11 @@ class DvcMigration:
 def init_from_dvc(root: Path, *, force: bool = False) -> DvcMigration:
     """Write `tether.yaml` from `dvc.yaml` (+ `params.yaml`, vars files) and track the
     data of the `.dvc` pointers; refuses to overwrite a spec unless `force`."""
-    from tether.cache.objects import ObjectStore
     from tether.errors import UsageError
     from tether.gitstore.git import Git
     from tether.migrate.dvc_data import convert_pointers
     from tether.migrate.dvc_yaml import convert
-    from tether.project import init_project
+    from tether.project import init_project, object_store
 
     dvc_yaml = root / DVC_YAML
     if dvc_yaml.is_file():
@@ -44,7 +43,7 @@ def init_from_dvc(root: Path, *, force: bool = False) -> DvcMigration:
         raise UsageError(f"{root} has neither {DVC_YAML} nor .dvc/",
                          hint="run `tether init --from-dvc` at the top of a DVC project")
     created = init_project(root, force=force, spec_text=conversion.text)
-    data = convert_pointers(Git(root), ObjectStore(root))
+    data = convert_pointers(Git(root), object_store(root))
     return DvcMigration(conversion=conversion, created=created, data=data)
 
 
@@ -59,7 +58,7 @@ def _read_file(root: Path, rel: str) -> Mapping[str, Any] | None:
     """A params or vars file (YAML or JSON) inside the project; None if absent or unreadable."""
     import yaml
 
-    from tether.cache.pathguard import unsafe_reason
+    from tether.pathguard import unsafe_reason
 
     rel = posixpath.normpath(rel)
     if unsafe_reason(rel) is not None:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tether.cache.pathguard import WorkTreeGuard, check_relpath
 from tether.errors import UsageError
+from tether.pathguard import WorkTreeGuard, check_relpath
 from tether.structs import struct
 
 if TYPE_CHECKING:

@@ -40,8 +40,8 @@ class ExperimentData:
 def load_experiments(git: Git, names: list[str], *, limit: int = DEFAULT_LIMIT
                      ) -> list[ExperimentData]:
     """The experiments `names` (default: the latest `limit` recorded against HEAD)."""
+    from tether.experiments.resolve import head_or_none, readable, resolve_experiment, with_records
     from tether.gitstore.experiments import list_experiments
-    from tether.resolve import head_or_none, readable, resolve_experiment, with_records
 
     if names:
         refs = [resolve_experiment(git, name) for name in names]

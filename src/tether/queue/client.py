@@ -12,6 +12,7 @@ from tether.execute.facts import RunFacts
 from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, validate_name
+from tether.gitstore.snapshot import drop_unreferenced
 from tether.ids import new_id, new_run_id
 from tether.layout import queue_db, queue_dir, tmp_dir
 from tether.lockfile import read_lock
@@ -26,7 +27,6 @@ from tether.queue.base import (
     check_queue_name,
     unknown_entry,
 )
-from tether.queue.snapshot import drop_unreferenced
 from tether.queue.sweep import SweepPoint, expand
 from tether.spec import Pipeline
 from tether.structs import field, struct
@@ -36,7 +36,7 @@ BACKENDS = ("embedded", "celery")
 
 def backend_name(root: Path) -> str:
     """The backend chosen by `queue.backend` in the project config (default embedded)."""
-    from tether.queue.settings import queue_section
+    from tether.queue.celery.settings import queue_section
 
     name = queue_section(root).get("backend", "embedded")
     if name not in BACKENDS:
@@ -51,9 +51,9 @@ def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
         try:
             import importlib
 
-            module: Any = importlib.import_module("tether.queue.celery_backend")
+            module: Any = importlib.import_module("tether.queue.celery.backend")
         except ImportError as exc:
-            from tether.queue.settings import celery_extra_missing
+            from tether.queue.celery.settings import celery_extra_missing
 
             raise celery_extra_missing(exc) from None
         backend: QueueBackend = module.open_backend(root, on_event)
@@ -76,7 +76,7 @@ class Enqueuer(Protocol):
 def open_enqueuer(root: Path) -> Enqueuer:
     """What `enqueue` writes to: for Celery only its state store (no Celery, no redis-py)."""
     if backend_name(root) == "celery":
-        from tether.queue.celery_client import open_enqueuer as open_celery_enqueuer
+        from tether.queue.celery.client import open_enqueuer as open_celery_enqueuer
 
         return open_celery_enqueuer(root)
     return open_queue(root)

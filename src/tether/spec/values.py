@@ -90,7 +90,7 @@ def normalize_path(path: str, wdir: str = ".") -> str:
     if joined == ".." or joined.startswith("../"):
         raise ValueError(f"path {path!r} points outside the project root")
     if joined != ".":
-        from tether.cache.pathguard import unsafe_reason
+        from tether.pathguard import unsafe_reason
 
         reason = unsafe_reason(joined)
         if reason is not None:

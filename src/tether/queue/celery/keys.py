@@ -14,10 +14,9 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
   client). Celery workers block on it and send the wake-ups themselves, so a client
   never needs Celery.
 
-Transitions after enqueue are Lua scripts (`tether.queue.redis_lua`). Enqueue and
-the names it reserves are here, written against `Commands` (one pipelined
-`execute`), which both redis-py (`tether.queue.state_redis`, workers and queue
-commands) and the light client of the enqueue path (`tether.queue.resp`) provide.
+Transitions after enqueue are Lua scripts (`tether.queue.celery.lua`). Enqueue and
+the names it reserves are here, on a redis-py client: `tether run --queue`
+(`tether.queue.celery.client`) and the workers (`tether.queue.celery.state`) share them.
 """
 
 from __future__ import annotations
@@ -25,20 +24,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from tether.errors import QueueError
 from tether.queue.base import QUEUED, Entry
-from tether.queue.resp import Command
+
+if TYPE_CHECKING:
+    import redis
 
 T = TypeVar("T")
 
 
-class Commands(Protocol):
-    """A Redis connection that runs a pipeline of commands and returns their replies."""
+def connect(url: str) -> redis.Redis:
+    """A redis-py client for the state store at `url` (redis-py is imported here, lazily)."""
+    import redis
 
-    def execute(self, commands: Sequence[Command], *, transaction: bool = False) -> list[Any]:
-        """Replies in order (inside MULTI/EXEC when `transaction`)."""
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
+                                health_check_interval=10)
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """redis-py's errors worth retrying: the server is away or still loading its data."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
 
 
 def key_prefix(namespace: str) -> str:
@@ -58,7 +67,8 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
-def write_entries(conn: Commands, prefix: str, entries: Sequence[Entry], now: float) -> None:
+def write_entries(conn: redis.Redis, prefix: str, entries: Sequence[Entry],
+                  now: float) -> None:
     """Add entries, queued, in one transaction that also notes they await a wake-up.
 
     Safe to repeat when a reply was lost: entries already written (the transaction
@@ -67,12 +77,14 @@ def write_entries(conn: Commands, prefix: str, entries: Sequence[Entry], now: fl
     """
     if not entries:
         return
-    written, last = conn.execute([("EXISTS", entry_key(prefix, entries[0].id)),
-                                  ("INCRBY", f"{prefix}seq", len(entries))])
+    check = conn.pipeline(transaction=False)
+    check.exists(entry_key(prefix, entries[0].id))
+    check.incrby(f"{prefix}seq", len(entries))
+    written, last = check.execute()
     if written:
         return
     last = int(last)
-    commands: list[Command] = []
+    pipe = conn.pipeline(transaction=True)
     for seq, entry in enumerate(entries, start=last - len(entries) + 1):
         fields: dict[str, str | int] = {
             "id": entry.id, "queue": entry.queue, "priority": entry.priority,
@@ -83,32 +95,37 @@ def write_entries(conn: Commands, prefix: str, entries: Sequence[Entry], now: fl
             "created_at": number(entry.created_at or now),
             "not_before": number(entry.not_before), "kill_requested": "0", "seq": seq,
         }
-        flat = [part for pair in fields.items() for part in pair]
-        commands += [("HSET", entry_key(prefix, entry.id), *flat),
-                     ("ZADD", f"{prefix}all", seq, entry.id),
-                     ("ZADD", f"{prefix}waiting", seq, entry.id)]
-    conn.execute([*commands, *_wakeup_note(prefix, len(entries))], transaction=True)
+        pipe.hset(entry_key(prefix, entry.id), mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(f"{prefix}all", {entry.id: seq})
+        pipe.zadd(f"{prefix}waiting", {entry.id: seq})
+    _wakeup_note(pipe, prefix, len(entries))
+    pipe.execute()
 
 
-def await_wakeup(conn: Commands, prefix: str, entry_ids: Sequence[str]) -> None:
+def await_wakeup(conn: redis.Redis, prefix: str, entry_ids: Sequence[str]) -> None:
     """Mark entries (now waiting) as never woken for, and tell the workers."""
-    resets: list[Command] = [("HSET", entry_key(prefix, i), "dispatches", 0) for i in entry_ids]
-    conn.execute([*resets, *_wakeup_note(prefix, len(entry_ids))], transaction=True)
+    pipe = conn.pipeline(transaction=True)
+    for entry_id in entry_ids:
+        pipe.hset(entry_key(prefix, entry_id), "dispatches", 0)
+    _wakeup_note(pipe, prefix, len(entry_ids))
+    pipe.execute()
 
 
-def _wakeup_note(prefix: str, count: int) -> list[Command]:
+def _wakeup_note(pipe: Any, prefix: str, count: int) -> None:
     # One item at most: a worker that wakes handles every waiting entry anyway.
-    return [("LPUSH", wakeups_key(prefix), count), ("LTRIM", wakeups_key(prefix), 0, 0)]
+    pipe.lpush(wakeups_key(prefix), count)
+    pipe.ltrim(wakeups_key(prefix), 0, 0)
 
 
-def reserved_names(conn: Commands, prefix: str, baseline: str) -> set[str]:
+def reserved_names(conn: redis.Redis, prefix: str, baseline: str) -> set[str]:
     """Names of the entries under `baseline` (two fields per entry: every enqueue asks)."""
-    ids = conn.execute([("ZRANGE", f"{prefix}all", 0, -1)])[0]
+    ids = cast("list[bytes]", conn.zrange(f"{prefix}all", 0, -1))
     if not ids:
         return set()
-    replies = conn.execute([("HMGET", entry_key(prefix, i.decode()), "name", "baseline")
-                            for i in ids])
-    return {name.decode() for name, base in replies
+    pipe = conn.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.hmget(entry_key(prefix, entry_id.decode()), "name", "baseline")
+    return {name.decode() for name, base in pipe.execute()
             if name is not None and base is not None and base.decode() == baseline}
 
 
@@ -133,6 +150,6 @@ def retrying(call: Callable[[], T], url: str, window: float,
 
 def redacted(url: str) -> str:
     """`url` with its password (and secret query parameters) replaced by ***."""
-    from tether.record.redact import mask_urls
+    from tether.urls import mask_urls
 
     return mask_urls(url)

@@ -2,12 +2,12 @@
 
 `RedisState` stores entries as hashes and keeps sorted sets for the waiting
 entries, the running entries' leases and the enqueue order; each transition is
-one Lua script (see `tether.queue.redis_lua`), so two workers can never take the
+one Lua script (see `tether.queue.celery.lua`), so two workers can never take the
 same entry, and a worker that lost its entry cannot overwrite the new owner's
 report. It is the storage half of the Celery backend (which adds wake-ups), and
 a complete `QueueBackend` on its own for pull workers. The key layout, and the
 writes of an enqueue (shared with the enqueue path's light client), are in
-`tether.queue.redis_keys`.
+`tether.queue.celery.keys`.
 
 Redis being restarted must not kill a worker in the middle of a run: every call
 retries on connection errors for `reconnect_window` seconds. Calls whose reply
@@ -25,10 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import redis
-
 from tether.errors import QueueError
-from tether.queue import redis_keys, redis_lua
 from tether.queue.base import (
     CANCELLED,
     FAILED,
@@ -43,8 +40,8 @@ from tether.queue.base import (
     read_local_log,
     unknown_entry,
 )
-from tether.queue.redis_keys import entry_key, number
-from tether.queue.resp import Command
+from tether.queue.celery import keys, lua
+from tether.queue.celery.keys import entry_key, number
 from tether.structs import replace
 
 T = TypeVar("T")
@@ -56,7 +53,7 @@ _FLOAT_FIELDS = ("lease_until", "heartbeat_at", "created_at", "started_at", "end
                  "not_before")
 _TEXT_FIELDS = ("id", "queue", "state", "name", "baseline", "snapshot", "snapshot_ref", "run_id",
                 "worker", "status", "result_ref", "error")
-_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
+_TRANSIENT = keys.transient_errors()
 
 
 def entry_from_hash(raw: dict[bytes, bytes]) -> Entry:
@@ -78,29 +75,6 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class Pipelines:
-    """redis-py as `redis_keys.Commands`; `TRANSIENT` are its errors worth retrying."""
-
-    TRANSIENT = _TRANSIENT
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    @classmethod
-    def from_url(cls, url: str) -> Pipelines:
-        return cls(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
-                                        health_check_interval=10))
-
-    def execute(self, commands: Sequence[Command], *, transaction: bool = False) -> list[Any]:
-        pipe = self.client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        return pipe.execute()
-
-    def close(self) -> None:
-        self.client.close()
-
-
 class RedisState:
     """A `QueueBackend` whose entries live in Redis under `tether:<namespace>:`."""
 
@@ -110,14 +84,13 @@ class RedisState:
     ) -> None:
         self.url = url
         self.namespace = namespace
-        self.prefix = redis_keys.key_prefix(namespace)
+        self.prefix = keys.key_prefix(namespace)
         self.logs_root = logs_root
         self.on_event = on_event
         self.reconnect_window = reconnect_window
-        self.commands = Pipelines.from_url(url)
-        self.redis = self.commands.client
+        self.redis = keys.connect(url)
         self._scripts = {
-            name: self.redis.register_script(getattr(redis_lua, name))
+            name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
                          "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG")
         }
@@ -129,7 +102,7 @@ class RedisState:
     # -- plumbing ---------------------------------------------------------
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        return redis_keys.retrying(call, self.url, self.reconnect_window, _TRANSIENT)
+        return keys.retrying(call, self.url, self.reconnect_window, _TRANSIENT)
 
     def _script(self, name: str, *args: str | int | float | bytes) -> Any:
         script = self._scripts[name]
@@ -165,7 +138,7 @@ class RedisState:
     # -- the interface ----------------------------------------------------
 
     def enqueue(self, entries: Sequence[Entry], now: float) -> None:
-        self._retrying(lambda: redis_keys.write_entries(self.commands, self.prefix, entries, now))
+        self._retrying(lambda: keys.write_entries(self.redis, self.prefix, entries, now))
         self._emit("queued", [replace(e, state=QUEUED) for e in entries])
 
     def get(self, entry_id: str) -> Entry | None:
@@ -192,7 +165,7 @@ class RedisState:
 
     def reserved_names(self, baseline: str) -> set[str]:
         return self._retrying(
-            lambda: redis_keys.reserved_names(self.commands, self.prefix, baseline))
+            lambda: keys.reserved_names(self.redis, self.prefix, baseline))
 
     def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
         raw = self._script("CLAIM", worker, number(now), number(now + lease), *queues)
@@ -379,11 +352,11 @@ class RedisState:
 
     def await_wakeup(self, entry_ids: Sequence[str]) -> None:
         """Mark these (waiting) entries as never woken for, and notify the workers."""
-        self._retrying(lambda: redis_keys.await_wakeup(self.commands, self.prefix, entry_ids))
+        self._retrying(lambda: keys.await_wakeup(self.redis, self.prefix, entry_ids))
 
     def wait_for_wakeup(self, timeout: float) -> bool:
         """Block until a wake-up note arrives (True) or `timeout` seconds pass (False)."""
-        key = redis_keys.wakeups_key(self.prefix)
+        key = keys.wakeups_key(self.prefix)
         return self._retrying(lambda: self.redis.blpop([key], timeout=timeout)) is not None
 
     def waiting_entries(self) -> list[Entry]:

@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import ExperimentError, SpecError
+from tether.experiments.resolve import (
+    Experiment,
+    latest_experiment,
+    one_experiment,
+    resolve_experiment,
+)
 from tether.gitstore.git import Git
 from tether.layout import DEFAULT_PARAMS, STATE_DIR
 from tether.parameters import load_params
 from tether.record.metrics import flatten, read_metrics_file
 from tether.record.validate import Skipped
-from tether.resolve import Experiment, latest_experiment, one_experiment, resolve_experiment
 from tether.spec.loader import load_pipeline
 from tether.structs import asdict, field, struct
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from tether.errors import ExperimentError, close_matches
-from tether.explore import read_checked_records
+from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS

@@ -8,14 +8,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tether.cache.pathguard import WorkTreeGuard, check_layout
 from tether.errors import ExperimentError, GitError, GitStateError, UnsafePathError, UsageError
+from tether.experiments.resolve import (
+    Experiment,
+    one_experiment,
+    readable,
+    resolve_experiment,
+    with_records,
+)
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
+from tether.pathguard import WorkTreeGuard, check_layout
 from tether.record.validate import Skipped
-from tether.resolve import Experiment, one_experiment, readable, resolve_experiment, with_records
 from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs
@@ -101,7 +107,7 @@ def _tree(git: Git, rev: str, *, where: str) -> dict[str, tuple[str, str]]:
     anything is read from or written to the work tree, and submodule entries
     (gitlinks) are left alone, as `git checkout` leaves them.
     """
-    from tether.cache.pathguard import check_relpath
+    from tether.pathguard import check_relpath
 
     out = git.run("ls-tree", "-r", "-z", "--full-tree", rev).stdout.decode(
         errors="surrogateescape")

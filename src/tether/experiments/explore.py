@@ -9,33 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import UsageError
+from tether.gitstore.experiments import read_record_blobs
 from tether.gitstore.git import Git, find_root
-from tether.layout import RECORD_PATH
 from tether.record.validate import Skipped, check_record
 
 if TYPE_CHECKING:
-    from tether.index import IndexedExperiment, Progress
-
-
-def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
-    """The raw record JSON of many experiment commits in one `git cat-file --batch`."""
-    if not commits:
-        return []
-    request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
-    out = git.run("cat-file", "--batch", "--buffer", input=request).stdout
-    blobs: list[bytes | None] = []
-    pos = 0
-    for _ in commits:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        pos = end + 1
-        if len(header) < 3 or header[1] != b"blob":
-            blobs.append(None)
-            continue
-        size = int(header[2])
-        blobs.append(out[pos : pos + size])
-        pos += size + 1
-    return blobs
+    from tether.experiments.index import IndexedExperiment, Progress
 
 
 def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
@@ -132,7 +111,7 @@ def column_value(exp: IndexedExperiment, column: str) -> Any:
 
 
 def _check_column(column: str) -> None:
-    from tether.filtering import PLAIN_COLUMNS, PREFIXED_COLUMNS
+    from tether.experiments.filtering import PLAIN_COLUMNS, PREFIXED_COLUMNS
 
     if column in PLAIN_COLUMNS or any(
         column.startswith(p) and len(column) > len(p) for p in PREFIXED_COLUMNS
@@ -235,11 +214,11 @@ def show_experiments(
 
     With `labels`, each group names the branches and tags at its baseline (one git call).
     """
-    from tether.index import refresh
+    from tether.experiments.index import refresh
 
     predicate = None
     if filter_expression is not None:
-        from tether.filtering import Row, parse_filter
+        from tether.experiments.filtering import Row, parse_filter
 
         predicate = parse_filter(filter_expression)
     if sort_by is not None:

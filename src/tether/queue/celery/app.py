@@ -10,7 +10,7 @@ lease). Liveness is that lease, never a broker ack.
 
 Only workers send those wake-ups (`install_sender`): clients note in the state
 store that entries await one, and each worker's sweeper thread, blocked on that
-note, sends them (see `tether.queue.celery_backend`).
+note, sends them (see `tether.queue.celery.backend`).
 
 A worker in a separate clone fetches the entry's snapshot ref (and any record of
 the same run already pushed) from the project's git remote first, and pushes the
@@ -46,7 +46,7 @@ from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
-    from tether.queue.celery_backend import CeleryQueue
+    from tether.queue.celery.backend import CeleryQueue
 
 TASK_NAME = "tether.run_entry"
 log = logging.getLogger("tether.queue.celery")
@@ -203,7 +203,7 @@ class _Runtime:
     def _publish_artifacts(self, result_ref: str) -> None:
         """Outputs go to the artifact remote, so the experiment is restorable anywhere."""
         from tether.errors import TetherError
-        from tether.share import push_artifacts
+        from tether.share.transfer import push_artifacts
 
         try:
             push_artifacts(self.root, [result_ref])
@@ -286,14 +286,14 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tether.queue.celery_app`: a Celery worker for the project in `--root`.
+    """`python -m tether.queue.celery.app`: a Celery worker for the project in `--root`.
 
     What `tether worker` runs when the project's queue backend is celery.
     """
     from tether.gitstore.git import find_root
-    from tether.queue.celery_backend import open_backend
+    from tether.queue.celery.backend import open_backend
 
-    parser = argparse.ArgumentParser(prog="python -m tether.queue.celery_app")
+    parser = argparse.ArgumentParser(prog="python -m tether.queue.celery.app")
     parser.add_argument("--root", default=".")
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--queue", dest="queues", action="append")
@@ -316,6 +316,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from tether.queue import celery_app  # the importable module, not this __main__ copy
+    from tether.queue.celery import app  # the importable module, not this __main__ copy
 
-    raise SystemExit(celery_app.main())
+    raise SystemExit(app.main())

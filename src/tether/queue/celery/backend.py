@@ -1,8 +1,8 @@
 """The Celery queue backend: state in Redis, wake-ups through Celery (Redis or RabbitMQ).
 
-Config: the `queue:` section of `.tether/config.yaml` (see `tether.queue.settings`).
+Config: the `queue:` section of `.tether/config.yaml` (see `tether.queue.celery.settings`).
 
-Entries and their transitions live in Redis (`tether.queue.state_redis`), so any
+Entries and their transitions live in Redis (`tether.queue.celery.state`), so any
 client that knows the URL sees them. A worker is woken for an entry by one Celery
 task carrying the entry id, and only workers send those tasks, so a client never
 imports Celery: a client that makes entries claimable (enqueue, `tether queue
@@ -10,7 +10,7 @@ retry`, a lost worker's requeue seen by `tether queue status`) notes it in the
 state store, and the sweeper thread of every worker, blocked on that note, sends
 the wake-ups (also for entries queued while no worker ran, when it starts). Inside
 a worker (a retrying attempt, with a countdown; a requeue; an early wake-up) the
-wake-up is sent at once. The worker side is `tether.queue.celery_app`.
+wake-up is sent at once. The worker side is `tether.queue.celery.app`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tether.layout import queue_dir
 from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome
-from tether.queue.settings import CeleryConfig, load_celery_config, push_snapshots
-from tether.queue.state_redis import RedisState
+from tether.queue.celery.settings import CeleryConfig, load_celery_config, push_snapshots
+from tether.queue.celery.state import RedisState
 
 # Sends one Celery wake-up per entry (delayed to its not_before); a worker installs it.
 Sender = Callable[[Sequence[Entry], float], None]
