@@ -237,3 +237,81 @@ metrics:
     assert rules["acc"]["warn"] == {"kind": "rel", "value": 0.05}
     assert rules["acc"]["allow_missing"] is True and rules["loss"]["gate"] is False
 
+
+
+@pytest.fixture
+def origin(repo: Path, tmp_path: Path) -> Path:
+    """A bare remote whose main has an old build, a newer build, then 3 commits without."""
+    fake_experiment(repo, "base", {**MAIN, "acc": 0.1})
+    commit(repo, "built")
+    fake_experiment(repo, "base", MAIN)
+    for i in range(3):
+        commit(repo, f"after {i}")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main", "refs/tether/*:refs/tether/*")
+    return bare
+
+
+def _feature_clone(origin: Path, tmp_path: Path, *clone_args: str) -> Path:
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", *clone_args, f"file://{origin}", str(clone))
+    git(clone, "switch", "-q", "-c", "feature")
+    commit(clone, "change")
+    fake_experiment(clone, "base", {**MAIN, "acc": 0.95})
+    return clone
+
+
+def _tether_refs(root: Path) -> list[str]:
+    return git(root, "for-each-ref", "--format=%(refname)", "refs/tether/").split()
+
+
+def test_refs_fetched_on_demand_only_for_the_commit_needed(origin: Path, tmp_path: Path) -> None:
+    clone = _feature_clone(origin, tmp_path)
+    assert len(_tether_refs(clone)) == 1  # its own experiment only
+    built = git(clone, "rev-parse", "origin/main~3")
+    data = gate(clone)
+    assert data["verdict"] == "passed"
+    assert data["main_build"]["baseline"] == built
+    assert data["main_build"]["fetched_baselines"] == 1
+    refs = _tether_refs(clone)
+    assert f"refs/tether/exps/{built}/base" in refs
+    assert len(refs) == 2  # the older build's refs were not fetched
+    assert verdicts(data)["acc"] == "better"
+    # --no-fetch in a fresh clone: nothing here to compare with.
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", f"file://{origin}", str(other))
+    fake_experiment(other, "base", MAIN)
+    assert run_tether(other, "gate", "--no-fetch", "--against", "HEAD~1").returncode \
+        == EXIT_NO_BASELINE
+
+
+def test_shallow_clone_is_deepened(origin: Path, tmp_path: Path) -> None:
+    clone = _feature_clone(origin, tmp_path, "--depth=1", "--no-single-branch")
+    assert git(clone, "rev-parse", "--is-shallow-repository") == "true"
+    data = gate(clone)
+    assert data["main_build"]["distance"] == 3
+    assert any("deepened the shallow clone" in note for note in data["searched"]["notes"])
+
+
+def test_shallow_clone_without_fetch_says_what_to_run(origin: Path, tmp_path: Path) -> None:
+    clone = _feature_clone(origin, tmp_path, "--depth=1", "--no-single-branch")
+    proc = run_tether(clone, "gate", "--no-fetch")
+    assert proc.returncode == EXIT_GIT_STATE
+    assert "this shallow clone ends 1 commits down main's history" in proc.stderr
+    assert "git fetch --deepen=199 origin" in proc.stderr
+
+
+def test_main_branch_fetched_when_absent(origin: Path, tmp_path: Path) -> None:
+    """A CI checkout of only the PR's commit: main is fetched from the remote."""
+    clone = tmp_path / "pr"
+    git(tmp_path, "init", "-q", str(clone))
+    git(clone, "remote", "add", "origin", f"file://{origin}")
+    git(clone, "fetch", "-q", "--depth=1", "origin", "main")
+    git(clone, "switch", "-q", "-c", "feature", "FETCH_HEAD")
+    commit(clone, "change")
+    fake_experiment(clone, "base", MAIN)
+    data = gate(clone)
+    assert data["verdict"] == "passed"
+    assert data["main_build"]["distance"] == 3
