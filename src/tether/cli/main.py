@@ -28,7 +28,7 @@ COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "logs", "apply", "branch", "rename", "remove",
     "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
-    "queue", "worker", "gate",
+    "queue", "worker", "gate", "report",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the
