@@ -28,7 +28,7 @@ COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "logs", "apply", "branch", "rename", "remove",
     "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
-    "queue", "worker", "gate", "report",
+    "queue", "worker", "gate", "report", "ci",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the
