@@ -30,6 +30,7 @@ from tether.feedback.history import (
     main_branch,
 )
 from tether.gitstore.git import Git
+from tether.layout import EXPS_REFS
 from tether.structs import field, struct
 
 # Overall verdicts; FAILING ones make `tether gate` exit non-zero.
@@ -178,7 +179,14 @@ def select_experiments(
                 hint="run one first (tether run), or name the experiment to gate")
         return under_head if every else [under_head[-1]]
     chosen = []
+    tip = git.resolve("HEAD")
     for text in names:
+        # A name under HEAD's baseline is found in the refs the index just read; anything
+        # else (other baselines, prefixes, ambiguity) goes through the one resolver.
+        ref_name = f"{EXPS_REFS}{tip}/{text.strip()}"
+        if tip and ref_name in index.refs:
+            chosen += [e for e in index.experiments(tip) if e.ref == ref_name]
+            continue
         ref = resolve_experiment(git, text)
         found = [e for e in index.experiments(ref.baseline) if e.ref == ref.ref]
         if not found:
