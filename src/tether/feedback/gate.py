@@ -184,8 +184,10 @@ def select_experiments(
         # A name under HEAD's baseline is found in the refs the index just read; anything
         # else (other baselines, prefixes, ambiguity) goes through the one resolver.
         ref_name = f"{EXPS_REFS}{tip}/{text.strip()}"
-        if tip and ref_name in index.refs:
-            chosen += [e for e in index.experiments(tip) if e.ref == ref_name]
+        found = ([e for e in index.experiments(tip) if e.ref == ref_name]
+                 if tip and ref_name in index.refs else [])
+        if found:
+            chosen += found
             continue
         ref = resolve_experiment(git, text)
         found = [e for e in index.experiments(ref.baseline) if e.ref == ref.ref]
