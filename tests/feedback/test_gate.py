@@ -315,3 +315,31 @@ def test_main_branch_fetched_when_absent(origin: Path, tmp_path: Path) -> None:
     data = gate(clone)
     assert data["verdict"] == "passed"
     assert data["main_build"]["distance"] == 3
+
+
+def test_python_dsl_declares_gate_keys(repo: Path) -> None:
+    write(repo / "tether.py", """\
+from tether.dsl import Pipeline, stage
+pipeline = Pipeline()
+pipeline.add(stage("train", cmd="python train.py"))
+pipeline.metric("acc", "max", "1%", warn="3%", allow_missing=True)
+pipeline.metric("latency", "min", gate=False)
+""")
+    from tether.spec.loader import load_pipeline
+
+    rules = load_pipeline(repo).to_json()["metrics"]
+    assert rules["acc"] == {"direction": "max", "tolerance": {"kind": "rel", "value": 0.01},
+                            "warn": {"kind": "rel", "value": 0.03}, "allow_missing": True}
+    assert rules["latency"]["gate"] is False
+
+
+def test_unknown_experiment(project: Path) -> None:
+    proc = run_tether(project, "gate", "nope")
+    assert proc.returncode == 5
+    assert "no experiment named 'nope'" in proc.stderr
+
+
+def test_nothing_recorded_under_head(project: Path) -> None:
+    proc = run_tether(project, "gate")
+    assert proc.returncode == 5
+    assert "no experiment is recorded against HEAD" in proc.stderr

@@ -179,3 +179,14 @@ def test_size_cap_with_10000_metrics(repo: Path, tmp_path: Path) -> None:
     assert "| m09999 | 1 | 0.5 |" in body  # the regression comes first, so it is kept
     full = (repo / ".tether" / "reports" / "default.md").read_text()
     assert len(full) > GITHUB_LIMIT and full.count("| m0") == 10_000
+
+
+def test_push_event_is_not_a_pull_request(project: Path, tmp_path: Path) -> None:
+    event = tmp_path / "push.json"
+    event.write_text(json.dumps({"ref": "refs/heads/main", "commits": []}))
+    proc = run_tether(project, "report", "--comment", env={
+        "GITHUB_REPOSITORY": "acme/models", "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_TOKEN": WRITE_TOKEN})
+    assert proc.returncode == 0
+    assert "not a pull request event" in proc.stderr
+    assert WRITE_TOKEN not in proc.stderr + proc.stdout
