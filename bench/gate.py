@@ -112,6 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / "src"))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "GIT_CONFIG_NOSYSTEM": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode cached, not recompiled
     tether = [sys.executable, "-m", "tether"]
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
