@@ -47,7 +47,7 @@ def test_report_content(project: Path) -> None:
     section_a = text.split("### ")[1]
     assert section_a.index("| acc | 0.9 | 0.7 | -0.2 | -22.22% | ❌ **regressed** |") < \
         section_a.index("| loss |")  # regressions first
-    assert "1 param differ" in section_a and "| train.lr | 0.1 | 0.2 |" in section_a
+    assert "1 param differs" in section_a and "| train.lr | 0.1 | 0.2 |" in section_a
     assert "| loss | " in section_a and sparkline([1 / (s + 1) for s in range(50)]) in section_a
     section_b = text.split("### ")[2]
     assert "**Stage `train` failed** (exit 1)" in section_b

@@ -99,11 +99,17 @@ def render(result: GateResult, *, markdown: bool = False) -> str:
                  f"{main.found.distance} ({main.found.commit[:10]})")
     parts = [f"**{head}** {where}" if markdown else f"{head}\n{where}"]
     rows = [[m.key, _fmt(m.baseline), _fmt(m.value), _signed(m.change),
-             _signed(m.relative, True), MARKS.get(m.verdict, m.verdict)
-             + ("" if m.gated else " (not gated)")] for m in result.metrics]
+             _signed(m.relative, True), _mark(m.verdict, m.gated)] for m in result.metrics]
     if rows:
         parts.append(_table(["metric", "main", "this", "change", "relative", "verdict"],
                             rows, markdown))
     elif main is not None:
         parts.append("metrics: none recorded")
     return "\n\n".join(parts)
+
+
+def _mark(verdict: str, gated: bool) -> str:
+    if gated:
+        return MARKS.get(verdict, verdict)
+    return ("▼ worse" if verdict == "regressed" else MARKS.get(verdict, verdict)) + \
+        " (not gated)"

@@ -135,8 +135,8 @@ def judge_experiment(exp: IndexedExperiment, main: MainBuild | None, search: Sea
     comparison = compare(_side(exp), _side(main.experiment), rules)
     result.params = [row for row in comparison.params if row.changed]
     verdicts = [metric_verdict(row, rules.get(row.key)) for row in comparison.metrics]
-    result.metrics = sorted(verdicts, key=lambda m: (METRIC_ORDER.index(m.verdict)
-                                                     if m.verdict in METRIC_ORDER else 9, m.key))
+    result.metrics = sorted(verdicts, key=lambda m: (
+        not m.failing, METRIC_ORDER.index(m.verdict) if m.verdict in METRIC_ORDER else 9, m.key))
     if exp.status != "success":
         result.verdict = FAILED
     elif result.failing:

@@ -81,7 +81,7 @@ def _lines(report: Report) -> Iterable[str]:
     if len(mains) == 1:
         main = next(iter(mains.values()))
         where = (f" against the main build `{main.experiment.name}` "
-                 f"({main.found.commit[:10]}, {main.found.rev}~{main.found.distance})")
+                 f"({main.found.commit[:10]}, {_position(main.found.rev, main.found.distance)})")
     elif results and results[0].main is None:
         search = results[0].search
         where = f": no successful experiment in {search.walked} commits of {search.rev}"
@@ -120,14 +120,14 @@ def _experiment(result: GateResult, record: dict[str, Any]) -> Iterable[str]:
         yield "| metric | main | this | change | relative | verdict |"
         yield "|---|---:|---:|---:|---:|---|"
         for m in result.metrics:
-            mark = VERDICT_MARK.get(m.verdict, m.verdict) + ("" if m.gated else " (not gated)")
+            mark = _mark(m.verdict, m.gated)
             yield (f"| {_cell(m.key)} | {_value(m.baseline)} | {_value(m.value)} | "
                    f"{_signed(m.change)} | {_signed(m.relative, percent=True)} | {mark} |")
         yield ""
     if result.params:
-        yield (f"<details><summary>{len(result.params)} param"
-               f"{'s' if len(result.params) != 1 else ''} differ from the main build"
-               "</summary>")
+        count = len(result.params)
+        yield (f"<details><summary>{count} param{'s differ' if count != 1 else ' differs'} "
+               "from the main build</summary>")
         yield ""
         yield "| param | main | this |"
         yield "|---|---|---|"
@@ -217,6 +217,18 @@ def sparkline(values: list[float], width: int = SPARK_POINTS) -> str:
         return SPARKS[len(SPARKS) // 2] * len(values)
     scale = (len(SPARKS) - 1) / (high - low)
     return "".join(SPARKS[round((v - low) * scale)] for v in values)
+
+
+def _mark(verdict: str, gated: bool) -> str:
+    if gated:
+        return VERDICT_MARK.get(verdict, verdict)
+    # Reported only: no alarm for what cannot fail the gate.
+    return {"regressed": "▼ worse"}.get(verdict, VERDICT_MARK.get(verdict, verdict)) + \
+        " (not gated)"
+
+
+def _position(rev: str, distance: int) -> str:
+    return f"tip of {rev}" if distance == 0 else f"{rev}~{distance}"
 
 
 def _cell(text: str) -> str:
