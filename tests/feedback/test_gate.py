@@ -343,3 +343,15 @@ def test_nothing_recorded_under_head(project: Path) -> None:
     proc = run_tether(project, "gate")
     assert proc.returncode == 5
     assert "no experiment is recorded against HEAD" in proc.stderr
+
+
+def test_unreachable_remote_is_a_warning(repo: Path, tmp_path: Path) -> None:
+    fake_experiment(repo, "base", MAIN)
+    commit(repo, "no build here")  # so the walk asks the remote about this commit
+    git(repo, "switch", "-q", "-c", "feature")
+    commit(repo, "change")
+    fake_experiment(repo, "base", MAIN)
+    git(repo, "remote", "add", "origin", str(tmp_path / "gone.git"))
+    proc = run_tether(repo, "gate")
+    assert proc.returncode == 0, proc.stderr
+    assert "tether: warning: could not list experiments on origin" in proc.stderr

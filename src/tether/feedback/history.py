@@ -156,10 +156,13 @@ def first_parents(git: Git, tip: str, depth: int) -> list[str]:
     return git.out("rev-list", "--first-parent", f"--max-count={depth}", tip).split()
 
 
-def _remote_baselines(git: Git, remote: str) -> set[str]:
+def _remote_baselines(git: Git, remote: str, notes: list[str]) -> set[str]:
     """Baselines that have experiment refs on the git remote (one `git ls-remote`)."""
     proc = git.run("ls-remote", "--refs", remote, f"{EXPS_REFS}*", check=False)
     if proc.returncode != 0:
+        said = proc.stderr.decode(errors="replace").strip().splitlines()
+        notes.append(f"warning: could not list experiments on {remote} "
+                     f"({said[-1] if said else proc.returncode}); using only those here")
         return set()
     baselines = set()
     for line in proc.stdout.decode(errors="replace").splitlines():
@@ -194,7 +197,7 @@ def find_main_commit(
             commit = commits[distance]
             if commit not in local and remote and fetch:
                 if remote_only is None:
-                    remote_only = _remote_baselines(git, remote) - local
+                    remote_only = _remote_baselines(git, remote, search.notes) - local
                 if commit in remote_only:
                     pattern = f"{EXPS_REFS}{commit}/*"
                     _fetch(git, "fetch", "--no-tags", "--no-write-fetch-head", remote,
