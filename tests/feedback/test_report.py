@@ -190,3 +190,12 @@ def test_push_event_is_not_a_pull_request(project: Path, tmp_path: Path) -> None
     assert proc.returncode == 0
     assert "not a pull request event" in proc.stderr
     assert WRITE_TOKEN not in proc.stderr + proc.stdout
+
+
+def test_token_is_not_in_a_target_repr() -> None:
+    from tether.feedback.forge import detect
+
+    target, _ = detect({"CI_API_V4_URL": "http://127.0.0.1:9/api/v4", "CI_PROJECT_ID": "1",
+                        "CI_MERGE_REQUEST_IID": "2", "GITLAB_TOKEN": WRITE_TOKEN})
+    assert target is not None and target.token == WRITE_TOKEN
+    assert WRITE_TOKEN not in repr(target)

@@ -26,7 +26,7 @@ from typing import Any
 
 from tether.feedback.report import GITHUB_LIMIT, GITLAB_LIMIT
 from tether.record.redact import Secrets
-from tether.structs import struct
+from tether.structs import field, struct
 
 MARKER = "<!-- tether-report:{key} -->"
 TIMEOUT_SECONDS = 30.0
@@ -41,8 +41,8 @@ class Target:
     api_url: str
     project: str  # owner/name on GitHub, the project id on GitLab
     number: int
-    token: str | None
-    token_name: str
+    token: str | None = field(repr=False, default=None)  # never shown, not even in a repr
+    token_name: str = "GITHUB_TOKEN"
 
     @property
     def limit(self) -> int:
@@ -169,8 +169,9 @@ def _find(target: Target, mark: str) -> int | None:
         if not isinstance(comments, list):
             return found
         for comment in comments:
-            if isinstance(comment, dict) and mark in str(comment.get("body") or ""):
-                found = int(comment["id"])
+            if isinstance(comment, dict) and mark in str(comment.get("body") or "") and \
+                    isinstance(comment.get("id"), int):
+                found = comment["id"]
         if len(comments) < 100:
             return found
     return found
