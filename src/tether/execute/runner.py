@@ -174,7 +174,8 @@ def _plan_and_run(
         ensure_state_dir(root)
         started = time.time()
         run_id = options.run_id or new_run_id(started)
-        workspace = (temporary_worktree(git, run_id, [d for _, d in external_deps(pipeline, order)])
+        workspace = (temporary_worktree(git, run_id, [d for _, d in external_deps(pipeline, order)],
+                                        ident=facts.committer_ident())
                      if options.temp else in_place(root))
         try:
             if workspace.temporary:
@@ -184,6 +185,8 @@ def _plan_and_run(
                     force=options.force, run_cache=run_cache, secrets=secrets,
                     always=always,
                 )
+            for warning in workspace.warnings:
+                emit(RunEvent("warning", None, warning))
             emit(RunEvent("plan", None, "", {"plan": plan}))
             if run_lock is not None:
                 run_lock.update(run_id=run_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tether.errors import ExperimentError, GitError
-from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
+from tether.gitstore.experiments import ExperimentRef
 from tether.gitstore.git import Git, GitJob, git_env
 from tether.layout import STATE_DIR, exp_ref
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 # Files stored after the workspace's: given the redacted files (path -> secret names).
 ExtraFiles = Callable[[dict[str, list[str]]], Mapping[str, Path]]
 
+# Untracked files larger than this are not stored in git (the record lists their names).
+UNTRACKED_SIZE_CAP = 10 * 1024 * 1024
 _CHUNK = 1 << 20
 # Files up to this size are read whole when they must be scanned for secrets.
 _WHOLE_CAP = 8 << 20
@@ -55,6 +57,10 @@ def changed_paths(status: GitJob) -> tuple[list[str], list[str]]:
         code, path = entry[:2], entry[3:]
         (untracked if code == "??" else changed).append(path)
     return changed, untracked
+
+
+def is_excluded(path: str, excluded: Iterable[str]) -> bool:
+    return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
 
 
 def quote_path(path: str) -> str:
@@ -209,6 +215,9 @@ def commit_workspace(
 ) -> str | None:
     """Commit the workspace (tracked changes, untracked files) on top of `parent`.
 
+    The one way a workspace becomes a commit: runs, queue snapshots and `--temp`
+    worktrees all come through here.
+
     Content is stored as `git add` would store it (clean filters, eol), submodules
     as their checked-out commits (`submodules`: path -> commit, if already known).
     With `secrets`, files holding a secret value are stored with it replaced.
@@ -228,8 +237,36 @@ def commit_workspace(
     # receive.fsckObjects refuses every ref of a push otherwise): no '..', '.git', '/x'.
     exclude = [p for p in exclude if unsafe_reason(p) is None]
     force_add = [p for p in force_add if unsafe_reason(p) is None]
+    paths = workspace_paths(workspace, status or start_status(git, workspace),
+                            exclude=exclude, force_add=force_add)
+    by_git, redacted = _stored_by_git(git, workspace, paths, submodules, secrets)
+
+    def write_changes(stream: IO[bytes]) -> None:
+        for out in exclude:
+            stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
+        stream.write(b"".join(by_git))
+        for path in paths:
+            names = _write_file(stream, path, workspace / path, secrets)
+            if names:
+                redacted[path] = names
+        for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
+            # Streamed: a stage log can be far larger than the memory worth spending on it.
+            _write_inline(stream, "100644", quote_path(tree_path), source, source.stat().st_size)
+
+    return fast_import_commit(git, ref=ref, parent=parent, message=message, ident=ident,
+                              token=token, scratch=scratch, start=start,
+                              write_changes=write_changes)
+
+
+def workspace_paths(
+    workspace: Path, status: GitJob, *, exclude: Iterable[str] = (),
+    force_add: Iterable[str] = (),
+) -> dict[str, None]:
+    """What of the workspace a commit stores beyond its start tree, in order: the paths
+    differing from HEAD, untracked non-ignored files within UNTRACKED_SIZE_CAP, and
+    `force_add` files (ignored or not); nothing under `.tether/` or `exclude`."""
     excluded = [STATE_DIR, *exclude]
-    changed, untracked = changed_paths(status or start_status(git, workspace))
+    changed, untracked = changed_paths(status)
     paths: dict[str, None] = {}
     for path in changed:
         if not is_excluded(path, excluded):
@@ -241,7 +278,33 @@ def commit_workspace(
     for path in force_add:
         if (workspace / path).is_file():
             paths[path] = None
-    by_git, redacted_by_git = _stored_by_git(git, workspace, paths, submodules, secrets)
+    return paths
+
+
+def commit_files(
+    git: Git, files: Mapping[str, bytes], *, parent: str, ref: str, message: str, ident: str,
+    token: str, scratch: Path, start: str | None = None,
+) -> str | None:
+    """Commit the tree `start` (default: `parent`'s) plus `files` (tree path -> content)
+    on top of `parent`, creating `ref` only if it is free (None when it was taken)."""
+
+    def write_files(stream: IO[bytes]) -> None:
+        for path, data in files.items():
+            header = f"M 100644 inline {quote_path(path)}\ndata {len(data)}\n"
+            stream.write(header.encode(errors="surrogateescape") + data + b"\n")
+
+    return fast_import_commit(git, ref=ref, parent=parent, message=message, ident=ident,
+                              token=token, scratch=scratch, start=start,
+                              write_changes=write_files)
+
+
+def fast_import_commit(
+    git: Git, *, ref: str, parent: str, message: str, ident: str, token: str, scratch: Path,
+    start: str | None, write_changes: Callable[[IO[bytes]], None],
+) -> str | None:
+    """Create `ref` at a new commit on `parent` whose tree is `start` (default: the
+    parent's) changed by the file commands `write_changes` writes; its sha, or None
+    when `ref` existed already. `token` names the marks file."""
     marks = scratch / f"marks-{token}"
     scratch.mkdir(parents=True, exist_ok=True)
     # fast-import hands fewer than 100 objects to `git unpack-objects`, a process that
@@ -266,17 +329,7 @@ def commit_workspace(
         )
         if start is not None:
             stream.write(f'M 040000 {start} ""\n'.encode())
-        for out in exclude:
-            stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
-        redacted = dict(redacted_by_git)
-        stream.write(b"".join(by_git))
-        for path in paths:
-            names = _write_file(stream, path, workspace / path, secrets)
-            if names:
-                redacted[path] = names
-        for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
-            # Streamed: a stage log can be far larger than the memory worth spending on it.
-            _write_inline(stream, "100644", quote_path(tree_path), source, source.stat().st_size)
+        write_changes(stream)
         stream.write(b"done\n")
         stream.close()
     except BrokenPipeError:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +26,8 @@ from types import FrameType
 from typing import Any
 
 from tether.gitstore.git import Git, clean_env
-from tether.gitstore.submodules import checkout_submodules
-from tether.layout import queue_dir
+from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
+from tether.layout import queue_dir, worktrees_dir
 from tether.queue.base import (
     CANCELLED,
     DEFAULT_QUEUE,
@@ -201,15 +200,17 @@ class Worker:
         """Run one claimed attempt to its end and report it; returns the new state."""
         attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
-        worktree = queue_dir(self.root) / "worktrees" / f"{entry.id}-{entry.attempt}"
+        worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
         result: dict[str, Any] = {}
         try:
-            self._add_worktree(worktree, entry.snapshot)
+            if worktree.exists():
+                remove_worktree(self.git, worktree)
+            add_worktree(self.git, worktree, entry.snapshot)
             result = self._run_child(entry, attempt_dir, worktree)
         except Exception as exc:  # a broken worktree or snapshot: retried, then failed
             result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
         finally:
-            self._remove_worktree(worktree)
+            remove_worktree(self.git, worktree)
         outcome = self._outcome(entry, result)
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
@@ -381,41 +382,9 @@ class Worker:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _add_worktree(self, path: Path, commit: str) -> None:
-        if path.exists():
-            self._remove_worktree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.git.run("worktree", "add", "--detach", "--quiet", "--", str(path), commit)
-        checkout_submodules(self.git, path, self.root)
-
-    def _remove_worktree(self, path: Path) -> None:
-        if path.exists():
-            removed = self.git.run("worktree", "remove", "--force", "--force", "--", str(path),
-                                   check=False)
-            shutil.rmtree(path, ignore_errors=True)
-            if removed.returncode != 0:  # e.g. it holds submodules, which git won't remove
-                self.git.run("worktree", "prune", check=False)
-
     def sweep_worktrees(self) -> None:
-        """Remove worktrees left by attempts that no longer run (a worker died), and
-        those of `--temp` runs that were killed."""
-        from tether.gitstore.worktrees import prune_stale
-        from tether.layout import worktrees_dir
-
+        """Remove the worktrees of attempts and `--temp` runs whose process was killed."""
         prune_stale(self.git, worktrees_dir(self.root))
-        folder = queue_dir(self.root) / "worktrees"
-        if not folder.is_dir():
-            return
-        removed = False
-        for path in folder.iterdir():
-            entry_id, _, attempt = path.name.rpartition("-")
-            entry = self.backend.get(entry_id) if entry_id else None
-            if entry is not None and entry.state == RUNNING and str(entry.attempt) == attempt:
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed = True
-        if removed:
-            self.git.run("worktree", "prune", check=False)
 
 
 def _scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:
