@@ -120,7 +120,7 @@ def handle(args: argparse.Namespace) -> int:
     from tether.execute.facts import RunFacts
 
     facts = None if args.dry else RunFacts(args.cwd)
-    from tether.execute.runner import RunOptions, render_plan, run
+    from tether.execute.runner import RunContext, RunOptions, render_plan, run
 
     options = RunOptions(
         targets=stages_given,
@@ -137,9 +137,8 @@ def handle(args: argparse.Namespace) -> int:
         command_limits=limits,
         no_run_cache=args.no_run_cache,
         wait=args.wait,
-        facts=facts,
     )
-    result = run(args.cwd, options)
+    result = run(args.cwd, options, RunContext(facts=facts))
     if args.dry:
         print(render_plan(result.plan))
         return 0

@@ -147,7 +147,7 @@ def _restore_inputs(job: dict[str, Any]) -> None:
 
 
 def _run(attempt: _Attempt) -> dict[str, Any]:
-    from tether.execute.runner import RunOptions, run
+    from tether.execute.runner import RunContext, RunOptions, run
 
     job = attempt.job
     found = _recorded(job)
@@ -160,10 +160,11 @@ def _run(attempt: _Attempt) -> dict[str, Any]:
         targets=list(job["targets"]), overrides=list(job["overrides"]), name=job["name"],
         message=job["message"], force=job["force"], command=job["command"],
         echo=sys.stdout.buffer, on_event=attempt.on_event, argv=argv,
-        command_limits=job["limits"], baseline=job["baseline"], run_id=job["run_id"],
-        state_root=Path(job["state_root"]),
+        command_limits=job["limits"],
     )
-    result = run(Path.cwd(), options)
+    context = RunContext(baseline=job["baseline"], run_id=job["run_id"],
+                         state_root=Path(job["state_root"]))
+    result = run(Path.cwd(), options, context)
     assert result.record is not None and result.ref is not None
     return {"outcome": "recorded", "status": result.record.status, "ref": result.ref.ref}
 
