@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tether.errors import ExperimentError, GitError
 from tether.gitstore.experiments import ExperimentRef, read_record
-from tether.gitstore.fastrecord import commit_files
+from tether.gitstore.fastimport import commit_files
 from tether.gitstore.git import Git, ident_of
 from tether.layout import (
     LOG_HEAD_TAIL,
