@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tether.errors import SpecError
-from tether.record.metrics import flatten, merge_metrics, read_metrics_file, read_step_file
+from tether.record.metrics import flatten, read_metrics_file, read_step_file
 
 
 def test_flatten_nests_to_dotted_names() -> None:
@@ -21,10 +21,6 @@ def test_flatten_keeps_scalar_lists_and_indexes_lists_of_mappings() -> None:
 
 def test_flatten_with_prefix_and_non_string_keys() -> None:
     assert flatten({1: {"x": 2}}, prefix="val") == {"val.1.x": 2}
-
-
-def test_merge_metrics_later_wins() -> None:
-    assert merge_metrics({"a": 1, "b": 2}, {"b": 3}) == {"a": 1, "b": 3}
 
 
 def test_read_json_metrics(tmp_path: Path) -> None:

@@ -52,14 +52,6 @@ def _flatten_value(flat: dict[str, Any], name: str, value: Any) -> None:
         flat[name] = value.isoformat()
 
 
-def merge_metrics(*dicts: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge flat metric dicts; later ones win."""
-    merged: dict[str, Any] = {}
-    for metrics in dicts:
-        merged.update(metrics)
-    return merged
-
-
 # --------------------------------------------------------------------------- final metrics
 
 
