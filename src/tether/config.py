@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from tether.atomic import write_bytes
-from tether.cache.links import DEFAULT_LINK_ORDER, LINK_MODES
 from tether.errors import RemoteError, UsageError
 from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
 from tether.structs import field, struct
 
+LINK_MODES = ("reflink", "hardlink", "copy")  # how the cache places objects: tether.cache.links
+DEFAULT_LINK_ORDER = ("reflink", "copy")
 _SECRET_NAME = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -112,7 +113,7 @@ def transfer_jobs(root: Path) -> int:
 
 
 def _check_secrets(url: str, options: dict[str, Any]) -> None:
-    from tether.record.redact import mask_urls, url_secrets
+    from tether.urls import mask_urls, url_secrets
 
     found = url_secrets(url)
     if found:

@@ -133,10 +133,10 @@ def _find_cache_root(root: Path) -> Path:
     common = common.resolve()
     if common.name == ".git":
         return common.parent
-    from tether.gitstore.git import Git  # only for the unusual layouts
+    import subprocess  # only for the unusual layouts; a config file, so no repository needed
 
-    proc = Git(root).run("config", "--file", str(common / "config"), "core.worktree",
-                         check=False)
+    proc = subprocess.run(["git", "config", "--file", str(common / "config"), "core.worktree"],
+                          cwd=root, capture_output=True, check=False)
     worktree = proc.stdout.decode(errors="replace").strip()
     if proc.returncode == 0 and worktree:
         path = Path(worktree)

@@ -1,14 +1,20 @@
-"""The project around a run: its state folder, and the pipeline to run."""
+"""The project around a run: its state folder, the pipeline to run, and the cache and
+artifact remotes as its config sets them up (the cache itself never reads the config)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tether.layout import STATE_GITIGNORE, state_dir
 from tether.spec import Pipeline, Stage
 from tether.spec_cache import load_pipeline_cached
+
+if TYPE_CHECKING:
+    from tether.cache.objects import ObjectStore
+    from tether.cache.remote import Remote
 
 COMMAND_STAGE = "run"
 
@@ -58,6 +64,23 @@ def load_project_pipeline(
     from tether.layout import tmp_dir
 
     return load_pipeline_cached(root, tmp_dir(root) / "spec-cache.json")
+
+
+def object_store(root: Path) -> ObjectStore:
+    """The object cache of the project at `root`, placing files as `cache.link` says."""
+    from tether.cache.objects import ObjectStore
+    from tether.config import link_order
+
+    return ObjectStore(root, link_order=link_order(root))
+
+
+def open_remote(root: Path, name: str | None = None) -> Remote:
+    """The artifact remote `name` (default: the default one) of the project at `root`."""
+    from tether.cache.remote import Remote
+    from tether.config import get_remote
+
+    config = get_remote(root, name)
+    return Remote(config.url, config.options, config.name)
 
 
 def init_project(root: Path, *, force: bool = False) -> list[Path]:

@@ -10,6 +10,7 @@ from execute.project import make_project
 from helpers import records
 from tether.cache.hashing import hash_file_uncached
 from tether.cache.objects import ObjectStore
+from tether.project import object_store
 
 
 def _tamper(path: Path, data: bytes) -> None:
@@ -22,7 +23,7 @@ def test_a_rerun_over_a_corrupt_object_keeps_the_fresh_output(repo: Path) -> Non
     assert run_tether(repo, "run", "-n", "first").returncode == 0
     good = (repo / "model.bin").read_bytes()
     key = records(repo)[-1]["stages"][1]["outs"]["model.bin"]
-    store = ObjectStore(repo)
+    store = object_store(repo)
     _tamper(store.path_of(key), b"corrupt bytes")
     (repo / "model.bin").unlink()
 
@@ -39,7 +40,7 @@ def test_a_rerun_over_a_corrupt_object_keeps_the_fresh_output(repo: Path) -> Non
 def test_a_corrupt_file_object_of_a_directory_output_is_repaired(repo: Path) -> None:
     make_project(repo)
     assert run_tether(repo, "run", "-n", "first").returncode == 0
-    store = ObjectStore(repo)
+    store = object_store(repo)
     dir_key = records(repo)[-1]["stages"][0]["outs"]["data/prepared"]
     entries = dict(store.manifest(dir_key))
     _tamper(store.path_of(entries["train.txt"]), b"corrupt")
@@ -69,11 +70,11 @@ def test_a_corrupt_run_cache_object_makes_the_stage_run_instead(repo: Path) -> N
     good = (repo / "model.bin").read_bytes()
     assert run_tether(repo, "run", "-n", "b", "-S", "train.lr=0.7").returncode == 0
     key = records(repo)[0]["stages"][1]["outs"]["model.bin"]
-    _tamper(ObjectStore(repo).path_of(key), b"rotten")
+    _tamper(object_store(repo).path_of(key), b"rotten")
 
     proc = run_tether(repo, "run", "-n", "c", "-S", "train.lr=0.5")
     assert proc.returncode == 0, proc.stderr
     assert "train restored" not in proc.stderr and "▶ train" in proc.stderr
     assert (repo / "model.bin").read_bytes() == good
     assert records(repo)[-1]["metrics"] == records(repo)[0]["metrics"]
-    assert hash_file_uncached(ObjectStore(repo).path_of(key)) == key
+    assert hash_file_uncached(object_store(repo).path_of(key)) == key

@@ -14,10 +14,9 @@ from tether.record.redact import (
     Secrets,
     discover,
     is_sensitive_name,
-    mask_urls,
     read_values_file,
-    url_secrets,
 )
+from tether.urls import mask_urls, url_secrets
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from helpers import repo_state
 from security.crafted import plant_experiment
 from share.conftest import make_project, run_exp, tether_ok
 from tether.cache.hashing import DIR_PREFIX, manifest_bytes
-from tether.cache.objects import ObjectStore
 from tether.errors import EXIT_UNSAFE_PATH
+from tether.project import object_store
 
 EVIL = b"#!/bin/sh\necho owned > /tmp/owned\n"
 
@@ -137,7 +137,7 @@ def test_pulled_hostile_experiment_is_refused_in_a_fresh_clone(project: Path,
 
 def _plant_manifest(root: Path, entries: list[tuple[str, bytes]]) -> str:
     """A directory object stored under its correct key, listing `entries`."""
-    store = ObjectStore(root)
+    store = object_store(root)
     listing = []
     for rel, data in entries:
         key = "b3:" + blake3.blake3(data).hexdigest()
@@ -167,7 +167,7 @@ def test_checkout_refuses_a_manifest_with_escaping_paths(project: Path, rel: str
 def test_checkout_refuses_record_outputs_outside_the_work_tree(project: Path, rel: str) -> None:
     data = b"payload\n"
     key = "b3:" + blake3.blake3(data).hexdigest()
-    ObjectStore(project).save_bytes(data, key)
+    object_store(project).save_bytes(data, key)
     plant_experiment(project, "bad-outs", {}, {
         "stages": [{"name": "train", "status": "success", "outs": {rel: key}}]})
     before = snapshot(project.parent)
@@ -188,7 +188,7 @@ def test_run_cache_entry_restores_only_the_stage_s_declared_paths(project: Path)
     entry = runs.get(fingerprint)
     assert entry is not None
     key = "b3:" + blake3.blake3(EVIL).hexdigest()
-    ObjectStore(project).save_bytes(EVIL, key)
+    object_store(project).save_bytes(EVIL, key)
     entry["outs"]["../escaped.sh"] = key
     entry["outs"][".git/hooks/pre-commit"] = key
     runs.put(fingerprint, entry)

@@ -87,9 +87,9 @@ def run_exp(root: Path, name: str, lr: int, *, env: dict[str, str] | None = None
     """Record a run; with `cache`, store its outputs as the runner is meant to."""
     tether_ok(root, "run", "-q", "-n", name, "-S", f"train.lr={lr}", env=env)
     if cache:
-        from tether.cache.objects import ObjectStore
+        from tether.project import object_store
 
-        store = ObjectStore(root)
+        store = object_store(root)
         for out in OUTS:
             store.save(root / out, link=False)
 

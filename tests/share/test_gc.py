@@ -10,8 +10,9 @@ from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
 from tether.cache.objects import ObjectStore
 from tether.cache.runcache import RunCache
+from tether.experiments.artifacts import record_outputs
 from tether.experiments.gc import gc
-from tether.share.transfer import record_outputs
+from tether.project import object_store
 
 
 def _records(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -30,7 +31,7 @@ def _keys(store: ObjectStore, record: dict) -> set[str]:  # type: ignore[type-ar
 
 
 def test_gc_keeps_exactly_what_must_be_kept(alice: Path) -> None:
-    store = ObjectStore(alice)
+    store = object_store(alice)
     run_exp(alice, "tagged", 1)
     git(alice, "add", "tether.lock")
     git(alice, "commit", "-q", "-m", "lock 1")
@@ -89,7 +90,7 @@ def test_gc_keeps_exactly_what_must_be_kept(alice: Path) -> None:
 
 
 def test_gc_cli_without_cutoff_keeps_every_experiment(alice: Path) -> None:
-    store = ObjectStore(alice)
+    store = object_store(alice)
     run_exp(alice, "one", 1)
     run_exp(alice, "two", 2)
     before = set(store.iter_keys())

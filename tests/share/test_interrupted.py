@@ -13,7 +13,8 @@ from conftest import git, write
 from helpers import exp_refs
 from share.conftest import tether_ok
 from tether.cache.hashing import hash_file_uncached, is_dir_key, manifest_key, parse_manifest
-from tether.cache.objects import ObjectStore, key_from_path
+from tether.cache.objects import key_from_path
+from tether.project import object_store
 
 FILES = 1500
 GEN = f"""\
@@ -48,7 +49,7 @@ def test_killed_push_then_rerun_gives_a_complete_verified_remote(
     git(repo, "commit", "-q", "-m", "generator")
     git(repo, "remote", "add", "origin", str(origin))
     tether_ok(repo, "run", "-q", "-n", "many")
-    dir_key = ObjectStore(repo).save(repo / "shards", link=False)
+    dir_key = object_store(repo).save(repo / "shards", link=False)
 
     push = subprocess.Popen([sys.executable, "-m", "tether", "push"], cwd=repo,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,8 +9,8 @@ from pathlib import Path
 from conftest import git, run_tether
 from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
-from tether.cache.objects import ObjectStore
 from tether.cache.runcache import RunCache
+from tether.project import object_store
 
 
 def _outputs_of(root: Path) -> dict[str, str]:
@@ -44,7 +44,7 @@ def test_push_pull_checkout_through_a_directory_remote(alice: Path, bob: Path) -
         entry = RunCache(bob).get(fp)
         assert entry is not None and entry["experiment"]["name"] in ("first", "second")
         assert {"model.bin", "features"} <= set(entry["outs"])
-        assert all(ObjectStore(bob).has(key) for key in entry["outs"].values())
+        assert all(object_store(bob).has(key) for key in entry["outs"].values())
 
     # Pushing again sends nothing; pulling again fetches nothing.
     again = tether_ok(alice, "push")
@@ -68,7 +68,7 @@ def test_checkout_pulls_missing_objects_from_the_default_remote(alice: Path, bob
     expected = _outputs_of(alice)
     tether_ok(alice, "push")
     tether_ok(bob, "pull", "--no-artifacts")
-    assert not any(ObjectStore(bob).iter_keys())
+    assert not any(object_store(bob).iter_keys())
     out = tether_ok(bob, "checkout", "remote-only")
     assert "pulled" in out
     assert _outputs_of(bob) == expected
@@ -80,7 +80,7 @@ def test_corrupt_cache_object_is_an_error_naming_it(alice: Path) -> None:
     record = json.loads(git(alice, "cat-file", "blob",
                             f"{next(iter(exp_refs(alice)))}:.tether/record.json"))
     key = record["stages"][0]["outs"]["model.bin"]
-    obj = ObjectStore(alice).path_of(key)
+    obj = object_store(alice).path_of(key)
     obj.chmod(0o644)
     obj.write_text("bit rot\n")
     (alice / "model.bin").unlink()

@@ -7,8 +7,8 @@ from pathlib import Path
 from conftest import git
 from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
-from tether.cache.objects import ObjectStore
 from tether.cache.remote import Remote
+from tether.project import object_store
 
 
 def test_push_pull_through_s3(alice: Path, bob: Path, s3_server: str) -> None:
@@ -27,7 +27,7 @@ def test_push_pull_through_s3(alice: Path, bob: Path, s3_server: str) -> None:
     remote = Remote("s3://artifacts/project", {"endpoint_url": s3_server})
     listed = remote.list_objects()
     assert listed is not None
-    store = ObjectStore(alice)
+    store = object_store(alice)
     dir_key = next(k for k in listed if k.startswith("b3d:"))
     assert store.keys_for(dir_key) <= set(listed)
     assert all(store.verify(k) and store.size(k) == size for k, size in listed.items())

@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import git, run_tether, write
 from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
-from tether.experiments.gc import STALE_TMP, gc
+from tether.cache.sweep import STALE_TMP
+from tether.experiments.gc import gc
 
 
 def refuse_pushes(origin: Path) -> None:

@@ -15,8 +15,6 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-LINK_MODES = ("reflink", "hardlink", "copy")
-DEFAULT_LINK_ORDER = ("reflink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
@@ -49,9 +47,9 @@ def make_read_only(path: Path) -> None:
     path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def place(src: Path, dst: Path, order: Sequence[str] = DEFAULT_LINK_ORDER) -> str:
+def place(src: Path, dst: Path, order: Sequence[str]) -> str:
     """Create `dst` (which must not exist) from `src` with the first mode that works."""
-    import shutil  # here, not at the top: config imports this module's constants
+    import shutil  # here: only a copy needs it
 
     for mode in order:
         if mode == "reflink" and reflink(src, dst):

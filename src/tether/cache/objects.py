@@ -72,14 +72,10 @@ def _copy_hashing(src: Path, dst: Path) -> str:
 class ObjectStore:
     """Objects of the project at `root` (the git work tree's top level)."""
 
-    def __init__(self, root: Path, *, link_order: Sequence[str] | None = None) -> None:
+    def __init__(self, root: Path, *, link_order: Sequence[str]) -> None:
         self.root = Path(root)
         self.dir = objects_dir(self.root)
-        if link_order is None:
-            from tether.config import link_order as configured
-
-            link_order = configured(self.root)
-        self.link_order = tuple(link_order)
+        self.link_order = tuple(link_order)  # `cache.link`: see tether.project.object_store
 
     # -- paths and questions -----------------------------------------------
 

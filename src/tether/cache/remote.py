@@ -8,6 +8,7 @@ then renamed. Downloads land in the local store only after their hash is checked
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +17,9 @@ from typing import Any
 from tether.cache.hashing import is_dir_key
 from tether.cache.objects import ObjectStore, key_from_path, key_path
 from tether.cache.runcache import RunCache, valid_fingerprint
-from tether.cli.progress import Progress
 from tether.errors import RemoteError
-from tether.record.redact import mask_urls
 from tether.structs import field, struct
+from tether.urls import mask_urls
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
 READ_ONLY = {"http", "https"}
@@ -121,14 +121,6 @@ class Remote:
             self.fs.rm(paths)
 
 
-def open_remote(root: Any, name: str | None = None) -> Remote:
-    """The artifact remote `name` (default: the default one) of the project at `root`."""
-    from tether.config import get_remote
-
-    config = get_remote(root, name)
-    return Remote(config.url, config.options, config.name)
-
-
 @struct
 class TransferResult:
     """What a push or pull of objects did."""
@@ -143,14 +135,17 @@ class TransferResult:
 
 PushResult = TransferResult
 PullResult = TransferResult
+# `progress(bytes done, bytes in all)` (0: not known), called from worker threads.
+Progress = Callable[[int, int], None]
 
 
-def _parallel(items: list[str], work: Callable[[str], int], label: str, total: int,
-              jobs: int, result: TransferResult) -> None:
+def _parallel(items: list[str], work: Callable[[str], int], total: int, jobs: int,
+              result: TransferResult, progress: Progress | None) -> None:
     """Run `work(key) -> bytes` over items in threads; record successes and failures."""
     if not items:
         return
-    with Progress(label, total, unit="bytes") as bar, ThreadPoolExecutor(jobs) as pool:
+    lock, done = threading.Lock(), [0]
+    with ThreadPoolExecutor(jobs) as pool:
         def one(key: str) -> tuple[str, int | None, str | None]:
             try:
                 size = work(key)
@@ -158,7 +153,10 @@ def _parallel(items: list[str], work: Callable[[str], int], label: str, total: i
                 return key, None, None
             except Exception as exc:
                 return key, None, f"{exc.__class__.__name__}: {exc}"
-            bar.advance(size)
+            if progress is not None:
+                with lock:
+                    done[0] += size
+                    progress(done[0], total)
             return key, size, None
 
         for key, size, error in pool.map(one, items):
@@ -172,7 +170,8 @@ def _parallel(items: list[str], work: Callable[[str], int], label: str, total: i
 
 
 def push_objects(
-    store: ObjectStore, remote: Remote, keys: Iterable[str], *, jobs: int = 16
+    store: ObjectStore, remote: Remote, keys: Iterable[str], *, jobs: int = 16,
+    progress: Progress | None = None,
 ) -> PushResult:
     """Send the objects of `keys` (directories with their files) that the remote lacks."""
     remote._check_writable()
@@ -201,12 +200,13 @@ def push_objects(
             return source.stat().st_size
 
         total = sum(store.size(k) for k in phase)
-        _parallel(phase, upload, f"push {remote.name}", total, jobs, result)
+        _parallel(phase, upload, total, jobs, result, progress)
     return result
 
 
 def pull_objects(
-    store: ObjectStore, remote: Remote, keys: Iterable[str], *, jobs: int = 16
+    store: ObjectStore, remote: Remote, keys: Iterable[str], *, jobs: int = 16,
+    progress: Progress | None = None,
 ) -> PullResult:
     """Fetch the objects of `keys` missing locally, each checked before it appears."""
     result = PullResult()
@@ -223,14 +223,14 @@ def pull_objects(
         return size
 
     manifests = sorted(k for k in keys if is_dir_key(k) and not store.path_of(k).is_file())
-    _parallel(manifests, download, f"pull {remote.name}", 0, jobs, result)
+    _parallel(manifests, download, 0, jobs, result, progress)
     files: set[str] = {k for k in keys if not is_dir_key(k)}
     for key in keys:
         if is_dir_key(key) and store.path_of(key).is_file():
             files |= {k for _, k in store.manifest(key)}
     todo = sorted(k for k in files if not store.path_of(k).is_file())
     result.present = len(keys | files) - len(todo) - len(manifests)
-    _parallel(todo, download, f"pull {remote.name}", 0, jobs, result)
+    _parallel(todo, download, 0, jobs, result, progress)
     return result
 
 

@@ -18,7 +18,7 @@ Pointers come from commits other people pushed: every path passes the path guard
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from tether.structs import struct
 
 if TYPE_CHECKING:
     from tether.cache.objects import ObjectStore
+    from tether.cache.remote import Remote
     from tether.gitstore.git import Git
     from tether.spec import Pipeline
 
@@ -168,9 +169,10 @@ def _ignore(root: Path, rel: str) -> None:
 
 
 def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
-                remote: str | None = None, pull: bool = True) -> tuple[list[str], int]:
+                remote: Callable[[], Remote] | None = None) -> tuple[list[str], int]:
     """Put each pointer's content in place under `root` (already right: left alone),
-    pulling missing objects from the artifact remote; (paths restored, objects pulled)."""
+    pulling missing objects from `remote()` (opened only if one is missing; None: pull
+    nothing); (paths restored, objects pulled)."""
     from tether.cache.hashing import StatCache
     from tether.layout import tmp_dir
     from tether.pathguard import WorkTreeGuard
@@ -185,10 +187,10 @@ def materialize(root: Path, pointers: list[DataPointer], store: ObjectStore, *,
         cache.close()
     pulled = 0
     missing = {p.key for p in todo if not store.has(p.key)}
-    if missing and pull:
-        from tether.cache.remote import open_remote, pull_objects
+    if missing and remote is not None:
+        from tether.cache.remote import pull_objects
 
-        pulled = len(pull_objects(store, open_remote(root, remote), missing).sent)
+        pulled = len(pull_objects(store, remote(), missing).sent)
     for pointer in todo:
         store.restore(pointer.key, guard.target(pointer.path, where=pointer.pointer))
     return [p.path for p in todo], pulled

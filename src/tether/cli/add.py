@@ -26,11 +26,10 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tether.cache.objects import ObjectStore
     from tether.cache.tracked import add_data
     from tether.errors import UsageError
     from tether.gitstore.git import Git, find_root
-    from tether.project import ensure_state_dir
+    from tether.project import ensure_state_dir, object_store
 
     git = Git(find_root(args.cwd))
     ensure_state_dir(git.root)  # its .gitignore keeps the cache out of git
@@ -43,15 +42,18 @@ def handle(args: argparse.Namespace) -> int:
         if rel.startswith(".."):
             raise UsageError(f"{text!r} is outside the project ({git.root})")
         relative.append(Path(rel).as_posix())
-    added = add_data(git, relative, ObjectStore(git.root))
+    added = add_data(git, relative, object_store(git.root))
     for pointer in added:
         print(f"tracked {pointer.path} ({pointer.files} file(s), {pointer.size} bytes) "
               f"-> {pointer.pointer}")
     if args.remote:
-        from tether.cache.remote import open_remote, push_objects
+        from tether.cache.remote import push_objects
+        from tether.cli.progress import ProgressBar
+        from tether.project import open_remote
 
-        result = push_objects(ObjectStore(git.root), open_remote(git.root, args.remote),
-                              {p.key for p in added})
+        with ProgressBar("push", unit="bytes") as bar:
+            result = push_objects(object_store(git.root), open_remote(git.root, args.remote),
+                                  {p.key for p in added}, progress=bar)
         print(f"tether: {len(result.sent)} object(s) pushed to {args.remote}", file=sys.stderr)
     names = " ".join(p.pointer for p in added)
     print(f"tether: commit the pointers: git add {names} .gitignore", file=sys.stderr)

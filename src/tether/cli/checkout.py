@@ -22,10 +22,13 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tether.cli.progress import ProgressBar
     from tether.gitstore.git import find_root
     from tether.share.transfer import checkout
 
-    result = checkout(find_root(args.cwd), args.experiment, remote=args.remote)
+    with ProgressBar("pull", unit="bytes") as bar:
+        result = checkout(find_root(args.cwd), args.experiment, remote=args.remote,
+                          progress=bar)
     for path in result.restored:
         print(f"restored  {path}")
     pulled = f", {result.pulled} object(s) pulled" if result.pulled else ""

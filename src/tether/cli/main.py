@@ -150,7 +150,8 @@ def _log_traceback(cwd: Path, exc: BaseException) -> Path | None:
 
 def _scrubbed(text: str, root: Path | None = None) -> str:
     """`text` without the secret values of this environment and without URL passwords."""
-    from tether.record.redact import discover, mask_urls
+    from tether.record.redact import discover
+    from tether.urls import mask_urls
 
     try:
         secrets = discover(root=root)

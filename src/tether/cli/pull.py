@@ -21,10 +21,12 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tether.cli.progress import ProgressBar
     from tether.gitstore.git import find_root
     from tether.share.transfer import pull
 
-    report = pull(find_root(args.cwd), args.git_remote, args.experiments, every=args.every,
-                  baseline=args.baseline, artifacts=args.artifacts, force=args.force,
-                  remote=args.remote)
+    with ProgressBar("pull", unit="bytes") as bar:
+        report = pull(find_root(args.cwd), args.git_remote, args.experiments,
+                      every=args.every, baseline=args.baseline, artifacts=args.artifacts,
+                      force=args.force, remote=args.remote, progress=bar)
     return render(report, "pull")

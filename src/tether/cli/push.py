@@ -83,10 +83,12 @@ def render(report: Any, verb: str) -> int:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tether.cli.progress import ProgressBar
     from tether.gitstore.git import find_root
     from tether.share.transfer import push
 
-    report = push(find_root(args.cwd), args.git_remote, args.experiments, every=args.every,
-                  baseline=args.baseline, artifacts=args.artifacts, force=args.force,
-                  remote=args.remote)
+    with ProgressBar("push", unit="bytes") as bar:
+        report = push(find_root(args.cwd), args.git_remote, args.experiments,
+                      every=args.every, baseline=args.baseline, artifacts=args.artifacts,
+                      force=args.force, remote=args.remote, progress=bar)
     return render(report, "push")

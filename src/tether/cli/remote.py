@@ -48,7 +48,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 def handle(args: argparse.Namespace) -> int:
     from tether import config
     from tether.gitstore.git import find_root
-    from tether.record.redact import mask_urls
+    from tether.urls import mask_urls
 
     root = find_root(args.cwd)
     if args.remote_action == "add":

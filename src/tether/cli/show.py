@@ -77,12 +77,15 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    result = show_experiments(
-        args.cwd, baseline=args.baseline, all_baselines=args.all_baselines,
-        filter_expression=args.filter, sort_by=args.sort_by, descending=args.desc,
-        last=args.last, all_params=args.all_params, progress=_progress_bar(),
-        labels=not (args.json or args.csv),
-    )
+    from tether.cli.progress import ProgressBar
+
+    with ProgressBar("indexing experiments", threshold=PROGRESS_THRESHOLD, erase=True) as bar:
+        result = show_experiments(
+            args.cwd, baseline=args.baseline, all_baselines=args.all_baselines,
+            filter_expression=args.filter, sort_by=args.sort_by, descending=args.desc,
+            last=args.last, all_params=args.all_params, progress=bar,
+            labels=not (args.json or args.csv),
+        )
     for note in result.notes:
         print(f"tether: warning: {note}", file=sys.stderr)
     warn_skipped(result.skipped)
@@ -111,23 +114,6 @@ def _nothing_shown(result: ShowResult, args: argparse.Namespace) -> str:
         return f"no experiment matches (of {result.total} in scope)"
     where = "any baseline" if args.all_baselines else args.baseline
     return f"no experiments recorded against {where} yet: `tether run` records one"
-
-
-def _progress_bar() -> Any:
-    if not sys.stderr.isatty():
-        return None
-
-    def draw(done: int, total: int) -> None:
-        if total <= PROGRESS_THRESHOLD:
-            return
-        filled = 30 * done // total
-        sys.stderr.write(f"\rindexing experiments [{'#' * filled}{'.' * (30 - filled)}] "
-                         f"{done}/{total}")
-        if done == total:
-            sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-
-    return draw
 
 
 def _created(timestamp: float) -> str:

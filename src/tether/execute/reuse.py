@@ -39,9 +39,9 @@ class Reuse:
     def store(self) -> ObjectStore:
         """The object store (reading the link settings from the config on first use)."""
         if self._store is None:
-            from tether.cache.objects import ObjectStore
+            from tether.project import object_store
 
-            self._store = ObjectStore(self.root)
+            self._store = object_store(self.root)
         return self._store
 
     def save_outputs(self, stage: Stage, workspace: Path, known: dict[str, str | None]) -> dict[

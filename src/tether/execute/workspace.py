@@ -66,9 +66,9 @@ def temporary_worktree(
 def _bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
     import shutil
 
-    from tether.cache.objects import ObjectStore
     from tether.cache.tracked import materialize, work_tree_pointers
     from tether.pathguard import WorkTreeGuard
+    from tether.project import object_store, open_remote
 
     guard = WorkTreeGuard(path)
     for rel in inputs:
@@ -82,4 +82,5 @@ def _bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
             shutil.copy2(source, dest)
     pointers = work_tree_pointers(Git(path))
     if pointers:
-        materialize(path, pointers, ObjectStore(git.root))
+        materialize(path, pointers, object_store(git.root),
+                    remote=lambda: open_remote(git.root))

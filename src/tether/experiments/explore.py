@@ -9,33 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import UsageError
+from tether.gitstore.experiments import read_record_blobs
 from tether.gitstore.git import Git, find_root
-from tether.layout import RECORD_PATH
 from tether.record.validate import Skipped, check_record
 
 if TYPE_CHECKING:
     from tether.experiments.index import IndexedExperiment, Progress
-
-
-def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
-    """The raw record JSON of many experiment commits in one `git cat-file --batch`."""
-    if not commits:
-        return []
-    request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
-    out = git.run("cat-file", "--batch", "--buffer", input=request).stdout
-    blobs: list[bytes | None] = []
-    pos = 0
-    for _ in commits:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        pos = end + 1
-        if len(header) < 3 or header[1] != b"blob":
-            blobs.append(None)
-            continue
-        size = int(header[2])
-        blobs.append(out[pos : pos + size])
-        pos += size + 1
-    return blobs
 
 
 def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:

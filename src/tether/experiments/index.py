@@ -22,8 +22,7 @@ from typing import Any
 
 from tether import sqlitedb
 from tether.errors import LocalStateError
-from tether.experiments.explore import read_record_blobs
-from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref
+from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref, read_record_blobs
 from tether.gitstore.git import Git
 from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR, exp_ref
 from tether.record.metrics import flatten

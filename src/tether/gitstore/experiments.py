@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from tether.gitstore.git import Git, GitJob
@@ -91,3 +92,24 @@ def read_record(git: Git, commit: str) -> dict[str, Any]:
     text = git.out("cat-file", "blob", f"{commit}:{RECORD_PATH}")
     data: dict[str, Any] = json.loads(text)
     return data
+
+
+def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
+    """The raw record JSON of many experiment commits in one `git cat-file --batch`."""
+    if not commits:
+        return []
+    request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
+    out = git.run("cat-file", "--batch", "--buffer", input=request).stdout
+    blobs: list[bytes | None] = []
+    pos = 0
+    for _ in commits:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) < 3 or header[1] != b"blob":
+            blobs.append(None)
+            continue
+        size = int(header[2])
+        blobs.append(out[pos : pos + size])
+        pos += size + 1
+    return blobs

@@ -125,22 +125,22 @@ def _recorded(job: dict[str, Any]) -> dict[str, Any] | None:
 
 def _restore_inputs(job: dict[str, Any]) -> None:
     """Bring inputs the snapshot lacks from the repository cache (see queue.inputs)."""
-    from tether.cache.objects import ObjectStore
     from tether.gitstore.git import Git, find_root
     from tether.lockfile import read_lock
-    from tether.project import load_project_pipeline
+    from tether.project import load_project_pipeline, object_store, open_remote
     from tether.queue.inputs import restore_cached_inputs
 
     root = find_root(Path.cwd())
     if job["command"] is not None:  # a bare command declares no dependencies: data only
         from tether.cache.tracked import materialize, work_tree_pointers
 
-        restored, _ = materialize(root, work_tree_pointers(Git(root)), ObjectStore(root))
+        restored, _ = materialize(root, work_tree_pointers(Git(root)), object_store(root),
+                                  remote=lambda: open_remote(root))
     else:
         pipeline = load_project_pipeline(root, None, job["limits"], Path.cwd())
         order = pipeline.order(list(job["targets"]) or None)
         restored = restore_cached_inputs(root, pipeline, order, read_lock(root),
-                                         ObjectStore(root))
+                                         object_store(root))
     if restored:
         print(f"tether: restored from the cache: {', '.join(restored)}", file=sys.stderr,
               flush=True)

@@ -116,8 +116,10 @@ def restore_cached_inputs(
     `tether add` (from the cache, else pulled from the artifact remote), then inputs whose
     locked hash is in the cache; the paths done."""
     from tether.cache.tracked import materialize, work_tree_pointers
+    from tether.project import open_remote
 
-    restored, _ = materialize(root, work_tree_pointers(Git(root)), store)
+    restored, _ = materialize(root, work_tree_pointers(Git(root)), store,
+                              remote=lambda: open_remote(root))
     for item in external_inputs(pipeline, order, lock):
         target = root / item.path
         if target.exists() or not _cached(store, item):

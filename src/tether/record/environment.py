@@ -16,7 +16,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from tether.record.redact import Secrets, is_sensitive_name, label, mask_urls, secret_values
+from tether.record.redact import Secrets, is_sensitive_name, label, secret_values
+from tether.urls import mask_urls
 
 NVIDIA_SMI_TIMEOUT = 5.0
 

@@ -18,7 +18,7 @@ Secret values come from:
 Values shorter than MIN_SECRET_LENGTH are ignored: "true" or "1234" would turn up
 everywhere by chance.
 
-URLs shown to a user or written to a log go through `mask_urls`, which hides
+URLs shown to a user or written to a log go through `tether.urls.mask_urls`, which hides
 passwords (`user:***@`) and secret-looking query parameters (`sig=***`).
 """
 
@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from tether.urls import url_values
 
 # A value shorter than this is too likely to occur by chance ("true", "1234"):
 # scrubbing it would mangle unrelated text, so such values are not protected.
@@ -48,15 +50,6 @@ _NOT_A_VALUE = re.compile(
     re.IGNORECASE,
 )
 
-# `scheme://user:password@host`: the password (greedy: it may hold an unencoded '@').
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:)(?P<pw>[^/\s?#]*)@")
-# `?sig=...&token=...`: query parameters whose name says their value is a secret.
-_SECRET_QUERY = re.compile(
-    r"(?P<head>[?&;](?P<name>[^=&;#\s/?]*(?:secret|token|passw|pwd|credential|signature|auth"
-    r"|key|session)[^=&;#\s/?]*|sig|sas|pass)=)(?P<value>[^&;#\s\"']+)",
-    re.IGNORECASE,
-)
-MASK = "***"
 
 
 def is_sensitive_name(name: str) -> bool:
@@ -67,47 +60,6 @@ def is_sensitive_name(name: str) -> bool:
 def label(name: str) -> str:
     """What a secret value of variable `name` is replaced with."""
     return f"[redacted:{name}]"
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-def mask_urls(text: str) -> str:
-    """`text` with URL passwords and secret-looking query parameters replaced by ***."""
-    if "://" in text:
-        text = _URL_PASSWORD.sub(_mask_password, text)
-    if "=" in text:
-        text = _SECRET_QUERY.sub(rf"\g<head>{MASK}", text)
-    return text
-
-
-def _mask_password(match: re.Match[str]) -> str:
-    password = match.group("pw")
-    if password.startswith("[redacted:") or not password:
-        return match.group()
-    return f"{match.group('head')}{MASK}@"
-
-
-def url_secrets(url: str) -> list[str]:
-    """What in `url` is a credential: 'a password', 'query parameter X'; [] if nothing."""
-    found = ["a password" for match in _URL_PASSWORD.finditer(url) if match.group("pw")]
-    found += [f"query parameter {m.group('name')!r}" for m in _SECRET_QUERY.finditer(url)]
-    return found
-
-
-def _url_values(value: str) -> Iterable[str]:
-    """The passwords and secret query values inside the URLs of `value`."""
-    if "://" not in value:
-        return
-    from urllib.parse import unquote  # here: only a URL-holding variable needs it
-
-    for match in _URL_PASSWORD.finditer(value):
-        yield match.group("pw")
-        yield unquote(match.group("pw"))
-    if "=" in value:
-        for match in _SECRET_QUERY.finditer(value):
-            yield match.group("value")
-            yield unquote(match.group("value"))
 
 
 # --------------------------------------------------------------------------- Secrets
@@ -235,7 +187,7 @@ def secret_values(
             patterns and _matches_any(name, patterns)
         ):
             found.setdefault(value, name)
-        for part in _url_values(value):
+        for part in url_values(value):
             found.setdefault(part, name)
     return found
 
@@ -319,7 +271,7 @@ def read_values_file(path: Path) -> dict[str, str]:
                 value = value[1:-1]
             if value:
                 found.setdefault(value, name.strip())
-                for part in _url_values(value):
+                for part in url_values(value):
                     found.setdefault(part, name.strip())
         else:
             found.setdefault(line, path.name)

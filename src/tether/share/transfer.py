@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tether.cache.remote import TransferResult
+from tether.cache.remote import Progress, TransferResult
 from tether.errors import (
     ExperimentError,
     GitStateError,
@@ -22,6 +22,7 @@ from tether.errors import (
     UnsafePathError,
     UsageError,
 )
+from tether.experiments.artifacts import record_outputs, run_cache_entries, tracked_data
 from tether.experiments.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import WITH_HOOKS, Git
@@ -136,31 +137,6 @@ def select_local(git: Git, names: Sequence[str], *, every: bool = False,
     return list_experiments(git, _baseline_sha(git, baseline or "HEAD"))
 
 
-def record_outputs(record: dict[str, Any]) -> dict[str, str]:
-    """Output path -> object key over a record's stages (later stages win)."""
-    outs: dict[str, str] = {}
-    for stage in record.get("stages") or []:
-        for path, key in (stage.get("outs") or {}).items():
-            if isinstance(key, str):
-                outs[path] = key
-    return outs
-
-
-def run_cache_entries(record: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
-    """Fingerprint -> run-cache entry for every stage of a record that succeeded."""
-    entries = {}
-    for stage in record.get("stages") or []:
-        fingerprint = stage.get("fingerprint")
-        if stage.get("status") == "success" and isinstance(fingerprint, str):
-            entries[fingerprint] = {
-                "outs": {p: k for p, k in (stage.get("outs") or {}).items() if k},
-                "metrics": record.get("metrics") or {},
-                "experiment": {"ref": ref, "name": record.get("name")},
-                "run_id": record.get("id"), "stage": stage.get("name"),
-            }
-    return entries
-
-
 # -- git side ----------------------------------------------------------------------
 
 _PUSH_FLAGS = {" ": "updated", "+": "forced", "*": "new", "=": "up-to-date", "-": "deleted"}
@@ -236,27 +212,13 @@ def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> 
         cache.close()
 
 
-def tracked_data(git: Git, commits: Sequence[str] = (), *, work_tree: bool = False,
-                 ) -> dict[str, str]:
-    """Path -> key of the data inputs tracked with `tether add`: those pointed to in the
-    work tree (with `work_tree`) and in each commit (later ones win)."""
-    from tether.cache.tracked import commit_pointers, work_tree_pointers
-
-    found: dict[str, str] = {}
-    for commit in commits:
-        found.update((p.path, p.key) for p in commit_pointers(git, commit))
-    if work_tree:
-        found.update((p.path, p.key) for p in work_tree_pointers(git))
-    return found
-
-
 def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bool,
               remote_name: str | None, data: dict[str, str] | None = None,
-              ) -> tuple[TransferResult, str] | None:
-    from tether.cache.objects import ObjectStore
-    from tether.cache.remote import open_remote, pull_objects, pull_runs, push_objects, push_runs
+              progress: Progress | None = None) -> tuple[TransferResult, str] | None:
+    from tether.cache.remote import pull_objects, pull_runs, push_objects, push_runs
     from tether.cache.runcache import RunCache, entry_keys
     from tether.config import transfer_jobs
+    from tether.project import object_store, open_remote
 
     outputs = {p: k for _, rec in records for p, k in record_outputs(rec).items()}
     outputs.update(data or {})
@@ -266,20 +228,20 @@ def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bo
     if not keys and not entries:
         return None
     remote = open_remote(root, remote_name)
-    store, runs, jobs = ObjectStore(root), RunCache(root), transfer_jobs(root)
+    store, runs, jobs = object_store(root), RunCache(root), transfer_jobs(root)
     if push:
         _stash_workspace_outputs(root, store, outputs)
         for fingerprint, entry in entries.items():
             if not runs.has(fingerprint):
                 runs.put(fingerprint, entry)
             keys |= entry_keys(runs.get(fingerprint) or {})
-        result = push_objects(store, remote, keys, jobs=jobs)
+        result = push_objects(store, remote, keys, jobs=jobs, progress=progress)
         result.runs = push_runs(runs, remote, entries, jobs=jobs)
     else:
         runs_pulled = pull_runs(runs, remote, entries, jobs=jobs)
         for fingerprint in entries:
             keys |= entry_keys(runs.get(fingerprint) or {})
-        result = pull_objects(store, remote, keys, jobs=jobs)
+        result = pull_objects(store, remote, keys, jobs=jobs, progress=progress)
         result.runs = runs_pulled
     return result, remote.name
 
@@ -287,7 +249,7 @@ def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bo
 def push(
     root: Path, git_remote: str = "origin", names: Sequence[str] = (), *, every: bool = False,
     baseline: str | None = None, artifacts: bool = True, force: bool = False,
-    remote: str | None = None,
+    remote: str | None = None, progress: Progress | None = None,
 ) -> ShareReport:
     """Push experiment refs in one git push, then their artifacts and run-cache entries,
     and the content of the data inputs tracked with `tether add` (in the work tree and
@@ -305,7 +267,8 @@ def push(
 
         get_remote(root, remote)  # no artifact remote: fail before anything moves
     if not selected:
-        moved = _transfer(root, [], push=True, remote_name=remote, data=data)
+        moved = _transfer(root, [], push=True, remote_name=remote, data=data,
+                          progress=progress)
         if moved:
             report.artifacts, report.remote = moved
         return report
@@ -328,7 +291,8 @@ def push(
         bad = {r.ref for r in report.diverged + report.rejected}
         kept = [(e.ref, rec) for e, rec in zip(selected, records, strict=True)
                 if e.ref not in bad]
-        moved = _transfer(root, kept, push=True, remote_name=remote, data=data)
+        moved = _transfer(root, kept, push=True, remote_name=remote, data=data,
+                          progress=progress)
         if moved:
             report.artifacts, report.remote = moved
     return report
@@ -372,7 +336,7 @@ def _select_remote(git: Git, found: list[RemoteExperiment], names: Sequence[str]
 def pull(
     root: Path, git_remote: str = "origin", names: Sequence[str] = (), *, every: bool = False,
     baseline: str | None = None, artifacts: bool = True, force: bool = False,
-    remote: str | None = None,
+    remote: str | None = None, progress: Progress | None = None,
 ) -> ShareReport:
     """Fetch experiment refs (diverged ones only with `force`), then their artifacts."""
     git = Git(root)
@@ -406,8 +370,7 @@ def pull(
         records = read_records(git, [e.commit for e in chosen])
         data = tracked_data(git, [e.commit for e in chosen])
         moved = _transfer(root, [(e.ref, r) for e, r in zip(chosen, records, strict=True)],
-                          data=data,
-                          push=False, remote_name=remote)
+                          data=data, push=False, remote_name=remote, progress=progress)
         if moved:
             report.artifacts, report.remote = moved
     return report
@@ -437,12 +400,14 @@ def wanted_outputs(root: Path, exp: str | None) -> tuple[dict[str, str], str]:
     return {**tracked_data(git, [ref.commit]), **outs}, ref.name
 
 
-def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -> CheckoutResult:
+def checkout(root: Path, exp: str | None = None, *, remote: str | None = None,
+             progress: Progress | None = None) -> CheckoutResult:
     """Restore outputs from the cache (pulling missing objects), checking every byte."""
     from tether.cache.hashing import StatCache
-    from tether.cache.objects import ObjectStore, valid_key
+    from tether.cache.objects import valid_key
     from tether.layout import tmp_dir
     from tether.pathguard import WorkTreeGuard
+    from tether.project import object_store
 
     outs, source = wanted_outputs(root, exp)
     where = f"the outputs of {source}"
@@ -454,7 +419,7 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
                                   "object key; nothing was written")
     result = CheckoutResult(source=source)
     cache = StatCache(tmp_dir(root) / "statcache.db")
-    store = ObjectStore(root)
+    store = object_store(root)
     try:
         todo = {}
         for path, key in sorted(outs.items()):
@@ -464,7 +429,8 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
                 todo[path] = key
         missing = {k for k in todo.values() if not store.has(k)}
         if missing:
-            from tether.cache.remote import open_remote, pull_objects
+            from tether.cache.remote import pull_objects
+            from tether.project import open_remote
 
             try:
                 artifact_remote = open_remote(root, remote)
@@ -475,7 +441,7 @@ def checkout(root: Path, exp: str | None = None, *, remote: str | None = None) -
                     hint="add the artifact remote that has them: tether remote add NAME URL "
                     "--default (or name one with --remote NAME)",
                 ) from exc
-            pulled = pull_objects(store, artifact_remote, missing)
+            pulled = pull_objects(store, artifact_remote, missing, progress=progress)
             result.pulled = len(pulled.sent)
         for key in {k for k in todo.values() if k.startswith("b3d:")}:
             store.manifest(key)  # every directory's paths checked before anything is written

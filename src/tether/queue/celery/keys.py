@@ -150,6 +150,6 @@ def retrying(call: Callable[[], T], url: str, window: float,
 
 def redacted(url: str) -> str:
     """`url` with its password (and secret query parameters) replaced by ***."""
-    from tether.record.redact import mask_urls
+    from tether.urls import mask_urls
 
     return mask_urls(url)

@@ -165,12 +165,12 @@ def _push_tracked_data(root: Path, snapshots: list[str]) -> None:
     keys = {p.key for commit in snapshots for p in commit_pointers(git, commit)}
     if not keys:
         return
-    from tether.cache.objects import ObjectStore
-    from tether.cache.remote import open_remote, push_objects
+    from tether.cache.remote import push_objects
     from tether.errors import RemoteError
+    from tether.project import object_store, open_remote
 
     try:
         remote = open_remote(root, None)
     except RemoteError:
         return  # no artifact remote: only workers sharing this machine's cache have it
-    push_objects(ObjectStore(root), remote, keys)
+    push_objects(object_store(root), remote, keys)
