@@ -176,3 +176,11 @@ def test_large_jsonl_series(tmp_path: Path) -> None:
     rows = read_step_file(path)
     assert len(rows) == 20_000
     assert rows[-1] == {"step": 19_999, "loss": 1 / 20_000}
+
+
+def test_flat_params_names_keys_by_file() -> None:
+    from tether.record.metrics import flat_params
+
+    params = {"params.yaml": {"train": {"lr": 0.1}}, "conf/model.yaml": {"depth": 3},
+              "empty.yaml": None, "odd.yaml": [1, 2]}
+    assert flat_params(params) == {"train.lr": 0.1, "conf/model.yaml:depth": 3}

@@ -35,11 +35,11 @@ class StageLog:
 
 def recorded_logs(git: Git, exp: ExperimentRef, stage: str | None = None) -> list[StageLog]:
     """The whole log of each stage (or of `stage`) stored in the experiment commit."""
-    record = one_experiment(git, exp).record
-    names = [s["name"] for s in record.get("stages", []) if s.get("log")]
+    record = one_experiment(git, exp).run_record
+    names = [s.name for s in record.stages if s.log]
     if stage is not None:
-        if stage not in {s["name"] for s in record.get("stages", [])}:
-            known = ", ".join(s["name"] for s in record.get("stages", [])) or "none"
+        if stage not in {s.name for s in record.stages}:
+            known = ", ".join(s.name for s in record.stages) or "none"
             raise UsageError(f"experiment {exp.name!r} has no stage {stage!r} (stages: {known})")
         names = [stage] if stage in names else []
     logs = []

@@ -5,14 +5,14 @@ The commits themselves are made by `tether.gitstore.fastrecord`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from tether.gitstore.git import Git, GitJob
 from tether.gitstore.names import is_valid_name
 from tether.layout import EXPS_REFS, RECORD_PATH
+from tether.record.record import InvalidRecord, RunRecord, load_record
 from tether.record.validate import Skipped
 
 
@@ -87,11 +87,12 @@ def read_taken_names(job: GitJob, baseline: str) -> set[str]:
     return {ref[len(prefix):] for ref in refs if ref.startswith(prefix)}
 
 
-def read_record(git: Git, commit: str) -> dict[str, Any]:
-    """The machine-readable record stored in an experiment commit."""
-    text = git.out("cat-file", "blob", f"{commit}:{RECORD_PATH}")
-    data: dict[str, Any] = json.loads(text)
-    return data
+def read_record(git: Git, commit: str) -> RunRecord:
+    """The record stored in an experiment commit (`InvalidRecord` if it is not valid)."""
+    record, problem = load_record(read_record_blobs(git, [commit])[0])
+    if record is None:
+        raise InvalidRecord(f"the record of commit {commit[:10]} cannot be read: {problem}")
+    return record
 
 
 def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:

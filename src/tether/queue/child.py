@@ -112,14 +112,20 @@ def _recorded(job: dict[str, Any]) -> dict[str, Any] | None:
     from tether.gitstore.experiments import read_record
     from tether.gitstore.git import Git
     from tether.layout import exp_ref
+    from tether.record.record import InvalidRecord
 
     git = Git(Path.cwd())
     for name in (job["name"], f"{job['name']}-{job['run_id'][-6:]}"):
         ref = exp_ref(job["baseline"], name)
         commit = git.ref_value(ref)
-        if commit and read_record(git, commit).get("id") == job["run_id"]:
-            status = read_record(git, commit).get("status")
-            return {"outcome": "recorded", "status": status, "ref": ref, "already": True}
+        if not commit:
+            continue
+        try:
+            record = read_record(git, commit)
+        except InvalidRecord:
+            continue  # not this run's: it writes valid records
+        if record.id == job["run_id"]:
+            return {"outcome": "recorded", "status": record.status, "ref": ref, "already": True}
     return None
 
 

@@ -26,7 +26,8 @@ from tether.layout import (
     tmp_dir,
 )
 from tether.queue.base import Entry
-from tether.record.record import RunRecord
+from tether.record.record import InvalidRecord, RunRecord
+from tether.record.status import FAILED
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -37,8 +38,8 @@ def _already_recorded(git: Git, entry: Entry) -> ExperimentRef | None:
         commit = git.ref_value(ref)
         if commit is None:
             continue
-        with contextlib.suppress(GitError, ValueError):
-            if read_record(git, commit).get("id") == entry.run_id:
+        with contextlib.suppress(GitError, InvalidRecord):
+            if read_record(git, commit).id == entry.run_id:
                 return ExperimentRef(ref=ref, baseline=entry.baseline, name=name, commit=commit)
     return None
 
@@ -75,7 +76,7 @@ def record_failed_entry(
     record = RunRecord(
         id=entry.run_id, name=entry.name, message=entry.message, baseline=entry.baseline,
         branch=None, kind="command" if entry.command is not None else "pipeline",
-        status="failed", exit_code=None, created_at=entry.created_at or started,
+        status=FAILED, exit_code=None, created_at=entry.created_at or started,
         started_at=started, ended_at=now, duration=max(0.0, now - started), argv=argv,
         targets=list(entry.targets), overrides=list(entry.overrides), params={}, metrics={},
         steps={}, stages=[], code={"snapshot": entry.snapshot}, environment={}, spec={},

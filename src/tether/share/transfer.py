@@ -27,6 +27,7 @@ from tether.experiments.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, LOCK_FILE
+from tether.record.record import RunRecord
 from tether.structs import field, struct
 
 
@@ -212,7 +213,7 @@ def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> 
         cache.close()
 
 
-def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bool,
+def _transfer(root: Path, records: list[tuple[str, RunRecord | None]], *, push: bool,
               remote_name: str | None, data: dict[str, str] | None = None,
               progress: Progress | None = None) -> tuple[TransferResult, str] | None:
     from tether.cache.remote import pull_objects, pull_runs, push_objects, push_runs
