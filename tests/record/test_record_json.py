@@ -8,7 +8,7 @@ import pytest
 
 from tether.layout import RECORD_SCHEMA
 from tether.record.record import InvalidRecord, RunRecord, StageRecord, load_record
-from tether.record.status import SUCCESS
+from tether.status import SUCCESS
 
 
 def full_record() -> RunRecord:

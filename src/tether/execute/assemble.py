@@ -15,8 +15,8 @@ from tether.parameters import Params
 from tether.record.record import RunRecord, StageRecord, clean_json
 from tether.record.redact import Secrets
 from tether.record.results import collect_metrics, collect_steps, record_logs
-from tether.record.status import INTERRUPTED, NOT_RUN, SKIPPED, SUCCESS
 from tether.spec import Pipeline
+from tether.status import INTERRUPTED, NOT_RUN, SKIPPED, SUCCESS
 from tether.structs import struct
 
 

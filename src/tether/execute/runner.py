@@ -42,8 +42,8 @@ from tether.project import ensure_state_dir, load_project_pipeline
 from tether.record.environment import capture_environment
 from tether.record.record import RunRecord
 from tether.record.redact import Secrets, discover
-from tether.record.status import CONTRIBUTING, PLANNED
 from tether.spec import Pipeline
+from tether.status import CONTRIBUTING, PLANNED
 from tether.structs import field, struct
 
 __all__ = ["RunContext", "RunEvent", "RunOptions", "RunResult", "render_plan", "run"]

@@ -24,8 +24,8 @@ from tether.plan import Plan, StageDecision, fingerprint
 from tether.record.record import StageRecord
 from tether.record.redact import Secrets
 from tether.record.results import StageResults, read_stage_results
-from tether.record.status import FAILED, INTERRUPTED, NOT_RUN, SKIPPED, SUCCESS
 from tether.spec import Pipeline, Stage
+from tether.status import FAILED, INTERRUPTED, NOT_RUN, SKIPPED, STALLED, SUCCESS, TIMEOUT
 
 if TYPE_CHECKING:
     import threading
@@ -192,7 +192,7 @@ def supervisor_events(emit: Emit, stage: str) -> Callable[[SupervisorEvent], Non
     def forward(event: SupervisorEvent) -> None:
         if event.kind == "expected_exceeded":
             emit(RunEvent("reminder", stage, event.detail))
-        elif event.kind in ("stalled", "timeout"):
+        elif event.kind in (STALLED, TIMEOUT):
             emit(RunEvent(event.kind, stage, event.detail))
 
     return forward

@@ -9,15 +9,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, BinaryIO, Literal
 
 from tether.errors import TetherError
 from tether.execute.procgroup import KILL_WAIT, GroupTerminator, group_alive, signal_group
 from tether.execute.tee import Tee
-from tether.record.status import FAILED, INTERRUPTED, STALLED, SUCCESS, TIMEOUT, Outcome
+from tether.status import FAILED, INTERRUPTED, STALLED, SUCCESS, TIMEOUT
 from tether.structs import struct
 
-Status = Outcome
+if TYPE_CHECKING:
+    from tether.status import Outcome as Status
+
 EventKind = Literal[
     "started", "expected_exceeded", "stalled", "timeout", "terminating", "killed", "exited"
 ]

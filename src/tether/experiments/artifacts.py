@@ -11,7 +11,7 @@ from typing import Any
 
 from tether.gitstore.git import Git
 from tether.record.record import RunRecord
-from tether.record.status import SUCCESS
+from tether.status import SUCCESS
 
 
 def record_outputs(record: RunRecord | None) -> dict[str, str]:

@@ -22,9 +22,9 @@ from tether.layout import STATE_DIR
 from tether.parameters import load_params
 from tether.record.metrics import flat_params, read_metrics_file
 from tether.record.record import RunRecord
-from tether.record.status import SUCCESS
 from tether.record.validate import Skipped
 from tether.spec.loader import load_pipeline
+from tether.status import SUCCESS
 from tether.structs import asdict, field, struct
 
 WORKSPACE = "workspace"

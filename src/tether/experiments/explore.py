@@ -13,6 +13,7 @@ from tether.gitstore.experiments import read_record_blobs
 from tether.gitstore.git import Git, find_root
 from tether.record.record import RunRecord, load_record
 from tether.record.validate import Skipped
+from tether.status import SUCCESS
 
 if TYPE_CHECKING:
     from tether.experiments.index import IndexedExperiment, Progress
@@ -179,7 +180,7 @@ def best_values(
     for metric in metric_keys:
         direction = directions.get(metric)
         values = [v for exp in experiments
-                  if exp.status == "success"
+                  if exp.status == SUCCESS
                   and isinstance(v := exp.metrics.get(metric), int | float)
                   and not isinstance(v, bool)]
         if direction and values:

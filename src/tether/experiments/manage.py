@@ -22,6 +22,7 @@ from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
 from tether.pathguard import WorkTreeGuard, check_layout
 from tether.record.validate import Skipped
+from tether.status import SUCCESS
 from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs
@@ -332,7 +333,7 @@ def select_for_removal(
     found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
                      skipped)
     if failed:
-        found = [e for e in found if e.status != "success"]
+        found = [e for e in found if e.status != SUCCESS]
     if older_than is not None:
         cutoff = (time.time() if now is None else now) - older_than
         found = [e for e in found if e.created_at < cutoff]

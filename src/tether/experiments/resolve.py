@@ -12,6 +12,7 @@ from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS
 from tether.record.record import InvalidRecord, RunRecord
 from tether.record.validate import UNREADABLE, Skipped
+from tether.status import SUCCESS
 from tether.structs import struct
 
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
@@ -122,7 +123,7 @@ def latest_experiment(
     found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
                      skipped)
     if successful:
-        found = [e for e in found if e.status == "success"]
+        found = [e for e in found if e.status == SUCCESS]
     return max(found, key=lambda e: e.created_at, default=None)
 
 

@@ -28,9 +28,10 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from tether.errors import TetherError
+from tether.status import FAILED, STALLED, TIMEOUT
 
 # What a timed-out or stalled stage counts as for `retry_on` (tether's exit codes).
-STATUS_CODES = {"timeout": 124, "stalled": 125}
+STATUS_CODES = {TIMEOUT: 124, STALLED: 125}
 
 
 class _Abandoned(Exception):
@@ -89,7 +90,7 @@ class _Attempt:
         except BrokenPipeError:  # the worker is gone
             self.abandon()
             raise _Abandoned() from None
-        if event.kind == "stage_end" and event.detail in ("failed", *STATUS_CODES):
+        if event.kind == "stage_end" and event.detail in (FAILED, *STATUS_CODES):
             record = event.data["record"]
             self._maybe_retry(event.stage, event.detail, record.exit_code)
 

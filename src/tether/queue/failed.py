@@ -27,7 +27,7 @@ from tether.layout import (
 )
 from tether.queue.base import Entry
 from tether.record.record import InvalidRecord, RunRecord
-from tether.record.status import FAILED
+from tether.status import FAILED
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 

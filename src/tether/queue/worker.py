@@ -45,6 +45,8 @@ from tether.queue.base import (
     QueueEvent,
 )
 from tether.queue.warm import WarmPool
+from tether.status import FAILED as RUN_FAILED
+from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
 from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
@@ -240,7 +242,7 @@ class Worker:
                                       now=self.options.clock())
         except Exception as exc:  # the entry still ends failed, with both reasons
             return replace(outcome, error=f"{error}; and it could not be recorded: {exc}")
-        return replace(outcome, status="failed", result_ref=ref.ref)
+        return replace(outcome, status=RUN_FAILED, result_ref=ref.ref)
 
     def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
         warm = self._warm.take() if self._warm is not None else None
@@ -287,8 +289,8 @@ class Worker:
                     kind = message.pop("kind")
                     if kind == "result":
                         result = message
-                    elif kind in ("stalled", "timeout"):
-                        self._emit("stalled" if kind == "stalled" else kind, entry,
+                    elif kind in (STALLED, TIMEOUT):
+                        self._emit(kind, entry,
                                    f"{message.get('stage')}: {message.get('detail')}")
                     else:
                         self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
@@ -308,7 +310,7 @@ class Worker:
         kind = result.get("outcome")
         if kind == "recorded":
             status = result.get("status")
-            state = {"success": DONE, "interrupted": CANCELLED}.get(str(status), FAILED)
+            state = {SUCCESS: DONE, INTERRUPTED: CANCELLED}.get(str(status), FAILED)
             return Outcome(state, status=status, result_ref=result.get("ref"))
         if kind == "retry":
             failures = dict(entry.stage_failures)

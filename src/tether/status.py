@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+TYPE_CHECKING = False  # not imported from typing: training scripts import errors, and this
+if TYPE_CHECKING:
+    from typing import Final, Literal
+
+    # How a supervised process ended.
+    Outcome = Literal["success", "failed", "timeout", "stalled", "interrupted"]
 
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
@@ -13,8 +18,5 @@ SKIPPED: Final = "skipped"  # a stage unchanged since it last succeeded: not run
 NOT_RUN: Final = "not_run"  # a stage after one that did not succeed
 PLANNED: Final = "planned"  # a dry run's: never recorded
 
-# How a supervised process ended.
-Outcome = Literal["success", "failed", "timeout", "stalled", "interrupted"]
-OUTCOMES: Final = (SUCCESS, FAILED, TIMEOUT, STALLED, INTERRUPTED)
 # A stage with one of these contributes its results (metrics, steps) to the run.
 CONTRIBUTING: Final = (SUCCESS, SKIPPED)
