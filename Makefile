@@ -21,12 +21,13 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 demo: $(VENV)/.demo-installed
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
-## Install test dependencies, lint, type-check, check the import layering, run the whole suite.
+## Install test dependencies, lint, type-check, check layering and unit sizes, run the suite.
 test: $(VENV)/.test-installed
 	bash scripts/ensure-services.sh
 	$(BIN)/ruff check src tests bench examples scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_sizes.py
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: $(VENV)/.test-installed

@@ -1,10 +1,9 @@
 """Time `tether show --json` over many recorded experiments, next to `dvc exp show --json`.
 
 Experiments are made through tether's own recording path: a `RunRecord` per
-experiment, the workspace tree from `snapshot_tree`, and `commit_experiment` for
-each commit and ref (only the tree assembly is batched, with one
-`git hash-object` and one `git mktree --batch`). Then `tether show --json` is
-timed with a warm index and after deleting `.tether/index.db`.
+experiment, committed with the workspace by `record_commit` (as `tether run`
+records, one `git status` and one `git fast-import` each). Then `tether show
+--json` is timed with a warm index and after deleting `.tether/index.db`.
 
 If bench/.venv-dvc/bin/dvc exists, a DVC repository with the equivalent trivial
 pipeline gets --dvc-n experiments (`dvc exp run -S lr=X`, one by one) and
@@ -43,33 +42,31 @@ SPEC_METRICS = {
 
 def generate_experiments(root: Path, count: int, *, start: int = 0) -> list[str]:
     """Record `count` successful experiments against HEAD of `root`; their refs."""
-    from tether.gitstore.experiments import commit_experiment, snapshot_tree
-    from tether.gitstore.git import Git
+    from tether.gitstore.fastrecord import record_commit
+    from tether.gitstore.git import Git, ident_of
     from tether.layout import RECORD_PATH, tmp_dir
     from tether.record.environment import capture_environment
     from tether.record.record import RunRecord, StageRecord
 
     git = Git(root)
     baseline = git.head_commit()
-    base_tree = snapshot_tree(git, root, scratch=tmp_dir(root))
-    base_entries = [
-        line for line in git.out("ls-tree", base_tree).splitlines()
-        if not line.endswith("\t.tether")
-    ]
+    ident = ident_of(git.run("var", "GIT_COMMITTER_IDENT", check=False))
     environment = capture_environment(os.environ)
     born = time.time() - count
+    tmp_dir(root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=tmp_dir(root)))
+    files = {RECORD_PATH: scratch / "record.json"}
     try:
-        paths = []
-        names = []
+        refs = []
         for i in range(start, start + count):
             lr = round(0.001 * (1 + i % 97), 6)
             acc = round(0.5 + (i * 7919 % 1000) / 2000, 6)
             created = born + (i - start)
             name = f"exp-{i:05d}"
+            status = "success" if i % 10 else "failed"
             record = RunRecord(
                 id=f"run-{i:05d}", name=name, message=f"lr sweep {i}", baseline=baseline,
-                branch="main", kind="pipeline", status="success" if i % 10 else "failed",
+                branch="main", kind="pipeline", status=status,
                 exit_code=0 if i % 10 else 1, created_at=created, started_at=created,
                 ended_at=created + 3.5, duration=3.5, argv=["tether", "run", "-S", f"lr={lr}"],
                 targets=[], overrides=[f"train.lr={lr}"],
@@ -83,22 +80,11 @@ def generate_experiments(root: Path, count: int, *, start: int = 0) -> list[str]
                 spec={"stages": {"train": {"cmd": ["python", "train.py"]}},
                       "metrics": SPEC_METRICS},
             )
-            path = scratch / f"{i}.json"
-            path.write_text(record.dumps())
-            paths.append(str(path))
-            names.append(name)
-        blobs = git.out("hash-object", "-w", "--no-filters", "--stdin-paths",
-                        input="\n".join(paths) + "\n").split()
-        record_dir, record_file = RECORD_PATH.split("/")
-        subtrees = git.out("mktree", "--batch", input="".join(
-            f"100644 blob {blob}\t{record_file}\n\n" for blob in blobs)).split()
-        base = "".join(f"{entry}\n" for entry in base_entries)
-        trees = git.out("mktree", "--batch", input="".join(
-            f"{base}040000 tree {sub}\t{record_dir}\n\n" for sub in subtrees)).split()
-        refs = []
-        for name, tree in zip(names, trees, strict=True):
-            exp = commit_experiment(git, baseline=baseline, name=name, tree=tree,
-                                    message=f"tether: {name} (success)\n")
+            (scratch / "record.json").write_text(record.dumps())
+            exp = record_commit(git, root, baseline=baseline, name=name,
+                                message=f"tether: {name} ({status})\n", ident=ident,
+                                run_id=record.id, extra_files=lambda _: files,
+                                scratch=tmp_dir(root))
             refs.append(exp.ref)
         return refs
     finally:

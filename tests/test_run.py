@@ -312,6 +312,34 @@ def test_temp_runs_in_isolated_worktree(repo: Path) -> None:
     assert git(repo, "worktree", "list").count("\n") == 0
 
 
+def test_temp_worktree_comes_from_the_workspace_snapshot(repo: Path) -> None:
+    """A --temp run sees the work tree as the snapshot takes it: edits, deletions and
+    small untracked files, not untracked files over the cap (a warning says so)."""
+    write(repo / "kept.txt", "committed\n")
+    write(repo / "gone.txt", "deleted in the work tree\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "files")
+    write(repo / "kept.txt", "edited\n")
+    (repo / "gone.txt").unlink()
+    write(repo / "new.txt", "untracked\n")
+    (repo / "big.bin").write_bytes(b"x" * (10 * 1024 * 1024 + 1))
+    before = repo_state(repo)
+    script = ("cat kept.txt new.txt > seen.txt; test -e gone.txt && echo gone-present >> seen.txt;"
+              " test -e big.bin && echo big-present >> seen.txt; true")
+    proc = run_tether(repo, "run", "--temp", "-n", "snap", "--", "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: untracked file over 10 MiB not in the --temp worktree" in proc.stderr
+    assert repo_state(repo) == before
+    [ref] = exp_refs(repo)
+    assert git(repo, "show", f"{ref}:seen.txt") == "edited\nuntracked"
+    files = tree_files(repo, ref)
+    assert "new.txt" in files and "gone.txt" not in files and "big.bin" not in files
+    assert git(repo, "show", f"{ref}:kept.txt") == "edited"
+    # The snapshot's ref is gone, and so is the worktree.
+    assert git(repo, "for-each-ref", "refs/tether/snapshots/") == ""
+    assert git(repo, "worktree", "list").count("\n") == 0
+
+
 def test_stage_environment_variables(repo: Path) -> None:
     write(repo / "tether.yaml", """\
 stages:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import git, write
 from helpers import exp_refs, only_record
-from tether.execute.runner import RunOptions, run
+from tether.execute.runner import RunContext, RunOptions, run
 
 
 def test_run_records_against_given_baseline_from_snapshot(repo: Path) -> None:
@@ -14,8 +14,8 @@ def test_run_records_against_given_baseline_from_snapshot(repo: Path) -> None:
     write(repo / "job.sh", "echo from-snapshot > out.txt\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "snapshot of the user's workspace")
-    result = run(repo, RunOptions(command=["sh", "job.sh"], name="queued", baseline=baseline,
-                                  run_id="0123456789abcdef"))
+    result = run(repo, RunOptions(command=["sh", "job.sh"], name="queued"),
+                 RunContext(baseline=baseline, run_id="0123456789abcdef"))
     assert result.status == "success"
     ref = f"refs/tether/exps/{baseline}/queued"
     assert ref in exp_refs(repo)

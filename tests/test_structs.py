@@ -92,3 +92,38 @@ def test_run_path_does_not_import_dataclasses() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@struct
+class Base:
+    name: str
+    size: int = 0
+    tags: list[str] = field(default_factory=list)
+
+
+@struct
+class Child(Base):
+    extra: str = ""
+    size: int = 5  # declared again: keeps its place, takes the new default
+
+
+def test_a_subclass_keeps_its_bases_fields() -> None:
+    child = Child("a", extra="x")
+    assert (child.name, child.size, child.tags, child.extra) == ("a", 5, [], "x")
+    assert Child("a", 1, ["t"], "x") == child.__class__("a", size=1, tags=["t"], extra="x")
+    assert repr(Child("a")) == "Child(name='a', size=5, tags=[], extra='')"
+    assert asdict(replace(child, size=2)) == {"name": "a", "size": 2, "tags": [], "extra": "x"}
+    assert Child("a") != Base("a", 5)  # another class: never equal
+    with pytest.raises(TypeError, match="missing argument 'name'"):
+        Child(extra="x")  # type: ignore[call-arg]
+
+
+def test_frozen_and_mutable_structs_do_not_mix() -> None:
+    with pytest.raises(TypeError, match="frozen struct cannot inherit from Base"):
+        @struct(frozen=True)
+        class FrozenChild(Base):  # type: ignore[misc]
+            pass
+    with pytest.raises(TypeError, match="mutable struct cannot inherit from Point"):
+        @struct
+        class MutableChild(Point):  # type: ignore[misc]
+            pass

@@ -6,6 +6,8 @@ what to do. `tether.cli.main` is the only place that turns them into exit codes.
 
 from __future__ import annotations
 
+from tether.status import FAILED, INTERRUPTED, STALLED, TIMEOUT
+
 TYPE_CHECKING = False  # not imported from typing: training scripts import this module
 if TYPE_CHECKING:
     from typing import ClassVar
@@ -124,10 +126,10 @@ class RunFailed(TetherError):
     """
 
     _codes: ClassVar[dict[str, int]] = {
-        "failed": EXIT_STAGE_FAILED,
-        "timeout": EXIT_TIMEOUT,
-        "stalled": EXIT_STALLED,
-        "interrupted": EXIT_INTERRUPTED,
+        FAILED: EXIT_STAGE_FAILED,
+        TIMEOUT: EXIT_TIMEOUT,
+        STALLED: EXIT_STALLED,
+        INTERRUPTED: EXIT_INTERRUPTED,
     }
 
     def __init__(self, status: str, message: str, *, hint: str | None = None) -> None:

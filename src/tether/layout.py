@@ -8,6 +8,8 @@ from pathlib import Path
 REFS_ROOT = "refs/tether/"
 EXPS_REFS = "refs/tether/exps/"
 QUEUE_REFS = "refs/tether/queue/"
+# A `--temp` run's workspace snapshot, for the moment its worktree is checked out.
+SNAPSHOT_REFS = "refs/tether/snapshots/"
 
 # Files at the project root.
 SPEC_YAML = "tether.yaml"

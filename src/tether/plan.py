@@ -43,10 +43,6 @@ class StageDecision:
 class Plan:
     decisions: list[StageDecision]
 
-    @property
-    def to_run(self) -> list[str]:
-        return [d.name for d in self.decisions if d.action != "skip"]
-
 
 def param_label(file: str, key: str) -> str:
     return key if file == DEFAULT_PARAMS else f"{file}:{key}"

@@ -58,44 +58,53 @@ def field(
 class _Spec:
     """What the shared methods need to know about one struct class."""
 
-    __slots__ = ("compared", "defaults", "factories", "frozen", "hashed", "names", "shown")
+    __slots__ = (
+        "compared", "defaults", "factories", "frozen", "hashed", "names", "options", "shown",
+    )
+    frozen: bool
+    options: dict[str, _Field]
 
     def __init__(self, cls: type, frozen: bool) -> None:
-        names: list[str] = []
-        self.defaults: dict[str, Any] = {}
-        self.factories: dict[str, Callable[[], Any]] = {}
-        shown: list[str] = []
-        compared: list[str] = []
-        hashed: list[str] = []
+        # A subclass has its bases' fields first, then its own (a field it declares
+        # again keeps its place), as with dataclasses.
+        options: dict[str, _Field] = {}
+        for base in reversed(cls.__mro__[1:]):
+            inherited: _Spec | None = base.__dict__.get("__struct__")
+            if inherited is None:
+                continue
+            if inherited.frozen != frozen:
+                kind = "frozen" if frozen else "mutable"
+                raise TypeError(f"{cls.__name__}: a {kind} struct cannot inherit from "
+                                f"{base.__name__}, which is not")
+            options.update(inherited.options)
         annotations: dict[str, Any] = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
         for name, annotation in annotations.items():
             if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
                 continue
-            names.append(name)
             value = cls.__dict__.get(name, _MISSING)
-            options = value if isinstance(value, _Field) else _Field(value, _MISSING)
-            if isinstance(options.default, list | dict | set):
+            own = value if isinstance(value, _Field) else _Field(value, _MISSING)
+            if isinstance(own.default, list | dict | set):
                 raise ValueError(f"{cls.__name__}.{name}: mutable default, use default_factory")
-            if options.default is not _MISSING:
-                self.defaults[name] = options.default
-                setattr(cls, name, options.default)
-            elif options.default_factory is not _MISSING:
-                self.factories[name] = options.default_factory
-                if isinstance(value, _Field):
-                    delattr(cls, name)
+            if own.default is not _MISSING:
+                setattr(cls, name, own.default)
+            elif own.default_factory is not _MISSING and isinstance(value, _Field):
+                delattr(cls, name)
+            options[name] = own
+        self.options = options
+        self.defaults: dict[str, Any] = {}
+        self.factories: dict[str, Callable[[], Any]] = {}
+        for name, option in options.items():
+            if option.default is not _MISSING:
+                self.defaults[name] = option.default
+            elif option.default_factory is not _MISSING:
+                self.factories[name] = option.default_factory
             elif self.defaults or self.factories:
                 raise TypeError(f"{cls.__name__}.{name}: a field without a default follows "
                                 "one with a default")
-            if options.repr:
-                shown.append(name)
-            if options.compare:
-                compared.append(name)
-            if options.hash:
-                hashed.append(name)
-        self.names = tuple(names)
-        self.shown = tuple(shown)
-        self.compared = tuple(compared)
-        self.hashed = tuple(hashed)
+        self.names = tuple(options)
+        self.shown = tuple(name for name, option in options.items() if option.repr)
+        self.compared = tuple(name for name, option in options.items() if option.compare)
+        self.hashed = tuple(name for name, option in options.items() if option.hash)
         self.frozen = frozen
 
 

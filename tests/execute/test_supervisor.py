@@ -7,8 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,48 @@ def running(pid: int) -> bool:
     return True
 
 
+class Clock:
+    """Supervised time for `supervise(monotonic=...)`: it moves `step` seconds each time
+    it is read, once started, so limits are counted in the supervisor's own reads and
+    no test waits for real seconds to pass. `then`, if set, runs at the next read."""
+
+    def __init__(self, step: float = 0.5, *, started: bool = True) -> None:
+        self.now = 0.0
+        self.step = step
+        self.started = started
+        self.then: Callable[[], None] | None = None
+
+    def __call__(self) -> float:
+        if self.started:
+            self.now += self.step
+        action, self.then = self.then, None
+        if action is not None:
+            action()
+        return self.now
+
+    def start(self) -> None:
+        self.started = True
+
+
+class When(io.RawIOBase):
+    """An `echo` target that calls `action` once the output has shown `marker`."""
+
+    def __init__(self, marker: bytes, action: Callable[[], None]) -> None:
+        self.marker = marker
+        self.action: Callable[[], None] | None = action
+        self.seen = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.seen += bytes(data)
+        if self.action is not None and self.marker in self.seen:
+            action, self.action = self.action, None
+            action()
+        return len(data)
+
+
 class Run:
     """One supervised command in a temp dir, with its events and log."""
 
@@ -53,6 +94,13 @@ class Run:
         self.cwd = tmp_path
         self.log_path = tmp_path / "logs" / "stage.log"
         self.events: list[SupervisorEvent] = []
+        self.on: dict[str, Callable[[], None]] = {}  # event kind -> action, once
+
+    def _event(self, event: SupervisorEvent) -> None:
+        self.events.append(event)
+        action = self.on.pop(event.kind, None)
+        if action is not None:
+            action()
 
     def __call__(self, command: str, limits: Limits | None = None, **kwargs: Any) -> ProcessOutcome:
         kwargs.setdefault("env", ENV)
@@ -61,7 +109,7 @@ class Run:
             cwd=self.cwd,
             log_path=self.log_path,
             limits=limits or Limits(),
-            on_event=self.events.append,
+            on_event=self._event,
             **kwargs,
         )
 
@@ -80,17 +128,6 @@ class Run:
 @pytest.fixture
 def run(tmp_path: Path) -> Run:
     return Run(tmp_path)
-
-
-@contextmanager
-def after(seconds: float, action: Callable[[], None]) -> Iterator[None]:
-    timer = threading.Timer(seconds, action)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 def send_sigint() -> None:
@@ -162,10 +199,10 @@ def test_binary_and_partial_utf8_pass_through(run: Run) -> None:
 
 
 def test_silence_is_a_stall(run: Run) -> None:
-    limits = Limits(stall_timeout=0.5, grace=1.0)
-    outcome = run("echo hi; sleep 30", limits)
+    limits = Limits(stall_timeout=2, grace=1000)
+    outcome = run("echo hi; sleep 30", limits, monotonic=Clock())
     assert outcome.status == "stalled"
-    assert outcome.duration < limits.stall_timeout + 1.5  # type: ignore[operator]
+    assert outcome.duration >= 2
     assert outcome.signal == signal.SIGTERM and outcome.exit_code == 128 + signal.SIGTERM
     assert run.kinds == ["started", "stalled", "terminating", "exited"]
     assert b"[tether] no output for" in run.log and b"(stall_timeout)" in run.log
@@ -173,30 +210,39 @@ def test_silence_is_a_stall(run: Run) -> None:
 
 
 def test_steady_output_is_not_a_stall(run: Run) -> None:
-    command = "i=0; while [ $i -lt 15 ]; do echo $i; i=$((i+1)); sleep 0.2; done"
-    outcome = run(command, Limits(stall_timeout=1.0))
+    # Each line comes within a few of the supervisor's reads; the whole run takes many
+    # more than the stall_timeout.
+    command = "i=0; while [ $i -lt 60 ]; do echo $i; i=$((i+1)); sleep 0.01; done"
+    outcome = run(command, Limits(stall_timeout=3), monotonic=Clock())
     assert outcome.status == "success"
     assert "stalled" not in run.kinds
+    assert outcome.duration > 3
 
 
 def test_total_timeout(run: Run) -> None:
-    outcome = run("printf partial; sleep 30", Limits(timeout=0.5, grace=1.0))
+    outcome = run("printf partial; sleep 30", Limits(timeout=2, grace=1000), monotonic=Clock())
     assert outcome.status == "timeout"
     assert run.kinds == ["started", "timeout", "terminating", "exited"]
+    assert outcome.duration >= 2
     # The trailer starts on its own line even though the output did not end one.
     assert run.log.startswith(b"partial\n[tether] running for ")
     assert b"(timeout): terminating process group" in run.log
 
 
 def test_expected_duration_only_reminds(run: Run) -> None:
-    outcome = run("sleep 0.6; echo done", Limits(expected=0.2))
+    # The command ends only once the reminder came: it cannot finish before it.
+    run.on["expected_exceeded"] = lambda: (run.cwd / "go").touch()
+    outcome = run("while [ ! -e go ]; do sleep 0.01; done; echo done", Limits(expected=2),
+                  monotonic=Clock())
     assert outcome.status == "success"
     assert run.kinds == ["started", "expected_exceeded", "exited"]
     assert run.log == b"done\n"
 
 
 def test_sigkill_after_grace_when_sigterm_is_ignored(run: Run) -> None:
-    outcome = run("trap '' TERM; echo armed; sleep 30", Limits(timeout=0.3, grace=0.3))
+    clock = Clock(started=False)  # time starts once the trap is set
+    outcome = run("trap '' TERM; echo armed; sleep 30", Limits(timeout=1, grace=1),
+                  monotonic=clock, echo=When(b"armed", clock.start))
     assert outcome.status == "timeout"
     assert run.kinds == ["started", "timeout", "terminating", "killed", "exited"]
     assert (outcome.exit_code, outcome.signal) == (128 + signal.SIGKILL, signal.SIGKILL)
@@ -204,7 +250,9 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(run: Run) -> None:
 
 
 def test_grandchild_ignoring_sigterm_dies_with_the_stage(run: Run) -> None:
-    outcome = run(GRANDCHILD + "sleep 30", Limits(timeout=0.5, grace=0.3))
+    clock = Clock(started=False)  # time starts once the grandchild runs
+    outcome = run(GRANDCHILD + "echo armed; sleep 30", Limits(timeout=1, grace=1),
+                  monotonic=clock, echo=When(b"armed", clock.start))
     assert outcome.status == "timeout"
     assert "killed" in run.kinds
     assert not running(run.grandchild_pid())
@@ -221,8 +269,8 @@ def test_grandchild_left_behind_after_success_is_killed(run: Run) -> None:
 
 def test_stop_event_interrupts(run: Run) -> None:
     stop = threading.Event()
-    with after(0.3, stop.set):
-        outcome = run(GRANDCHILD + "sleep 30", Limits(grace=0.3), stop=stop)
+    outcome = run(GRANDCHILD + "echo armed; sleep 30", Limits(grace=1), stop=stop,
+                  monotonic=Clock(), echo=When(b"armed", stop.set))
     assert outcome.status == "interrupted"
     assert not running(run.grandchild_pid())
     assert b"[tether] stop requested: terminating process group" in run.log
@@ -231,8 +279,8 @@ def test_stop_event_interrupts(run: Run) -> None:
 @needs_default_sigint
 def test_ctrl_c_interrupts_and_kills_the_group(run: Run) -> None:
     try:
-        with after(0.3, send_sigint):
-            outcome = run(GRANDCHILD + "sleep 30", Limits(grace=0.3))
+        outcome = run(GRANDCHILD + "echo armed; sleep 30", Limits(grace=1), monotonic=Clock(),
+                      echo=When(b"armed", send_sigint))
     except KeyboardInterrupt:
         pytest.fail("KeyboardInterrupt escaped supervise")
     assert outcome.status == "interrupted"
@@ -242,10 +290,17 @@ def test_ctrl_c_interrupts_and_kills_the_group(run: Run) -> None:
 
 @needs_default_sigint
 def test_second_ctrl_c_during_grace_still_completes_the_kill(run: Run) -> None:
-    # A long grace: the second Ctrl-C must escalate to SIGKILL, not abandon the group.
+    # A grace far longer than the test: the second Ctrl-C, while the supervisor waits out
+    # the grace after SIGTERM, must escalate to SIGKILL, not abandon the group.
+    clock = Clock()
+
+    def second_ctrl_c() -> None:  # at the second read: SIGTERM is out, the group lives on
+        clock.then = lambda: setattr(clock, "then", send_sigint)
+
+    run.on["terminating"] = second_ctrl_c
     try:
-        with after(0.3, send_sigint), after(0.8, send_sigint):
-            outcome = run(GRANDCHILD + "trap '' TERM; sleep 30", Limits(grace=60))
+        outcome = run(GRANDCHILD + "trap '' TERM; echo armed; sleep 30", Limits(grace=10**6),
+                      monotonic=clock, echo=When(b"armed", send_sigint))
     except KeyboardInterrupt:
         pytest.fail("KeyboardInterrupt escaped supervise")
     assert outcome.status == "interrupted"
@@ -285,13 +340,16 @@ def test_callback_error_propagates_and_kills_the_group(run: Run) -> None:
         if event.kind == "expected_exceeded":
             raise RuntimeError("callback failed")
 
+    clock = Clock(started=False)  # time starts once the grandchild runs
     with pytest.raises(RuntimeError, match="callback failed"):
         supervise(
-            GRANDCHILD + "sleep 30",
+            GRANDCHILD + "echo armed; sleep 30",
             cwd=run.cwd,
             env=ENV,
             log_path=run.log_path,
-            limits=Limits(expected=0.5),
+            limits=Limits(expected=1),
             on_event=explode,
+            monotonic=clock,
+            echo=When(b"armed", clock.start),
         )
     assert not running(run.grandchild_pid())

@@ -182,7 +182,7 @@ def test_queued_sweep_outputs_live_in_the_repository_cache(getstarted: Path) -> 
         metrics = json.loads((getstarted / "eval" / "metrics.json").read_text())
         assert metrics["avg_prec"] == round(lr * 3, 4) == record["metrics"]["avg_prec"]  # type: ignore[index]
     # Nothing of the throwaway worktrees stayed behind, and no second cache was made.
-    assert not any((getstarted / ".tether" / "queue" / "worktrees").glob("*"))
+    assert not any((getstarted / ".tether" / "worktrees").glob("*"))
     assert git(getstarted, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 

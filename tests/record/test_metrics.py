@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tether.errors import SpecError
-from tether.record.metrics import flatten, merge_metrics, read_metrics_file, read_step_file
+from tether.record.metrics import flatten, read_metrics_file, read_step_file
 
 
 def test_flatten_nests_to_dotted_names() -> None:
@@ -21,10 +21,6 @@ def test_flatten_keeps_scalar_lists_and_indexes_lists_of_mappings() -> None:
 
 def test_flatten_with_prefix_and_non_string_keys() -> None:
     assert flatten({1: {"x": 2}}, prefix="val") == {"val.1.x": 2}
-
-
-def test_merge_metrics_later_wins() -> None:
-    assert merge_metrics({"a": 1, "b": 2}, {"b": 3}) == {"a": 1, "b": 3}
 
 
 def test_read_json_metrics(tmp_path: Path) -> None:
@@ -180,3 +176,11 @@ def test_large_jsonl_series(tmp_path: Path) -> None:
     rows = read_step_file(path)
     assert len(rows) == 20_000
     assert rows[-1] == {"step": 19_999, "loss": 1 / 20_000}
+
+
+def test_flat_params_names_keys_by_file() -> None:
+    from tether.record.metrics import flat_params
+
+    params = {"params.yaml": {"train": {"lr": 0.1}}, "conf/model.yaml": {"depth": 3},
+              "empty.yaml": None, "odd.yaml": [1, 2]}
+    assert flat_params(params) == {"train.lr": 0.1, "conf/model.yaml:depth": 3}

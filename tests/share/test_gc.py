@@ -13,6 +13,7 @@ from tether.cache.runcache import RunCache
 from tether.experiments.artifacts import record_outputs
 from tether.experiments.gc import gc
 from tether.project import object_store
+from tether.record.record import RunRecord
 
 
 def _records(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -25,7 +26,7 @@ def _records(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]
 
 def _keys(store: ObjectStore, record: dict) -> set[str]:  # type: ignore[type-arg]
     keys: set[str] = set()
-    for key in record_outputs(record).values():
+    for key in record_outputs(RunRecord.from_json(record)).values():
         keys |= store.keys_for(key)
     return keys
 

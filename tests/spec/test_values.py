@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tether.spec import parse_duration
-from tether.spec.values import normalize_path, parse_tolerance, paths_overlap
+from tether.spec.values import normalize_path, parse_tolerance
 
 
 @pytest.mark.parametrize(
@@ -55,11 +55,3 @@ def test_normalize_path() -> None:
     for bad in ("../x", "/etc/passwd", "C:/x", ""):
         with pytest.raises(ValueError):
             normalize_path(bad, ".")
-
-
-def test_paths_overlap() -> None:
-    assert paths_overlap("data", "data")
-    assert paths_overlap("data", "data/raw")
-    assert paths_overlap("data/raw/x", "data")
-    assert not paths_overlap("data", "database")
-    assert paths_overlap(".", "x")

@@ -28,10 +28,6 @@ DIR_PREFIX = "b3d:"
 OnBytes = Callable[[int], None]
 
 
-def hash_bytes(data: bytes) -> str:
-    return FILE_PREFIX + blake3.blake3(data).hexdigest()
-
-
 def hash_file_uncached(path: Path, on_bytes: OnBytes | None = None) -> str:
     """BLAKE3 of a file's bytes; large files use every core, small ones stream."""
     with open(path, "rb") as handle:

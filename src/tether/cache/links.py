@@ -9,7 +9,6 @@ read-only, but a process running as root can still write through it, which
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -67,13 +66,3 @@ def place(src: Path, dst: Path, order: Sequence[str]) -> str:
             return mode
     shutil.copyfile(src, dst)
     return "copy"
-
-
-def replace_with(src: Path, dst: Path, order: Sequence[str]) -> str:
-    """Atomically replace `dst` with a link or copy of `src` (temp name, then rename)."""
-    tmp = dst.with_name(f".{dst.name}.tether-link")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    mode = place(src, tmp, order)
-    os.replace(tmp, dst)
-    return mode

@@ -41,7 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"tether: applied {exp.name}: {len(result.written)} updated, "
           f"{len(result.deleted)} deleted", file=sys.stderr)
     from tether.errors import RemoteError
-    from tether.share.transfer import checkout
+    from tether.share.checkout import checkout
 
     try:
         outputs = checkout(git.root, exp.ref)

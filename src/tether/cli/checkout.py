@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tether.cli.progress import ProgressBar
     from tether.gitstore.git import find_root
-    from tether.share.transfer import checkout
+    from tether.share.checkout import checkout
 
     with ProgressBar("pull", unit="bytes") as bar:
         result = checkout(find_root(args.cwd), args.experiment, remote=args.remote,

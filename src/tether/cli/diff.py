@@ -9,6 +9,7 @@ from typing import Any
 from tether.cli.skipped import warn_skipped
 from tether.experiments.compare import WORKSPACE, Comparison, code_diff, diff_experiments
 from tether.gitstore.git import Git, find_root
+from tether.status import SUCCESS
 
 MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "= same", "changed": "≠ changed",
          "only-a": "only in A", "only-b": "only in B", "": ""}
@@ -66,7 +67,7 @@ def _signed(value: float | None, percent: bool = False) -> str:
 
 
 def _status(status: str | None) -> str:
-    return f", {status}" if status not in (None, "success") else ""
+    return f", {status}" if status not in (None, SUCCESS) else ""
 
 
 def render(comparison: Comparison, *, markdown: bool = False, all_params: bool = False) -> str:

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
+from tether.status import STALLED, SUCCESS, TIMEOUT
 
 if TYPE_CHECKING:
     from tether.execute.runner import RunEvent
@@ -94,13 +95,13 @@ def _print_event(event: RunEvent) -> None:
     elif event.kind == "stage_end":
         record = event.data["record"]
         took = f" in {record.duration:.1f}s" if record.duration is not None else ""
-        mark = "✔" if event.detail == "success" else "✘"
+        mark = "✔" if event.detail == SUCCESS else "✘"
         code = f", exit {record.exit_code}" if record.exit_code not in (None, 0) else ""
         print(f"tether: {mark} {event.stage} {event.detail}{took}{code}", file=err, flush=True)
     elif event.kind == "reminder":
         print(f"tether: ⏰ {event.stage} is taking longer than expected: {event.detail}",
               file=err, flush=True)
-    elif event.kind in ("stalled", "timeout"):
+    elif event.kind in (STALLED, TIMEOUT):
         print(f"tether: {event.stage} {event.kind}: {event.detail}", file=err, flush=True)
     elif event.kind == "warning":
         print(f"tether: warning: {event.detail}", file=err, flush=True)
@@ -120,7 +121,7 @@ def handle(args: argparse.Namespace) -> int:
     from tether.execute.facts import RunFacts
 
     facts = None if args.dry else RunFacts(args.cwd)
-    from tether.execute.runner import RunOptions, render_plan, run
+    from tether.execute.runner import RunContext, RunOptions, render_plan, run
 
     options = RunOptions(
         targets=stages_given,
@@ -137,9 +138,8 @@ def handle(args: argparse.Namespace) -> int:
         command_limits=limits,
         no_run_cache=args.no_run_cache,
         wait=args.wait,
-        facts=facts,
     )
-    result = run(args.cwd, options)
+    result = run(args.cwd, options, RunContext(facts=facts))
     if args.dry:
         print(render_plan(result.plan))
         return 0
@@ -148,7 +148,7 @@ def handle(args: argparse.Namespace) -> int:
     metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(record.metrics.items())[:6])
     summary = f"tether: recorded {record.name} ({record.status}, {record.duration:.1f}s)"
     print(summary + (f": {metrics}" if metrics else ""), file=sys.stderr)
-    if record.status != "success":
+    if record.status != SUCCESS:
         failed = next(s for s in record.stages if s.status == record.status)
         raise RunFailed(
             record.status,

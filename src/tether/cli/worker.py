@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from tether.errors import RunFailed, UsageError
+from tether.status import FAILED as RUN_FAILED
 
 
 def register(sub: Any) -> None:
@@ -87,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
 
     failed = summary.outcomes.get(FAILED, 0)
     if failed and args.exit_when_idle and not args.ok_on_failed_runs:
-        raise RunFailed("failed", f"{failed} entr{'y' if failed == 1 else 'ies'} failed; each is "
+        raise RunFailed(RUN_FAILED, f"{failed} entr{'y' if failed == 1 else 'ies'} failed; each is "
                         "recorded as a failed experiment", hint="see `tether queue status` and "
                         "`tether show`; --ok-on-failed-runs makes this exit 0")
     return 0

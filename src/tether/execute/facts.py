@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tether.gitstore.experiments import read_taken_names, start_taken_names
 from tether.gitstore.fastrecord import start_status
 from tether.gitstore.git import REPO_STATE_ARGV, Git, GitJob, RepoState, ident_of, repo_state
-from tether.layout import STATE_DIR
+from tether.layout import QUEUE_REFS, STATE_DIR
 
 if TYPE_CHECKING:
     from tether.gitstore.snapshot import Snapshot
@@ -91,9 +91,14 @@ class RunFacts:
         if status is not None:
             try:
                 from tether.gitstore.snapshot import take_snapshot
+                from tether.ids import new_id
+                from tether.record.redact import discover
 
-                self._snapshot = take_snapshot(git, state.root, state.head, status=status,
-                                               ident=self.committer_ident())
+                # Pushed wherever the queue's workers fetch from: secret values replaced.
+                self._snapshot = take_snapshot(
+                    git, state.root, state.head, ref=f"{QUEUE_REFS}{new_id()}", status=status,
+                    ident=self.committer_ident(), secrets=discover(root=state.root),
+                )
             except BaseException as exc:  # raised to whoever asks for the snapshot
                 self._snapshot_error = exc
         sys.setswitchinterval(self._switch_interval)

@@ -11,6 +11,7 @@ from tether.execute.supervisor import Limits, SupervisorEvent, supervise
 from tether.record.record import StageRecord
 from tether.record.redact import Secrets
 from tether.spec import Stage
+from tether.status import SUCCESS
 
 
 def stage_environment(
@@ -61,7 +62,7 @@ def run_stage(
         record.exit_code = outcome.exit_code
         record.signal = outcome.signal
         record.ended_at = outcome.ended_at
-        if outcome.status != "success":
+        if outcome.status != SUCCESS:
             break
     record.started_at = started
     record.duration = duration

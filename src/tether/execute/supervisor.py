@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import selectors
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, BinaryIO, Literal
 
 from tether.errors import TetherError
 from tether.execute.procgroup import KILL_WAIT, GroupTerminator, group_alive, signal_group
+from tether.execute.tee import Tee
+from tether.status import FAILED, INTERRUPTED, STALLED, SUCCESS, TIMEOUT
 from tether.structs import struct
 
-Status = Literal["success", "failed", "timeout", "stalled", "interrupted"]
+if TYPE_CHECKING:
+    from tether.status import Outcome as Status
+
 EventKind = Literal[
     "started", "expected_exceeded", "stalled", "timeout", "terminating", "killed", "exited"
 ]
 
 # Longest single wait, so `stop` and a child whose pipes are held elsewhere are noticed.
 POLL_INTERVAL = 0.1
-READ_SIZE = 65536
-# Reads per pipe in a final drain; bounds the drain if something keeps writing.
-DRAIN_READS = 16
 
 
 @struct(frozen=True)
@@ -90,8 +89,6 @@ class _Supervision:
         self.proc = proc
         self.command = command
         self.pgid = proc.pid  # start_new_session makes the child its group leader
-        self.log = log
-        self.echo = echo
         self.limits = limits
         self.on_event = on_event
         self.monotonic = monotonic
@@ -99,114 +96,19 @@ class _Supervision:
         self.stop = stop
         self.started_at = started_at
         self.started_mono = started_mono
-        self.output_bytes = 0
-        self.last_output_mono = started_mono
-        self.last_output_at: float | None = None
-        self.log_at_line_start = True
         self.reason: Status | None = None
         self.reason_detail = ""
         self.expected_sent = False
         self.exit_reported = False
         self.terminator: GroupTerminator | None = None
         self.hurry = False  # a second Ctrl-C: skip the rest of the grace period
-        self.selector = selectors.DefaultSelector()
-        self.closed = False
-        self.pidfd: int | None = None
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                os.set_blocking(pipe.fileno(), False)
-                self.selector.register(pipe, selectors.EVENT_READ)
-        try:
-            self.pidfd = os.pidfd_open(proc.pid)
-            self.selector.register(self.pidfd, selectors.EVENT_READ)
-        except (AttributeError, OSError):
-            self.pidfd = None
-
-    # -- reporting -------------------------------------------------------
+        self.tee = Tee(proc, log=log, echo=echo, monotonic=monotonic, wall=wall,
+                       started_mono=started_mono)
+        self.note, self.pump = self.tee.note, self.tee.pump
 
     def emit(self, kind: EventKind, detail: str) -> None:
         if self.on_event is not None:
             self.on_event(SupervisorEvent(kind=kind, at=self.wall(), detail=detail))
-
-    def _write_log(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = self.log.write(view)
-            view = view[written or len(view) :]
-        self.log.flush()
-        self.log_at_line_start = data.endswith(b"\n")
-
-    def note(self, text: str) -> None:
-        """Append a `[tether]` trailer line to the log."""
-        prefix = b"" if self.log_at_line_start else b"\n"
-        self._write_log(prefix + f"[tether] {text}\n".encode())
-
-    def _output(self, chunk: bytes) -> None:
-        self.output_bytes += len(chunk)
-        self.last_output_mono = self.monotonic()
-        self.last_output_at = self.wall()
-        self._write_log(chunk)
-        if self.echo is not None:
-            try:
-                self.echo.write(chunk)
-                self.echo.flush()
-            except (OSError, ValueError):
-                self.echo = None  # a closed terminal must not stop the stage
-
-    # -- reading ---------------------------------------------------------
-
-    def _forget(self, fileobj: IO[bytes] | int) -> None:
-        self.selector.unregister(fileobj)
-        if isinstance(fileobj, int):
-            os.close(fileobj)
-            self.pidfd = None
-        else:
-            fileobj.close()
-
-    def _read(self, pipe: IO[bytes]) -> bool:
-        """Read one chunk from `pipe`; False when nothing more is available now."""
-        try:
-            chunk = os.read(pipe.fileno(), READ_SIZE)
-        except BlockingIOError:
-            return False
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self._forget(pipe)
-            return False
-        self._output(chunk)
-        return True
-
-    def pump(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for output or the child's exit; tee what arrives."""
-        if self.closed or not self.selector.get_map():
-            time.sleep(max(timeout, 0.0))
-            return
-        for key, _ in self.selector.select(max(timeout, 0.0)):
-            if isinstance(key.fileobj, int):
-                self._forget(key.fileobj)  # the pidfd: the child exited; stop waking on it
-            else:
-                self._read(key.fileobj)  # type: ignore[arg-type]
-
-    def drain(self) -> None:
-        """Read what the pipes hold right now, without waiting."""
-        if self.closed:
-            return
-        for key in list(self.selector.get_map().values()):
-            if isinstance(key.fileobj, int):
-                continue
-            for _ in range(DRAIN_READS):
-                if not self._read(key.fileobj):  # type: ignore[arg-type]
-                    break
-
-    def close(self) -> None:
-        """Close the pipes and the selector; safe to call again."""
-        if self.closed:
-            return
-        for key in list(self.selector.get_map().values()):
-            self._forget(key.fileobj)  # type: ignore[arg-type]
-        self.selector.close()
-        self.closed = True
 
     # -- watching --------------------------------------------------------
 
@@ -220,16 +122,16 @@ class _Supervision:
         while self.proc.poll() is None:
             now = self.monotonic()
             elapsed = now - self.started_mono
-            silent = now - self.last_output_mono
+            silent = now - self.tee.last_output_mono
             if self.stop is not None and self.stop.is_set():
-                self._set_reason("interrupted", "stop requested")
+                self._set_reason(INTERRUPTED, "stop requested")
                 return
             if limits.timeout is not None and elapsed >= limits.timeout:
-                self._set_reason("timeout", f"running for {elapsed:.1f}s (timeout)")
+                self._set_reason(TIMEOUT, f"running for {elapsed:.1f}s (timeout)")
                 self.emit("timeout", f"running for {elapsed:.1f}s, timeout {limits.timeout:g}s")
                 return
             if limits.stall_timeout is not None and silent >= limits.stall_timeout:
-                self._set_reason("stalled", f"no output for {silent:.1f}s (stall_timeout)")
+                self._set_reason(STALLED, f"no output for {silent:.1f}s (stall_timeout)")
                 limit = limits.stall_timeout
                 self.emit("stalled", f"no output for {silent:.1f}s, stall_timeout {limit:g}s")
                 return
@@ -280,12 +182,12 @@ class _Supervision:
         if self.reason is not None:
             self.terminate(self.reason_detail)
         else:
-            self.drain()
+            self.tee.drain()
             self._reap()
             if self.terminator is not None or group_alive(self.pgid):
                 self.terminate("command exited leaving processes in its group")
-        self.drain()
-        self.close()
+        self.tee.drain()
+        self.tee.close()
         code = self.proc.returncode
         if code is None:
             try:
@@ -294,7 +196,7 @@ class _Supervision:
                 code = None
         signum = -code if code is not None and code < 0 else None
         exit_code = 128 + signum if signum is not None else code
-        status: Status = self.reason or ("success" if code == 0 else "failed")
+        status: Status = self.reason or (SUCCESS if code == 0 else FAILED)
         if not self.exit_reported:
             self.exit_reported = True
             how = f"killed by {_signal_name(signum)}" if signum else f"exit code {exit_code}"
@@ -306,8 +208,8 @@ class _Supervision:
             started_at=self.started_at,
             ended_at=self.wall(),
             duration=self.monotonic() - self.started_mono,
-            output_bytes=self.output_bytes,
-            last_output_at=self.last_output_at,
+            output_bytes=self.tee.output_bytes,
+            last_output_at=self.tee.last_output_at,
         )
 
     def complete(self) -> ProcessOutcome:
@@ -316,7 +218,7 @@ class _Supervision:
             self.emit("started", f"pid {self.proc.pid}: {self.command}")
             self.watch()
         except KeyboardInterrupt:
-            self._set_reason("interrupted", "interrupted (KeyboardInterrupt)")
+            self._set_reason(INTERRUPTED, "interrupted (KeyboardInterrupt)")
         while True:
             try:
                 return self.finish()
@@ -334,7 +236,7 @@ class _Supervision:
         deadline = time.monotonic() + KILL_WAIT
         while group_alive(self.pgid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.close()
+        self.tee.close()
 
 
 def _open_log(log_path: Path) -> IO[bytes]:
@@ -388,7 +290,7 @@ def supervise(
             if on_event is not None:
                 on_event(SupervisorEvent(kind="exited", at=wall(), detail=detail))
             return ProcessOutcome(
-                status="failed",
+                status=FAILED,
                 exit_code=None,
                 signal=None,
                 started_at=started_at,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tether.gitstore import worktrees
 from tether.gitstore.git import Git
-from tether.layout import STATE_DIR, worktrees_dir
+from tether.layout import SNAPSHOT_REFS, worktrees_dir
 from tether.structs import struct
 
 
@@ -15,58 +15,51 @@ from tether.structs import struct
 class Workspace:
     path: Path
     temporary: bool
+    # What the user should hear about the workspace (what its snapshot left out).
+    warnings: tuple[str, ...] = ()
 
     def cleanup(self, git: Git) -> None:
         """Remove a temporary worktree and its administrative entry."""
-        if not self.temporary:
-            return
-        git.run("worktree", "remove", "--force", "--", str(self.path), check=False)
-        if self.path.exists():
-            import shutil  # here, not at the top: an in-place run does without it
-
-            shutil.rmtree(self.path, ignore_errors=True)
-        git.run("worktree", "prune", check=False)
-        worktrees.release(self.path)
+        if self.temporary:
+            worktrees.remove_worktree(git, self.path)
 
 
 def in_place(root: Path) -> Workspace:
     return Workspace(path=root, temporary=False)
 
 
-def temporary_worktree(git: Git, run_id: str, inputs: list[str] | None = None) -> Workspace:
-    """A detached worktree at HEAD holding the user's uncommitted changes too, and the
-    `inputs` (dependencies no stage produces) git does not have: git-ignored files are
-    copied from the work tree as they are, as an in-place run would read them, and data
-    tracked with `tether add` that is missing there comes from the cache."""
-    import shutil  # here, not at the top: an in-place run does without it
+def temporary_worktree(
+    git: Git, run_id: str, inputs: list[str] | None = None, *, ident: str
+) -> Workspace:
+    """A detached worktree at HEAD holding the user's uncommitted changes and untracked
+    files too (from a snapshot of the work tree, as a queued run's), and the `inputs`
+    (dependencies no stage produces) git does not have: git-ignored files are copied
+    from the work tree as they are, as an in-place run would read them, and data
+    tracked with `tether add` that is missing there comes from the cache.
 
-    from tether.gitstore.submodules import checkout_submodules, submodule_state
+    `ident` commits the snapshot, whose ref is gone once the worktree holds it.
+    """
+    from tether.gitstore.snapshot import take_snapshot
+    from tether.gitstore.submodules import submodule_state
 
     path = worktrees_dir(git.root) / run_id
     worktrees.prune_stale(git, path.parent)  # those of killed runs
-    worktrees.claim(path)  # before it exists: a concurrent prune must not take it
     workspace = Workspace(path=path, temporary=True)
+    # Not redacted: the run reads the files as they are; the ref never leaves this
+    # repository, and a record stores what differs from HEAD redacted, as in place.
+    snapshot = take_snapshot(git, git.root, git.head_commit(), ref=f"{SNAPSHOT_REFS}{run_id}",
+                             ident=ident, label="--temp worktree")
     try:
-        git.run("worktree", "add", "--detach", "--quiet", "--", str(path), "HEAD")
-        # Submodules are checked out below, at the commits the user has checked out.
-        diff = git.run("diff", "HEAD", "--binary", "--ignore-submodules=all", "--").stdout
-        if diff.strip():
-            git.run("apply", "--whitespace=nowarn", "-", input=diff, cwd=path)
-        untracked = git.out("ls-files", "-o", "--exclude-standard", "-z").split("\0")
-        for rel in untracked:
-            if not rel or rel == STATE_DIR or rel.startswith(STATE_DIR + "/"):
-                continue
-            src = git.root / rel
-            if src.is_file():
-                dest = path / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
-        checkout_submodules(git, path, git.root, submodule_state(git, git.root).moved)
+        worktrees.add_worktree(git, path, snapshot.baseline, contents=snapshot.commit,
+                               moved=submodule_state(git, git.root).moved)
+        workspace.warnings = snapshot.warnings
         _bring_inputs(git, path, inputs or [])
     except BaseException:
         with contextlib.suppress(Exception):
             workspace.cleanup(git)
         raise
+    finally:
+        git.run("update-ref", "-d", snapshot.ref, snapshot.commit, check=False)
     return workspace
 
 

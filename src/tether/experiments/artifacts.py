@@ -10,29 +10,38 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether.gitstore.git import Git
+from tether.record.record import RunRecord
+from tether.status import SUCCESS
 
 
-def record_outputs(record: dict[str, Any]) -> dict[str, str]:
-    """Output path -> object key over a record's stages (later stages win)."""
+def record_outputs(record: RunRecord | None) -> dict[str, str]:
+    """Output path -> object key over a record's stages (later stages win); none without
+    a (valid) record."""
     outs: dict[str, str] = {}
-    for stage in record.get("stages") or []:
-        for path, key in (stage.get("outs") or {}).items():
+    for stage in record.stages if record else ():
+        for path, key in stage.outs.items():
             if isinstance(key, str):
                 outs[path] = key
     return outs
 
 
-def run_cache_entries(record: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
+def record_inputs(record: RunRecord) -> set[str]:
+    """The object keys of a record's dependencies (data tracked with `tether add`)."""
+    return {key for stage in record.stages for key in stage.deps.values()
+            if isinstance(key, str)}
+
+
+def run_cache_entries(record: RunRecord | None, ref: str) -> dict[str, dict[str, Any]]:
     """Fingerprint -> run-cache entry for every stage of a record that succeeded."""
     entries = {}
-    for stage in record.get("stages") or []:
-        fingerprint = stage.get("fingerprint")
-        if stage.get("status") == "success" and isinstance(fingerprint, str):
-            entries[fingerprint] = {
-                "outs": {p: k for p, k in (stage.get("outs") or {}).items() if k},
-                "metrics": record.get("metrics") or {},
-                "experiment": {"ref": ref, "name": record.get("name")},
-                "run_id": record.get("id"), "stage": stage.get("name"),
+    for stage in record.stages if record else ():
+        if stage.status == SUCCESS and isinstance(stage.fingerprint, str):
+            assert record is not None
+            entries[stage.fingerprint] = {
+                "outs": {p: k for p, k in stage.outs.items() if k},
+                "metrics": record.metrics,
+                "experiment": {"ref": ref, "name": record.name},
+                "run_id": record.id, "stage": stage.name,
             }
     return entries
 

@@ -18,11 +18,13 @@ from tether.experiments.resolve import (
     resolve_experiment,
 )
 from tether.gitstore.git import Git
-from tether.layout import DEFAULT_PARAMS, STATE_DIR
+from tether.layout import STATE_DIR
 from tether.parameters import load_params
-from tether.record.metrics import flatten, read_metrics_file
+from tether.record.metrics import flat_params, read_metrics_file
+from tether.record.record import RunRecord
 from tether.record.validate import Skipped
 from tether.spec.loader import load_pipeline
+from tether.status import SUCCESS
 from tether.structs import asdict, field, struct
 
 WORKSPACE = "workspace"
@@ -72,35 +74,26 @@ class Comparison:
         return result
 
 
-def flat_params(params: dict[str, Any]) -> dict[str, Any]:
-    """`{file: nested}` as flat keys: `a.b` for params.yaml, `file:a.b` for other files."""
-    return {
-        (key if file == DEFAULT_PARAMS else f"{file}:{key}"): value
-        for file, content in params.items()
-        for key, value in flatten(content or {}).items()
-    }
-
-
 def experiment_side(exp: Experiment) -> Side:
+    record = exp.run_record
     return Side(
         label=exp.ref.name, commit=exp.ref.commit, ref=exp.ref.ref,
-        params=flat_params(exp.record.get("params", {})),
-        metrics=dict(exp.record.get("metrics", {})),
-        status=str(exp.record.get("status", "")) or None,
+        params=flat_params(record.params), metrics=dict(record.metrics),
+        status=record.status or None,
     )
 
 
-def workspace_side(root: Path, a_record: dict[str, Any]) -> Side:
+def workspace_side(root: Path, a_record: RunRecord) -> Side:
     """Params and metrics files as they are on disk now.
 
     The params files are those A recorded; the metrics files those declared in the
     current spec, or in A's spec when the project has none (a bare command).
     """
-    params = load_params(root, {f for f in a_record.get("params", {}) if (root / f).exists()})
+    params = load_params(root, {f for f in a_record.params if (root / f).exists()})
     try:
         stages = load_pipeline(root).to_json()["stages"]
     except SpecError:
-        stages = a_record.get("spec", {}).get("stages", {})
+        stages = a_record.spec.get("stages", {})
     metrics: dict[str, Any] = {}
     for stage in stages.values():
         for path in stage.get("metrics", []):
@@ -111,7 +104,7 @@ def workspace_side(root: Path, a_record: dict[str, Any]) -> Side:
 
 def resolve_pair(
     git: Git, a_text: str | None, b_text: str | None, skipped: list[Skipped] | None = None,
-) -> tuple[Side, Side, dict[str, Any]]:
+) -> tuple[Side, Side, RunRecord]:
     """Sides A and B with the defaults of `tether diff`, and A's record.
 
     A defaults to the latest experiment under HEAD. B defaults to the latest successful
@@ -133,12 +126,12 @@ def resolve_pair(
         parent = git.resolve(f"{a.ref.baseline}^1")
         previous = (latest_experiment(git, parent, successful=True, skipped=skipped)
                     if parent else None)
-        b = experiment_side(previous) if previous else workspace_side(git.root, a.record)
+        b = experiment_side(previous) if previous else workspace_side(git.root, a.run_record)
     elif b_text == WORKSPACE:
-        b = workspace_side(git.root, a.record)
+        b = workspace_side(git.root, a.run_record)
     else:
         b = experiment_side(one_experiment(git, resolve_experiment(git, b_text)))
-    return experiment_side(a), b, a.record
+    return experiment_side(a), b, a.run_record
 
 
 def compare(a: Side, b: Side, rules: dict[str, Any]) -> Comparison:
@@ -148,7 +141,7 @@ def compare(a: Side, b: Side, rules: dict[str, Any]) -> Comparison:
     run's metrics (of its stages that succeeded) are shown, marked only as changed.
     """
     result = Comparison(a=a, b=b)
-    if any(side.status not in (None, "success") for side in (a, b)):
+    if any(side.status not in (None, SUCCESS) for side in (a, b)):
         rules = {}
     for key in sorted(set(a.params) | set(b.params)):
         va, vb = a.params.get(key), b.params.get(key)
@@ -197,7 +190,7 @@ def diff_experiments(git: Git, a_text: str | None, b_text: str | None) -> Compar
     """The comparison `tether diff A B` prints (with the refs it had to skip)."""
     skipped: list[Skipped] = []
     a, b, record = resolve_pair(git, a_text, b_text, skipped)
-    result = compare(a, b, record.get("spec", {}).get("metrics", {}))
+    result = compare(a, b, record.spec.get("metrics", {}))
     result.skipped = skipped
     return result
 

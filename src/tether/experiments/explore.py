@@ -11,25 +11,27 @@ from typing import TYPE_CHECKING, Any
 from tether.errors import UsageError
 from tether.gitstore.experiments import read_record_blobs
 from tether.gitstore.git import Git, find_root
-from tether.record.validate import Skipped, check_record
+from tether.record.record import RunRecord, load_record
+from tether.record.validate import Skipped
+from tether.status import SUCCESS
 
 if TYPE_CHECKING:
     from tether.experiments.index import IndexedExperiment, Progress
 
 
-def read_records(git: Git, commits: list[str]) -> list[dict[str, Any]]:
+def read_records(git: Git, commits: list[str]) -> list[RunRecord | None]:
     """The records of many experiment commits in one `git cat-file --batch`.
 
-    A record that is missing or fails validation (`check_record`) is {}.
+    A record that is missing or fails validation (`load_record`) is None.
     """
-    return [check_record(blob)[0] for blob in read_record_blobs(git, commits)]
+    return [load_record(blob)[0] for blob in read_record_blobs(git, commits)]
 
 
 def read_checked_records(
     git: Git, commits: list[str]
-) -> list[tuple[dict[str, Any], str | None]]:
-    """(record, None) or ({}, what is wrong) for many experiment commits, in one git call."""
-    return [check_record(blob) for blob in read_record_blobs(git, commits)]
+) -> list[tuple[RunRecord | None, str | None]]:
+    """(record, None) or (None, what is wrong) for many experiment commits, in one git call."""
+    return [load_record(blob) for blob in read_record_blobs(git, commits)]
 
 
 # -- the query behind `tether show` ---------------------------------------------
@@ -178,7 +180,7 @@ def best_values(
     for metric in metric_keys:
         direction = directions.get(metric)
         values = [v for exp in experiments
-                  if exp.status == "success"
+                  if exp.status == SUCCESS
                   and isinstance(v := exp.metrics.get(metric), int | float)
                   and not isinstance(v, bool)]
         if direction and values:

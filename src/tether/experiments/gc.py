@@ -18,7 +18,7 @@ from pathlib import Path
 from tether.cache.objects import valid_key
 from tether.cache.runcache import RunCache
 from tether.cache.sweep import sweep_local, sweep_remote
-from tether.experiments.artifacts import record_outputs, tracked_data
+from tether.experiments.artifacts import record_inputs, record_outputs, tracked_data
 from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
@@ -110,13 +110,11 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
             if skipped is not None:
                 skipped.append(Skipped(exp.ref, problem))
             continue
-        created = float(record["created_at"])
-        if cutoff is None or created >= cutoff or exp.commit in on_branches:
+        assert record is not None
+        if cutoff is None or record.created_at >= cutoff or exp.commit in on_branches:
             keys |= {k for k in record_outputs(record).values() if valid_key(k)}
             # Its inputs too: data tracked with `tether add` is a dependency, by the same key.
-            keys |= {k for stage in record.get("stages") or [] if isinstance(stage, dict)
-                     for k in (stage.get("deps") or {}).values()
-                     if isinstance(k, str) and valid_key(k)}
+            keys |= {k for k in record_inputs(record) if valid_key(k)}
             kept.add(exp.ref)
         else:
             dropped += 1

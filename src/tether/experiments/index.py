@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from tether import sqlitedb
 from tether.errors import LocalStateError
 from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref, read_record_blobs
 from tether.gitstore.git import Git
-from tether.layout import DEFAULT_PARAMS, EXPS_REFS, STATE_DIR, exp_ref
-from tether.record.metrics import flatten
-from tether.record.validate import UNREADABLE, Skipped, check_record
+from tether.layout import EXPS_REFS, STATE_DIR, exp_ref
+from tether.record.metrics import flat_params, flatten
+from tether.record.record import load_record
+from tether.record.validate import UNREADABLE, Skipped
 
 INDEX_FILE = "index.db"
 INDEX_SCHEMA = 3  # bump when the table or what it accepts changes: older files are rebuilt
@@ -112,16 +113,6 @@ def index_path(root: Path) -> Path:
     return root / STATE_DIR / INDEX_FILE
 
 
-def flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """`{file: nested}` → `train.lr` for params.yaml keys, `file:key` for other files."""
-    return {
-        (key if file == DEFAULT_PARAMS else f"{file}:{key}"): value
-        for file, content in params.items()
-        if isinstance(content, Mapping)
-        for key, value in flatten(content).items()
-    }
-
-
 def _row(
     ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str]
 ) -> tuple[Any, ...]:
@@ -131,30 +122,27 @@ def _row(
     so it is reported (not read again) until the ref moves.
     """
     parsed = parse_exp_ref(ref, commit)
-    record, problem = check_record(blob) if parsed else ({}, exp_ref_problem(ref))
+    record, problem = load_record(blob) if parsed else (None, exp_ref_problem(ref))
     if parsed:
         baseline, name = parsed.baseline, parsed.name
     else:  # listed under its baseline when that part is valid, under none otherwise
         baseline, _, name = ref.removeprefix(EXPS_REFS).partition("/")
         if exp_ref_problem(exp_ref(baseline, "x")) is not None:
             baseline = ""
-    if parsed is None or problem is not None:
+    if parsed is None or record is None:
         return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
                 "{}", "{}")
-    spec = record.get("spec")
-    rules = spec.get("metrics") if isinstance(spec, dict) else None
-    params = record.get("params")
-    metrics = record.get("metrics")
-    created_at = float(record.get("created_at") or 0.0)
+    rules = record.spec.get("metrics")
+    created_at = record.created_at
     summary = {
         "name": name, "ref": ref, "commit": commit,
-        "baseline": baseline, "status": str(record.get("status", "?")),
+        "baseline": baseline, "status": record.status,
         "created": datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds"),
-        "created_at": created_at, "duration": float(record.get("duration") or 0.0),
-        "message": str(record.get("message") or ""),
+        "created_at": created_at, "duration": record.duration,
+        "message": record.message,
     }
-    params_text = json.dumps(flat_params(params) if isinstance(params, dict) else {})
-    metrics_text = json.dumps(flatten(metrics) if isinstance(metrics, dict) else {})
+    params_text = json.dumps(flat_params(record.params))
+    metrics_text = json.dumps(flatten(record.metrics))
     # The JSON object `show --json` prints, assembled without encoding params twice.
     summary_text = (f'{json.dumps(summary)[:-1]}, "params": {params_text}, '
                     f'"metrics": {metrics_text}}}')

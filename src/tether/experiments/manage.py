@@ -22,6 +22,7 @@ from tether.gitstore.names import validate_name
 from tether.layout import RECORD_LOGS_DIR, STATE_DIR, exp_ref, runs_dir
 from tether.pathguard import WorkTreeGuard, check_layout
 from tether.record.validate import Skipped
+from tether.status import SUCCESS
 from tether.structs import field, struct
 
 # ----------------------------------------------------------------------------- logs
@@ -35,11 +36,11 @@ class StageLog:
 
 def recorded_logs(git: Git, exp: ExperimentRef, stage: str | None = None) -> list[StageLog]:
     """The whole log of each stage (or of `stage`) stored in the experiment commit."""
-    record = one_experiment(git, exp).record
-    names = [s["name"] for s in record.get("stages", []) if s.get("log")]
+    record = one_experiment(git, exp).run_record
+    names = [s.name for s in record.stages if s.log]
     if stage is not None:
-        if stage not in {s["name"] for s in record.get("stages", [])}:
-            known = ", ".join(s["name"] for s in record.get("stages", [])) or "none"
+        if stage not in {s.name for s in record.stages}:
+            known = ", ".join(s.name for s in record.stages) or "none"
             raise UsageError(f"experiment {exp.name!r} has no stage {stage!r} (stages: {known})")
         names = [stage] if stage in names else []
     logs = []
@@ -332,7 +333,7 @@ def select_for_removal(
     found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
                      skipped)
     if failed:
-        found = [e for e in found if e.status != "success"]
+        found = [e for e in found if e.status != SUCCESS]
     if older_than is not None:
         cutoff = (time.time() if now is None else now) - older_than
         found = [e for e in found if e.created_at < cutoff]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 from tether.errors import ExperimentError, close_matches
 from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments
 from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS
+from tether.record.record import InvalidRecord, RunRecord
 from tether.record.validate import UNREADABLE, Skipped
+from tether.status import SUCCESS
 from tether.structs import struct
 
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
@@ -21,20 +22,27 @@ _SHA_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
 class Experiment:
     """An experiment ref together with its record.
 
-    A record that is missing or fails validation is empty, and `problem` says why.
+    A record that is missing or fails validation is None, and `problem` says why.
     """
 
     ref: ExperimentRef
-    record: dict[str, Any]
+    record: RunRecord | None
     problem: str | None = None
 
     @property
     def created_at(self) -> float:
-        return float(self.record.get("created_at") or 0.0)
+        return self.record.created_at if self.record else 0.0
 
     @property
     def status(self) -> str:
-        return UNREADABLE if self.problem else str(self.record.get("status", "?"))
+        return self.record.status if self.record else UNREADABLE
+
+    @property
+    def run_record(self) -> RunRecord:
+        """The record of an experiment known to be readable (`readable`, `one_experiment`)."""
+        if self.record is None:
+            raise InvalidRecord(f"experiment {self.ref.name!r} cannot be read: {self.problem}")
+        return self.record
 
 
 def with_records(git: Git, refs: list[ExperimentRef]) -> list[Experiment]:
@@ -115,7 +123,7 @@ def latest_experiment(
     found = readable(with_records(git, list_experiments(git, baseline, skipped=skipped)),
                      skipped)
     if successful:
-        found = [e for e in found if e.status == "success"]
+        found = [e for e in found if e.status == SUCCESS]
     return max(found, key=lambda e: e.created_at, default=None)
 
 

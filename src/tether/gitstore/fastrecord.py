@@ -1,26 +1,23 @@
-"""Record an experiment commit in two git processes: `git status`, `git fast-import`.
+"""Commit a workspace in two git processes: `git status`, `git fast-import`.
 
 The commit starts from the baseline's tree and changes only what differs in the
 workspace (from one `git status`), so its cost does not grow with the size of
-the repository. The ref appears atomically, and only if the name is still free:
-fast-import updates refs in a transaction that expects the ref to be absent when
-it was absent at start, and refuses to move an existing ref to a commit that
-does not contain its old value (no other run's commit is ever in a new one).
+the repository. The ref appears atomically, and only if the name is still free
+(see `tether.gitstore.fastimport`).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from tether.errors import ExperimentError, GitError
-from tether.gitstore.experiments import UNTRACKED_SIZE_CAP, ExperimentRef, is_excluded
-from tether.gitstore.git import Git, GitJob, git_env
+from tether.errors import ExperimentError
+from tether.gitstore.experiments import ExperimentRef
+from tether.gitstore.fastimport import fast_import_commit, quote_path
+from tether.gitstore.git import Git, GitJob
 from tether.layout import STATE_DIR, exp_ref
 
 if TYPE_CHECKING:
@@ -29,11 +26,11 @@ if TYPE_CHECKING:
 # Files stored after the workspace's: given the redacted files (path -> secret names).
 ExtraFiles = Callable[[dict[str, list[str]]], Mapping[str, Path]]
 
+# Untracked files larger than this are not stored in git (the record lists their names).
+UNTRACKED_SIZE_CAP = 10 * 1024 * 1024
 _CHUNK = 1 << 20
 # Files up to this size are read whole when they must be scanned for secrets.
 _WHOLE_CAP = 8 << 20
-# When a record brings the repository to this many packs, the small ones are merged.
-_PACKS_KEPT = 30
 
 
 def start_status(git: Git, workspace: Path) -> GitJob:
@@ -57,12 +54,8 @@ def changed_paths(status: GitJob) -> tuple[list[str], list[str]]:
     return changed, untracked
 
 
-def quote_path(path: str) -> str:
-    """A path as fast-import reads it: C-quoted when it could be misparsed."""
-    if "\n" in path or path.startswith('"'):
-        escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    return path
+def is_excluded(path: str, excluded: Iterable[str]) -> bool:
+    return any(path == ex or path.startswith(ex.rstrip("/") + "/") for ex in excluded)
 
 
 def _write_file(
@@ -182,13 +175,6 @@ def _stored_by_git(
     return commands, redacted
 
 
-def _drop_crash_report(git: Git, pid: int) -> None:
-    """Remove the `fast_import_crash_<pid>` report a failed fast-import leaves in `.git`."""
-    proc = git.run("rev-parse", "--path-format=absolute", "--git-dir", check=False)
-    if proc.returncode == 0:
-        (Path(proc.stdout.decode().strip()) / f"fast_import_crash_{pid}").unlink(missing_ok=True)
-
-
 def commit_workspace(
     git: Git,
     workspace: Path,
@@ -209,6 +195,9 @@ def commit_workspace(
 ) -> str | None:
     """Commit the workspace (tracked changes, untracked files) on top of `parent`.
 
+    The one way a workspace becomes a commit: runs, queue snapshots and `--temp`
+    worktrees all come through here.
+
     Content is stored as `git add` would store it (clean filters, eol), submodules
     as their checked-out commits (`submodules`: path -> commit, if already known).
     With `secrets`, files holding a secret value are stored with it replaced.
@@ -228,8 +217,36 @@ def commit_workspace(
     # receive.fsckObjects refuses every ref of a push otherwise): no '..', '.git', '/x'.
     exclude = [p for p in exclude if unsafe_reason(p) is None]
     force_add = [p for p in force_add if unsafe_reason(p) is None]
+    paths = workspace_paths(workspace, status or start_status(git, workspace),
+                            exclude=exclude, force_add=force_add)
+    by_git, redacted = _stored_by_git(git, workspace, paths, submodules, secrets)
+
+    def write_changes(stream: IO[bytes]) -> None:
+        for out in exclude:
+            stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
+        stream.write(b"".join(by_git))
+        for path in paths:
+            names = _write_file(stream, path, workspace / path, secrets)
+            if names:
+                redacted[path] = names
+        for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
+            # Streamed: a stage log can be far larger than the memory worth spending on it.
+            _write_inline(stream, "100644", quote_path(tree_path), source, source.stat().st_size)
+
+    return fast_import_commit(git, ref=ref, parent=parent, message=message, ident=ident,
+                              token=token, scratch=scratch, start=start,
+                              write_changes=write_changes)
+
+
+def workspace_paths(
+    workspace: Path, status: GitJob, *, exclude: Iterable[str] = (),
+    force_add: Iterable[str] = (),
+) -> dict[str, None]:
+    """What of the workspace a commit stores beyond its start tree, in order: the paths
+    differing from HEAD, untracked non-ignored files within UNTRACKED_SIZE_CAP, and
+    `force_add` files (ignored or not); nothing under `.tether/` or `exclude`."""
     excluded = [STATE_DIR, *exclude]
-    changed, untracked = changed_paths(status or start_status(git, workspace))
+    changed, untracked = changed_paths(status)
     paths: dict[str, None] = {}
     for path in changed:
         if not is_excluded(path, excluded):
@@ -241,90 +258,7 @@ def commit_workspace(
     for path in force_add:
         if (workspace / path).is_file():
             paths[path] = None
-    by_git, redacted_by_git = _stored_by_git(git, workspace, paths, submodules, secrets)
-    marks = scratch / f"marks-{token}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    # fast-import hands fewer than 100 objects to `git unpack-objects`, a process that
-    # costs a run 3 ms: the record's few objects stay one small pack instead, and the
-    # small packs are rolled up every _PACKS_KEPT runs (below).
-    packs = _count_packs(_pack_dir(git.root))
-    keep = ["-c", "fastimport.unpackLimit=0"] if packs is not None else []
-    proc = subprocess.Popen(
-        ["git", *keep, "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
-        cwd=git.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        bufsize=1 << 16,  # one write per 64 KiB, not per file: many small files are common
-        env=git_env(),
-    )
-    assert proc.stdin is not None
-    stream = proc.stdin
-    try:
-        body = message.encode()
-        when = f"{int(time.time())} {time.strftime('%z')}"
-        stream.write(
-            f"commit {ref}\nmark :1\ncommitter {ident} {when}\ndata {len(body)}\n".encode()
-            + body + f"\nfrom {parent}\n".encode()
-        )
-        if start is not None:
-            stream.write(f'M 040000 {start} ""\n'.encode())
-        for out in exclude:
-            stream.write(f"D {quote_path(out)}\n".encode(errors="surrogateescape"))
-        redacted = dict(redacted_by_git)
-        stream.write(b"".join(by_git))
-        for path in paths:
-            names = _write_file(stream, path, workspace / path, secrets)
-            if names:
-                redacted[path] = names
-        for tree_path, source in (extra_files(redacted) if extra_files else {}).items():
-            # Streamed: a stage log can be far larger than the memory worth spending on it.
-            _write_inline(stream, "100644", quote_path(tree_path), source, source.stat().st_size)
-        stream.write(b"done\n")
-        stream.close()
-    except BrokenPipeError:
-        pass  # fast-import died; its stderr says why
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    proc.wait()
-    try:
-        commit = marks.read_text().split()[1] if marks.exists() else None
-    finally:
-        marks.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        _drop_crash_report(git, proc.pid)
-        # fast-import creates `ref` only if it does not exist (an existing one would
-        # have to be an ancestor of the new commit, which no other run's commit is).
-        taken = git.ref_value(ref)
-        if commit is not None and taken is not None and taken != commit:
-            return None
-        raise GitError(["fast-import"], proc.returncode, err.decode(errors="replace"))
-    if packs is not None and packs + 1 >= _PACKS_KEPT:
-        # git's incremental repack: merges the small packs, leaves the big ones alone
-        # (tens of ms, once per _PACKS_KEPT records). Only upkeep: a failure is harmless.
-        git.run("repack", "-d", "-q", "--geometric=2", check=False)
-    return commit
-
-
-def _pack_dir(root: Path) -> Path | None:
-    """The repository's pack folder (also from a linked worktree), or None if unusual."""
-    dot = root / ".git"
-    try:
-        if dot.is_dir():
-            git_dir = dot
-        else:  # a linked worktree: `.git` names its folder, whose `commondir` names ours
-            private = Path(dot.read_text().removeprefix("gitdir:").strip())
-            private = private if private.is_absolute() else root / private
-            git_dir = private / (private / "commondir").read_text().strip()
-    except OSError:
-        return None
-    pack_dir = git_dir / "objects" / "pack"
-    return pack_dir if pack_dir.is_dir() else None
-
-
-def _count_packs(pack_dir: Path | None) -> int | None:
-    try:
-        return None if pack_dir is None else sum(
-            name.endswith(".pack") for name in os.listdir(pack_dir))
-    except OSError:
-        return None
+    return paths
 
 
 def record_commit(

@@ -115,7 +115,8 @@ class Git:
         """The commit HEAD points at; a clear error in a repository with no commit."""
         proc = self.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
         if proc.returncode != 0:
-            branch = self.head_branch()
+            symbolic = self.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
+            branch = symbolic.stdout.decode().strip()
             if branch and self.out("for-each-ref", "--count=1", "--format=%(refname)"):
                 # An orphan branch (`git checkout --orphan`) in a repository with commits.
                 raise GitStateError(
@@ -130,11 +131,6 @@ class Git:
                 "every experiment is recorded against a commit",
             )
         return proc.stdout.decode().strip()
-
-    def head_branch(self) -> str | None:
-        """The branch HEAD is on, or None when detached."""
-        proc = self.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
-        return proc.stdout.decode().strip() or None
 
     def resolve(self, rev: str) -> str | None:
         """The full sha of `rev` (a commit), or None if it names nothing."""

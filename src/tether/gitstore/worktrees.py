@@ -1,15 +1,17 @@
-"""tether's own git worktrees (`--temp` runs): who owns each, and removing the orphans.
+"""tether's own git worktrees (`--temp` runs, queue attempts), all under `.tether/worktrees/`:
+adding one, who owns each, and removing the orphans.
 
-A process that adds a worktree under a tether folder writes `<name>.owner`
-beside it (pid and process start time). A run killed with SIGKILL never removes
-its worktree; the next `--temp` run, worker start or `tether gc` removes every
-worktree in the folder whose owner is gone, and lets git forget it.
+A process that adds a worktree writes `<name>.owner` beside it (pid and process
+start time). A run or worker killed with SIGKILL never removes its worktree; the
+next `--temp` run, worker start or `tether gc` removes every worktree in the folder
+whose owner is gone, and lets git forget it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from tether.gitstore.git import Git
@@ -75,3 +77,35 @@ def prune_stale(git: Git, folder: Path) -> list[Path]:
         removed.append(path)
     git.run("worktree", "prune", check=False)
     return removed
+
+
+def add_worktree(
+    git: Git, path: Path, commit: str, *, contents: str | None = None,
+    moved: Mapping[str, str] | None = None,
+) -> None:
+    """Check out `commit` detached at `path` (a folder of `worktrees_dir`), owned by
+    this process, with its submodules checked out offline from the user's.
+
+    `contents`, a snapshot commit (`tether.gitstore.snapshot`), gives the files and
+    index instead of `commit`, which stays HEAD: what differs from HEAD is then what
+    the snapshot took from the user's workspace. `moved` (path -> commit): submodules
+    to check out at another commit than the gitlink.
+    """
+    from tether.gitstore.submodules import checkout_submodules
+
+    claim(path)  # before it exists: a concurrent prune must not take it
+    git.run("worktree", "add", "--detach", "--quiet", "--", str(path), commit)
+    if contents is not None:
+        git.run("read-tree", "-u", "--reset", contents, cwd=path)
+    checkout_submodules(git, path, git.root, moved)
+
+
+def remove_worktree(git: Git, path: Path) -> None:
+    """Remove a worktree of `add_worktree`, its owner note, and git's entry for it."""
+    if path.exists():
+        removed = git.run("worktree", "remove", "--force", "--force", "--", str(path),
+                          check=False)
+        shutil.rmtree(path, ignore_errors=True)
+        if removed.returncode != 0:  # e.g. it holds submodules, which git won't remove
+            git.run("worktree", "prune", check=False)
+    release(path)

@@ -28,9 +28,10 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from tether.errors import TetherError
+from tether.status import FAILED, STALLED, TIMEOUT
 
 # What a timed-out or stalled stage counts as for `retry_on` (tether's exit codes).
-STATUS_CODES = {"timeout": 124, "stalled": 125}
+STATUS_CODES = {TIMEOUT: 124, STALLED: 125}
 
 
 class _Abandoned(Exception):
@@ -89,7 +90,7 @@ class _Attempt:
         except BrokenPipeError:  # the worker is gone
             self.abandon()
             raise _Abandoned() from None
-        if event.kind == "stage_end" and event.detail in ("failed", *STATUS_CODES):
+        if event.kind == "stage_end" and event.detail in (FAILED, *STATUS_CODES):
             record = event.data["record"]
             self._maybe_retry(event.stage, event.detail, record.exit_code)
 
@@ -112,14 +113,20 @@ def _recorded(job: dict[str, Any]) -> dict[str, Any] | None:
     from tether.gitstore.experiments import read_record
     from tether.gitstore.git import Git
     from tether.layout import exp_ref
+    from tether.record.record import InvalidRecord
 
     git = Git(Path.cwd())
     for name in (job["name"], f"{job['name']}-{job['run_id'][-6:]}"):
         ref = exp_ref(job["baseline"], name)
         commit = git.ref_value(ref)
-        if commit and read_record(git, commit).get("id") == job["run_id"]:
-            status = read_record(git, commit).get("status")
-            return {"outcome": "recorded", "status": status, "ref": ref, "already": True}
+        if not commit:
+            continue
+        try:
+            record = read_record(git, commit)
+        except InvalidRecord:
+            continue  # not this run's: it writes valid records
+        if record.id == job["run_id"]:
+            return {"outcome": "recorded", "status": record.status, "ref": ref, "already": True}
     return None
 
 
@@ -147,7 +154,7 @@ def _restore_inputs(job: dict[str, Any]) -> None:
 
 
 def _run(attempt: _Attempt) -> dict[str, Any]:
-    from tether.execute.runner import RunOptions, run
+    from tether.execute.runner import RunContext, RunOptions, run
 
     job = attempt.job
     found = _recorded(job)
@@ -160,10 +167,11 @@ def _run(attempt: _Attempt) -> dict[str, Any]:
         targets=list(job["targets"]), overrides=list(job["overrides"]), name=job["name"],
         message=job["message"], force=job["force"], command=job["command"],
         echo=sys.stdout.buffer, on_event=attempt.on_event, argv=argv,
-        command_limits=job["limits"], baseline=job["baseline"], run_id=job["run_id"],
-        state_root=Path(job["state_root"]),
+        command_limits=job["limits"],
     )
-    result = run(Path.cwd(), options)
+    context = RunContext(baseline=job["baseline"], run_id=job["run_id"],
+                         state_root=Path(job["state_root"]))
+    result = run(Path.cwd(), options, context)
     assert result.record is not None and result.ref is not None
     return {"outcome": "recorded", "status": result.record.status, "ref": result.ref.ref}
 

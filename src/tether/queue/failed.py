@@ -10,13 +10,13 @@ as for any experiment.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 
 from tether.errors import ExperimentError, GitError
-from tether.gitstore import experiments as exps
-from tether.gitstore.git import Git
+from tether.gitstore.experiments import ExperimentRef, read_record
+from tether.gitstore.fastimport import commit_files
+from tether.gitstore.git import Git, ident_of
 from tether.layout import (
     LOG_HEAD_TAIL,
     LOG_INLINE_CAP,
@@ -26,21 +26,21 @@ from tether.layout import (
     tmp_dir,
 )
 from tether.queue.base import Entry
-from tether.record.record import RunRecord
+from tether.record.record import InvalidRecord, RunRecord
+from tether.status import FAILED
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
-def _already_recorded(git: Git, entry: Entry) -> exps.ExperimentRef | None:
+def _already_recorded(git: Git, entry: Entry) -> ExperimentRef | None:
     for name in (entry.name, f"{entry.name}-{entry.run_id[-6:]}"):
         ref = exp_ref(entry.baseline, name)
         commit = git.ref_value(ref)
         if commit is None:
             continue
-        with contextlib.suppress(GitError, ValueError):
-            if exps.read_record(git, commit).get("id") == entry.run_id:
-                return exps.ExperimentRef(ref=ref, baseline=entry.baseline, name=name,
-                                          commit=commit)
+        with contextlib.suppress(GitError, InvalidRecord):
+            if read_record(git, commit).id == entry.run_id:
+                return ExperimentRef(ref=ref, baseline=entry.baseline, name=name, commit=commit)
     return None
 
 
@@ -64,7 +64,7 @@ def _attempt_log(log: Path | None) -> bytes:
 
 def record_failed_entry(
     git: Git, entry: Entry, error: str, *, log: Path | None = None, now: float | None = None
-) -> exps.ExperimentRef:
+) -> ExperimentRef:
     """Record the entry's run id as a failed experiment (once: an existing record is kept)."""
     found = _already_recorded(git, entry)
     if found is not None:
@@ -76,33 +76,24 @@ def record_failed_entry(
     record = RunRecord(
         id=entry.run_id, name=entry.name, message=entry.message, baseline=entry.baseline,
         branch=None, kind="command" if entry.command is not None else "pipeline",
-        status="failed", exit_code=None, created_at=entry.created_at or started,
+        status=FAILED, exit_code=None, created_at=entry.created_at or started,
         started_at=started, ended_at=now, duration=max(0.0, now - started), argv=argv,
         targets=list(entry.targets), overrides=list(entry.overrides), params={}, metrics={},
         steps={}, stages=[], code={"snapshot": entry.snapshot}, environment={}, spec={},
         error=error,
     )
-    scratch = tmp_dir(git.root)
-    scratch.mkdir(parents=True, exist_ok=True)
-    index = scratch / f"failed-{os.urandom(6).hex()}.index"
-    env = {"GIT_INDEX_FILE": str(index)}
-    try:
-        git.run("read-tree", _base_tree(git, entry), env=env)
-        files = {RECORD_PATH: record.dumps().encode()}
-        attempt_log = _attempt_log(log)
-        if attempt_log:
-            files[f"{RECORD_LOGS_DIR}/attempt.log"] = attempt_log
-        for path, data in files.items():
-            blob = git.out("hash-object", "-w", "--stdin", input=data)
-            git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-        tree = git.out("write-tree", env=env)
-    finally:
-        index.unlink(missing_ok=True)
+    files = {RECORD_PATH: record.dumps().encode()}
+    attempt_log = _attempt_log(log)
+    if attempt_log:
+        files[f"{RECORD_LOGS_DIR}/attempt.log"] = attempt_log
     message = f"tether: {entry.name} (failed)\n\n{error}\n"
+    ident = ident_of(git.run("var", "GIT_COMMITTER_IDENT", check=False))
     for name in (entry.name, f"{entry.name}-{entry.run_id[-6:]}"):
-        try:
-            return exps.commit_experiment(git, baseline=entry.baseline, name=name, tree=tree,
-                                          message=message)
-        except ExperimentError:
-            continue  # the name was taken meanwhile (not by this run: checked above)
+        ref = exp_ref(entry.baseline, name)
+        commit = commit_files(git, files, parent=entry.baseline, ref=ref, message=message,
+                              ident=ident, token=entry.run_id, scratch=tmp_dir(git.root),
+                              start=_base_tree(git, entry))
+        if commit is not None:
+            return ExperimentRef(ref=ref, baseline=entry.baseline, name=name, commit=commit)
+        # else the name was taken meanwhile (not by this run: checked above)
     raise ExperimentError(f"cannot record failed entry {entry.id}: its names are taken")

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +26,8 @@ from types import FrameType
 from typing import Any
 
 from tether.gitstore.git import Git, clean_env
-from tether.gitstore.submodules import checkout_submodules
-from tether.layout import queue_dir
+from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
+from tether.layout import queue_dir, worktrees_dir
 from tether.queue.base import (
     CANCELLED,
     DEFAULT_QUEUE,
@@ -46,6 +45,8 @@ from tether.queue.base import (
     QueueEvent,
 )
 from tether.queue.warm import WarmPool
+from tether.status import FAILED as RUN_FAILED
+from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
 from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
@@ -201,15 +202,17 @@ class Worker:
         """Run one claimed attempt to its end and report it; returns the new state."""
         attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
-        worktree = queue_dir(self.root) / "worktrees" / f"{entry.id}-{entry.attempt}"
+        worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
         result: dict[str, Any] = {}
         try:
-            self._add_worktree(worktree, entry.snapshot)
+            if worktree.exists():
+                remove_worktree(self.git, worktree)
+            add_worktree(self.git, worktree, entry.snapshot)
             result = self._run_child(entry, attempt_dir, worktree)
         except Exception as exc:  # a broken worktree or snapshot: retried, then failed
             result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
         finally:
-            self._remove_worktree(worktree)
+            remove_worktree(self.git, worktree)
         outcome = self._outcome(entry, result)
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
@@ -239,7 +242,7 @@ class Worker:
                                       now=self.options.clock())
         except Exception as exc:  # the entry still ends failed, with both reasons
             return replace(outcome, error=f"{error}; and it could not be recorded: {exc}")
-        return replace(outcome, status="failed", result_ref=ref.ref)
+        return replace(outcome, status=RUN_FAILED, result_ref=ref.ref)
 
     def _run_child(self, entry: Entry, attempt_dir: Path, worktree: Path) -> dict[str, Any]:
         warm = self._warm.take() if self._warm is not None else None
@@ -286,8 +289,8 @@ class Worker:
                     kind = message.pop("kind")
                     if kind == "result":
                         result = message
-                    elif kind in ("stalled", "timeout"):
-                        self._emit("stalled" if kind == "stalled" else kind, entry,
+                    elif kind in (STALLED, TIMEOUT):
+                        self._emit(kind, entry,
                                    f"{message.get('stage')}: {message.get('detail')}")
                     else:
                         self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
@@ -307,7 +310,7 @@ class Worker:
         kind = result.get("outcome")
         if kind == "recorded":
             status = result.get("status")
-            state = {"success": DONE, "interrupted": CANCELLED}.get(str(status), FAILED)
+            state = {SUCCESS: DONE, INTERRUPTED: CANCELLED}.get(str(status), FAILED)
             return Outcome(state, status=status, result_ref=result.get("ref"))
         if kind == "retry":
             failures = dict(entry.stage_failures)
@@ -381,41 +384,9 @@ class Worker:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _add_worktree(self, path: Path, commit: str) -> None:
-        if path.exists():
-            self._remove_worktree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.git.run("worktree", "add", "--detach", "--quiet", "--", str(path), commit)
-        checkout_submodules(self.git, path, self.root)
-
-    def _remove_worktree(self, path: Path) -> None:
-        if path.exists():
-            removed = self.git.run("worktree", "remove", "--force", "--force", "--", str(path),
-                                   check=False)
-            shutil.rmtree(path, ignore_errors=True)
-            if removed.returncode != 0:  # e.g. it holds submodules, which git won't remove
-                self.git.run("worktree", "prune", check=False)
-
     def sweep_worktrees(self) -> None:
-        """Remove worktrees left by attempts that no longer run (a worker died), and
-        those of `--temp` runs that were killed."""
-        from tether.gitstore.worktrees import prune_stale
-        from tether.layout import worktrees_dir
-
+        """Remove the worktrees of attempts and `--temp` runs whose process was killed."""
         prune_stale(self.git, worktrees_dir(self.root))
-        folder = queue_dir(self.root) / "worktrees"
-        if not folder.is_dir():
-            return
-        removed = False
-        for path in folder.iterdir():
-            entry_id, _, attempt = path.name.rpartition("-")
-            entry = self.backend.get(entry_id) if entry_id else None
-            if entry is not None and entry.state == RUNNING and str(entry.attempt) == attempt:
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed = True
-        if removed:
-            self.git.run("worktree", "prune", check=False)
 
 
 def _scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:

@@ -83,12 +83,6 @@ def _recorded_value(name: str, value: str, secrets: Secrets) -> str:
     return mask_urls(secrets.scrub(value))
 
 
-def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """Return all of `env`, sensitive values (and passwords inside URLs) redacted."""
-    secrets = Secrets(secret_values(env))
-    return {name: _recorded_value(name, value, secrets) for name, value in env.items()}
-
-
 def _is_recorded(name: str) -> bool:
     return name in _RECORDED_NAMES or name.startswith(_RECORDED_PREFIXES)
 

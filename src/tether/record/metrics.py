@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import SpecError
+from tether.layout import DEFAULT_PARAMS
 
 _SCALARS = (int, float, bool, str, type(None))
 _JSON_LINES_SUFFIXES = frozenset({".jsonl", ".ndjson"})
@@ -29,6 +30,17 @@ def flatten(data: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     _flatten_into(flat, data, prefix)
     return flat
+
+
+def flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's `{file: nested}` params as flat keys: `train.lr` for params.yaml,
+    `file:train.lr` for other files (a file whose content is not a mapping has none)."""
+    return {
+        (key if file == DEFAULT_PARAMS else f"{file}:{key}"): value
+        for file, content in params.items()
+        if isinstance(content, Mapping)
+        for key, value in flatten(content).items()
+    }
 
 
 def _flatten_into(flat: dict[str, Any], data: Mapping[Any, Any], prefix: str) -> None:
@@ -50,14 +62,6 @@ def _flatten_value(flat: dict[str, Any], name: str, value: Any) -> None:
                 _flatten_value(flat, f"{name}.{index}", item)
     elif hasattr(value, "isoformat"):  # dates and times read from YAML
         flat[name] = value.isoformat()
-
-
-def merge_metrics(*dicts: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge flat metric dicts; later ones win."""
-    merged: dict[str, Any] = {}
-    for metrics in dicts:
-        merged.update(metrics)
-    return merged
 
 
 # --------------------------------------------------------------------------- final metrics

@@ -1,4 +1,9 @@
-"""RunRecord: everything known about one run, as stored in its experiment commit."""
+"""RunRecord: everything known about one run, as stored in its experiment commit.
+
+Written with `dumps`, read back with `RunRecord.from_json` (or `load_record` for a
+blob read from a ref): the one way a record is read, typed, whatever version of
+tether wrote it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,23 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tether.layout import LOG_HEAD_TAIL, LOG_INLINE_CAP, RECORD_LOGS_DIR, RECORD_SCHEMA
+from tether.errors import ExperimentError
+from tether.layout import (
+    LOG_HEAD_TAIL,
+    LOG_INLINE_CAP,
+    RECORD_LOGS_DIR,
+    RECORD_PATH,
+    RECORD_SCHEMA,
+)
+from tether.record.validate import record_problem
 from tether.structs import asdict, field, struct
 
 if TYPE_CHECKING:
     from tether.record.redact import Secrets
+
+_S = TypeVar("_S")
 
 
 @struct
@@ -36,6 +51,34 @@ class StageRecord:
     attempt: int = 1
     restored_from: dict[str, str] | None = None  # the run whose outputs were reused
     error: str | None = None  # why a stage that exited 0 is failed (e.g. invalid metrics)
+
+    @classmethod
+    def _from_checked(cls, data: dict[str, Any]) -> StageRecord:
+        """A stage of a record `record_problem` accepted; what it lacks gets its default."""
+        return _built(
+            cls,
+            name=data["name"],
+            status=_of(data.get("status"), str, ""),
+            reasons=_of(data.get("reasons"), list, []),
+            cmd=_of(data.get("cmd"), list, []),
+            exit_code=_int(data.get("exit_code")),
+            signal=_int(data.get("signal")),
+            started_at=_float(data.get("started_at")),
+            ended_at=_float(data.get("ended_at")),
+            duration=_float(data.get("duration")),
+            fingerprint=data.get("fingerprint"),
+            deps=data.get("deps") or {},
+            params=data.get("params") or {},
+            outs=data.get("outs") or {},
+            log=data.get("log"),
+            attempt=_int(data.get("attempt")) or 1,
+            restored_from=data.get("restored_from"),
+            error=_of(data.get("error"), str, None),
+        )
+
+
+class InvalidRecord(ExperimentError):
+    """A stored record tether cannot read: malformed, or written by a newer tether."""
 
 
 @struct
@@ -85,8 +128,88 @@ class RunRecord:
         result: dict[str, Any] = asdict(self)
         return result
 
+    @classmethod
+    def from_json(cls, data: Any) -> RunRecord:
+        """The record `data` (decoded JSON) holds, of any schema written so far (records
+        from before `schema` existed included: what they lack gets its default).
+
+        Records come from shared remotes: `InvalidRecord` says what is wrong with one
+        that does not validate (`record_problem`), or that a newer tether wrote it.
+        """
+        problem = record_problem(data)
+        if problem is not None:
+            raise InvalidRecord(f"{RECORD_PATH}: {problem}")
+        created_at = float(data["created_at"])
+        return _built(
+            cls,
+            id=data["id"],
+            name=data["name"],
+            message=data.get("message") or "",
+            baseline=data.get("baseline") or "",
+            branch=data.get("branch"),
+            kind=data.get("kind") or "pipeline",
+            status=data["status"],
+            exit_code=_int(data.get("exit_code")),
+            created_at=created_at,
+            started_at=_float(data.get("started_at")) or created_at,
+            ended_at=_float(data.get("ended_at")) or created_at,
+            duration=_float(data.get("duration")) or 0.0,
+            argv=data.get("argv") or [],
+            targets=data.get("targets") or [],
+            overrides=data.get("overrides") or [],
+            params=data.get("params") or {},
+            metrics=data.get("metrics") or {},
+            steps=data.get("steps") or {},
+            stages=[StageRecord._from_checked(stage) for stage in data.get("stages") or ()],
+            code=data.get("code") or {},
+            environment=data.get("environment") or {},
+            spec=data.get("spec") or {},
+            temp_workspace=data.get("temp_workspace") is True,
+            redacted_files=_of(data.get("redacted_files"), dict, {}),
+            error=_of(data.get("error"), str, None),
+            schema=_int(data.get("schema")) or RECORD_SCHEMA,
+        )
+
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True, default=str, allow_nan=False)
+
+
+def load_record(blob: bytes | None) -> tuple[RunRecord | None, str | None]:
+    """A record blob read from a ref, decoded and validated: (record, None), or (None,
+    what is wrong) for one the read side skips and reports."""
+    if blob is None:
+        return None, f"the commit has no {RECORD_PATH}"
+    try:
+        data = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None, f"{RECORD_PATH} is not valid JSON"
+    try:
+        return RunRecord.from_json(data), None
+    except InvalidRecord as exc:
+        return None, str(exc)
+
+
+def _built(cls: type[_S], **fields: Any) -> _S:
+    """An instance of the struct `cls` with every one of its fields given: what its
+    `__init__` would make, without matching the fields to its table one by one (the
+    index reads thousands of records at a time)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+def _of(value: Any, kind: type, default: Any) -> Any:
+    return value if isinstance(value, kind) else default
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _scrub_fields(obj: Any, secrets: Secrets, keep: tuple[str, ...] = ()) -> None:

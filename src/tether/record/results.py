@@ -17,8 +17,7 @@ from tether.errors import SpecError
 from tether.record.metrics import flatten, read_metrics_file, read_step_file
 from tether.record.record import StageRecord, embed_log
 from tether.spec import Stage
-
-CONTRIBUTING = ("success", "skipped")
+from tether.status import CONTRIBUTING, SUCCESS
 
 
 class StageResults:
@@ -51,7 +50,7 @@ def collect_metrics(
         if stage.status in CONTRIBUTING and stage.name in results:
             metrics.update(results[stage.name].metrics)
     for stage in stages:
-        if stage.status != "success":
+        if stage.status != SUCCESS:
             continue
         summary = run_dir / "summary" / f"{stage.name}.json"
         if summary.exists():

@@ -2,18 +2,18 @@
 
 Experiment refs are fetched from shared remotes, so a record is hostile input: a
 wrong type in one of them (a string `created_at`, metrics as a list, 1e20 as a
-date) must not crash `show`, `diff` or `gc` for everyone. `check_record` decodes
-and validates a record blob once; a record that fails is skipped by the read side
-and reported, naming its ref and what is wrong.
+date) must not crash `show`, `diff` or `gc` for everyone. `RunRecord.from_json`
+(and `load_record`, for a blob) runs `record_problem` before it builds anything;
+a record that fails is skipped by the read side and reported, naming its ref and
+what is wrong.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, NamedTuple
 
-from tether.layout import RECORD_PATH, RECORD_SCHEMA
+from tether.layout import RECORD_SCHEMA
 
 # created_at must be a date `datetime` can show: 1970 up to the end of year 9999.
 LATEST_TIMESTAMP = 253402300799.0
@@ -174,18 +174,3 @@ def _check(record: Any) -> None:
     spec = _typed(record, "spec", dict, "an object")
     if spec is not None:
         _check_spec(spec)
-
-
-def check_record(blob: bytes | None) -> tuple[dict[str, Any], str | None]:
-    """A record blob decoded and validated: (record, None), or ({}, what is wrong)."""
-    if blob is None:
-        return {}, f"the commit has no {RECORD_PATH}"
-    try:
-        data = json.loads(blob)
-    except (ValueError, RecursionError):
-        return {}, f"{RECORD_PATH} is not valid JSON"
-    problem = record_problem(data)
-    if problem is not None:
-        return {}, f"{RECORD_PATH}: {problem}"
-    result: dict[str, Any] = data
-    return result, None

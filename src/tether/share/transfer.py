@@ -2,9 +2,9 @@
 
 `push` sends experiment refs in one `git push` (never forcing unless asked, so
 a diverged ref — same name, another commit — is reported, not overwritten),
-then the objects their records reference. `pull` is the reverse, `ls_remote`
-lists a git remote's experiments without fetching, and `checkout` restores
-outputs from the cache, pulling what is missing from the default remote.
+then the objects their records reference. `pull` is the reverse, and `ls_remote`
+lists a git remote's experiments without fetching (`checkout` is in
+`tether.share.checkout`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from tether.cache.remote import Progress, TransferResult
 from tether.errors import (
     ExperimentError,
     GitStateError,
-    RemoteError,
     TransferRejected,
-    UnsafePathError,
     UsageError,
 )
 from tether.experiments.artifacts import record_outputs, run_cache_entries, tracked_data
 from tether.experiments.explore import read_records
 from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
 from tether.gitstore.git import WITH_HOOKS, Git
-from tether.layout import EXPS_REFS, LOCK_FILE
+from tether.layout import EXPS_REFS
+from tether.record.record import RunRecord
 from tether.structs import field, struct
 
 
@@ -75,7 +74,7 @@ class RemoteExperiment:
 # -- choosing experiments ---------------------------------------------------------
 
 
-def _resolve(git: Git, text: str) -> ExperimentRef:
+def resolve_local(git: Git, text: str) -> ExperimentRef:
     try:
         from tether.experiments.resolve import resolve_experiment
     except ImportError:  # pragma: no cover - resolve.py ships with explore
@@ -109,7 +108,7 @@ def split_remote(git: Git, first: str, names: Sequence[str], *,
         return first, list(names)
     if local:
         try:
-            _resolve(git, first)
+            resolve_local(git, first)
         except ExperimentError:
             raise UsageError(
                 f"{first!r} is neither a git remote nor an experiment",
@@ -131,7 +130,7 @@ def select_local(git: Git, names: Sequence[str], *, every: bool = False,
     if names and (every or baseline):
         raise UsageError("give experiment names, --all or --baseline, not several")
     if names:
-        return list({e.ref: e for e in (_resolve(git, n) for n in names)}.values())
+        return list({e.ref: e for e in (resolve_local(git, n) for n in names)}.values())
     if every:
         return list_experiments(git)
     return list_experiments(git, _baseline_sha(git, baseline or "HEAD"))
@@ -188,12 +187,6 @@ def _check_not_shallow(git: Git) -> None:
 # -- artifacts ---------------------------------------------------------------------
 
 
-def _git_dirs(root: Path) -> tuple[Path, ...]:
-    """The repository's git dir and common dir: nothing from data is written there."""
-    dirs = Git(root).out("rev-parse", "--absolute-git-dir", "--git-common-dir").splitlines()
-    return tuple(root / d for d in dirs)
-
-
 def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> None:
     """Cache outputs still in the workspace unchanged (path -> key) that the store lacks."""
     from tether.cache.hashing import StatCache
@@ -212,7 +205,7 @@ def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> 
         cache.close()
 
 
-def _transfer(root: Path, records: list[tuple[str, dict[str, Any]]], *, push: bool,
+def _transfer(root: Path, records: list[tuple[str, RunRecord | None]], *, push: bool,
               remote_name: str | None, data: dict[str, str] | None = None,
               progress: Progress | None = None) -> tuple[TransferResult, str] | None:
     from tether.cache.remote import pull_objects, pull_runs, push_objects, push_runs
@@ -374,80 +367,3 @@ def pull(
         if moved:
             report.artifacts, report.remote = moved
     return report
-
-
-# -- checkout ----------------------------------------------------------------------
-
-
-@struct
-class CheckoutResult:
-    restored: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    pulled: int = 0
-    source: str = LOCK_FILE
-
-
-def wanted_outputs(root: Path, exp: str | None) -> tuple[dict[str, str], str]:
-    """Output path -> key of the workspace's lock file, or of an experiment's record."""
-    git = Git(root)
-    if exp is None:
-        from tether.lockfile import read_lock
-
-        outs = {p: k for s in read_lock(root).values() for p, k in s.outs.items() if k}
-        return {**tracked_data(git, work_tree=True), **outs}, LOCK_FILE
-    ref = _resolve(git, exp)
-    outs = record_outputs(read_records(git, [ref.commit])[0])
-    return {**tracked_data(git, [ref.commit]), **outs}, ref.name
-
-
-def checkout(root: Path, exp: str | None = None, *, remote: str | None = None,
-             progress: Progress | None = None) -> CheckoutResult:
-    """Restore outputs from the cache (pulling missing objects), checking every byte."""
-    from tether.cache.hashing import StatCache
-    from tether.cache.objects import valid_key
-    from tether.layout import tmp_dir
-    from tether.pathguard import WorkTreeGuard
-    from tether.project import object_store
-
-    outs, source = wanted_outputs(root, exp)
-    where = f"the outputs of {source}"
-    guard = WorkTreeGuard(root, git_dirs=_git_dirs(root))
-    for path, key in outs.items():  # all checked before anything is written
-        guard.target(path, where=where)
-        if not valid_key(key):
-            raise UnsafePathError(f"refused output {path!r} from {where}: {key!r} is not an "
-                                  "object key; nothing was written")
-    result = CheckoutResult(source=source)
-    cache = StatCache(tmp_dir(root) / "statcache.db")
-    store = object_store(root)
-    try:
-        todo = {}
-        for path, key in sorted(outs.items()):
-            if cache.hash_path(root / path) == key:
-                result.unchanged.append(path)
-            else:
-                todo[path] = key
-        missing = {k for k in todo.values() if not store.has(k)}
-        if missing:
-            from tether.cache.remote import pull_objects
-            from tether.project import open_remote
-
-            try:
-                artifact_remote = open_remote(root, remote)
-            except RemoteError as exc:
-                raise RemoteError(
-                    f"{len(missing)} output object(s) are not in the local cache, and "
-                    f"{exc.message}",
-                    hint="add the artifact remote that has them: tether remote add NAME URL "
-                    "--default (or name one with --remote NAME)",
-                ) from exc
-            pulled = pull_objects(store, artifact_remote, missing, progress=progress)
-            result.pulled = len(pulled.sent)
-        for key in {k for k in todo.values() if k.startswith("b3d:")}:
-            store.manifest(key)  # every directory's paths checked before anything is written
-        for path, key in todo.items():
-            store.restore(key, guard.target(path, where=where))
-            result.restored.append(path)
-    finally:
-        cache.close()
-    return result

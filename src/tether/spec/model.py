@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -142,18 +142,6 @@ class Pipeline:
                 wanted.add(name)
                 pending.extend(self._upstream[name])
         return topological_order(self.stages, self._upstream, only=wanted)
-
-    def descendants(self, names: Iterable[str]) -> set[str]:
-        """Every stage downstream of `names`, transitively (`names` themselves excluded)."""
-        starts = [self._known(name) for name in names]
-        found: set[str] = set()
-        pending = [down for name in starts for down in self._downstream[name]]
-        while pending:
-            name = pending.pop()
-            if name not in found:
-                found.add(name)
-                pending.extend(self._downstream[name])
-        return found - set(starts)
 
     def _expand_target(self, target: str) -> list[str]:
         if target in self.stages:

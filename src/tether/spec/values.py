@@ -96,10 +96,3 @@ def normalize_path(path: str, wdir: str = ".") -> str:
         if reason is not None:
             raise ValueError(f"path {path!r} is refused: {reason}")
     return joined
-
-
-def paths_overlap(first: str, second: str) -> bool:
-    """Whether two normalized paths are equal or one lies inside the other."""
-    if first == "." or second == ".":
-        return True
-    return first == second or first.startswith(second + "/") or second.startswith(first + "/")
