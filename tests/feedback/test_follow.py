@@ -238,3 +238,34 @@ def test_follow_needs_a_reachable_remote(world: dict[str, Path], tmp_path: Path)
     bad = run_tether(world["follower"], "worker", "--once")
     assert bad.returncode == 2 and "--follow" in bad.stderr
     assert os.path.isdir(world["follower"])
+
+
+def test_gc_remote_branches_deletes_only_old_recorded_pushes(world: dict[str, Path]) -> None:
+    dev, bare, follower = world["dev"], world["origin"], world["follower"]
+    old = {"GIT_COMMITTER_DATE": "2020-01-01T00:00:00+0000"}
+    for name, env in (("old", old), ("fresh", {}), ("real", old)):
+        proc = run_tether(dev, "run", "--push", "-n", name, env=env)
+        assert proc.returncode == 0, proc.stderr
+    # Someone turns exp/real into a real branch: a commit on top, run by the follower too.
+    human = world["follower2"]
+    git(human, "fetch", "-q", "origin", "exp/real")
+    git(human, "switch", "-q", "-c", "exp/real", "FETCH_HEAD")
+    write(human / "train.py", TRAIN + "# tuned\n")
+    subprocess.run(["git", "commit", "-q", "-am", "keep this one"], cwd=human, check=True,
+                   env={**os.environ, **old})  # as old as exp/old, but a real commit
+    git(human, "push", "-q", "origin", "exp/real")
+    assert run_tether(follower, "worker", "--follow", "origin", "--once",
+                      timeout=300).returncode == 0
+    proc = run_tether(dev, "run", "--push", "-n", "pending", env=old)  # no result yet
+    assert proc.returncode == 0, proc.stderr
+    exps = remote_refs(bare, EXPS_REFS)
+
+    dry = run_tether(dev, "gc", "--remote-branches", "--older-than", "14d", "--dry")
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete  exp/old" in dry.stdout and dry.stdout.count("exp/") == 1
+    assert "refs/heads/exp/old" in remote_refs(bare, "refs/heads/exp/")
+    done = run_tether(dev, "gc", "--remote-branches", "origin", "--older-than", "14d")
+    assert done.returncode == 0, done.stderr
+    assert set(remote_refs(bare, "refs/heads/exp/")) == {
+        "refs/heads/exp/fresh", "refs/heads/exp/real", "refs/heads/exp/pending"}
+    assert remote_refs(bare, EXPS_REFS) == exps  # results stay

@@ -14,6 +14,7 @@ experiment recorded against that commit appears.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -260,3 +261,68 @@ def wait_for_result(
         if progress is not None:
             progress(elapsed)
         sleep(poll)
+
+
+# -- tether gc --remote-branches ----------------------------------------------------
+
+
+@struct(frozen=True)
+class StaleBranch:
+    branch: str
+    commit: str
+    deleted: bool  # False: a dry run, or the remote refused (someone moved it meanwhile)
+
+
+def collect_push_branches(
+    root: Path, remote: str | None = None, *, older_than: float = 0.0, dry: bool = False,
+    now: float | None = None,
+) -> list[StaleBranch]:
+    """Delete the remote's `exp/` branches that `tether run --push` made, whose commit has
+    a recorded experiment there and is older than `older_than` seconds. A branch whose tip
+    is not such a push (someone committed on it: it became a real branch) is kept, and a
+    branch that moved since it was listed is not deleted (a lease on its old tip)."""
+    git = Git(root)
+    now = time.time() if now is None else now
+    remote = remote or upstream_remote(git)
+    prefix = push_prefix(root)
+    listed = git.run("ls-remote", "--heads", remote, f"refs/heads/{prefix}*", check=False)
+    if listed.returncode != 0:
+        said = listed.stderr.decode(errors="replace").strip().splitlines()
+        raise TransferRejected(f"cannot list the branches of {remote!r}: "
+                               f"{said[-1] if said else listed.returncode}",
+                               hint="check `git remote -v` and your access")
+    tips = {ref.removeprefix("refs/heads/"): sha for sha, _, ref in
+            (line.partition("\t") for line in listed.stdout.decode().splitlines())}
+    if not tips:
+        return []
+    out = git.out("ls-remote", "--refs", remote,
+                  *(f"{EXPS_REFS}{sha}/*" for sha in set(tips.values())))
+    recorded = {line.partition("\t")[2].removeprefix(EXPS_REFS).partition("/")[0]
+                for line in out.splitlines()}
+    candidates = {b: sha for b, sha in tips.items() if sha in recorded}
+    if not candidates:
+        return []
+    scratch = f"{FOLLOW_REFS}gc-{os.getpid()}/"
+    git.run("fetch", "--no-tags", "--no-write-fetch-head", remote,
+            *(f"+refs/heads/{b}:{scratch}{b}" for b in candidates))
+    try:
+        shown = git.out("log", "--no-walk=unsorted", "--format=%H%x00%ct%x00%B%x00",
+                        *set(candidates.values()))
+    finally:
+        for line in git.for_each_ref(scratch):
+            git.run("update-ref", "-d", line.split(" ")[0], check=False)
+    parts = shown.split("\x00")
+    info = {parts[i].strip(): (float(parts[i + 1]), parts[i + 2])
+            for i in range(0, len(parts) - 2, 3)}
+    doomed = {b: sha for b, sha in candidates.items()
+              if sha in info and f"\n{PUSH_TRAILER}:" in "\n" + info[sha][1]
+              and info[sha][0] <= now - older_than}
+    if dry or not doomed:
+        return [StaleBranch(b, sha, False) for b, sha in sorted(doomed.items())]
+    proc = git.run("push", "--porcelain", "--no-verify",
+                   *(f"--force-with-lease=refs/heads/{b}:{sha}" for b, sha in doomed.items()),
+                   remote, *(f":refs/heads/{b}" for b in doomed), check=False)
+    gone = {line.split("\t")[1].rpartition(":")[2].removeprefix("refs/heads/")
+            for line in proc.stdout.decode(errors="replace").splitlines()
+            if line.startswith("-\t")}
+    return [StaleBranch(b, sha, b in gone) for b, sha in sorted(doomed.items())]
