@@ -144,6 +144,12 @@ def test_follow_once_runs_new_branches_skips_and_pushes_back(world: dict[str, Pa
     assert "queued" not in again.stderr and "ran 0 attempt(s)" in again.stderr
     assert remote_refs(bare, EXPS_REFS) == exps
 
+    # Another follower, new to this remote, finds them all run (or opted out).
+    other = run_tether(world["follower2"], "worker", "--follow", "origin", "--once")
+    assert other.returncode == 0, other.stderr
+    assert other.stderr.count("already has an experiment") == 3, other.stderr
+    assert "queued as" not in other.stderr
+
     # A new commit on a followed branch is a new experiment.
     git(dev, "switch", "-q", "exp/lr-small")
     write(dev / "params.yaml", "train:\n  lr: 0.1\n")
