@@ -10,6 +10,11 @@ EXPS_REFS = "refs/tether/exps/"
 QUEUE_REFS = "refs/tether/queue/"
 # A `--temp` run's workspace snapshot, for the moment its worktree is checked out.
 SNAPSHOT_REFS = "refs/tether/snapshots/"
+# On a followed git remote: who runs a pushed commit (`tether worker --follow`), one
+# create-only ref per commit.
+CLAIMS_REFS = "refs/tether/claims/"
+# Here: the branch tips a follower has already considered, per remote.
+FOLLOW_REFS = "refs/tether/follow/"
 
 # Files at the project root.
 SPEC_YAML = "tether.yaml"

@@ -79,6 +79,10 @@ def pipeline_from_json(
             direction=rule["direction"],
             tolerance_kind=rule["tolerance"]["kind"],
             tolerance=rule["tolerance"]["value"],
+            warn_kind=(rule.get("warn") or {}).get("kind"),
+            warn=(rule.get("warn") or {}).get("value"),
+            gate=rule.get("gate", True),
+            allow_missing=rule.get("allow_missing", False),
         )
         for name, rule in spec["metrics"].items()
     }

@@ -22,6 +22,12 @@ def register(sub: Any) -> None:
                         help="forget experiments older than AGE (e.g. 14d, 12h)")
     parser.add_argument("--remote", metavar="NAME", help="collect on this artifact remote")
     parser.add_argument("--dry", action="store_true", help="list what would go; remove nothing")
+    parser.add_argument("--remote-branches", nargs="?", const="", default=None,
+                        metavar="GIT_REMOTE",
+                        help="instead: delete the exp/ branches `tether run --push` made on "
+                        "this git remote (default: the upstream remote) whose result is "
+                        "recorded there, older than --older-than; never a branch someone "
+                        "committed on")
     parser.set_defaults(handler=handle)
 
 
@@ -44,6 +50,8 @@ def handle(args: argparse.Namespace) -> int:
             older_than = parse_duration(args.older_than)
         except ValueError as exc:
             raise UsageError(f"--older-than {args.older_than!r}: {exc}") from None
+    if args.remote_branches is not None:
+        return _remote_branches(args, older_than)
     result = gc(find_root(args.cwd), older_than, args.remote, args.dry)
     warn_skipped(result.skipped)
     verb = "would remove" if result.dry else "removed"
@@ -56,4 +64,20 @@ def handle(args: argparse.Namespace) -> int:
     print(f"tether: gc {result.where}: {verb} {len(result.removed)} object(s), "
           f"{_size(result.bytes_freed)} freed; kept {result.kept} object(s) of "
           f"{result.kept_experiments} experiment(s) and the lock files", file=sys.stderr)
+    return 0
+
+
+def _remote_branches(args: argparse.Namespace, older_than: float | None) -> int:
+    from tether.feedback.follow import collect_push_branches
+    from tether.gitstore.git import find_root
+
+    found = collect_push_branches(find_root(args.cwd), args.remote_branches or None,
+                                  older_than=older_than or 0.0, dry=args.dry)
+    for item in found:
+        verb = "would delete" if args.dry else "deleted" if item.deleted else "kept (moved)"
+        print(f"{verb}  {item.branch}  {item.commit[:10]}")
+    deleted = sum(item.deleted for item in found)
+    print(f"tether: gc: {'would delete' if args.dry else 'deleted'} "
+          f"{len(found) if args.dry else deleted} pushed branch(es) whose result is recorded",
+          file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
@@ -35,7 +36,9 @@ def register(sub: Any) -> None:
                         help="run in an isolated git worktree (HEAD + uncommitted changes)")
     parser.add_argument("--wait", action="store_true",
                         help="if another in-place run of this work tree is in progress, wait "
-                        "for it to end instead of failing (exit 13)")
+                        "for it to end instead of failing (exit 13); with --push: wait for "
+                        "the pushed run's result, pull it and gate it (exit codes as `tether "
+                        "gate`)")
     parser.add_argument("--timeout", help="bare command only: total time limit (e.g. 2h)")
     parser.add_argument("--stall-timeout", help="bare command only: kill after this long silent")
     parser.add_argument("--expected", help="bare command only: remind after this long")
@@ -50,6 +53,11 @@ def register(sub: Any) -> None:
                         help="with --queue: N copies of each entry, seeds 0..N-1 in TETHER_SEED")
     parser.add_argument("--priority", type=int, default=0, metavar="P",
                         help="with --queue: higher runs first (default 0)")
+    parser.add_argument("--push", nargs="?", const="", default=None, metavar="REMOTE",
+                        help="run it elsewhere: push HEAD plus uncommitted changes as one "
+                        "commit on a new branch exp/NAME (follow.prefix) of REMOTE (default: "
+                        "the upstream remote) for a following worker or CI to run; your "
+                        "branches and HEAD are untouched. STAGEs go in a Tether-Stages trailer")
     parser.set_defaults(handler=handle)
 
 
@@ -114,6 +122,8 @@ def handle(args: argparse.Namespace) -> int:
     if limits and command is None:
         raise UsageError("--timeout/--stall-timeout/--expected apply to `-- COMMAND` only",
                          hint="set timeout, stall_timeout and expected per stage in tether.yaml")
+    if args.push is not None:
+        return _push(args, command, limits)
     if args.queue is not None or args.repeat is not None:
         return _enqueue(args, command, limits)
     # git starts answering the run's questions now, while Python imports the runner
@@ -205,3 +215,69 @@ def _enqueue(
     print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "
           f"{args.queue!r}; run them with `tether worker`", file=sys.stderr)
     return 0
+
+
+def _push(args: argparse.Namespace, command: list[str] | None,
+          limits: dict[str, float | None]) -> int:
+    """`tether run --push [REMOTE]`: push the workspace as exp/NAME; with --wait, the result."""
+    from tether.feedback.follow import push_for_feedback
+    from tether.gitstore.git import Git, find_root
+
+    if command is not None or limits or args.overrides or args.queue is not None or \
+            args.repeat is not None or args.temp or args.dry or args.force:
+        raise UsageError("--push runs the committed pipeline as it is in your workspace: "
+                         "no -- COMMAND, -S, --queue, --repeat, --temp, --dry or --force",
+                         hint="change params.yaml (uncommitted changes are pushed too)")
+    root = find_root(args.cwd)
+    remote, stages = args.push or None, list(args.stages)
+    if remote is not None and remote not in Git(root).out("remote").split() and not any(
+            mark in remote for mark in ("/", ":")):
+        remote, stages = None, [remote, *stages]  # `--push STAGE`: not a remote
+    pushed = push_for_feedback(root, remote, args.name, stages, args.message)
+    err = sys.stderr
+    print(f"tether: pushed {pushed.branch} ({pushed.commit[:10]}) to {pushed.remote}",
+          file=err)
+    pickers = [f"the CI workflow {path} (if it runs on pushes to {pushed.branch})"
+               for path in pushed.pickers]
+    pickers.append(f"a following worker: tether worker --follow {pushed.remote}")
+    print("tether: it will be run by " + ", or ".join(pickers), file=err)
+    if not args.wait:
+        print(f"tether: get the result with: tether pull {pushed.remote} --baseline "
+              f"{pushed.commit[:10]}  (then tether gate {pushed.name})", file=err, flush=True)
+        return 0
+    return _wait_and_gate(root, pushed.remote, pushed.commit, pushed.branch)
+
+
+def _wait_and_gate(root: Path, remote: str, commit: str, branch: str) -> int:
+    from tether.cli.gate import finish, render
+    from tether.config import list_remotes
+    from tether.feedback.follow import wait_for_result
+    from tether.feedback.gate import gate_experiments, open_gate
+    from tether.share.transfer import pull
+
+    tty = sys.stderr.isatty()
+
+    def progress(elapsed: float) -> None:
+        line = f"tether: waiting for the result of {branch} on {remote}... {elapsed:.0f}s"
+        if tty:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif int(elapsed) % 30 == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    refs = wait_for_result(root, remote, commit, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    artifacts = any(r.default for r in list_remotes(root))
+    pull(root, remote, refs, artifacts=artifacts)
+    results = gate_experiments(open_gate(root), refs)
+    code = 0
+    for result in results:
+        exp = result.experiment
+        print(f"tether: pulled {exp.name} ({exp.status}) recorded against {commit[:10]}",
+              file=sys.stderr)
+        for note in result.search.notes:
+            print(f"tether: {note}", file=sys.stderr)
+        print(render(result), flush=True)
+    worst = max(results, key=lambda r: r.verdict in ("failed", "regressed", "no-baseline"))
+    code = finish(worst, allow_no_baseline=False)
+    return code

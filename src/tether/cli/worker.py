@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
 from tether.status import FAILED as RUN_FAILED
+
+if TYPE_CHECKING:
+    from tether.feedback.follow import FollowedResult
+    from tether.queue.base import EventHook
+    from tether.queue.follow import FollowPass
+    from tether.queue.worker import WorkerSummary
 
 
 def register(sub: Any) -> None:
@@ -36,6 +43,25 @@ def register(sub: Any) -> None:
                         help="on SIGTERM: finish the current runs (default) or requeue them")
     parser.add_argument("--backoff", type=float, default=2.0, metavar="SECONDS",
                         help="first retry delay of a retryable failure; doubles each time")
+    follow = parser.add_argument_group(
+        "following a git remote (push to run, without a CI server)",
+        "With --follow the worker fetches REMOTE and, for each new tip of a matching branch "
+        "that has no experiment there yet, claims the commit on the remote (so any number "
+        "of followers run it once), queues it on the first --queue, runs it, pushes the "
+        "experiment ref and outputs back, and gates it against the main build. The "
+        "experiment is recorded against the pushed commit itself, named after the branch's "
+        "last component. `[skip tether]` in a commit message opts out; a `Tether-Stages: "
+        "train,eval` trailer chooses the stages.")
+    follow.add_argument("--follow", metavar="REMOTE",
+                        help="follow this git remote (a name or URL)")
+    follow.add_argument("--branches", dest="branches", action="append", metavar="GLOB",
+                        help="follow branches matching GLOB (repeatable; default exp/*)")
+    follow.add_argument("--interval", type=float, default=30.0, metavar="SECONDS",
+                        help="wait between passes over the remote (default 30)")
+    follow.add_argument("--once", action="store_true",
+                        help="one pass: fetch, queue, run, push, gate; then exit")
+    follow.add_argument("--no-gate", dest="gate", action="store_false",
+                        help="push results without gating them")
     parser.set_defaults(handler=handle)
 
 
@@ -54,6 +80,11 @@ def handle(args: argparse.Namespace) -> int:
     for name in args.queues or ():
         check_queue_name(name, "--queue")
     root = find_root(args.cwd)
+    if args.follow is None and (args.once or args.branches):
+        raise UsageError("--once and --branches go with --follow REMOTE",
+                         hint="tether worker --follow origin --once")
+    if args.interval <= 0:
+        raise UsageError(f"--interval {args.interval}: must be positive")
 
     def show(event: QueueEvent) -> None:
         if event.kind == "stage":
@@ -63,6 +94,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
               f"{detail}", file=sys.stderr, flush=True)
 
+    if args.follow is not None:
+        return _follow(root, args, show)
     backend = open_queue(root, on_event=show)
     try:
         options = WorkerOptions(
@@ -81,14 +114,70 @@ def handle(args: argparse.Namespace) -> int:
             summary = Worker(root, backend, options).run()
     finally:
         backend.close()
+    return _summarize(summary, args)
+
+
+def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
     print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
           file=sys.stderr)
     from tether.queue.base import FAILED
 
     failed = summary.outcomes.get(FAILED, 0)
-    if failed and args.exit_when_idle and not args.ok_on_failed_runs:
+    if failed and (args.exit_when_idle or args.once) and not args.ok_on_failed_runs:
         raise RunFailed(RUN_FAILED, f"{failed} entr{'y' if failed == 1 else 'ies'} failed; each is "
                         "recorded as a failed experiment", hint="see `tether queue status` and "
                         "`tether show`; --ok-on-failed-runs makes this exit 0")
     return 0
+
+
+def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
+    """`tether worker --follow REMOTE`: pass, run, push, gate; again after --interval."""
+    import signal
+    import threading
+
+    from tether.cli.gate import render
+    from tether.feedback.follow import FollowOptions, follow
+    from tether.queue.client import open_queue
+    from tether.queue.worker import WorkerOptions
+
+    def on_pass(found: FollowPass) -> None:
+        for pushed, reason in found.skipped:
+            print(f"tether worker: {pushed.branch} ({pushed.commit[:10]}) skipped: {reason}",
+                  file=sys.stderr, flush=True)
+        for entry in found.entries:
+            print(f"tether worker: {entry.message} ({entry.snapshot[:10]}): queued as "
+                  f"{entry.name}" + (f", stages {', '.join(entry.targets)}"
+                                     if entry.targets else ""), file=sys.stderr, flush=True)
+
+    def on_result(result: FollowedResult) -> None:
+        entry = result.published.entry
+        print(f"tether worker: {entry.name} ({entry.snapshot[:10]}, {entry.status}) pushed "
+              f"to {args.follow}: {result.published.status}", file=sys.stderr, flush=True)
+        if result.published.note:
+            print(f"tether worker: warning: {result.published.note}", file=sys.stderr)
+        if result.gate is not None:
+            print(render(result.gate), flush=True)
+        elif result.gate_error:
+            print(f"tether worker: {entry.name} not gated: {result.gate_error}",
+                  file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    backend = open_queue(root, on_event=show, backend="embedded")
+    try:
+        options = FollowOptions(
+            remote=args.follow, patterns=args.branches or [], interval=args.interval,
+            once=args.once, gate=args.gate,
+            worker=WorkerOptions(queues=args.queues or ["default"], jobs=args.jobs,
+                                 lease=args.lease, on_term=args.on_term,
+                                 backoff=args.backoff, on_event=show))
+        try:
+            summary = follow(root, backend, options, on_pass=on_pass, on_result=on_result,
+                             stop=stop)
+        except KeyboardInterrupt:
+            return 130
+    finally:
+        backend.close()
+        signal.signal(signal.SIGTERM, previous)
+    return _summarize(summary, args)

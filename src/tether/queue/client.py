@@ -45,9 +45,10 @@ def backend_name(root: Path) -> str:
     return str(name)
 
 
-def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
-    """The queue backend of the project at `root`."""
-    if backend_name(root) == "celery":
+def open_queue(root: Path, on_event: EventHook | None = None,
+               backend: str | None = None) -> QueueBackend:
+    """The queue backend of the project at `root` (`backend`: this one, not the configured)."""
+    if (backend or backend_name(root)) == "celery":
         try:
             import importlib
 
@@ -56,8 +57,8 @@ def open_queue(root: Path, on_event: EventHook | None = None) -> QueueBackend:
             from tether.queue.celery.settings import celery_extra_missing
 
             raise celery_extra_missing(exc) from None
-        backend: QueueBackend = module.open_backend(root, on_event)
-        return backend
+        celery: QueueBackend = module.open_backend(root, on_event)
+        return celery
     from tether.queue.embedded import EmbeddedQueue
 
     return EmbeddedQueue(queue_db(root), queue_dir(root) / "logs", on_event)

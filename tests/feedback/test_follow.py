@@ -1,0 +1,277 @@
+"""Push to run without a CI server: `tether worker --follow` and `tether run --push --wait`,
+on real clones of a bare remote, with a real pipeline (two stages, an output folder,
+metrics with rules, a failing variant)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import git, run_tether, write
+from helpers import repo_state
+from tether.layout import CLAIMS_REFS, EXPS_REFS
+from tether.queue.follow import Follower, parse_stages, skips
+
+SPEC = """\
+stages:
+  prepare:
+    cmd: python prepare.py
+    deps: [prepare.py, data/raw.csv]
+    outs: [features]
+  train:
+    cmd: python train.py
+    deps: [train.py, features]
+    params: [train]
+    metrics: [metrics.json]
+metrics:
+  acc: {direction: max, tolerance: 1%, warn: 3%}
+  loss: {direction: min, tolerance: 0.02}
+"""
+
+PREPARE = """\
+import os
+os.makedirs("features", exist_ok=True)
+rows = open("data/raw.csv").read().splitlines()
+open("features/rows.txt", "w").write(str(len(rows)))
+"""
+
+TRAIN = """\
+import json, tether
+p = tether.params()["train"]
+if p["lr"] > 1:
+    raise SystemExit("diverged: lr too high")
+json.dump({"acc": round(0.9 - abs(p["lr"] - 0.1), 4), "loss": round(0.3 + p["lr"], 4)},
+          open("metrics.json", "w"))
+"""
+
+
+def remote_refs(bare: Path, prefix: str) -> dict[str, str]:
+    out = git(bare, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    return dict(line.split(" ") for line in out.splitlines() if line)
+
+
+def record(root: Path, ref: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads(git(root, "show", f"{ref}:.tether/record.json"))
+    return data
+
+
+@pytest.fixture
+def world(repo: Path, tmp_path: Path) -> dict[str, Path]:
+    """origin (bare) with main and its main build; `dev` (the user's clone) and two
+    follower clones."""
+    write(repo / "tether.yaml", SPEC)
+    write(repo / "params.yaml", "train:\n  lr: 0.1\n")
+    write(repo / "prepare.py", PREPARE)
+    write(repo / "train.py", TRAIN)
+    write(repo / "data" / "raw.csv", "a,b\n1,2\n3,4\n")
+    write(repo / ".gitignore", "metrics.json\nfeatures/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")
+    proc = run_tether(repo, "run", "-q", "-n", "main-build")
+    assert proc.returncode == 0, proc.stderr
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "-u", "origin", "main")
+    assert run_tether(repo, "push", "--no-artifacts").returncode == 0
+    found = {"origin": bare, "dev": repo}
+    for name in ("follower", "follower2"):
+        git(tmp_path, "clone", "-q", f"file://{bare}", str(tmp_path / name))
+        found[name] = tmp_path / name
+    return found
+
+
+def push_branch(dev: Path, branch: str, lr: float, message: str) -> str:
+    git(dev, "switch", "-q", "-c", branch, "main")
+    write(dev / "params.yaml", f"train:\n  lr: {lr}\n")
+    git(dev, "commit", "-q", "-am", message)
+    git(dev, "push", "-q", "origin", branch)
+    sha = git(dev, "rev-parse", "HEAD")
+    git(dev, "switch", "-q", "main")
+    return sha
+
+
+def test_trailers_and_markers() -> None:
+    assert parse_stages("try\n\nTether-Stages: train, eval\n") == ["train", "eval"]
+    assert parse_stages("tether-stages: prepare\n") == ["prepare"]
+    assert parse_stages("no trailer") is None
+    assert skips("docs only [skip tether]") and skips("[Skip Tether]")
+    assert not skips("tether all the things")
+
+
+def test_follow_once_runs_new_branches_skips_and_pushes_back(world: dict[str, Path]) -> None:
+    dev, bare, follower = world["dev"], world["origin"], world["follower"]
+    good = push_branch(dev, "exp/lr-small", 0.12, "try lr 0.12")
+    skipped = push_branch(dev, "exp/docs", 0.5, "just docs [skip tether]")
+    partial = push_branch(dev, "exp/prep", 0.13, "features only\n\nTether-Stages: prepare")
+    broken = push_branch(dev, "exp/diverge", 5.0, "lr 5")
+    git(dev, "push", "-q", "origin", "main:refs/heads/feature/x")  # not followed
+    before = repo_state(follower)
+
+    proc = run_tether(follower, "worker", "--follow", "origin", "--once", timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # exp/diverge failed
+    assert "exp/docs" in proc.stderr and "[skip tether]" in proc.stderr
+
+    exps = remote_refs(bare, EXPS_REFS)
+    assert f"{EXPS_REFS}{good}/lr-small" in exps
+    assert f"{EXPS_REFS}{partial}/prep" in exps
+    assert f"{EXPS_REFS}{broken}/diverge" in exps
+    assert not any(skipped in ref for ref in exps)
+    assert set(remote_refs(bare, CLAIMS_REFS)) == {
+        f"{CLAIMS_REFS}{c}" for c in (good, partial, broken)}
+    # The result and the verdict: the run, gated against main's build (acc -2%: warned).
+    rec = record(follower, f"{EXPS_REFS}{good}/lr-small")
+    assert rec["status"] == "success"
+    assert "WARNED" in proc.stdout and "main-build" in proc.stdout
+    assert "tether: gate warned" in git(bare, "log", "-1", "--format=%B",
+                                        f"{CLAIMS_REFS}{good}")
+    # Tether-Stages: only prepare ran.
+    stages = record(follower, f"{EXPS_REFS}{partial}/prep")["stages"]
+    assert [s["name"] for s in stages] == ["prepare"]  # type: ignore[attr-defined,index]
+    assert record(follower, f"{EXPS_REFS}{broken}/diverge")["status"] == "failed"
+    assert "FAILED" in proc.stdout
+    assert repo_state(follower) == before  # the follower's own checkout is untouched
+
+    # A second pass finds nothing new and runs nothing.
+    again = run_tether(follower, "worker", "--follow", "origin", "--once")
+    assert again.returncode == 0, again.stderr
+    assert "queued" not in again.stderr and "ran 0 attempt(s)" in again.stderr
+    assert remote_refs(bare, EXPS_REFS) == exps
+
+    # Another follower, new to this remote, finds them all run (or opted out).
+    other = run_tether(world["follower2"], "worker", "--follow", "origin", "--once")
+    assert other.returncode == 0, other.stderr
+    assert other.stderr.count("already has an experiment") == 3, other.stderr
+    assert "queued as" not in other.stderr
+
+    # A new commit on a followed branch is a new experiment.
+    git(dev, "switch", "-q", "exp/lr-small")
+    write(dev / "params.yaml", "train:\n  lr: 0.1\n")
+    git(dev, "commit", "-q", "-am", "back to 0.1")
+    git(dev, "push", "-q", "origin", "exp/lr-small")
+    newer = git(dev, "rev-parse", "HEAD")
+    third = run_tether(follower, "worker", "--follow", "origin", "--once",
+                       "--branches", "exp/lr-*", timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert f"{EXPS_REFS}{newer}/lr-small" in remote_refs(bare, EXPS_REFS)
+    assert "PASSED" in third.stdout
+
+
+def test_two_followers_run_a_commit_once(world: dict[str, Path]) -> None:
+    dev, bare = world["dev"], world["origin"]
+    sha = push_branch(dev, "exp/race", 0.11, "race")
+    procs = [subprocess.Popen([sys.executable, "-m", "tether", "worker", "--follow", "origin",
+                               "--once"], cwd=world[name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for name in ("follower", "follower2")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [ref for ref in remote_refs(bare, EXPS_REFS) if sha in ref] == [
+        f"{EXPS_REFS}{sha}/race"]
+    ran = [name for name, (_, err) in zip(("follower", "follower2"), outs, strict=True)
+           if "queued as race" in err]
+    assert len(ran) == 1, outs
+    other = "follower2" if ran == ["follower"] else "follower"
+    assert not git(world[other], "for-each-ref", f"{EXPS_REFS}{sha}")
+
+
+def test_claims_are_create_only(world: dict[str, Path]) -> None:
+    sha = push_branch(world["dev"], "exp/claimed", 0.2, "claim me")
+    for name in ("follower", "follower2"):
+        git(world[name], "fetch", "-q", "origin", "exp/claimed")
+    first = Follower(world["follower"], "origin")
+    second = Follower(world["follower2"], "origin")
+    assert first.claim([sha]) == {sha}
+    assert second.claim([sha]) == set()
+    assert first.claim([sha]) == set()  # not even the winner claims twice
+
+
+def _repo_state_with_stash(root: Path) -> dict[str, str]:
+    state = repo_state(root)
+    state["diff"] = git(root, "diff")
+    return state
+
+
+def test_run_push_wait_against_a_follower(world: dict[str, Path]) -> None:
+    dev, bare = world["dev"], world["origin"]
+    write(dev / "params.yaml", "train:\n  lr: 0.3\n")  # uncommitted: acc -20%, regressed
+    before = _repo_state_with_stash(dev)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tether", "worker", "--follow", "origin", "--interval", "0.3"],
+        cwd=world["follower"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc = run_tether(dev, "run", "--push", "-n", "higher-lr", "--wait", timeout=300)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        _, f_err = follower.communicate(timeout=60)
+    assert proc.returncode == 16, proc.stdout + proc.stderr + f_err  # gate: regressed
+    assert "exp/higher-lr" in proc.stderr and "tether worker --follow" in proc.stderr
+    assert "REGRESSED" in proc.stdout and "acc" in proc.stdout
+    commit = remote_refs(bare, "refs/heads/exp/")["refs/heads/exp/higher-lr"]
+    # The snapshot: HEAD plus the uncommitted change, HEAD as parent, a trailer.
+    assert git(dev, "rev-parse", f"{commit}^") == git(dev, "rev-parse", "HEAD")
+    assert "lr: 0.3" in git(dev, "show", f"{commit}:params.yaml")
+    assert "Tether-Push: higher-lr" in git(dev, "log", "-1", "--format=%B", commit)
+    # Pulled: the result is here, recorded against the pushed commit.
+    assert record(dev, f"{EXPS_REFS}{commit}/higher-lr")["status"] == "success"
+    assert _repo_state_with_stash(dev) == before  # HEAD, branches, index, changes untouched
+    assert follower.returncode == 0, f_err
+
+
+def test_run_push_without_wait_says_how_to_get_the_result(world: dict[str, Path]) -> None:
+    dev, bare = world["dev"], world["origin"]
+    proc = run_tether(dev, "run", "--push", "origin", "train", "-n", "only-train")
+    assert proc.returncode == 0, proc.stderr
+    commit = remote_refs(bare, "refs/heads/exp/")["refs/heads/exp/only-train"]
+    assert "Tether-Stages: train" in git(dev, "log", "-1", "--format=%B", commit)
+    assert "tether pull" in proc.stderr
+    again = run_tether(dev, "run", "--push", "-n", "only-train")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert not git(dev, "for-each-ref", "refs/heads/exp")  # no local branch
+
+
+def test_follow_needs_a_reachable_remote(world: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_tether(world["follower"], "worker", "--follow", str(tmp_path / "nowhere"),
+                      "--once")
+    assert proc.returncode not in (0, 70), proc.stderr
+    assert "cannot list the branches" in proc.stderr
+    bad = run_tether(world["follower"], "worker", "--once")
+    assert bad.returncode == 2 and "--follow" in bad.stderr
+    assert os.path.isdir(world["follower"])
+
+
+def test_gc_remote_branches_deletes_only_old_recorded_pushes(world: dict[str, Path]) -> None:
+    dev, bare, follower = world["dev"], world["origin"], world["follower"]
+    old = {"GIT_COMMITTER_DATE": "2020-01-01T00:00:00+0000"}
+    for name, env in (("old", old), ("fresh", {}), ("real", old)):
+        proc = run_tether(dev, "run", "--push", "-n", name, env=env)
+        assert proc.returncode == 0, proc.stderr
+    # Someone turns exp/real into a real branch: a commit on top, run by the follower too.
+    human = world["follower2"]
+    git(human, "fetch", "-q", "origin", "exp/real")
+    git(human, "switch", "-q", "-c", "exp/real", "FETCH_HEAD")
+    write(human / "train.py", TRAIN + "# tuned\n")
+    subprocess.run(["git", "commit", "-q", "-am", "keep this one"], cwd=human, check=True,
+                   env={**os.environ, **old})  # as old as exp/old, but a real commit
+    git(human, "push", "-q", "origin", "exp/real")
+    assert run_tether(follower, "worker", "--follow", "origin", "--once",
+                      timeout=300).returncode == 0
+    proc = run_tether(dev, "run", "--push", "-n", "pending", env=old)  # no result yet
+    assert proc.returncode == 0, proc.stderr
+    exps = remote_refs(bare, EXPS_REFS)
+
+    dry = run_tether(dev, "gc", "--remote-branches", "--older-than", "14d", "--dry")
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete  exp/old" in dry.stdout and dry.stdout.count("exp/") == 1
+    assert "refs/heads/exp/old" in remote_refs(bare, "refs/heads/exp/")
+    done = run_tether(dev, "gc", "--remote-branches", "origin", "--older-than", "14d")
+    assert done.returncode == 0, done.stderr
+    assert set(remote_refs(bare, "refs/heads/exp/")) == {
+        "refs/heads/exp/fresh", "refs/heads/exp/real", "refs/heads/exp/pending"}
+    assert remote_refs(bare, EXPS_REFS) == exps  # results stay
