@@ -144,3 +144,21 @@ def test_init_writes_template_and_refuses_overwrite(repo: Path) -> None:
     proc = run_tether(repo, "init")
     assert proc.returncode == 2 and "already exists" in proc.stderr
     assert (repo / "tether.yaml").read_text() == text
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(repo: Path) -> None:
+    """`tether spec --json | head`: the closed pipe ends the command quietly (141)."""
+    import subprocess
+    import sys
+
+    items = ", ".join(str(i) for i in range(4000))
+    (repo / "tether.yaml").write_text(
+        f"stages:\n  s:\n    foreach: [{items}]\n    do:\n      cmd: echo ${{item}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tether", "spec", "--json"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "internal error" not in err and "Traceback" not in err

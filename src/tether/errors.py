@@ -29,10 +29,13 @@ EXIT_TRANSFER_REJECTED = 12
 EXIT_BUSY = 13
 EXIT_LOCAL_STATE = 14
 EXIT_MISSING_INPUT = 15
+EXIT_REGRESSED = 16
+EXIT_NO_BASELINE = 17
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away
 
 
 def close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
@@ -191,3 +194,17 @@ class MissingInputError(TetherError):
     file missing from a queue snapshot); refused before anything is queued."""
 
     exit_code = EXIT_MISSING_INPUT
+
+
+class GateRegressed(TetherError):
+    """`tether gate`: a gated metric regressed (or went missing), or the run itself failed,
+    compared with the last main build."""
+
+    exit_code = EXIT_REGRESSED
+
+
+class NoBaselineError(TetherError):
+    """`tether gate`: no successful recorded experiment on the main branch's recent history
+    to compare with (`--allow-no-baseline` passes with a warning instead)."""
+
+    exit_code = EXIT_NO_BASELINE

@@ -83,8 +83,9 @@ def open_remote(root: Path, name: str | None = None) -> Remote:
     return Remote(config.url, config.options, config.name)
 
 
-def init_project(root: Path, *, force: bool = False) -> list[Path]:
-    """Write a commented `tether.yaml` and the `.tether/` folder; return what was created."""
+def init_project(root: Path, *, force: bool = False, spec_text: str | None = None) -> list[Path]:
+    """Write a commented `tether.yaml` (the template, or `spec_text`) and the `.tether/`
+    folder; return what was created."""
     from importlib import resources
 
     from tether.errors import UsageError
@@ -103,7 +104,7 @@ def init_project(root: Path, *, force: bool = False) -> list[Path]:
             hint="use `tether init --force` to overwrite it with the template",
         )
     templates = resources.files("tether") / "templates"
-    spec.write_text(templates.joinpath("tether.yaml").read_text())
+    spec.write_text(spec_text or templates.joinpath("tether.yaml").read_text())
     created.append(spec)
     folder = state_dir(root)
     had_ignore = (folder / ".gitignore").exists()

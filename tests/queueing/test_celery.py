@@ -394,3 +394,34 @@ def test_entries_queued_with_no_worker_or_an_idle_one_all_run_once(
     assert cp.runs() == 3
     assert sorted(cp.recorded("early")) == ["early-1", "early-2", "early-3"]
     assert sorted(cp.recorded("later")) == ["later-1", "later-2"]
+
+
+def test_a_wakeup_held_by_a_dead_worker_is_sent_again_by_an_idle_one(
+    tmp_path: Path, redis_server: RedisServer,
+) -> None:
+    """A worker SIGKILLed after Celery delivered it a wake-up, before it started the entry:
+    Redis gives the message back only after its visibility timeout (an hour). A worker with
+    a free slot re-sends wake-ups that have been out `stale_after` (chaos round that
+    stranded an entry: seed 488909, 2026-11-30)."""
+    from queueing.contract import T0, make_entry
+
+    queue = CeleryQueue(_config(redis_server.url, redis_server.url), tmp_path,
+                        tmp_path / "logs")
+    sent: list[tuple[str, float]] = []
+    queue.sender = lambda entries, now: sent.extend((e.id, now) for e in entries)
+    try:
+        entry = make_entry()
+        queue.enqueue([entry], T0)
+        assert [e.id for e in queue.dispatch_waiting(T0)] == [entry.id]  # first wake-up
+        # Its message is now held by a worker that dies; nothing else happens for 30 s.
+        assert queue.dispatch_waiting(T0 + 30) == []  # redispatch_after (900 s) not reached
+        assert queue.dispatch_waiting(T0 + 3, stale_after=5) == []  # not stale yet
+        assert [e.id for e in queue.dispatch_waiting(T0 + 6, stale_after=5)] == [entry.id]
+        assert queue.dispatch_waiting(T0 + 12, stale_after=5) == []  # the wait doubles: 10 s
+        assert len(queue.dispatch_waiting(T0 + 17, stale_after=5)) == 1
+        assert [at for _, at in sent] == [T0, T0 + 6, T0 + 17]
+        # Once a worker started it, no idle worker re-sends anything for it.
+        assert queue.start(entry.id, "w1", T0 + 18, 60) is not None
+        assert queue.dispatch_waiting(T0 + 100, stale_after=5) == []
+    finally:
+        queue.close()

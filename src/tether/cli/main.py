@@ -14,6 +14,7 @@ from typing import Any
 
 from tether import __version__
 from tether.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_USAGE,
     GitError,
@@ -26,9 +27,9 @@ from tether.errors import (
 # A command's module is its name with '-' as '_' (ls-remote -> tether.cli.ls_remote).
 COMMANDS = (
     "init", "run", "status", "spec", "show",
-    "diff", "logs", "apply", "branch", "rename", "remove",
+    "diff", "plots", "logs", "apply", "branch", "rename", "remove",
     "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
-    "queue", "worker",
+    "queue", "worker", "gate", "report", "ci",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the
@@ -234,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tether: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tether show --json | head`): stop quietly, as a command
+        # killed by SIGPIPE does, and keep Python from failing to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         local = _local_state_error(exc, args.command)
         if local is not None:

@@ -179,7 +179,8 @@ def judge(change: float, reference: float, rule: Any) -> str:
     tolerance = rule.get("tolerance") or {}
     amount = float(tolerance.get("value") or 0.0)
     allowed = amount * abs(reference) if tolerance.get("kind") == "rel" else amount
-    if abs(change) <= allowed:
+    # Float noise is no change: 0.891 is within 1% of 0.9 although 0.891 - 0.9 is not.
+    if abs(change) <= allowed + 1e-12 * max(1.0, abs(reference)):
         return "same"
     improved = change > 0 if rule["direction"] == "max" else change < 0
     return "better" if improved else "worse"

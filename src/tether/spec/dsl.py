@@ -106,12 +106,20 @@ class Pipeline:
         _check_name(name)
         self.stages.append(StageDecl(name, fields, caller_line(), "matrix", axes))
 
-    def metric(self, name: str, direction: str, tolerance: float | str = 0) -> None:
-        """Declare how metric `name` is judged: direction min or max, and a tolerance."""
-        self.metrics = {
-            **(self.metrics or {}),
-            name: {"direction": direction, "tolerance": tolerance},
-        }
+    def metric(
+        self, name: str, direction: str, tolerance: float | str = 0, *,
+        warn: float | str | None = None, gate: bool = True, allow_missing: bool = False,
+    ) -> None:
+        """Declare how metric `name` is judged: direction min or max, a tolerance, and
+        for `tether gate` a warning band, whether it gates, and whether it may be missing."""
+        rule: dict[str, Any] = {"direction": direction, "tolerance": tolerance}
+        if warn is not None:
+            rule["warn"] = warn
+        if not gate:
+            rule["gate"] = False
+        if allow_missing:
+            rule["allow_missing"] = True
+        self.metrics = {**(self.metrics or {}), name: rule}
         self._metric_lines[name] = caller_line()
 
     def to_node(self) -> Node:

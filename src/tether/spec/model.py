@@ -31,13 +31,25 @@ class MetricRule:
     direction: Literal["min", "max"]
     tolerance_kind: Literal["abs", "rel"] = "abs"
     tolerance: float = 0.0
+    # A band past the tolerance that `tether gate` reports as a warning, not a failure.
+    warn_kind: Literal["abs", "rel"] | None = None
+    warn: float | None = None
+    gate: bool = True  # False: `tether gate` reports the metric but never fails on it
+    allow_missing: bool = False  # True: missing in a run is no regression
 
     def to_json(self) -> dict[str, Any]:
-        """The normalized form of this rule."""
-        return {
+        """The normalized form of this rule (the gate's keys only when not the default)."""
+        result: dict[str, Any] = {
             "direction": self.direction,
             "tolerance": {"kind": self.tolerance_kind, "value": self.tolerance},
         }
+        if self.warn is not None:
+            result["warn"] = {"kind": self.warn_kind, "value": self.warn}
+        if not self.gate:
+            result["gate"] = False
+        if self.allow_missing:
+            result["allow_missing"] = True
+        return result
 
 
 @struct(frozen=True)

@@ -41,7 +41,7 @@ STAGE_FIELDS = (
     "retry_on",
 )
 TEMPLATE_KEYS = ("foreach", "do", "matrix")
-METRIC_KEYS = ("direction", "tolerance")
+METRIC_KEYS = ("direction", "tolerance", "warn", "gate", "allow_missing")
 _STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _GENERATED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_.-]+")
 
@@ -203,17 +203,43 @@ def _metrics(entry: Entry, problems: Problems) -> dict[str, MetricRule]:
                 f"expected min or max, found {describe(direction.node)}",
             )
             continue
-        kind: Literal["abs", "rel"] = "abs"
-        amount = 0.0
-        if "tolerance" in fields:
-            tolerance = fields["tolerance"].node
-            try:
-                kind, amount = parse_tolerance(
-                    tolerance.scalar if tolerance.kind == "scalar" else tolerance.to_python()
-                )
-            except ValueError as exc:
-                problems.add(tolerance.line, f"{path}.tolerance", str(exc))
-                continue
+        bands: dict[str, tuple[Literal["abs", "rel"], float]] = {}
+        for key in ("tolerance", "warn"):
+            if key in fields:
+                band = fields[key].node
+                try:
+                    bands[key] = parse_tolerance(
+                        band.scalar if band.kind == "scalar" else band.to_python()
+                    )
+                except ValueError as exc:
+                    problems.add(band.line, f"{path}.{key}", str(exc))
+        if len(bands) != sum(key in fields for key in ("tolerance", "warn")):
+            continue
+        kind, amount = bands.get("tolerance", ("abs", 0.0))
+        warn = bands.get("warn")
+        if warn is not None and warn[0] == kind and warn[1] < amount:
+            problems.add(fields["warn"].node.line, f"{path}.warn",
+                         f"expected a band wider than the tolerance ({amount:g}), found "
+                         f"{warn[1]:g}: `warn` reaches past `tolerance`")
+            continue
+        flags = {key: _flag(fields[key], f"{path}.{key}", problems)
+                 for key in ("gate", "allow_missing") if key in fields}
+        if None in flags.values():
+            continue
         chosen: Literal["min", "max"] = "min" if direction.node.scalar == "min" else "max"
-        rules[name] = MetricRule(name, chosen, kind, amount)
+        rules[name] = MetricRule(
+            name, chosen, kind, amount,
+            warn_kind=warn[0] if warn else None, warn=warn[1] if warn else None,
+            gate=flags.get("gate", True) is not False,
+            allow_missing=flags.get("allow_missing", False) is True,
+        )
     return rules
+
+
+def _flag(entry: Entry, path: str, problems: Problems) -> bool | None:
+    """A true/false field of a metric rule; None (and a problem) when it is anything else."""
+    value = entry.node.to_python() if entry.node.kind == "scalar" else None
+    if isinstance(value, bool):
+        return value
+    problems.add(entry.node.line, path, f"expected true or false, found {describe(entry.node)}")
+    return None

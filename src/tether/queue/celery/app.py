@@ -266,11 +266,20 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
     covers the entries queued while no worker ran.
     """
     interval = max(0.2, min(options.lease / 3, 5.0))
+    # A waiting entry whose wake-up has been out this long while this worker had a free
+    # slot: the message went to a worker that died holding it (Celery redelivers it only
+    # after the broker's visibility timeout, an hour on Redis). Send another.
+    stale_after = max(3 * interval, options.lease)
     backend = runtime.backend
     idle_rounds = 0
     while not stop.is_set():
         try:
-            backend.requeue_expired(time.time())  # also dispatches the waiting that need it
+            now = time.time()
+            backend.requeue_expired(now)  # also dispatches the waiting that need it
+            with runtime.lock:
+                free = len(runtime.active) < options.jobs
+            if free:
+                backend.dispatch_waiting(now, stale_after=stale_after)
             if options.exit_when_idle:
                 busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
                 with runtime.lock:

@@ -91,23 +91,29 @@ class CeleryQueue(RedisState):
             self.dispatch_waiting(now)
         return changed
 
-    def dispatch_waiting(self, now: float) -> list[Entry]:
+    def dispatch_waiting(self, now: float, *, stale_after: float | None = None) -> list[Entry]:
         """Wake-ups for the waiting entries that need one (in a worker); returns those.
 
         An entry never woken for (queued by a client) gets one at once. One that
         waited `redispatch_after` since its last (a message lost with a crashed
-        broker) gets another; the wait doubles with each re-send, so a long backlog
-        costs a few duplicate messages per entry at most, and a duplicate is a no-op
-        (`start()` refuses an entry that is not waiting).
+        broker) gets another — or `stale_after`, when the calling worker has a free
+        slot: an entry it could have run has waited that long, so its message is held
+        by a worker that died before starting it (or by a busy one). The wait doubles
+        with each re-send, so a long backlog costs a few duplicate messages per entry
+        at most, and a duplicate is a no-op (`start()` refuses an entry that is not
+        waiting).
         """
         waiting = self.waiting_entries()
         if not waiting:
             return []
+        after = self.config.redispatch_after
+        if stale_after is not None:
+            after = min(after, stale_after)
         due = [
             entry for entry, (at, count) in zip(
                 waiting, self.dispatch_info([e.id for e in waiting]), strict=True)
             if count == 0 or (entry.not_before <= now and
-                              now - at > self.config.redispatch_after * 2 ** max(0, count - 1))
+                              now - max(at, entry.not_before) > after * 2 ** max(0, count - 1))
         ]
         if due:
             self.dispatch(due, now)
