@@ -61,7 +61,7 @@ class Report:
 def build_report(gate: Gate, names: list[str], *, key: str = "default") -> Report:
     """Gate `names` (default: every experiment recorded against HEAD) and read their records."""
     results = gate_experiments(gate, names, every=not names)
-    records = [record for record, _ in
+    records = [record.to_json() if record is not None else {} for record, _ in
                read_checked_records(gate.git, [r.experiment.commit for r in results])]
     return Report(results, records, overall(results), key)
 

@@ -58,7 +58,9 @@ def load_experiments(git: Git, names: list[str], *, limit: int = DEFAULT_LIMIT
             raise ExperimentError("no experiment is recorded against HEAD",
                                   hint="name experiments (`tether show -A` lists them), or "
                                   "`tether run` one")
-    return [_experiment_data(git, exp.ref.name, exp.ref.commit, exp.record) for exp in found]
+    return [_experiment_data(git, exp.ref.name, exp.ref.commit,
+                             exp.record.to_json() if exp.record is not None else {})
+            for exp in found]
 
 
 def _experiment_data(git: Git, name: str, commit: str, record: dict[str, Any]
