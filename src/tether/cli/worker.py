@@ -9,6 +9,9 @@ from typing import Any
 from tether.errors import RunFailed, UsageError
 from tether.status import FAILED as RUN_FAILED
 
+# At exit, how long the worker waits for notifications still being delivered.
+WORKER_NOTIFY_WAIT = 10.0
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -63,12 +66,31 @@ def handle(args: argparse.Namespace) -> int:
         print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
               f"{detail}", file=sys.stderr, flush=True)
 
-    backend = open_queue(root, on_event=show)
+    from tether.feedback.notify import load_settings
+
+    settings = load_settings(root)
+    for problem in settings.problems:
+        print(f"tether worker: warning: {problem}", file=sys.stderr)
+    feedback = None
+    hook = show
+    if settings.active:
+        from tether.feedback.watch import Feedback, QueueListener
+
+        feedback = Feedback(root, settings)
+        listener = QueueListener(
+            feedback, root,
+            log_path=lambda entry: backend.attempt_dir(entry.id, entry.attempt) / "output.log")
+
+        def hook(event: QueueEvent) -> None:
+            show(event)
+            listener(event)
+
+    backend = open_queue(root, on_event=hook)
     try:
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=show,
+            on_event=hook,
         )
         from tether.queue.client import backend_name
 
@@ -81,6 +103,8 @@ def handle(args: argparse.Namespace) -> int:
             summary = Worker(root, backend, options).run()
     finally:
         backend.close()
+        if feedback is not None:
+            feedback.close(WORKER_NOTIFY_WAIT)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
     print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
           file=sys.stderr)

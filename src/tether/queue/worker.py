@@ -289,7 +289,7 @@ class Worker:
                     kind = message.pop("kind")
                     if kind == "result":
                         result = message
-                    elif kind in (STALLED, TIMEOUT):
+                    elif kind in (STALLED, TIMEOUT, "reminder"):
                         self._emit(kind, entry,
                                    f"{message.get('stage')}: {message.get('detail')}")
                     else:
