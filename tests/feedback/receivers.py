@@ -29,6 +29,7 @@ class HTTPReceiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.script: list[tuple[int, dict[str, str]]] = []
+        self.delays: list[float] = []  # seconds before answering, per request
         self.changed = threading.Condition()
         receiver = self
 
@@ -41,6 +42,12 @@ class HTTPReceiver:
                     receiver.requests.append(
                         Received(self.path, dict(self.headers.items()), body, status))
                     receiver.changed.notify_all()
+                delay = 0.0
+                with receiver.changed:
+                    if receiver.delays:
+                        delay = receiver.delays.pop(0)
+                if delay:
+                    time.sleep(delay)  # a slow receiver, not a timing assertion
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

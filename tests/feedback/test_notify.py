@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,10 @@ import pytest
 from conftest import git, run_tether, write
 from feedback.receivers import free_port, http_receiver, smtp_receiver
 from helpers import exp_refs, only_record, record_of
+from tether.feedback.delivery import Outbox, read_journal
+from tether.feedback.events import new_event
+from tether.feedback.notify import Notice, display_url
+from tether.feedback.watch import learned_expected
 
 SPEC = """\
 stages:
@@ -118,7 +123,7 @@ stages:
     with http_receiver() as receiver:
         env = {"TETHER_NOTIFY": receiver.url()}
         proc = subprocess.Popen([sys.executable, "-m", "tether", "run", "-n", "long"], cwd=repo,
-                                env={**__import__("os").environ, **env},
+                                env={**os.environ, **env},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             [reminder] = receiver.wait_for(1)
@@ -254,3 +259,92 @@ def test_a_queued_failure_notifies_from_the_worker(project: Path) -> None:
     kinds = [r.json()["type"] for r in receiver.accepted if r.path == "/ev"]
     assert kinds[:2] == ["dev.tether.run.queued", "dev.tether.run.started"], kinds
     assert kinds[-1] == "dev.tether.run.failed"
+
+
+# -- delivery, with the Outbox driven directly --------------------------------------
+
+
+def _notice(event_id: str) -> Notice:
+    return Notice(id=event_id, event="failed", title="t", body="b", severity="failure")
+
+
+def test_a_json_webhook_that_timed_out_after_the_body_is_not_sent_twice(tmp_path: Path) -> None:
+    with http_receiver() as receiver:
+        receiver.delays = [2.0]
+        outbox = Outbox(tmp_path, timeout=0.5, backoff=0.05)
+        outbox.notify(_notice("run1:failed"), [receiver.url()])
+        outbox.close(10)
+        receiver.wait_for(1, timeout=5)
+        assert len(receiver.requests) == 1  # no blind retry: it may have arrived
+    [entry] = read_journal(tmp_path)
+    assert not entry["ok"] and "unknown whether it arrived" in entry["error"]
+
+
+def test_a_cloudevents_sink_is_retried_after_a_timeout_with_the_same_id(tmp_path: Path) -> None:
+    event = new_event("failed", source="urn:test", subject="refs/tether/exps/x/y",
+                      data={"name": "y"}, sequence=1)
+    with http_receiver() as receiver:
+        receiver.delays = [2.0]
+        outbox = Outbox(tmp_path, timeout=0.5, backoff=0.05)
+        outbox.publish(event, [receiver.url("http", "/events")])
+        outbox.close(10)
+        receiver.wait_for(2, timeout=5)
+    first, second = receiver.requests
+    assert first.json()["id"] == second.json()["id"] == event["id"]
+    assert read_journal(tmp_path)[-1]["ok"]
+
+
+def test_an_event_delivered_once_is_not_delivered_again(tmp_path: Path) -> None:
+    with http_receiver() as receiver:
+        for _ in range(2):  # two processes, say: the journal remembers
+            outbox = Outbox(tmp_path)
+            outbox.notify(_notice("run2:failed"), [receiver.url()])
+            outbox.notify(_notice("run2:failed"), [receiver.url()])
+            outbox.close(5)
+        assert len(receiver.wait_for(1)) == 1
+        assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize(("durations", "expected"), [
+    ([1.0] * 4, None),
+    ([1.0, 2.0, 3.0, 4.0, 10.0], 15.0),
+    ([float(i) for i in range(1, 21)], 27.0),
+])
+def test_learned_expected_is_p90_times_1_5(durations: list[float],
+                                          expected: float | None) -> None:
+    assert learned_expected(durations) == expected
+
+
+def test_display_url_hides_tokens() -> None:
+    assert display_url("slack://T1/B2/secrettoken").startswith("slack://*** (#")
+    shown = display_url("json://user:pw123456@hooks.example.org:8080/path/tok?x=1")
+    assert shown.startswith("json://hooks.example.org:8080/… (#")
+    assert "pw123456" not in shown and "tok" not in shown
+
+
+def test_a_reminder_with_a_learned_expected_duration(repo: Path) -> None:
+    write(repo / "tether.yaml", "stages:\n  step:\n    cmd: python step.py\n")
+    write(repo / "step.py", "import os, time\nprint('working', flush=True)\n"
+          "while os.path.exists('slow') and not os.path.exists('go'):\n    time.sleep(0.05)\n")
+    write(repo / ".gitignore", "slow\ngo\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "step")
+    with http_receiver() as receiver:
+        env = {"TETHER_NOTIFY": receiver.url()}
+        for i in range(5):
+            assert run_tether(repo, "run", "--force", "-n", f"quick{i}", env=env).returncode == 0
+        assert receiver.requests == []
+        (repo / "slow").write_text("")
+        proc = subprocess.Popen([sys.executable, "-m", "tether", "run", "--force", "-n", "slow"],
+                                cwd=repo, env={**os.environ, **env}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            [reminder] = receiver.wait_for(1)
+            (repo / "go").write_text("")
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+    message = reminder.json()["message"]
+    assert "learned: p90 of the last 5 successful runs" in message, message
