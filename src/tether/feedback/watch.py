@@ -50,6 +50,7 @@ MAX_REMINDERS = 3
 LEARN_MIN_RUNS = 5
 LEARN_FACTOR = 1.5
 LEARN_WINDOW = 20  # successful durations considered, newest first
+LEARN_AFTER = 1.0  # seconds a stage runs before its history is read
 _EXPECTED = re.compile(r"expected ([0-9.]+)s")
 _ENDED = {SUCCESS: SUCCEEDED, FAILED: FAILED, STALLED: STALLED, TIMEOUT: TIMEOUT,
           INTERRUPTED: INTERRUPTED}
@@ -244,10 +245,14 @@ class Feedback:
                   learned: str) -> None:
         """The reminders not sent yet, at `expected` x 1, 2, 4 after the stage started."""
         started = run.started.get(stage, time.monotonic())
-        for count in range(run.reminded.get(stage, 0) + 1, MAX_REMINDERS + 1):
-            elapsed = expected * 2 ** (count - 1)
+        now = time.monotonic()
+        first = run.reminded.get(stage, 0) + 1
+        for count in range(first, MAX_REMINDERS + 1):
+            # At expected x 1, 2, 4; ones already due are spaced `expected` apart from now.
+            delay = max(started + expected * 2 ** (count - 1) - now,
+                        expected * (2 ** (count - first) - 1))
+            elapsed = now + delay - started
             detail = f"still running after {elapsed:.0f}s, expected {expected:g}s{learned}"
-            delay = max(0.0, started + elapsed - time.monotonic())
             timer = threading.Timer(delay, self._remind, (run, stage, generation, detail))
             timer.daemon = True
             with self._lock:
@@ -255,7 +260,13 @@ class Feedback:
             timer.start()
 
     def _learn_then_schedule(self, run: _Run, stage: str, generation: int) -> None:
+        """Learn the stage's expected duration, if it still runs after `LEARN_AFTER`
+        seconds (the history costs a read of recent records: short stages skip it)."""
+
         def work() -> None:
+            with self._lock:
+                if run.running.get(stage) != generation or run.key not in self._runs:
+                    return
             durations = self.history().get(stage, [])
             threshold = learned_expected(durations)
             if threshold is None:
@@ -264,7 +275,11 @@ class Feedback:
                        f"{p90(durations):.1f}s x {LEARN_FACTOR:g})")
             self._schedule(run, stage, generation, threshold, learned)
 
-        threading.Thread(target=work, name="tether-learn", daemon=True).start()
+        timer = threading.Timer(LEARN_AFTER, work)
+        timer.daemon = True
+        with self._lock:
+            run.timers.append(timer)
+        timer.start()
 
     def history(self) -> dict[str, list[float]]:
         """Successful durations per stage, newest first (computed once)."""
@@ -487,9 +502,9 @@ class QueueListener:
 
 
 def _host() -> str:
-    import socket
+    import os
 
-    return socket.gethostname()
+    return os.uname().nodename  # what the record's environment says; no socket import
 
 
 def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
