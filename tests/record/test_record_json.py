@@ -82,3 +82,11 @@ def test_wrongly_typed_optional_fields_fall_back_to_defaults() -> None:
         None, False, {}, None)
     [stage] = record.stages
     assert (stage.duration, stage.attempt, stage.reasons) == (None, 1, [])
+
+
+def test_from_json_sets_every_field_of_the_record_and_its_stages() -> None:
+    # A field added to RunRecord or StageRecord must be read back too.
+    record = RunRecord.from_json({"id": "r", "name": "n", "status": "success", "created_at": 1,
+                                  "stages": [{"name": "s"}]})
+    assert set(vars(record)) == set(RunRecord.__match_args__)
+    assert set(vars(record.stages[0])) == set(StageRecord.__match_args__)

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tether.errors import ExperimentError
 from tether.layout import (
@@ -26,6 +26,8 @@ from tether.structs import asdict, field, struct
 
 if TYPE_CHECKING:
     from tether.record.redact import Secrets
+
+_S = TypeVar("_S")
 
 
 @struct
@@ -53,7 +55,8 @@ class StageRecord:
     @classmethod
     def _from_checked(cls, data: dict[str, Any]) -> StageRecord:
         """A stage of a record `record_problem` accepted; what it lacks gets its default."""
-        return cls(
+        return _built(
+            cls,
             name=data["name"],
             status=_of(data.get("status"), str, ""),
             reasons=_of(data.get("reasons"), list, []),
@@ -137,7 +140,8 @@ class RunRecord:
         if problem is not None:
             raise InvalidRecord(f"{RECORD_PATH}: {problem}")
         created_at = float(data["created_at"])
-        return cls(
+        return _built(
+            cls,
             id=data["id"],
             name=data["name"],
             message=data.get("message") or "",
@@ -183,6 +187,15 @@ def load_record(blob: bytes | None) -> tuple[RunRecord | None, str | None]:
         return RunRecord.from_json(data), None
     except InvalidRecord as exc:
         return None, str(exc)
+
+
+def _built(cls: type[_S], **fields: Any) -> _S:
+    """An instance of the struct `cls` with every one of its fields given: what its
+    `__init__` would make, without matching the fields to its table one by one (the
+    index reads thousands of records at a time)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
 
 
 def _of(value: Any, kind: type, default: Any) -> Any:
