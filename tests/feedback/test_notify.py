@@ -348,3 +348,67 @@ def test_a_reminder_with_a_learned_expected_duration(repo: Path) -> None:
         assert proc.returncode == 0, err
     message = reminder.json()["message"]
     assert "learned: p90 of the last 5 successful runs" in message, message
+
+
+def test_an_interrupted_run_notifies_and_events_say_so(project: Path) -> None:
+    import signal
+
+    write(project / "train.py", "import time\nprint('training', flush=True)\n"
+          "open('out/training', 'w').close()\ntime.sleep(60)\n")
+    with http_receiver() as receiver:
+        env = {"TETHER_NOTIFY": receiver.url(), "TETHER_EVENTS": receiver.url("http", "/ev")}
+        proc = subprocess.Popen([sys.executable, "-m", "tether", "run", "-n", "stopped"],
+                                cwd=project, env={**os.environ, **env}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            with receiver.changed:  # the train stage has started
+                receiver.changed.wait_for(lambda: any(
+                    r.path == "/ev" and r.json()["type"].endswith("stage.started")
+                    and r.json()["data"]["stage"] == "train" for r in receiver.requests), 60)
+            deadline = time.monotonic() + 60
+            while not (project / "out" / "training").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)  # polling for the stage's first output, not timing it
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        notices = [r.json() for r in receiver.accepted if r.path == "/hook"]
+    assert [n["event"] for n in notices] == ["interrupted"]
+    assert "training" in notices[0]["message"]
+    assert only_record(project)["status"] == "interrupted"
+
+
+def test_a_lost_entry_notifies(tmp_path: Path) -> None:
+    from tether.feedback.notify import FeedbackSettings
+    from tether.feedback.watch import Feedback, QueueListener
+    from tether.queue.base import MAX_LOST, Entry, QueueEvent
+
+    with http_receiver() as receiver:
+        feedback = Feedback(tmp_path, FeedbackSettings(urls=[receiver.url()]))
+        entry = Entry(id="q1", name="far-away", baseline="0" * 40, snapshot="s",
+                      snapshot_ref="r", run_id="run-q1", state="failed", lost=MAX_LOST,
+                      worker="gpu-3:123",
+                      error="worker gpu-3:123 lost (lease expired); gave up after 3 lost workers")
+        QueueListener(feedback, tmp_path)(QueueEvent("failed", entry, entry.error or ""))
+        feedback.close(5)
+        [message] = receiver.wait_for(1)
+    body = message.json()
+    assert body["event"] == "lost" and "far-away" in body["title"]
+    assert "gave up after 3 lost workers" in body["message"] and "gpu-3" in body["message"]
+
+
+def test_urls_from_the_local_config_are_scrubbed_from_logs(project: Path) -> None:
+    token = "xoxb-0123456789-abcdefghijkl"
+    write(project / ".tether/config.local.yaml",
+          f"notify:\n  urls: ['slack://{token}/C0123ABCD']\n")
+    write(project / "train.py", f"print('token is {token}')\n")
+    proc = run_tether(project, "run", "-n", "leaky", env={"TETHER_NOTIFY_WAIT": "0"})
+    assert proc.returncode == 0, proc.stderr
+    record = only_record(project)
+    assert token not in json.dumps(record)
+    log = subprocess.run(["git", "cat-file", "blob",
+                          f"{next(iter(exp_refs(project)))}:.tether/logs/train.log"],
+                         cwd=project, capture_output=True, text=True).stdout
+    assert "token is [redacted:notify.urls]" in log
