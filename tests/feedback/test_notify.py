@@ -412,3 +412,19 @@ def test_urls_from_the_local_config_are_scrubbed_from_logs(project: Path) -> Non
                           f"{next(iter(exp_refs(project)))}:.tether/logs/train.log"],
                          cwd=project, capture_output=True, text=True).stdout
     assert "token is [redacted:notify.urls]" in log
+
+
+def test_a_gate_regression_notifies_once(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tether.feedback.watch import notify_regressed
+
+    assert run_tether(project, "run", "-n", "worse").returncode == 0
+    ref = next(iter(exp_refs(project)))
+    with http_receiver() as receiver:
+        monkeypatch.setenv("TETHER_NOTIFY", receiver.url())
+        for _ in range(2):  # the gate run again: the same event, not a second message
+            notify_regressed(project, ref, "Regressed metrics: acc (regressed)")
+        [message] = receiver.wait_for(1)
+        assert len(receiver.requests) == 1
+    body = message.json()
+    assert body["event"] == "regressed" and "worse" in body["title"]
+    assert "acc (regressed)" in body["message"]

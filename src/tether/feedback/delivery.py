@@ -192,7 +192,11 @@ def send_event(url: str, event: dict[str, Any], *, timeout: float = TIMEOUT) -> 
     """POST one CloudEvent, structured JSON, to a webhook sink, once."""
     from tether.feedback.events import to_http
 
-    headers, body = to_http(event)
+    try:
+        headers, body = to_http(event)
+    except ImportError:
+        return SendResult(ok=False, error="cloudevents is not installed: "
+                          "pip install tether[notify]")
     headers = {**headers, "Idempotency-Key": str(event["id"]), "User-Agent": "tether"}
     return post(url, body, headers, timeout=timeout, idempotent=True)
 
