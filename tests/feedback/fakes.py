@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import git, write
-from tether.gitstore.experiments import commit_experiment
 from tether.gitstore.git import Git
-from tether.layout import RECORD_PATH, tmp_dir
+from tether.layout import RECORD_PATH, exp_ref, tmp_dir
 from tether.record.record import RunRecord, StageRecord
 
 RULES = {
@@ -70,8 +69,10 @@ def fake_experiment(
     base_tree = g.out("rev-parse", f"{base}^{{tree}}")
     entries = g.out("ls-tree", base_tree)
     tree = g.out("mktree", input=f"{entries}\n040000 tree {sub}\t{record_dir}\n")
-    return commit_experiment(g, baseline=base, name=name, tree=tree,
-                             message=f"tether: {name} ({status})\n").ref
+    sha = g.out("commit-tree", tree, "-p", base, "-m", f"tether: {name} ({status})")
+    ref = exp_ref(base, name)
+    g.out("update-ref", ref, sha)
+    return ref
 
 
 
