@@ -428,3 +428,16 @@ def test_a_gate_regression_notifies_once(project: Path, monkeypatch: pytest.Monk
     body = message.json()
     assert body["event"] == "regressed" and "worse" in body["title"]
     assert "acc (regressed)" in body["message"]
+
+
+def test_a_successful_run_imports_no_delivery_code(project: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tether", "run", "-n", "cheap"],
+        cwd=project, capture_output=True, text=True,
+        env={**os.environ, "TETHER_NOTIFY": "json://127.0.0.1:9/hook slack://a/b/c"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = proc.stderr
+    assert "tether.feedback.watch" in imported  # the listener is there...
+    for module in ("tether.feedback.delivery", "tether.feedback.events", "apprise",
+                   "cloudevents", "urllib.request"):
+        assert f" {module}\n" not in imported, module  # ...and nothing that sends
