@@ -91,6 +91,7 @@ class Feedback:
         self.root = root
         self.settings = settings
         self._outbox = outbox
+        self._outbox_lock = threading.Lock()
         self._history_source = history
         self._history: dict[str, list[float]] | None = None
         self._history_ready = threading.Event()
@@ -105,11 +106,12 @@ class Feedback:
 
     @property
     def outbox(self) -> Outbox:
-        if self._outbox is None:
-            from tether.feedback.delivery import Outbox
+        with self._outbox_lock:  # reminders send from timer threads
+            if self._outbox is None:
+                from tether.feedback.delivery import Outbox
 
-            self._outbox = Outbox(self.root)
-        return self._outbox
+                self._outbox = Outbox(self.root)
+            return self._outbox
 
     def send(self, notice: Notice) -> None:
         if self.settings.wants(notice.event):
