@@ -74,6 +74,11 @@ def config_path(root: Path, *, local: bool) -> Path:
     return state_dir(root) / (LOCAL_CONFIG if local else PROJECT_CONFIG)
 
 
+def read_config_file(root: Path, *, local: bool) -> dict[str, Any]:
+    """One of the two config files alone (a section that merges lists reads both)."""
+    return _read(config_path(root, local=local))
+
+
 def load_config(root: Path) -> dict[str, Any]:
     """The project config with the local config merged over it."""
     return _merge(_read(config_path(root, local=False)), _read(config_path(root, local=True)))

@@ -53,8 +53,14 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
 
-    gate = open_gate(find_root(args.cwd), against=args.against, fetch=args.fetch)
+    root = find_root(args.cwd)
+    gate = open_gate(root, against=args.against, fetch=args.fetch)
     result = gate_experiments(gate, [args.exp] if args.exp else [])[0]
+    if result.verdict == REGRESSED:
+        from tether.feedback.listeners import notify_regressed
+
+        names = ", ".join(f"{m.key} ({m.verdict})" for m in result.failing)
+        notify_regressed(root, result.experiment.ref, f"Regressed metrics: {names}")
     for note in result.search.notes:
         print(f"tether: {note}", file=sys.stderr)
     if args.json:

@@ -11,7 +11,9 @@ from tether.errors import RunFailed, UsageError
 from tether.status import STALLED, SUCCESS, TIMEOUT
 
 if TYPE_CHECKING:
+    from tether.execute.facts import RunFacts
     from tether.execute.runner import RunEvent
+    from tether.feedback.listeners import RunListener
 
 
 def register(sub: Any) -> None:
@@ -133,6 +135,8 @@ def handle(args: argparse.Namespace) -> int:
     facts = None if args.dry else RunFacts(args.cwd)
     from tether.execute.runner import RunContext, RunOptions, render_plan, run
 
+    listener = None if facts is None else _feedback(facts)
+
     options = RunOptions(
         targets=stages_given,
         overrides=args.overrides,
@@ -143,13 +147,19 @@ def handle(args: argparse.Namespace) -> int:
         temp=args.temp,
         command=command,
         echo=None if args.quiet else sys.stdout.buffer,
-        on_event=_print_event,
+        on_event=_print_event if listener is None else listener,
         argv=args.argv,
         command_limits=limits,
         no_run_cache=args.no_run_cache,
         wait=args.wait,
     )
-    result = run(args.cwd, options, RunContext(facts=facts))
+    try:
+        result = run(args.cwd, options, RunContext(facts=facts))
+        if listener is not None and result.ref is not None:
+            listener.ended(result.record, result.ref.ref, result.ref.commit)
+    finally:
+        if listener is not None:
+            listener.feedback.close(notify_wait())
     if args.dry:
         print(render_plan(result.plan))
         return 0
@@ -169,6 +179,54 @@ def handle(args: argparse.Namespace) -> int:
             hint=f"see its log: .tether/runs/{record.id}/logs/{failed.name}.log",
         )
     return 0
+
+
+def _announce_queued(args: argparse.Namespace, entries: list[Any]) -> None:
+    """`dev.tether.run.queued` for each entry, when lifecycle events are configured."""
+    from tether.feedback.notify import load_settings
+    from tether.gitstore.git import find_root
+
+    root = find_root(args.cwd)
+    settings = load_settings(root)
+    if not (settings.sinks or settings.events_file):
+        return
+    from tether.feedback.notify import RunFacts as Facts
+    from tether.feedback.watch import Feedback
+
+    feedback = Feedback(root, settings)
+    for entry in entries:
+        feedback.queued(entry.run_id or entry.id,
+                        Facts(name=entry.name, run_id=entry.run_id, baseline=entry.baseline))
+    feedback.close(notify_wait())
+
+
+def notify_wait() -> float:
+    """How long `tether run` waits at exit for notifications still being delivered."""
+    import os
+
+    try:
+        return max(0.0, float(os.environ.get("TETHER_NOTIFY_WAIT", "3")))
+    except ValueError:
+        return 3.0
+
+
+def _feedback(facts: RunFacts) -> RunListener | None:
+    """The notifications and events listener of this run, if any are configured."""
+    from tether.feedback.notify import load_settings
+
+    try:
+        root = facts.state.root
+        settings = load_settings(root)
+    except Exception:  # an unusable repository is the runner's to report
+        return None
+    for problem in settings.problems:
+        print(f"tether: warning: {problem}", file=sys.stderr)
+    if not settings.active:
+        return None
+    from tether.feedback.listeners import RunListener
+    from tether.feedback.watch import Feedback
+
+    return RunListener(Feedback(root, settings), root, forward=_print_event)
 
 
 def _fmt(value: object) -> str:
@@ -212,6 +270,7 @@ def _enqueue(
                       on_warning=lambda text: print(f"tether: warning: {text}", file=sys.stderr))
     for entry in entries:
         print(f"{entry.id}  {entry.name}  {' '.join(entry.overrides)}".rstrip())
+    _announce_queued(args, entries)
     print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "
           f"{args.queue!r}; run them with `tether worker`", file=sys.stderr)
     return 0

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from tether.queue.follow import FollowPass
     from tether.queue.worker import WorkerSummary
 
+# At exit, how long the worker waits for notifications still being delivered.
+WORKER_NOTIFY_WAIT = 10.0
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -96,12 +99,32 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.follow is not None:
         return _follow(root, args, show)
-    backend = open_queue(root, on_event=show)
+    from tether.feedback.notify import load_settings
+
+    settings = load_settings(root)
+    for problem in settings.problems:
+        print(f"tether worker: warning: {problem}", file=sys.stderr)
+    feedback = None
+    hook = show
+    if settings.active:
+        from tether.feedback.listeners import QueueListener
+        from tether.feedback.watch import Feedback
+
+        feedback = Feedback(root, settings)
+        listener = QueueListener(
+            feedback, root,
+            log_path=lambda entry: backend.attempt_dir(entry.id, entry.attempt) / "output.log")
+
+        def hook(event: QueueEvent) -> None:
+            show(event)
+            listener(event)
+
+    backend = open_queue(root, on_event=hook)
     try:
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=show,
+            on_event=hook,
         )
         from tether.queue.client import backend_name
 
@@ -114,6 +137,8 @@ def handle(args: argparse.Namespace) -> int:
             summary = Worker(root, backend, options).run()
     finally:
         backend.close()
+        if feedback is not None:
+            feedback.close(WORKER_NOTIFY_WAIT)
     return _summarize(summary, args)
 
 

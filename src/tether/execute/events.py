@@ -11,7 +11,8 @@ from tether.structs import field, struct
 class RunEvent:
     """Something the CLI may want to show while a run goes on."""
 
-    kind: str  # waiting plan stage_start stage_skip stage_end reminder stalled warning recorded
+    # waiting plan started stage_start stage_skip stage_end reminder stalled warning recorded
+    kind: str
     stage: str | None
     detail: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -230,6 +230,13 @@ def _execute_and_record(run: _Run, run_lock: RunLock | None = None) -> RunResult
         run_lock.update(name=name)
     run_dir = runs_dir(run.context.state_root or git.root) / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Who listens (notifications, lifecycle events) learns which run this is.
+    emit(RunEvent("started", None, name, {
+        "run_id": run.run_id, "name": name, "baseline": facts.baseline,
+        "branch": facts.state.branch, "state_root": str(run.context.state_root or git.root),
+        "expected": {d.name: run.pipeline.stages[d.name].expected
+                     for d in run.plan.decisions if d.action == "run"},
+    }))
     _write_params(run, run_dir)
     # The environment does not depend on the workspace: described while stages run.
     environment = Background(lambda: capture_environment(os.environ))

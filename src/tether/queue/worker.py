@@ -1,10 +1,9 @@
 """The queue worker: claim an entry, run it in its own worktree and process, report.
 
 Each of `jobs` slots (threads) runs one entry at a time in a child process
-(`tether.queue.child`) in a fresh detached worktree at the entry's snapshot;
-the runner records the experiment in the shared repository (worktrees share
-refs). One heartbeat thread renews every lease, forwards kill requests
-(SIGTERM: the run stops and is recorded as interrupted) and abandons attempts
+(`tether.queue.child`) in a fresh worktree at the entry's snapshot; the runner
+records in the shared repository. One heartbeat thread renews every lease,
+forwards kill requests (SIGTERM: recorded as interrupted) and abandons attempts
 whose lease was taken over (SIGUSR1: stop without recording).
 """
 
@@ -289,9 +288,8 @@ class Worker:
                     kind = message.pop("kind")
                     if kind == "result":
                         result = message
-                    elif kind in (STALLED, TIMEOUT):
-                        self._emit(kind, entry,
-                                   f"{message.get('stage')}: {message.get('detail')}")
+                    elif kind in (STALLED, TIMEOUT, "reminder"):
+                        self._emit(kind, entry, f"{message.get('stage')}: {message['detail']}")
                     else:
                         self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
             code = proc.wait()

@@ -43,7 +43,11 @@ _SENSITIVE_NAME = re.compile(
 )
 # Secrets whose names the pattern above does not catch.
 KNOWN_SECRET_NAMES = frozenset({"MYSQL_PWD", "SSHPASS", "PGPASSWORD", "AWS_SESSION_TOKEN",
-                                "REDISCLI_AUTH", "NETRC_PASSWORD"})
+                                "REDISCLI_AUTH", "NETRC_PASSWORD", "TETHER_NOTIFY",
+                                "TETHER_EVENTS"})
+# Whitespace-separated lists of URLs that may hold tokens anywhere (slack://A/B/C):
+# each URL is a secret of its own.
+URL_LIST_NAMES = frozenset({"TETHER_NOTIFY", "TETHER_EVENTS"})
 # Named like secrets, but their values are paths or switches, not secrets.
 _NOT_A_VALUE = re.compile(
     r"^TOKENIZERS_|_(?:FILE|PATH|DIR|SOCK|HOME)$|^GOOGLE_APPLICATION_CREDENTIALS$",
@@ -187,6 +191,9 @@ def secret_values(
             patterns and _matches_any(name, patterns)
         ):
             found.setdefault(value, name)
+        if name in URL_LIST_NAMES:
+            for url in value.split():
+                found.setdefault(url, name)
         for part in url_values(value):
             found.setdefault(part, name)
     return found
@@ -216,7 +223,45 @@ def discover(
         path = path if path.is_absolute() or root is None else root / path
         for value, name in read_values_file(path).items():
             found.setdefault(value, name)
+    if root is not None:
+        for value, name in configured_url_secrets(root).items():
+            found.setdefault(value, name)
     return Secrets(found)
+
+
+def configured_url_secrets(root: Path) -> dict[str, str]:
+    """Notification URLs and event sinks of the local config (where URLs with
+    credentials live): each URL, its password and secret query values, and its
+    token-like path parts (16 characters or more), as secrets."""
+    from tether.layout import LOCAL_CONFIG, state_dir
+
+    try:
+        text = (state_dir(root) / LOCAL_CONFIG).read_bytes()
+    except OSError:
+        return {}
+    if b"notify" not in text and b"events" not in text:
+        return {}
+    from tether.config import read_config_file
+
+    try:
+        data = read_config_file(root, local=True)
+    except Exception:
+        return {}
+    found: dict[str, str] = {}
+    for section, key in (("notify", "urls"), ("events", "sinks")):
+        part = data.get(section)
+        urls = part.get(key) if isinstance(part, dict) else None
+        for url in [urls] if isinstance(urls, str) else urls if isinstance(urls, list) else []:
+            if not isinstance(url, str):
+                continue
+            name = f"{section}.{key}"
+            found.setdefault(url, name)
+            for value in url_values(url):
+                found.setdefault(value, name)
+            for piece in url.partition("://")[2].replace("?", "/").replace("@", "/").split("/"):
+                if len(piece) >= 16:
+                    found.setdefault(piece, name)
+    return found
 
 
 def configured_redaction(root: Path) -> tuple[list[str], list[str]]:

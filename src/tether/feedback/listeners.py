@@ -1,0 +1,168 @@
+"""The listeners that feed `Feedback` from where runs happen: `tether run` (`RunListener`)
+and queue workers (`QueueListener`), plus the one-shot notices of `tether gate` and
+`tether notify test`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tether.feedback.notify import (
+    FAILED,
+    INTERRUPTED,
+    REMINDER,
+    FeedbackSettings,
+    Notice,
+    RunFacts,
+    compose,
+)
+from tether.feedback.watch import Feedback, facts_of, read_recorded, recorded_tail, with_facts
+from tether.layout import runs_dir
+from tether.status import STALLED, SUCCESS
+
+if TYPE_CHECKING:
+    from tether.execute.events import RunEvent
+    from tether.queue.base import Entry, QueueEvent
+    from tether.record.record import RunRecord
+
+
+class RunListener:
+    """`tether run`'s side: its on_event hook, and the end of the run."""
+
+    def __init__(self, feedback: Feedback, root: Path,
+                 forward: Callable[[RunEvent], None] | None = None) -> None:
+        self.feedback = feedback
+        self.root = root
+        self.forward = forward
+        self.key = ""
+
+    def __call__(self, event: RunEvent) -> None:
+        if self.forward is not None:
+            self.forward(event)
+        with contextlib.suppress(Exception):  # feedback never breaks a run
+            self._handle(event)
+
+    def _handle(self, event: RunEvent) -> None:
+        feedback, kind = self.feedback, event.kind
+        if kind == "started":
+            data = event.data
+            self.key = str(data.get("run_id") or "")
+            run_dir = runs_dir(Path(data.get("state_root") or self.root)) / self.key
+            feedback.run_started(
+                self.key,
+                RunFacts(name=str(data.get("name") or event.detail), run_id=self.key,
+                         baseline=str(data.get("baseline") or ""),
+                         branch=data.get("branch"), host=_host()),
+                expected=data.get("expected") or {},
+                log_path=lambda stage: run_dir / "logs" / f"{stage}.log")
+        elif kind == "stage_start" and event.stage:
+            feedback.stage_started(self.key, event.stage)
+        elif kind == "stage_end" and event.stage:
+            record = event.data.get("record")
+            feedback.stage_finished(self.key, event.stage, event.detail,
+                                    getattr(record, "duration", None))
+        elif kind == "reminder" and event.stage:
+            feedback.reminded(self.key, event.stage, event.detail)
+        elif kind == STALLED and event.stage:
+            feedback.stalled(self.key, event.stage, event.detail)
+
+    def ended(self, record: RunRecord | None, ref: str | None, commit: str | None) -> None:
+        if record is None:
+            return
+        try:
+            facts = facts_of(record, ref)
+            log = ""
+            if record.status != SUCCESS and commit and self.feedback.settings.urls:
+                log = recorded_tail(self.root, commit, facts.stage)
+            self.feedback.run_ended(self.key or record.id, facts, log)
+        except Exception:
+            pass
+
+
+class QueueListener:
+    """`tether worker`'s side: the queue's lifecycle events."""
+
+    def __init__(self, feedback: Feedback, root: Path,
+                 log_path: Callable[[Entry], Path | None] = lambda entry: None) -> None:
+        self.feedback = feedback
+        self.root = root
+        self.log_path = log_path
+
+    def __call__(self, event: QueueEvent) -> None:
+        with contextlib.suppress(Exception):  # nor a worker
+            self._handle(event)
+
+    def _handle(self, event: QueueEvent) -> None:
+        from tether.queue.base import CANCELLED, DONE, MAX_LOST, QUEUED
+        from tether.queue.base import FAILED as ENTRY_FAILED
+
+        feedback, entry, kind = self.feedback, event.entry, event.kind
+        key = entry.run_id or entry.id
+        facts = RunFacts(name=entry.name, run_id=entry.run_id, baseline=entry.baseline,
+                         host=(entry.worker or "").partition(":")[0] or _host())
+        if kind in ("queued", QUEUED) and event.detail != "retry":
+            feedback.queued(key, facts)
+        elif kind == "started":
+            feedback.run_started(key, facts, log_path=lambda stage: self.log_path(entry))
+        elif kind == "stage":
+            what, _, stage = event.detail.partition(" ")
+            stage = stage.strip()
+            if what == "stage_start" and stage:
+                feedback.stage_started(key, stage)
+            elif what == "stage_end" and stage:
+                feedback.stage_finished(key, stage, "")
+        elif kind == REMINDER:
+            stage, _, detail = event.detail.partition(": ")
+            feedback.reminded(key, stage, detail)
+        elif kind == STALLED:
+            stage, _, detail = event.detail.partition(": ")
+            feedback.stalled(key, stage, detail)
+        elif kind in (DONE, ENTRY_FAILED, CANCELLED):
+            if entry.result_ref:
+                record, commit = read_recorded(self.root, entry.result_ref)
+                if record is not None:
+                    facts = facts_of(record, entry.result_ref)
+                    log = recorded_tail(self.root, commit, facts.stage) \
+                        if record.status != SUCCESS and feedback.settings.urls else ""
+                    feedback.run_ended(key, facts, log)
+                    return
+            if kind == ENTRY_FAILED and entry.lost >= MAX_LOST:
+                feedback.lost(with_facts(facts, status="lost"), entry.error or "")
+            elif kind != DONE:
+                status = INTERRUPTED if kind == CANCELLED else FAILED
+                feedback.run_ended(key, with_facts(facts, status=status), entry.error or "")
+
+
+def _host() -> str:
+    import os
+
+    return os.uname().nodename  # what the record's environment says; no socket import
+
+
+def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
+    """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
+    from tether.feedback.notify import load_settings
+
+    settings = load_settings(root)
+    if not settings.active:
+        return
+    feedback = Feedback(root, settings)
+    try:
+        record, _ = read_recorded(root, ref)
+        if record is not None:
+            feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
+    except Exception:
+        pass
+    finally:
+        feedback.close(wait)
+
+
+def notice_for_test(settings: FeedbackSettings) -> Notice:
+    facts = RunFacts(name="notify-test", run_id=f"test-{time.time():.0f}", host=_host(),
+                     status="test")
+    body = compose("test", facts, detail="If you read this, tether can reach you.").body
+    return Notice(id=f"{facts.run_id}:test", event="test", title="tether: test notification",
+                  body=body, severity="info")
