@@ -184,3 +184,21 @@ def test_the_index_file_can_vanish_between_calls(project: Project) -> None:
     index.unlink()
     assert project.names("-A") == ["a", "b", "c", "d"]
     assert index.exists()
+
+
+def test_nothing_against_head_points_at_where_experiments_are(repo: Path) -> None:
+    """After committing, HEAD has no experiments yet: say where they are, not just 'none'."""
+    import subprocess
+    import sys
+
+    def tether(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tether", *args], cwd=repo,
+                              capture_output=True, text=True)
+
+    assert tether("run", "-n", "before", "--", "python", "-c", "print(1)").returncode == 0
+    (repo / "more.txt").write_text("x\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "more"], cwd=repo, check=True)
+    out = tether("show").stdout
+    assert "no experiments recorded against HEAD" in out
+    assert "1 experiment is recorded against other commits" in out and "show -A" in out

@@ -113,7 +113,15 @@ def _nothing_shown(result: ShowResult, args: argparse.Namespace) -> str:
     if result.total:
         return f"no experiment matches (of {result.total} in scope)"
     where = "any baseline" if args.all_baselines else args.baseline
-    return f"no experiments recorded against {where} yet: `tether run` records one"
+    text = f"no experiments recorded against {where} yet: `tether run` records one"
+    if result.elsewhere and result.latest_baseline:
+        latest = result.latest_baseline[:10]
+        count = result.elsewhere
+        text += (f"\n{count} experiment{'s are' if count != 1 else ' is'} recorded against "
+                 f"other commits (an experiment "
+                 f"belongs to the commit it started from), the latest against {latest}: "
+                 f"`tether show -A` lists them all, `tether show --baseline {latest}` those")
+    return text
 
 
 def _created(timestamp: float) -> str:

@@ -70,6 +70,9 @@ class ShowResult:
         self.total = total  # experiments in scope before --filter and --last
         self.skipped = skipped or []  # refs in scope left out: invalid name or record
         self.notes = notes or []  # local state repaired on the way (a warning each)
+        # When none is in scope: how many are recorded elsewhere, and the newest's baseline.
+        self.elsewhere = 0
+        self.latest_baseline: str | None = None
 
     @cached_property
     def param_keys(self) -> list[str]:
@@ -239,6 +242,7 @@ def show_experiments(
         experiments = index.experiments(baseline_sha)
         skipped = index.skipped(baseline_sha)
         notes = index.notes
+        others = index.experiments(None) if not experiments and baseline_sha else []
     finally:
         index.close()
     total = len(experiments)
@@ -261,8 +265,12 @@ def show_experiments(
     for exp in experiments:
         groups.setdefault(exp.baseline, []).append(exp)
     names = baseline_labels(git) if groups and labels else {}
-    return ShowResult(
+    result = ShowResult(
         experiments=experiments,
         groups=[BaselineGroup(sha, names.get(sha, []), exps) for sha, exps in groups.items()],
         all_params=all_params, total=total, skipped=skipped, notes=notes,
     )
+    if others:
+        result.elsewhere = len(others)
+        result.latest_baseline = max(others, key=lambda exp: exp.created_at).baseline
+    return result
