@@ -20,3 +20,16 @@ tether run -S train.lr=0.05 -n faster-lr
 echo
 echo "== tether show"
 tether show
+echo
+echo "== a change on a branch, gated against the last main build"
+git checkout -q -b exp/fewer-epochs
+sed -i.bak 's/epochs: 15/epochs: 3/' params.yaml && rm -f params.yaml.bak
+git -c user.name="tether demo" -c user.email="demo@localhost" commit -q -am "fewer epochs"
+tether run -n fewer-epochs
+echo
+echo "== tether gate --against main (exit code 16 means a metric regressed)"
+tether gate --against main || echo "(tether gate exited $?)"
+echo
+echo "== tether report --against main --md"
+tether report --against main --md
+git checkout -q main

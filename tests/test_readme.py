@@ -50,3 +50,8 @@ def test_make_demo_runs_the_example_and_shows_experiments() -> None:
     assert "first" in show and "faster-lr" in show and "success" in show
     assert "test.acc" in show
     assert "prepare unchanged, skipped" in proc.stderr
+    # ... then a change on a branch, gated and reported against the last main build.
+    assert "== tether gate --against main" in out and "REGRESSED" in out
+    assert "(tether gate exited 16)" in out
+    report = out.split("== tether report --against main --md", 1)[1]
+    assert "regressed" in report and "train.epochs" in report

@@ -188,7 +188,7 @@ def _sparklines(record: dict[str, Any]) -> Iterable[str]:
             if not isinstance(point, dict):
                 continue
             for key, value in point.items():
-                if key in ("step", "timestamp", "time") or isinstance(value, bool) or \
+                if key in ("step", "ts", "timestamp", "time") or isinstance(value, bool) or \
                         not isinstance(value, int | float) or not math.isfinite(value):
                     continue
                 label = key if len(steps) == 1 else f"{name}.{key}"
