@@ -132,3 +132,19 @@ def test_push_without_artifact_remote_moves_nothing(repo: Path, origin: Path) ->
     assert git(repo, "ls-remote", "origin", "refs/tether/*") == ""
     tether_ok(repo, "push", "--no-artifacts")
     assert "lonely" in git(repo, "ls-remote", "origin", "refs/tether/*")
+
+
+def test_a_large_pull_packs_the_refs_it_creates(alice: Path, bob: Path, origin: Path) -> None:
+    """Thousands of loose ref files slow every listing (show, gate, the index): packed."""
+    tether_ok(alice, "run", "-q", "-n", "seed", "-S", "train.lr=1")
+    ref = next(r for r in exp_refs(alice) if r.endswith("/seed"))
+    commit = exp_refs(alice)[ref]
+    base = ref.rsplit("/", 1)[0]
+    lines = "".join(f"create {base}/copy-{i} {commit}\n" for i in range(120))
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=alice, input=lines, text=True,
+                   check=True)
+    git(alice, "push", "-q", "origin", "refs/tether/*:refs/tether/*")
+    tether_ok(bob, "pull", "origin", "--all", "--no-artifacts")
+    assert len([r for r in exp_refs(bob) if "/copy-" in r]) == 120
+    loose = [p for p in (bob / ".git" / "refs" / "tether").rglob("*") if p.is_file()]
+    assert loose == []

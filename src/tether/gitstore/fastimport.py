@@ -101,6 +101,9 @@ def fast_import_commit(
         # git's incremental repack: merges the small packs, leaves the big ones alone
         # (tens of ms, once per _PACKS_KEPT records). Only upkeep: a failure is harmless.
         git.run("repack", "-d", "-q", "--geometric=2", check=False)
+        # Experiment refs too: thousands of loose ref files make every `for-each-ref`
+        # (each show, gate and index refresh) read as many files.
+        git.run("pack-refs", "--all", check=False)
     return commit
 
 

@@ -74,6 +74,10 @@ class RemoteExperiment:
 # -- choosing experiments ---------------------------------------------------------
 
 
+# A pull that creates this many refs packs them (git would only at its next gc).
+PACK_REFS_AFTER = 100
+
+
 def resolve_local(git: Git, text: str) -> ExperimentRef:
     try:
         from tether.experiments.resolve import resolve_experiment
@@ -351,6 +355,8 @@ def pull(
                 *(f"{plus}{e.ref}:{e.ref}" for e in fetch))
         report.refs += [RefResult(e.ref, "forced" if e.state == "diverged" else "new")
                         for e in fetch]
+        if len(fetch) >= PACK_REFS_AFTER:
+            git.run("pack-refs", "--all", check=False)  # loose refs slow every listing
     try:
         from tether.experiments.index import refresh
 
