@@ -14,7 +14,7 @@ from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
 from tether.cache.tracked import external_deps
 from tether.errors import ExperimentError, UsageError
-from tether.execute.assemble import RunFields, assemble_record
+from tether.execute.assemble import Assembled, RunFields, assemble_record
 from tether.execute.commit import commit_run
 from tether.execute.concurrency import Background
 from tether.execute.events import RunEvent
@@ -24,7 +24,7 @@ from tether.execute.stageloop import StageLoop
 from tether.execute.workspace import Workspace, in_place, temporary_worktree
 from tether.gitstore import experiments as exps
 from tether.gitstore.fastrecord import start_status
-from tether.gitstore.git import Git, repo_state
+from tether.gitstore.git import Git, GitJob, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_run_id
 from tether.layout import runs_dir, tmp_dir
@@ -259,19 +259,29 @@ def _execute_and_record(run: _Run, run_lock: RunLock | None = None) -> RunResult
     )
     assembled = assemble_record(git, run.workspace, run.pipeline, run.params, loop, fields,
                                 run_dir, run.secrets, emit)
-    record = assembled.record
+    ref = _commit_and_remember(run, loop, assembled, run_dir, taken, changes)
+    emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
+    return RunResult(plan=run.plan, record=assembled.record, ref=ref)
+
+
+def _commit_and_remember(
+    run: _Run, loop: StageLoop, assembled: Assembled, run_dir: Path, taken: set[str],
+    changes: GitJob,
+) -> exps.ExperimentRef:
+    """Commit the run as its experiment, then let the run-cache point at it for the
+    outputs its stages saved."""
+    git, facts = run.git, run.facts
     head = facts.state.head
     start = git.out("rev-parse", f"{head}^{{tree}}") if head != facts.baseline else None
-    ref = commit_run(git, run.workspace, run.pipeline, record, run_dir, assembled.log_files,
-                     taken, facts.committer_ident(), start, named=options.name is not None,
-                     status=changes, secrets=run.secrets,
+    ref = commit_run(git, run.workspace, run.pipeline, assembled.record, run_dir,
+                     assembled.log_files, taken, facts.committer_ident(), start,
+                     named=run.options.name is not None, status=changes, secrets=run.secrets,
                      contributed={r.name for r in loop.records if r.status in CONTRIBUTING},
                      submodules=assembled.submodules.moved)
     for fingerprint_digest, files in loop.to_remember:
         loop.reuse.remember(fingerprint_digest, files, run_id=run.run_id,
                             experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})
-    emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
-    return RunResult(plan=run.plan, record=record, ref=ref)
+    return ref
 
 
 def _write_params(run: _Run, run_dir: Path) -> None:

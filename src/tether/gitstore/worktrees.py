@@ -93,6 +93,7 @@ def add_worktree(
     """
     from tether.gitstore.submodules import checkout_submodules
 
+    remove_worktree(git, path)  # what a crashed earlier holder (a retried attempt) left
     claim(path)  # before it exists: a concurrent prune must not take it
     git.run("worktree", "add", "--detach", "--quiet", "--", str(path), commit)
     if contents is not None:

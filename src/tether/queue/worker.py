@@ -204,8 +204,6 @@ class Worker:
         worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
         result: dict[str, Any] = {}
         try:
-            if worktree.exists():
-                remove_worktree(self.git, worktree)
             add_worktree(self.git, worktree, entry.snapshot)
             result = self._run_child(entry, attempt_dir, worktree)
         except Exception as exc:  # a broken worktree or snapshot: retried, then failed
