@@ -155,11 +155,45 @@ def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPoi
     return added
 
 
+def ignore_outputs(git: Git, outs: Iterable[str]) -> list[str]:
+    """Git-ignore declared outputs as DVC does: `/name` in the .gitignore beside each,
+    unless git ignores it already (by that line or any other rule) or tracks it (then
+    the user keeps it in git on purpose). Returns the paths newly ignored."""
+    pending = [out for out in dict.fromkeys(outs) if out and out != "."
+               and not _ignore_line_present(git.root, out)]
+    if not pending:
+        return []  # the usual case: nothing to ask git
+    data = "\0".join(pending).encode(errors="surrogateescape") + b"\0"
+    ignored = set(filter(None, git.run("check-ignore", "-z", "--stdin", input=data,
+                                       check=False).stdout.decode(errors="surrogateescape")
+                         .split("\0")))
+    tracked = set(filter(None, git.run("ls-files", "-z", "--", *pending).stdout.decode(
+        errors="surrogateescape").split("\0")))
+    added = []
+    for out in pending:
+        if out in ignored or out in tracked or any(t.startswith(out + "/") for t in tracked):
+            continue
+        _ignore(git.root, out)
+        added.append(out)
+    return added
+
+
+def _ignore_file(root: Path, rel: str) -> tuple[Path, str]:
+    folder, _, name = rel.rpartition("/")
+    return (root / folder / ".gitignore" if folder else root / ".gitignore"), f"/{name}"
+
+
+def _ignore_line_present(root: Path, rel: str) -> bool:
+    ignore, line = _ignore_file(root, rel)
+    try:
+        return line in ignore.read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return False
+
+
 def _ignore(root: Path, rel: str) -> None:
     """Add `/name` to the .gitignore beside `rel`, unless it is there already."""
-    folder, _, name = rel.rpartition("/")
-    ignore = root / folder / ".gitignore" if folder else root / ".gitignore"
-    line = f"/{name}"
+    ignore, line = _ignore_file(root, rel)
     text = ignore.read_text() if ignore.exists() else ""
     if line in text.splitlines():
         return

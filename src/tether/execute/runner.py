@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from tether.atomic import write_text
 from tether.cache.hashing import StatCache
 from tether.cache.runcache import RunCache
-from tether.cache.tracked import external_deps
+from tether.cache.tracked import external_deps, ignore_outputs
 from tether.errors import ExperimentError, UsageError
 from tether.execute.assemble import Assembled, RunFields, assemble_record
 from tether.execute.commit import commit_run
@@ -260,6 +260,10 @@ def _execute_and_record(run: _Run, run_lock: RunLock | None = None) -> RunResult
     assembled = assemble_record(git, run.workspace, run.pipeline, run.params, loop, fields,
                                 run_dir, run.secrets, emit)
     ref = _commit_and_remember(run, loop, assembled, run_dir, taken, changes)
+    if not run.workspace.temporary and not bare:  # after the commit: not part of the run
+        produced = [out for r in loop.records if r.status in CONTRIBUTING
+                    for out in run.pipeline.stages[r.name].outs]
+        ignore_outputs(git, produced)
     emit(RunEvent("recorded", None, ref.ref, {"ref": ref}))
     return RunResult(plan=run.plan, record=assembled.record, ref=ref)
 
