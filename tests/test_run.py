@@ -397,3 +397,27 @@ def test_recorded_tree_is_the_workspace(repo: Path) -> None:
     assert not [r for r in exp_refs(repo) if "/tmp/" in r]
     record = only_record(repo)
     assert record["stages"][0]["outs"]["tracked_out.bin"].startswith("b3:")
+
+
+def test_a_bare_command_names_its_metrics_and_plots_files(repo: Path) -> None:
+    """`tether run --metrics FILE --plots FILE -- CMD`: not only ./metrics.json."""
+    (repo / "sub").mkdir()
+    script = (
+        "import json, os; os.makedirs('out', exist_ok=True); "
+        "json.dump({'acc': 0.9}, open('out/scores.json', 'w')); "
+        "json.dump({'loss': 0.1}, open('extra.json', 'w')); "
+        "open('out/curve.csv', 'w').write('step,loss\\n0,1\\n1,0.5\\n')"
+    )
+    proc = run_tether(repo / "sub", "run", "-n", "named", "--metrics", "out/scores.json",
+                      "--metrics", "extra.json", "--plots", "out/curve.csv", "--",
+                      "python", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    record = only_record(repo)
+    assert record["metrics"] == {"acc": 0.9, "loss": 0.1}
+    stage = record["stages"][0]
+    assert "sub/out/curve.csv" in json.dumps(record)
+    assert stage["status"] == "success"
+    proc = run_tether(repo, "run", "--metrics", "m.json")
+    assert proc.returncode == 2 and "`-- COMMAND` only" in proc.stderr
+    proc = run_tether(repo, "run", "--metrics", "../escape.json", "--", "true")
+    assert proc.returncode == 2 and "outside the project" in proc.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.layout import STATE_GITIGNORE, state_dir
 from tether.spec import Pipeline, Stage
@@ -31,21 +31,35 @@ def ensure_state_dir(root: Path) -> Path:
 
 def command_pipeline(
     root: Path, argv: list[str], cwd: Path | None = None,
-    limits: Mapping[str, float | None] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Pipeline:
-    """A one-stage pipeline for `tether run -- CMD ARGS...` (no spec needed)."""
+    """A one-stage pipeline for `tether run -- CMD ARGS...` (no spec needed).
+
+    `limits` holds the command's settings: `timeout`, `stall_timeout`, `expected`, and the
+    `metrics` and `plots` files it writes (relative to `cwd`; default `metrics.json`).
+    """
+    from tether.errors import UsageError
+    from tether.spec.values import normalize_path
+
     here = (cwd or Path.cwd()).resolve()
     try:
         wdir = here.relative_to(root.resolve()).as_posix() or "."
     except ValueError:
         wdir = "."
-    metrics = "metrics.json" if wdir == "." else f"{wdir}/metrics.json"
     limits = dict(limits or {})
+    files: dict[str, tuple[str, ...]] = {}
+    for kind, default in (("metrics", ["metrics.json"]), ("plots", [])):
+        try:
+            files[kind] = tuple(normalize_path(str(name), wdir)
+                                for name in limits.get(kind) or default)
+        except ValueError as exc:
+            raise UsageError(f"--{kind}: {exc}") from None
     stage = Stage(
         name=COMMAND_STAGE,
         cmd=(_shell_join(argv),),
         wdir=wdir,
-        metrics=(metrics,),
+        metrics=files["metrics"],
+        plots=files["plots"],
         timeout=limits.get("timeout"),
         stall_timeout=limits.get("stall_timeout"),
         expected=limits.get("expected"),
@@ -55,7 +69,7 @@ def command_pipeline(
 
 def load_project_pipeline(
     root: Path, command: list[str] | None,
-    limits: Mapping[str, float | None] | None = None,
+    limits: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
 ) -> Pipeline:
     """The pipeline `tether run` works on: the bare command, or the project's spec."""

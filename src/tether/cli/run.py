@@ -44,6 +44,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--timeout", help="bare command only: total time limit (e.g. 2h)")
     parser.add_argument("--stall-timeout", help="bare command only: kill after this long silent")
     parser.add_argument("--expected", help="bare command only: remind after this long")
+    parser.add_argument("--metrics", action="append", metavar="FILE",
+                        help="bare command only: a metrics file it writes (repeatable; "
+                        "default metrics.json), relative to the current directory")
+    parser.add_argument("--plots", action="append", metavar="FILE",
+                        help="bare command only: a plots file it writes (repeatable)")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not echo stage output")
     parser.add_argument("--no-run-cache", action="store_true",
                         help="run changed stages even if an earlier run with the same inputs "
@@ -72,8 +77,12 @@ def _split_command(args: argparse.Namespace) -> list[str] | None:
     return command
 
 
-def _limits(args: argparse.Namespace) -> dict[str, float | None]:
-    limits: dict[str, float | None] = {}
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The bare command's settings: time limits, and the metrics and plots files it writes."""
+    limits: dict[str, Any] = {}
+    for option in ("metrics", "plots"):
+        if getattr(args, option):
+            limits[option] = list(getattr(args, option))
     for option, key in (("timeout", "timeout"), ("stall_timeout", "stall_timeout"),
                         ("expected", "expected")):
         value = getattr(args, option)
@@ -122,8 +131,10 @@ def handle(args: argparse.Namespace) -> int:
     stages_given = args.stages
     limits = _limits(args)
     if limits and command is None:
-        raise UsageError("--timeout/--stall-timeout/--expected apply to `-- COMMAND` only",
-                         hint="set timeout, stall_timeout and expected per stage in tether.yaml")
+        raise UsageError(
+            "--timeout/--stall-timeout/--expected/--metrics/--plots apply to `-- COMMAND` only",
+            hint="set timeout, stall_timeout, expected, metrics and plots per stage in "
+            "tether.yaml")
     if args.push is not None:
         return _push(args, command, limits)
     if args.queue is not None or args.repeat is not None:

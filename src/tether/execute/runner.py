@@ -64,7 +64,7 @@ class RunOptions:
     echo: BinaryIO | None = None
     on_event: Callable[[RunEvent], None] | None = None
     argv: list[str] = field(default_factory=list)
-    command_limits: dict[str, float | None] = field(default_factory=dict)
+    command_limits: dict[str, Any] = field(default_factory=dict)  # timeouts, metrics, plots
     no_run_cache: bool = False
     # In place: wait for another in-place run of the work tree instead of BusyError.
     wait: bool = False

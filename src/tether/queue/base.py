@@ -78,7 +78,7 @@ class Entry:
     targets: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None
-    limits: dict[str, float | None] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)  # a bare command's settings
     wdir: str = "."
     env: dict[str, str] = field(default_factory=dict)
     message: str = ""

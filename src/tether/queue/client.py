@@ -93,7 +93,7 @@ class QueueRequest:
     message: str = ""
     force: bool = False
     command: list[str] | None = None
-    limits: dict[str, float | None] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
     queue: str = DEFAULT_QUEUE
     priority: int = 0
     repeat: int = 1
