@@ -148,3 +148,13 @@ def test_a_large_pull_packs_the_refs_it_creates(alice: Path, bob: Path, origin: 
     assert len([r for r in exp_refs(bob) if "/copy-" in r]) == 120
     loose = [p for p in (bob / ".git" / "refs" / "tether").rglob("*") if p.is_file()]
     assert loose == []
+
+
+def test_a_missing_object_is_named_by_its_experiment_and_path(alice: Path) -> None:
+    import shutil
+
+    tether_ok(alice, "run", "-q", "-n", "lost-one", "-S", "train.lr=3")
+    shutil.rmtree(alice / ".tether" / "cache" / "objects")
+    (alice / "model.bin").unlink()
+    out = tether_ok(alice, "push", "origin", "lost-one")
+    assert "model.bin of lost-one" in out and "is on neither side" in out

@@ -56,7 +56,8 @@ def render(report: Any, verb: str) -> int:
               f"{moved}, {art.bytes} bytes, {art.present} already there, {art.runs} run-cache "
               "entr(y/ies)", file=sys.stderr)
         for key in art.missing:
-            print(f"tether: warning: object {key} is on neither side", file=sys.stderr)
+            print(f"tether: warning: object {report.describe(key)} is on neither side "
+                  "(not in the local cache, not on the artifact remote)", file=sys.stderr)
         if art.failed:
             from tether.errors import RemoteError
 

@@ -44,6 +44,14 @@ class ShareReport:
     artifacts: TransferResult | None = None
     remote: str | None = None  # the artifact remote used
     git_message: str = ""  # what the git remote said (hook output, reasons), for rejections
+    # object key -> what it is ("model.bin of lr-001", "data/raw.csv (tracked data)"),
+    # so warnings name the experiment and the path, not only a hash
+    owners: dict[str, list[str]] = field(default_factory=dict)
+
+    def describe(self, key: str) -> str:
+        owned = self.owners.get(key)
+        return f"{key[:14]}… ({', '.join(owned[:3])}{', …' if len(owned) > 3 else ''})" \
+            if owned else key
 
     @property
     def diverged(self) -> list[RefResult]:
@@ -209,6 +217,17 @@ def _stash_workspace_outputs(root: Path, store: Any, wanted: dict[str, str]) -> 
         cache.close()
 
 
+def _owners(records: Sequence[tuple[str, RunRecord | None]], data: dict[str, str],
+            ) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = {}
+    for ref, record in records:
+        for path, key in record_outputs(record).items():
+            owners.setdefault(key, []).append(f"{path} of {ref.rsplit('/', 1)[-1]}")
+    for path, key in data.items():
+        owners.setdefault(key, []).append(f"{path} (tracked data)")
+    return owners
+
+
 def _transfer(root: Path, records: list[tuple[str, RunRecord | None]], *, push: bool,
               remote_name: str | None, data: dict[str, str] | None = None,
               progress: Progress | None = None) -> tuple[TransferResult, str] | None:
@@ -292,6 +311,7 @@ def push(
                           progress=progress)
         if moved:
             report.artifacts, report.remote = moved
+            report.owners = _owners(kept, data)
     return report
 
 
@@ -368,8 +388,10 @@ def pull(
         chosen = [e for e in selected if e.ref not in bad]
         records = read_records(git, [e.commit for e in chosen])
         data = tracked_data(git, [e.commit for e in chosen])
-        moved = _transfer(root, [(e.ref, r) for e, r in zip(chosen, records, strict=True)],
-                          data=data, push=False, remote_name=remote, progress=progress)
+        pairs = [(e.ref, r) for e, r in zip(chosen, records, strict=True)]
+        moved = _transfer(root, pairs, data=data, push=False, remote_name=remote,
+                          progress=progress)
         if moved:
             report.artifacts, report.remote = moved
+            report.owners = _owners(pairs, data)
     return report
