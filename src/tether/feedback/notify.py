@@ -19,12 +19,10 @@ config files are searched for the words before YAML is loaded.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
 from tether.structs import field, struct
@@ -157,6 +155,8 @@ def _events(value: Any, where: str, problems: list[str], default: frozenset[str]
 
 def url_key(url: str) -> str:
     """A short stable name for `url` that reveals nothing of it."""
+    import hashlib  # not on the path of a run or enqueue that sends nothing
+
     return hashlib.sha256(url.encode()).hexdigest()[:10]
 
 
@@ -164,6 +164,8 @@ def display_url(url: str) -> str:
     """`url` as shown to people and written to files: no credentials, no tokens."""
     scheme = url.partition("://")[0]
     try:
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""

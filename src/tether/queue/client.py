@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tether.errors import ExperimentError, QueueError, UsageError
 from tether.execute.facts import RunFacts
@@ -30,6 +30,9 @@ from tether.queue.base import (
 from tether.queue.sweep import SweepPoint, expand
 from tether.spec import Pipeline
 from tether.structs import field, struct
+
+if TYPE_CHECKING:
+    from tether.cache.objects import ObjectStore
 
 BACKENDS = ("embedded", "celery")
 
@@ -125,6 +128,12 @@ def _validate(
     return next(iter(pipeline.stages.values())).wdir, pipeline, order
 
 
+def _plain_store(root: Path) -> ObjectStore:
+    from tether.cache.objects import ObjectStore
+
+    return ObjectStore(root, link_order=("copy",))
+
+
 def _names(request: QueueRequest, count: int, reserved: set[str], baseline: str) -> list[str]:
     if request.name is None:
         names = []
@@ -154,7 +163,6 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
     (the snapshot is then committed while this checks the request). `on_warning`
     hears what the snapshot could not take (files over the size cap, submodule edits).
     """
-    from tether.cache.objects import ObjectStore
     from tether.project import ensure_state_dir
     from tether.queue.inputs import check_queued_inputs
 
@@ -174,14 +182,16 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         snapshot = facts.snapshot()
         try:
             check_queued_inputs(git, snapshot.commit, pipeline, order, read_lock(root),
-                                ObjectStore(root, link_order=("copy",)))
+                                lambda: _plain_store(root))
         except BaseException:
             git.run("update-ref", "-d", snapshot.ref, check=False)
             raise
         # The message is stored in the queue and the record: never with a secret in it.
-        from tether.record.redact import discover
+        message = request.message
+        if message:
+            from tether.record.redact import discover
 
-        message = discover(root=root).scrub(request.message)
+            message = discover(root=root).scrub(message)
         for warning in snapshot.warnings:
             if on_warning is not None:
                 on_warning(warning)

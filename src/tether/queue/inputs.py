@@ -14,15 +14,19 @@ enqueue (`MissingInputError`) instead of failing in the worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tether.cache.objects import ObjectStore, valid_key
 from tether.errors import MissingInputError
 from tether.gitstore.git import Git
 from tether.gitstore.submodules import in_submodules
 from tether.lockfile import StageLock
 from tether.spec import Pipeline
 from tether.structs import struct
+
+if TYPE_CHECKING:
+    from tether.cache.objects import ObjectStore
 
 
 @struct(frozen=True)
@@ -60,22 +64,30 @@ def in_snapshot(git: Git, commit: str, paths: list[str]) -> set[str]:
 
 
 def _cached(store: ObjectStore, item: NeededInput) -> bool:
+    from tether.cache.objects import valid_key
+
     return item.key is not None and valid_key(item.key) and store.has(item.key)
 
 
 def check_queued_inputs(
     git: Git, commit: str, pipeline: Pipeline, order: list[str],
-    lock: dict[str, StageLock], store: ObjectStore,
+    lock: dict[str, StageLock], open_store: Callable[[], ObjectStore],
 ) -> None:
-    """Refuse (MissingInputError) a queued run whose inputs its worker could not have."""
-    from tether.cache.tracked import commit_pointers
+    """Refuse (MissingInputError) a queued run whose inputs its worker could not have.
 
+    The usual case — every input in the snapshot — asks git once and opens no cache."""
     needed = external_inputs(pipeline, order, lock)
     wanted = sorted({item.path for item in needed})
     present = in_snapshot(git, commit, wanted)
     present |= in_submodules(git, commit, [p for p in wanted if p not in present])
+    absent = [item for item in needed if item.path not in present]
+    if not absent:
+        return
+    from tether.cache.tracked import commit_pointers
+
+    store = open_store()
     tracked = {p.path: p.key for p in commit_pointers(git, commit)}
-    missing = [item for item in needed if item.path not in present and not _cached(store, item)
+    missing = [item for item in absent if not _cached(store, item)
                and not _tracked(git.root, store, tracked, item.path)]
     if not missing:
         return
