@@ -34,6 +34,7 @@ from tether.queue.follow import (
     Follower,
     FollowPass,
     Published,
+    remote_branches,
     remote_slug,
 )
 from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
@@ -199,14 +200,7 @@ def push_for_feedback(
     head = git.head_commit()
     remote = remote or upstream_remote(git)
     prefix = push_prefix(root)
-    listed = git.run("ls-remote", "--heads", remote, f"refs/heads/{prefix}*", check=False)
-    if listed.returncode != 0:
-        said = listed.stderr.decode(errors="replace").strip().splitlines()
-        raise TransferRejected(f"cannot reach git remote {remote!r}: "
-                               f"{said[-1] if said else listed.returncode}",
-                               hint="check `git remote -v` and your access")
-    taken = {line.partition("\t")[2].removeprefix(f"refs/heads/{prefix}")
-             for line in listed.stdout.decode(errors="replace").splitlines()}
+    taken = {branch.removeprefix(prefix) for branch in remote_branches(git, remote, prefix)}
     if name is not None:
         validate_name(name)
         if name in taken:
@@ -285,14 +279,7 @@ def collect_push_branches(
     now = time.time() if now is None else now
     remote = remote or upstream_remote(git)
     prefix = push_prefix(root)
-    listed = git.run("ls-remote", "--heads", remote, f"refs/heads/{prefix}*", check=False)
-    if listed.returncode != 0:
-        said = listed.stderr.decode(errors="replace").strip().splitlines()
-        raise TransferRejected(f"cannot list the branches of {remote!r}: "
-                               f"{said[-1] if said else listed.returncode}",
-                               hint="check `git remote -v` and your access")
-    tips = {ref.removeprefix("refs/heads/"): sha for sha, _, ref in
-            (line.partition("\t") for line in listed.stdout.decode().splitlines())}
+    tips = remote_branches(git, remote, prefix)
     if not tips:
         return []
     out = git.out("ls-remote", "--refs", remote,

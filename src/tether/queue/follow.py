@@ -48,6 +48,21 @@ STAGES_TRAILER = "Tether-Stages"
 FOLLOW_SNAPSHOTS = f"{QUEUE_REFS}follow-"
 
 
+def remote_branches(git: Git, remote: str, prefix: str = "") -> dict[str, str]:
+    """Branch name -> tip of the remote's branches (those starting with `prefix`), in one
+    `git ls-remote`; TransferRejected with git's words when the remote cannot be listed."""
+    pattern = [f"refs/heads/{prefix}*"] if prefix else []
+    proc = git.run("ls-remote", "--heads", remote, *pattern, check=False)
+    if proc.returncode != 0:
+        said = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise TransferRejected(
+            f"cannot list the branches of git remote {remote!r}: "
+            f"{said[-1] if said else proc.returncode}",
+            hint="check the remote's name or URL and your access (git ls-remote works?)")
+    return {ref.removeprefix("refs/heads/"): commit for commit, _, ref in
+            (line.partition("\t") for line in proc.stdout.decode(errors="replace").splitlines())}
+
+
 @struct(frozen=True)
 class PushedCommit:
     """The tip of a followed branch."""
@@ -121,20 +136,9 @@ class Follower:
 
     def tips(self) -> list[PushedCommit]:
         """The tips of the remote's matching branches (one `git ls-remote`)."""
-        proc = self.git.run("ls-remote", "--heads", self.remote, check=False)
-        if proc.returncode != 0:
-            said = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise TransferRejected(
-                f"cannot list the branches of git remote {self.remote!r}: "
-                f"{said[-1] if said else proc.returncode}",
-                hint="check the remote's name or URL and your access (git ls-remote works?)")
-        found = []
-        for line in proc.stdout.decode(errors="replace").splitlines():
-            commit, _, ref = line.partition("\t")
-            branch = ref.removeprefix("refs/heads/")
-            if any(fnmatchcase(branch, pattern) for pattern in self.patterns):
-                found.append(PushedCommit(branch, commit))
-        return found
+        return [PushedCommit(branch, commit)
+                for branch, commit in remote_branches(self.git, self.remote).items()
+                if any(fnmatchcase(branch, pattern) for pattern in self.patterns)]
 
     def _seen(self) -> dict[str, str]:
         return {ref.removeprefix(self.seen_prefix): sha for ref, sha in
