@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[example]'
+	$(BIN)/pip install -q -e '.[example,view]'
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml

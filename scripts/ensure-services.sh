@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the server binaries the queue tests start privately (redis-server,
-# rabbitmq-server) and git-lfs (the repository-state tests record in a git-lfs
+# rabbitmq-server) , git-lfs (the repository-state tests record in a git-lfs
 # repository) when they are missing. Debian packages; needs root or sudo.
 set -euo pipefail
 missing=()
@@ -8,6 +8,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] \
   || missing+=(rabbitmq-server)
 command -v git-lfs >/dev/null 2>&1 || missing+=(git-lfs)
+# The viewer's browser tests drive Debian's Chromium through Playwright.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
