@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the server binaries the queue tests start privately (redis-server,
-# rabbitmq-server) , git-lfs (the repository-state tests record in a git-lfs
-# repository) when they are missing. Debian packages; needs root or sudo.
+# Install what the tests start or drive when it is missing: the queue tests' server
+# binaries (redis-server, rabbitmq-server), git-lfs (the repository-state tests record
+# in a git-lfs repository) and Chromium (the viewer's browser tests). Debian packages;
+# needs root or sudo.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
