@@ -1,0 +1,203 @@
+"""`tether repro`: run an experiment again from its record alone, and say whether it
+reproduced.
+
+The run starts from a *reproduction snapshot*: a commit whose parent is the
+experiment's baseline and whose tree is the experiment's own tree (its code with the
+uncommitted changes it ran with, its params files as applied) without the record and
+the logs tether stored beside it. Run locally (`reproduce`, in a worktree under
+`.tether/worktrees/`) or by a queue worker (`enqueue_repro`), every stage is forced
+and the run-cache is off; the new record says `reproduces: {id, ref, commit, name,
+tolerances, origin}`, so the verdict (`feedback.reproverdict`) can be worked out from
+the two records anywhere, at any time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ExperimentError, UsageError
+from tether.experiments.resolve import Experiment, one_experiment, resolve_experiment
+from tether.feedback.reproverdict import parse_tolerances
+from tether.gitstore.git import Git, ident_of
+from tether.layout import RECORD_LOGS_DIR, RECORD_PATH, STATE_DIR
+from tether.pathguard import check_relpath
+from tether.record.record import RunRecord
+
+LAST_MAIN_BUILD = "last-main-build"
+REPRO_SUFFIX = "-repro"
+
+
+def resolve_target(git: Git, target: str, *, fetch: bool = True) -> Experiment:
+    """The experiment `target` names: a name, prefix or ref, or `last-main-build` (the
+    newest successful experiment of the main branch's history that is no reproduction)."""
+    if target.strip() == LAST_MAIN_BUILD:
+        return _last_main_build(git, fetch=fetch)
+    return one_experiment(git, resolve_experiment(git, target))
+
+
+def _last_main_build(git: Git, *, fetch: bool) -> Experiment:
+    from tether.experiments.index import refresh
+    from tether.feedback.gate import open_gate
+    from tether.feedback.history import find_main_commit
+
+    gate = open_gate(git.root, fetch=fetch)
+    index = refresh(git)
+    try:
+        found, search, index = find_main_commit(
+            git, index, gate.rev, depth=gate.settings.depth, remote=gate.remote, fetch=fetch)
+    finally:
+        index.close()
+    if found is None:
+        raise ExperimentError(
+            f"no main build: no successful experiment on the first {search.walked} commits "
+            f"of {gate.rev}'s history",
+            hint="record one on the main branch (tether run), or name the experiment")
+    builds = [one_experiment(git, resolve_experiment(git, e.ref))
+              for e in reversed(found.experiments)]
+    originals = [b for b in builds if b.run_record.reproduces is None]
+    return (originals or builds)[0]
+
+
+def reproduces_field(exp: Experiment, tolerances: Mapping[str, str] | None,
+                     origin: str | None) -> dict[str, Any]:
+    """What the reproduction's record says of its original (tolerances checked now)."""
+    record = exp.run_record
+    return {
+        "id": record.id, "ref": exp.ref.ref, "commit": exp.ref.commit, "name": exp.ref.name,
+        "tolerances": parse_tolerances(tolerances or {}), "origin": origin,
+    }
+
+
+def snapshot_commit(git: Git, exp: Experiment) -> str:
+    """A commit of `exp`'s tree without its record and logs, on top of its baseline
+    (a few git calls; nothing is checked out and no ref is written)."""
+    commit = exp.ref.commit
+    parents = git.out("rev-list", "--parents", "-n", "1", commit).split()[1:]
+    if exp.ref.baseline not in parents or not git.resolve(exp.ref.baseline):
+        raise ExperimentError(
+            f"experiment {exp.ref.name!r} is not a commit on top of its baseline "
+            f"{exp.ref.baseline[:10]}: it cannot be reproduced",
+            hint="fetch the baseline commit (git fetch), or it was not recorded by tether")
+    dropped = {posixpath.basename(RECORD_PATH), posixpath.basename(RECORD_LOGS_DIR)}
+    state = _tree_lines(git, f"{commit}:{STATE_DIR}", check=False)
+    kept = [line for line in state if line.split("\t", 1)[1] not in dropped]
+    top = [line for line in _tree_lines(git, commit) if line.split("\t", 1)[1] != STATE_DIR]
+    if kept:
+        top.append(f"040000 tree {_mktree(git, kept)}\t{STATE_DIR}")
+    tree = _mktree(git, top)
+    name, _, email = ident_of(git.run("var", "GIT_COMMITTER_IDENT", check=False)) \
+        .rstrip(">").partition(" <")
+    env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    message = f"tether: reproduction of {exp.ref.name}\n"
+    return git.out("commit-tree", tree, "-p", exp.ref.baseline, input=message, env=env)
+
+
+def _tree_lines(git: Git, treeish: str, *, check: bool = True) -> list[str]:
+    proc = git.run("ls-tree", "-z", treeish, check=check)
+    if proc.returncode != 0:
+        return []
+    return [line for line in proc.stdout.decode(errors="surrogateescape").split("\0") if line]
+
+
+def _mktree(git: Git, lines: list[str]) -> str:
+    data = "".join(f"{line}\0" for line in lines).encode(errors="surrogateescape")
+    return git.out("mktree", "-z", input=data)
+
+
+def run_arguments(record: RunRecord) -> dict[str, Any]:
+    """Targets, bare command, its settings and working directory, from the record.
+
+    Paths from the record pass the path guard: a record may come from a remote.
+    """
+    if record.kind != "command":
+        return {"targets": [str(t) for t in record.targets], "command": None,
+                "limits": {}, "wdir": "."}
+    argv = [str(a) for a in record.argv]
+    if "--" not in argv:
+        raise ExperimentError(f"experiment {record.name!r} ran a bare command its record "
+                              "does not hold (no `--` in argv): it cannot be reproduced")
+    command = argv[argv.index("--") + 1:]
+    stages = record.spec.get("stages") or {}
+    stage: Any = next(iter(stages.values()), {}) if isinstance(stages, dict) else {}
+    stage = stage if isinstance(stage, dict) else {}
+    wdir = str(stage.get("wdir") or ".")
+    if wdir != ".":
+        check_relpath(wdir, where=f"the record of {record.name!r} (its working directory)")
+    limits: dict[str, Any] = {}
+    for key in ("timeout", "stall_timeout", "expected"):
+        if isinstance(stage.get(key), int | float) and not isinstance(stage.get(key), bool):
+            limits[key] = float(stage[key])
+    for key in ("metrics", "plots"):
+        files = [check_relpath(str(f), where=f"the record of {record.name!r} ({key})")
+                 for f in stage.get(key) or []]
+        if files:
+            limits[key] = [posixpath.relpath(f, wdir) for f in files]
+    return {"targets": [], "command": command, "limits": limits, "wdir": wdir}
+
+
+def repro_name(record: RunRecord, taken: set[str]) -> str:
+    """`<name>-repro`, or `<name>-repro-2`... when taken."""
+    stem = f"{record.name[:60]}{REPRO_SUFFIX}"
+    name, counter = stem, 2
+    while name in taken:
+        name, counter = f"{stem}-{counter}", counter + 1
+    return name
+
+
+def enqueue_repro(project_root: Path, target: str, *,
+                  tolerances: Mapping[str, str] | None = None,
+                  origin: str | None = None) -> str:
+    """Queue a reproduction of `target` (see `resolve_target`) for a worker; the entry id.
+
+    `tolerances`: metric -> `VALUE` (absolute) or `VALUE%` (relative), over the spec's.
+    `origin` says who asked (e.g. `schedule:nightly-repro`); it is kept in the record.
+    """
+    from tether.gitstore.experiments import taken_names
+    from tether.ids import new_id, new_run_id
+    from tether.layout import QUEUE_REFS
+    from tether.queue.base import Entry
+    from tether.queue.client import open_enqueuer
+
+    git = Git(project_root)
+    exp = resolve_target(git, target)
+    record = exp.run_record
+    reproduces = reproduces_field(exp, tolerances, origin)
+    arguments = run_arguments(record)
+    now = time.time()
+    backend = open_enqueuer(project_root)
+    try:
+        baseline = exp.ref.baseline
+        name = repro_name(record, taken_names(git, baseline) | backend.reserved_names(baseline))
+        commit = snapshot_commit(git, exp)
+        snapshot_ref = f"{QUEUE_REFS}{new_id()}"
+        git.update_ref(snapshot_ref, commit, old="")
+        entry = Entry(
+            id=new_id(), name=name, baseline=baseline, snapshot=commit,
+            snapshot_ref=snapshot_ref, run_id=new_run_id(now),
+            targets=tuple(arguments["targets"]),
+            command=tuple(arguments["command"]) if arguments["command"] is not None else None,
+            limits=arguments["limits"], wdir=arguments["wdir"],
+            message=f"reproduction of {exp.ref.name}", force=True, created_at=now,
+            reproduces=reproduces,
+        )
+        try:
+            backend.enqueue([entry], now)
+        except BaseException:
+            git.run("update-ref", "-d", snapshot_ref, check=False)
+            raise
+        return entry.id
+    finally:
+        backend.close()
+
+
+def check_target(text: str) -> str:
+    """A target as given on the command line (not blank)."""
+    if not text.strip():
+        raise UsageError("tether repro: name the experiment to reproduce",
+                         hint=f"an experiment name, ref or commit prefix, or {LAST_MAIN_BUILD}")
+    return text.strip()
