@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tether.errors import ExperimentError, UsageError
 from tether.experiments.resolve import Experiment, one_experiment, resolve_experiment
-from tether.feedback.reproverdict import parse_tolerances
+from tether.feedback.reproverdict import ReproVerdict, judge_reproduction, parse_tolerances
+from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git, ident_of
 from tether.layout import RECORD_LOGS_DIR, RECORD_PATH, STATE_DIR
 from tether.pathguard import check_relpath
 from tether.record.record import RunRecord
+from tether.structs import struct
+
+if TYPE_CHECKING:
+    from tether.execute.events import RunEvent
 
 LAST_MAIN_BUILD = "last-main-build"
 REPRO_SUFFIX = "-repro"
@@ -157,7 +162,6 @@ def enqueue_repro(project_root: Path, target: str, *,
     `tolerances`: metric -> `VALUE` (absolute) or `VALUE%` (relative), over the spec's.
     `origin` says who asked (e.g. `schedule:nightly-repro`); it is kept in the record.
     """
-    from tether.gitstore.experiments import taken_names
     from tether.ids import new_id, new_run_id
     from tether.layout import QUEUE_REFS
     from tether.queue.base import Entry
@@ -174,6 +178,7 @@ def enqueue_repro(project_root: Path, target: str, *,
         baseline = exp.ref.baseline
         name = repro_name(record, taken_names(git, baseline) | backend.reserved_names(baseline))
         commit = snapshot_commit(git, exp)
+        _check_inputs(git, commit, record)
         snapshot_ref = f"{QUEUE_REFS}{new_id()}"
         git.update_ref(snapshot_ref, commit, old="")
         entry = Entry(
@@ -193,6 +198,130 @@ def enqueue_repro(project_root: Path, target: str, *,
         return entry.id
     finally:
         backend.close()
+
+
+def _check_inputs(git: Git, commit: str, record: RunRecord) -> None:
+    """Refuse to queue a reproduction whose worker would lack an input (as `run --queue`):
+    the dependencies no stage of the original's spec produces, with the hashes it read."""
+    from tether.project import object_store
+    from tether.queue.inputs import NeededInput, check_needed_inputs
+
+    stages = record.spec.get("stages") if record.kind != "command" else None
+    if not isinstance(stages, dict):
+        return
+    produced = {str(out) for stage in stages.values() if isinstance(stage, dict)
+                for out in stage.get("outs") or ()}
+    needed = []
+    for ran in record.stages:
+        for dep in (stages.get(ran.name) or {}).get("deps") or ():
+            dep = check_relpath(str(dep), where=f"the spec recorded by {record.name!r}")
+            if not any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
+                       for out in produced):
+                key = ran.deps.get(dep)
+                needed.append(NeededInput(ran.name, dep, key if isinstance(key, str) else None))
+    check_needed_inputs(git, commit, needed, lambda: object_store(git.root))
+
+
+@struct
+class ReproOutcome:
+    """A reproduction run locally: the original, the new run, and the verdict."""
+
+    original: Experiment
+    record: RunRecord
+    ref: str
+    verdict: ReproVerdict
+
+
+def reproduce(project_root: Path, target: str, *,
+              tolerances: Mapping[str, str] | None = None, origin: str | None = None,
+              echo: BinaryIO | None = None,
+              on_event: Callable[[RunEvent], None] | None = None) -> ReproOutcome:
+    """Run `target` again here, in a worktree under `.tether/worktrees/` from its
+    reproduction snapshot, every stage forced and the run-cache off; record it (linked
+    to the original) and judge it. The user's work tree, index and HEAD are not touched.
+
+    Inputs git does not hold come from the cache by the hash the original recorded,
+    else from the work tree as it is now (as `run --temp` takes them).
+    """
+    from tether.execute.runner import RunContext, RunOptions, run
+    from tether.gitstore import worktrees
+    from tether.ids import new_run_id
+    from tether.layout import worktrees_dir
+    from tether.project import ensure_state_dir
+
+    git = Git(project_root)
+    ensure_state_dir(project_root)
+    original = resolve_target(git, target)
+    record = original.run_record
+    reproduces = reproduces_field(original, tolerances, origin)
+    arguments = run_arguments(record)
+    run_id = new_run_id(time.time())
+    path = worktrees_dir(project_root) / f"repro-{run_id}"
+    worktrees.prune_stale(git, path.parent)
+    commit = snapshot_commit(git, original)
+    try:
+        worktrees.add_worktree(git, path, original.ref.baseline, contents=commit)
+        cwd = path / arguments["wdir"]
+        _bring_inputs(git, path, arguments, cwd)
+        taken = taken_names(git, original.ref.baseline)
+        options = RunOptions(
+            targets=arguments["targets"], name=repro_name(record, taken),
+            message=f"reproduction of {original.ref.name}", force=True, no_run_cache=True,
+            command=arguments["command"], command_limits=arguments["limits"], echo=echo,
+            on_event=on_event, argv=["tether", "repro", target],
+        )
+        context = RunContext(baseline=original.ref.baseline, run_id=run_id,
+                             state_root=project_root, reproduces=reproduces)
+        result = run(cwd, options, context)
+    finally:
+        worktrees.remove_worktree(git, path)
+    assert result.record is not None and result.ref is not None
+    verdict = judge_reproduction(record, result.record, original.ref.ref, result.ref.ref)
+    return ReproOutcome(original, result.record, result.ref.ref, verdict)
+
+
+def _bring_inputs(git: Git, path: Path, arguments: dict[str, Any], cwd: Path) -> None:
+    """The run's inputs that no stage produces and the snapshot lacks (see `reproduce`)."""
+    from tether.cache.tracked import external_deps
+    from tether.execute.workspace import bring_inputs
+    from tether.lockfile import read_lock
+    from tether.project import load_project_pipeline, object_store
+    from tether.queue.inputs import restore_cached_inputs
+
+    pipeline = load_project_pipeline(path, arguments["command"], arguments["limits"], cwd)
+    order = pipeline.order(arguments["targets"] or None)
+    if arguments["command"] is None:
+        restore_cached_inputs(path, pipeline, order, read_lock(path), object_store(git.root))
+    bring_inputs(git, path, [dep for _, dep in external_deps(pipeline, order)])
+
+
+def judge_recorded(project_root: Path, text: str) -> tuple[ReproVerdict, RunRecord]:
+    """The verdict on a reproduction already recorded (e.g. by a queue worker)."""
+    git = Git(project_root)
+    exp = one_experiment(git, resolve_experiment(git, text))
+    record = exp.run_record
+    link = record.reproduces
+    if not link or not isinstance(link.get("ref"), str):
+        raise ExperimentError(f"experiment {exp.ref.name!r} is no reproduction (its record "
+                              "has no `reproduces`)",
+                              hint="`tether repro EXP` reproduces EXP; --check judges the "
+                              "reproduction it recorded")
+    original = _original_of(git, link)
+    return (judge_reproduction(original.run_record, record, original.ref.ref, exp.ref.ref),
+            record)
+
+
+def _original_of(git: Git, link: Mapping[str, Any]) -> Experiment:
+    """The original a `reproduces` names: by ref, else (renamed) by commit."""
+    from tether.gitstore.experiments import list_experiments
+
+    every = list_experiments(git)
+    found = [e for e in every if e.ref == link.get("ref")] or \
+        [e for e in every if e.commit == link.get("commit")]
+    if not found:
+        raise ExperimentError(f"the original of this reproduction, {link.get('ref')!r}, is "
+                              "not here", hint="pull it (tether pull), or it was removed")
+    return one_experiment(git, found[0])
 
 
 def check_target(text: str) -> str:

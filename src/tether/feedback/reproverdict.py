@@ -77,6 +77,8 @@ class ReproVerdict:
     verdict: str  # reproduced | not-reproduced | failed
     metrics: list[MetricCheck] = field(default_factory=list)
     environment: list[dict[str, Any]] = field(default_factory=list)  # what, original, now
+    # Dependencies whose content differs from the original's (what, original, now: hashes).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def reproduced(self) -> bool:
@@ -149,7 +151,22 @@ def judge_reproduction(original: RunRecord, reproduction: RunRecord,
                                                                    reproduction_ref),
         verdict=verdict, metrics=checks,
         environment=environment_differences(original.environment, reproduction.environment),
+        inputs=input_differences(original, reproduction),
     )
+
+
+def input_differences(original: RunRecord, reproduction: RunRecord) -> list[dict[str, Any]]:
+    """Dependencies of a stage whose recorded hash differs between the two runs (the
+    code is the same by construction: a difference is data from outside the snapshot)."""
+    now = {stage.name: stage.deps for stage in reproduction.stages}
+    found = []
+    for stage in original.stages:
+        for path, digest in sorted(stage.deps.items()):
+            later = now.get(stage.name, {}).get(path)
+            if digest and later and digest != later:
+                found.append({"what": f"{path} (stage {stage.name})",
+                              "original": str(digest), "now": str(later)})
+    return found
 
 
 def environment_differences(original: Mapping[str, Any],
@@ -184,3 +201,36 @@ def _gpu_names(env: Mapping[str, Any]) -> list[str]:
     if not isinstance(gpus, list):
         return []
     return [str(g.get("name")) for g in gpus if isinstance(g, dict)]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return "-" if value is None else str(value)
+
+
+def tolerance_text(tolerance: Mapping[str, Any]) -> str:
+    value = float(tolerance.get("value") or 0)
+    if tolerance.get("kind") == "rel":
+        return f"±{value * 100:g}%"
+    return "exact" if value == 0 else f"±{value:g}"
+
+
+def describe(verdict: ReproVerdict, limit: int = 10) -> str:
+    """The verdict in a few lines, for a notification: what differs, and where."""
+    lines = [f"Reproduction of {verdict.original.get('name')} "
+             f"({verdict.original.get('ref')}): {verdict.verdict}"]
+    if verdict.reproduction.get("status") != verdict.original.get("status"):
+        lines.append(f"Status: {verdict.original.get('status')} -> "
+                     f"{verdict.reproduction.get('status')}")
+    for check in verdict.differing[:limit]:
+        lines.append(f"{check.key}: {_shown(check.original)} -> {_shown(check.reproduced)} "
+                     f"({check.verdict}; tolerance {tolerance_text(check.tolerance)}, "
+                     f"{check.source})")
+    if verdict.inputs:
+        lines.append("Inputs that changed: " + ", ".join(d["what"] for d in verdict.inputs))
+    if verdict.environment:
+        shown = ", ".join(f"{d['what']} {_shown(d['original'])} -> {_shown(d['now'])}"
+                          for d in verdict.environment[:limit])
+        lines.append(f"Environment differences: {shown}")
+    return "\n".join(lines)
