@@ -212,7 +212,7 @@ def _shown(value: Any) -> str:
 def tolerance_text(tolerance: Mapping[str, Any]) -> str:
     value = float(tolerance.get("value") or 0)
     if tolerance.get("kind") == "rel":
-        return f"±{value * 100:g}%"
+        return f"±{value * 100:g}%" if value >= 1e-4 else f"rel {value:g}"
     return "exact" if value == 0 else f"±{value:g}"
 
 
