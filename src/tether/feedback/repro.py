@@ -259,6 +259,10 @@ def reproduce(project_root: Path, target: str, *,
     path = worktrees_dir(project_root) / f"repro-{run_id}"
     worktrees.prune_stale(git, path.parent)
     commit = snapshot_commit(git, original)
+    if record.redacted_files and on_event is not None:
+        from tether.execute.events import RunEvent
+
+        on_event(RunEvent("warning", None, _redacted_warning(record)))
     try:
         worktrees.add_worktree(git, path, original.ref.baseline, contents=commit)
         cwd = path / arguments["wdir"]
@@ -278,6 +282,12 @@ def reproduce(project_root: Path, target: str, *,
     assert result.record is not None and result.ref is not None
     verdict = judge_reproduction(record, result.record, original.ref.ref, result.ref.ref)
     return ReproOutcome(original, result.record, result.ref.ref, verdict)
+
+
+def _redacted_warning(record: RunRecord) -> str:
+    files = ", ".join(sorted(record.redacted_files))
+    return (f"{files} of {record.name!r} were stored with secret values replaced "
+            "([redacted:NAME]); the reproduction reads them as stored")
 
 
 def _bring_inputs(git: Git, path: Path, arguments: dict[str, Any], cwd: Path) -> None:
