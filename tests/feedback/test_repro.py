@@ -227,3 +227,41 @@ def test_records_without_reproduces_load_and_bad_ones_are_refused() -> None:
                 {"tolerances": {"acc": "1%"}}):
         with pytest.raises(InvalidRecord, match="reproduces"):
             RunRecord.from_json({**old, "reproduces": bad})
+
+
+def _record(metrics: dict[str, Any], *, status: str = "success",
+            tolerances: dict[str, Any] | None = None) -> Any:
+    from tether.record.record import RunRecord
+
+    rules = {"loss": {"direction": "min", "tolerance": {"kind": "abs", "value": 0.05}},
+             "acc": {"direction": "max", "tolerance": {"kind": "rel", "value": 0.0}}}
+    return RunRecord.from_json({
+        "id": "r", "name": "n", "status": status, "created_at": 1.0, "metrics": metrics,
+        "spec": {"metrics": rules},
+        "reproduces": None if tolerances is None else {"tolerances": tolerances}})
+
+
+@pytest.mark.parametrize(("now", "given", "verdicts"), [
+    # floats: a relative 1e-9 by default (float noise is no drift); ints and strings exact
+    ({"acc": 0.9 * (1 + 1e-12), "n": 10, "tag": "v1", "loss": 0.3}, None, {}),
+    ({"acc": 0.9001, "n": 10, "tag": "v1", "loss": 0.3}, None, {"acc": "different"}),
+    ({"acc": 0.9, "n": 11, "tag": "v2", "loss": 0.3}, None, {"n": "different",
+                                                            "tag": "different"}),
+    # the spec's tolerance (the gate's), then --tolerance over it
+    ({"acc": 0.9, "n": 10, "tag": "v1", "loss": 0.34}, None, {}),
+    ({"acc": 0.9, "n": 10, "tag": "v1", "loss": 0.36}, None, {"loss": "different"}),
+    ({"acc": 0.9, "n": 10, "tag": "v1", "loss": 0.36},
+     {"loss": {"kind": "rel", "value": 0.5}, "n": {"kind": "abs", "value": 1}}, {}),
+    ({"acc": 0.9, "n": 10, "loss": 0.3, "new": 1}, None, {"tag": "missing", "new": "new"}),
+    ({"acc": 0.9, "n": 10.0, "tag": "v1", "loss": 0.3}, None, {}),  # 10 == 10.0 as numbers
+])
+def test_verdict_per_metric(now: dict[str, Any], given: dict[str, Any] | None,
+                            verdicts: dict[str, str]) -> None:
+    from tether.feedback.reproverdict import judge_reproduction
+
+    original = _record({"acc": 0.9, "n": 10, "tag": "v1", "loss": 0.3})
+    verdict = judge_reproduction(original, _record(now, tolerances=given or {}))
+    assert {m.key: m.verdict for m in verdict.differing} == verdicts
+    assert verdict.verdict == ("reproduced" if not verdicts else "not-reproduced")
+    failed = judge_reproduction(original, _record(now, status="failed"))
+    assert failed.verdict == "failed"

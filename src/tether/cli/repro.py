@@ -95,7 +95,7 @@ def _run(root: Any, target: str, tolerances: dict[str, str], args: argparse.Name
                             echo=None if args.quiet else sys.stdout.buffer,
                             on_event=_print_event if listener is None else listener)
         if listener is not None:
-            listener.ended(outcome.record, outcome.ref, None)
+            listener.ended(outcome.record, outcome.ref, outcome.commit)
     finally:
         if listener is not None:
             listener.feedback.close(notify_wait())

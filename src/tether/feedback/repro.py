@@ -145,9 +145,10 @@ def run_arguments(record: RunRecord) -> dict[str, Any]:
     return {"targets": [], "command": command, "limits": limits, "wdir": wdir}
 
 
-def repro_name(record: RunRecord, taken: set[str]) -> str:
-    """`<name>-repro`, or `<name>-repro-2`... when taken."""
-    stem = f"{record.name[:60]}{REPRO_SUFFIX}"
+def repro_name(exp: Experiment, taken: set[str]) -> str:
+    """`<name>-repro`, or `<name>-repro-2`... when taken (the ref's name, validated; not
+    the record's, which a remote may have written anything into)."""
+    stem = f"{exp.ref.name[:60]}{REPRO_SUFFIX}"
     name, counter = stem, 2
     while name in taken:
         name, counter = f"{stem}-{counter}", counter + 1
@@ -176,7 +177,7 @@ def enqueue_repro(project_root: Path, target: str, *,
     backend = open_enqueuer(project_root)
     try:
         baseline = exp.ref.baseline
-        name = repro_name(record, taken_names(git, baseline) | backend.reserved_names(baseline))
+        name = repro_name(exp, taken_names(git, baseline) | backend.reserved_names(baseline))
         commit = snapshot_commit(git, exp)
         _check_inputs(git, commit, record)
         snapshot_ref = f"{QUEUE_REFS}{new_id()}"
@@ -229,6 +230,7 @@ class ReproOutcome:
     original: Experiment
     record: RunRecord
     ref: str
+    commit: str
     verdict: ReproVerdict
 
 
@@ -269,7 +271,7 @@ def reproduce(project_root: Path, target: str, *,
         _bring_inputs(git, path, arguments, cwd)
         taken = taken_names(git, original.ref.baseline)
         options = RunOptions(
-            targets=arguments["targets"], name=repro_name(record, taken),
+            targets=arguments["targets"], name=repro_name(original, taken),
             message=f"reproduction of {original.ref.name}", force=True, no_run_cache=True,
             command=arguments["command"], command_limits=arguments["limits"], echo=echo,
             on_event=on_event, argv=["tether", "repro", target],
@@ -281,7 +283,7 @@ def reproduce(project_root: Path, target: str, *,
         worktrees.remove_worktree(git, path)
     assert result.record is not None and result.ref is not None
     verdict = judge_reproduction(record, result.record, original.ref.ref, result.ref.ref)
-    return ReproOutcome(original, result.record, result.ref.ref, verdict)
+    return ReproOutcome(original, result.record, result.ref.ref, result.ref.commit, verdict)
 
 
 def _redacted_warning(record: RunRecord) -> str:

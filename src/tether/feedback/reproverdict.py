@@ -140,8 +140,8 @@ def judge_reproduction(original: RunRecord, reproduction: RunRecord,
     rules = original.spec.get("metrics") or {}
     checks = [check_metric(key, original.metrics, reproduction.metrics, given, rules)
               for key in sorted(set(original.metrics) | set(reproduction.metrics))]
-    if reproduction.status != SUCCESS and original.status == SUCCESS:
-        verdict = RUN_FAILED
+    if reproduction.status != SUCCESS:
+        verdict = RUN_FAILED  # a run that failed proves nothing either way
     elif any(c.verdict != SAME for c in checks) or reproduction.status != original.status:
         verdict = NOT_REPRODUCED
     else:
