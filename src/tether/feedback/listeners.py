@@ -145,8 +145,9 @@ def _host() -> str:
     return os.uname().nodename  # what the record's environment says; no socket import
 
 
-def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
-    """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
+def _once(root: Path, wait: float, action: Callable[[Feedback], None]) -> None:
+    """Do `action` with the project's feedback (if anyone listens); it never raises, and
+    delivery gets at most `wait` seconds."""
     from tether.feedback.notify import load_settings
 
     settings = load_settings(root)
@@ -154,13 +155,22 @@ def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> No
         return
     feedback = Feedback(root, settings)
     try:
+        action(feedback)
+    except Exception:
+        pass  # telling people never fails the command
+    finally:
+        feedback.close(wait)
+
+
+def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
+    """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
+
+    def regressed(feedback: Feedback) -> None:
         record, _ = read_recorded(root, ref)
         if record is not None:
             feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
-    except Exception:
-        pass
-    finally:
-        feedback.close(wait)
+
+    _once(root, wait, regressed)
 
 
 def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> None:
@@ -185,18 +195,7 @@ def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> Non
 
 def notify_reproduction(root: Path, record: RunRecord, ref: str, wait: float = 3.0) -> None:
     """`tether repro` ran a reproduction here: publish its verdict (if anyone listens)."""
-    from tether.feedback.notify import load_settings
-
-    settings = load_settings(root)
-    if not settings.active:
-        return
-    feedback = Feedback(root, settings)
-    try:
-        publish_reproduction(feedback, record, ref)
-    except Exception:
-        pass  # telling people never fails the command
-    finally:
-        feedback.close(wait)
+    _once(root, wait, lambda feedback: publish_reproduction(feedback, record, ref))
 
 
 def notice_for_test(settings: FeedbackSettings) -> Notice:
