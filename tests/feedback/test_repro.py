@@ -167,7 +167,8 @@ def test_not_reproduced_notifies_once_with_cloudevents(project: Path) -> None:
     assert data["reproduction"]["metrics"][0]["key"] == "acc"
 
 
-def test_queued_reproduction_runs_on_the_embedded_worker(project: Path) -> None:
+def test_queued_reproduction_runs_on_the_embedded_worker(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tether.feedback.repro import enqueue_repro
     from tether.queue.client import open_queue
 
@@ -175,8 +176,14 @@ def test_queued_reproduction_runs_on_the_embedded_worker(project: Path) -> None:
     git(project, "commit", "-qm", "raw data")
     tether(project, "run", "-n", "base")
     before = exp_refs(project)
-    entry_id = enqueue_repro(project, "last-main-build", tolerances={"rows": "0"},
-                             origin="schedule:nightly")
+    with http_receiver() as sink:
+        monkeypatch.setenv("TETHER_EVENTS", sink.url("http", "/ev"))
+        entry_id = enqueue_repro(project, "last-main-build", tolerances={"rows": "0"},
+                                 origin="schedule:nightly")
+        monkeypatch.delenv("TETHER_EVENTS")
+        [queued_event] = sink.wait_for(1)
+    assert queued_event.json()["type"] == "dev.tether.run.queued"
+    assert queued_event.json()["data"]["name"] == "base-repro"
     backend = open_queue(project)
     try:
         entry = backend.get(entry_id)

@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace) -> int:
               "see `tether queue status`, then `tether repro --check <name>-repro`")
         return 0
     if args.check:
-        from tether.feedback.repro import judge_recorded
+        from tether.feedback.reproverdict import judge_recorded
 
         verdict, record = judge_recorded(root, target)
         return _finish(verdict, record.status, args)

@@ -177,8 +177,7 @@ def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> Non
     """Judge the reproduction `record` (at `ref`) against its original and publish the
     verdict: `dev.tether.run.reproduced` or `.not_reproduced`, and the `not-reproduced`
     notification when it ran and differs (a failed run has its own `failed` one)."""
-    from tether.feedback.repro import judge_recorded
-    from tether.feedback.reproverdict import REPRODUCED, RUN_FAILED, describe
+    from tether.feedback.reproverdict import REPRODUCED, RUN_FAILED, describe, judge_recorded
 
     verdict, _ = judge_recorded(feedback.root, ref)
     facts = facts_of(record, ref)
@@ -191,6 +190,12 @@ def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> Non
         feedback.send(compose(NOT_REPRODUCED, with_facts(facts, status="not reproduced"),
                               detail=describe(verdict),
                               notice_id=f"{record.id}:{NOT_REPRODUCED}"))
+
+
+def announce_queued(root: Path, entry: Entry, wait: float = 3.0) -> None:
+    """`dev.tether.run.queued` for an entry queued by library code (`enqueue_repro`)."""
+    facts = RunFacts(name=entry.name, run_id=entry.run_id, baseline=entry.baseline)
+    _once(root, wait, lambda feedback: feedback.queued(entry.run_id or entry.id, facts))
 
 
 def notify_reproduction(root: Path, record: RunRecord, ref: str, wait: float = 3.0) -> None:

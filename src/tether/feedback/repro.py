@@ -196,9 +196,12 @@ def enqueue_repro(project_root: Path, target: str, *,
         except BaseException:
             git.run("update-ref", "-d", snapshot_ref, check=False)
             raise
-        return entry.id
     finally:
         backend.close()
+    from tether.feedback.listeners import announce_queued
+
+    announce_queued(project_root, entry)
+    return entry.id
 
 
 def _check_inputs(git: Git, commit: str, record: RunRecord) -> None:
@@ -305,35 +308,6 @@ def _bring_inputs(git: Git, path: Path, arguments: dict[str, Any], cwd: Path) ->
     if arguments["command"] is None:
         restore_cached_inputs(path, pipeline, order, read_lock(path), object_store(git.root))
     bring_inputs(git, path, [dep for _, dep in external_deps(pipeline, order)])
-
-
-def judge_recorded(project_root: Path, text: str) -> tuple[ReproVerdict, RunRecord]:
-    """The verdict on a reproduction already recorded (e.g. by a queue worker)."""
-    git = Git(project_root)
-    exp = one_experiment(git, resolve_experiment(git, text))
-    record = exp.run_record
-    link = record.reproduces
-    if not link or not isinstance(link.get("ref"), str):
-        raise ExperimentError(f"experiment {exp.ref.name!r} is no reproduction (its record "
-                              "has no `reproduces`)",
-                              hint="`tether repro EXP` reproduces EXP; --check judges the "
-                              "reproduction it recorded")
-    original = _original_of(git, link)
-    return (judge_reproduction(original.run_record, record, original.ref.ref, exp.ref.ref),
-            record)
-
-
-def _original_of(git: Git, link: Mapping[str, Any]) -> Experiment:
-    """The original a `reproduces` names: by ref, else (renamed) by commit."""
-    from tether.gitstore.experiments import list_experiments
-
-    every = list_experiments(git)
-    found = [e for e in every if e.ref == link.get("ref")] or \
-        [e for e in every if e.commit == link.get("commit")]
-    if not found:
-        raise ExperimentError(f"the original of this reproduction, {link.get('ref')!r}, is "
-                              "not here", hint="pull it (tether pull), or it was removed")
-    return one_experiment(git, found[0])
 
 
 def check_target(text: str) -> str:

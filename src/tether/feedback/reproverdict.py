@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from tether.errors import UsageError
+from tether.errors import ExperimentError, UsageError
 from tether.experiments.compare import judge
+from tether.experiments.resolve import Experiment, one_experiment, resolve_experiment
+from tether.gitstore.git import Git
 from tether.record.record import RunRecord
 from tether.status import SUCCESS
 from tether.structs import asdict, field, struct
@@ -234,3 +237,32 @@ def describe(verdict: ReproVerdict, limit: int = 10) -> str:
                           for d in verdict.environment[:limit])
         lines.append(f"Environment differences: {shown}")
     return "\n".join(lines)
+
+
+def judge_recorded(project_root: Path, text: str) -> tuple[ReproVerdict, RunRecord]:
+    """The verdict on a reproduction already recorded (e.g. by a queue worker)."""
+    git = Git(project_root)
+    exp = one_experiment(git, resolve_experiment(git, text))
+    record = exp.run_record
+    link = record.reproduces
+    if not link or not isinstance(link.get("ref"), str):
+        raise ExperimentError(f"experiment {exp.ref.name!r} is no reproduction (its record "
+                              "has no `reproduces`)",
+                              hint="`tether repro EXP` reproduces EXP; --check judges the "
+                              "reproduction it recorded")
+    original = _original_of(git, link)
+    return (judge_reproduction(original.run_record, record, original.ref.ref, exp.ref.ref),
+            record)
+
+
+def _original_of(git: Git, link: Mapping[str, Any]) -> Experiment:
+    """The original a `reproduces` names: by ref, else (renamed) by commit."""
+    from tether.gitstore.experiments import list_experiments
+
+    every = list_experiments(git)
+    found = [e for e in every if e.ref == link.get("ref")] or \
+        [e for e in every if e.commit == link.get("commit")]
+    if not found:
+        raise ExperimentError(f"the original of this reproduction, {link.get('ref')!r}, is "
+                              "not here", hint="pull it (tether pull), or it was removed")
+    return one_experiment(git, found[0])
