@@ -192,8 +192,9 @@ def test_queued_reproduction_runs_on_the_embedded_worker(
     assert entry is not None and entry.force and entry.name == "base-repro"
     assert entry.reproduces is not None and entry.reproduces["origin"] == "schedule:nightly"
     with http_receiver() as receiver:
-        tether(project, "worker", "--exit-when-idle", DRIFT="0.1",
-               TETHER_NOTIFY=receiver.url())
+        worker = tether(project, "worker", "--exit-when-idle", DRIFT="0.1",
+                        TETHER_NOTIFY=receiver.url())
+    assert "base-repro not-reproduced (base): acc" in worker.stderr
     [(_, record)] = new_records(project, before)
     assert record["reproduces"]["name"] == "base"
     assert record["reproduces"]["tolerances"] == {"rows": {"kind": "abs", "value": 0.0}}
@@ -272,3 +273,27 @@ def test_verdict_per_metric(now: dict[str, Any], given: dict[str, Any] | None,
     assert verdict.verdict == ("reproduced" if not verdicts else "not-reproduced")
     failed = judge_reproduction(original, _record(now, status="failed"))
     assert failed.verdict == "failed"
+
+
+def test_a_symlink_in_a_pulled_tree_cannot_lead_inputs_outside(project: Path,
+                                                               tmp_path: Path) -> None:
+    tether(project, "run", "-n", "base")
+    [ref] = [r for r in exp_refs(project) if r.endswith("/base")]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # What a hostile remote could push: the same record, `data` a symlink out of the tree.
+    link = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=project, text=True,
+                          input=str(outside), capture_output=True, check=True).stdout.strip()
+    entries = git(project, "ls-tree", ref)
+    tree = subprocess.run(["git", "mktree"], cwd=project, text=True, capture_output=True,
+                          input=f"{entries}\n120000 blob {link}\tdata\n",
+                          check=True).stdout.strip()
+    parent = git(project, "rev-parse", f"{ref}^")
+    hostile = subprocess.run(["git", "commit-tree", tree, "-p", parent, "-m", "evil"],
+                             cwd=project, text=True, capture_output=True,
+                             check=True).stdout.strip()
+    git(project, "update-ref", ref, hostile)
+    proc = tether(project, "repro", "base", code=11)
+    assert "leads outside the work tree" in proc.stderr
+    assert list(outside.iterdir()) == []
+    assert worktrees_left(project) == []
