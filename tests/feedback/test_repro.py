@@ -297,3 +297,19 @@ def test_a_symlink_in_a_pulled_tree_cannot_lead_inputs_outside(project: Path,
     assert "leads outside the work tree" in proc.stderr
     assert list(outside.iterdir()) == []
     assert worktrees_left(project) == []
+
+
+def test_a_bare_command_in_a_subfolder_reproduces(repo: Path) -> None:
+    write(repo / "sub" / "score.py", "import json, os\nos.makedirs('out', exist_ok=True)\n"
+          "json.dump({'v': 1.5 + float(os.environ.get('DRIFT', '0'))}, "
+          "open('out/m.json', 'w'))\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a script")
+    tether(repo / "sub", "run", "-n", "cmd", "--metrics", "out/m.json", "--timeout", "60",
+           "--", "python", "score.py")
+    before = exp_refs(repo)
+    tether(repo, "repro", "cmd")
+    [(_, record)] = new_records(repo, before)
+    assert record["kind"] == "command" and record["metrics"] == {"v": 1.5}
+    assert record["spec"]["stages"]["run"]["timeout"] == 60
+    assert "1.5" in tether(repo, "repro", "cmd", code=18, DRIFT="1").stdout
