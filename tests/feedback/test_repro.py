@@ -301,15 +301,15 @@ def test_a_symlink_in_a_pulled_tree_cannot_lead_inputs_outside(project: Path,
 
 def test_a_bare_command_in_a_subfolder_reproduces(repo: Path) -> None:
     write(repo / "sub" / "score.py", "import json, os\nos.makedirs('out', exist_ok=True)\n"
-          "json.dump({'v': 1.5 + float(os.environ.get('DRIFT', '0'))}, "
-          "open('out/m.json', 'w'))\n")
+          "json.dump({'v': 1.5 + float(os.environ.get('DRIFT', '0')), "
+          "'seed': int(os.environ.get('TETHER_SEED', '-1'))}, open('out/m.json', 'w'))\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a script")
     tether(repo / "sub", "run", "-n", "cmd", "--metrics", "out/m.json", "--timeout", "60",
-           "--", "python", "score.py")
+           "--", "python", "score.py", TETHER_SEED="7")  # as a `--repeat` copy runs
     before = exp_refs(repo)
-    tether(repo, "repro", "cmd")
+    tether(repo, "repro", "cmd", TETHER_SEED="3")  # the original's seed wins
     [(_, record)] = new_records(repo, before)
-    assert record["kind"] == "command" and record["metrics"] == {"v": 1.5}
+    assert record["kind"] == "command" and record["metrics"] == {"v": 1.5, "seed": 7}
     assert record["spec"]["stages"]["run"]["timeout"] == 60
     assert "1.5" in tether(repo, "repro", "cmd", code=18, DRIFT="1").stdout

@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
         "repro",
         help="run an experiment again from its record; did it reproduce?",
         description="Run experiment EXP again from its record alone: its baseline commit "
-        "with the uncommitted changes and params it ran with (the experiment's own tree), in "
+        "with the uncommitted changes and params it ran with (the experiment's own tree) and "
+        "its TETHER_SEED, in "
         "a worktree under .tether/worktrees/, every stage forced and the run-cache off. The "
         "new run is recorded as an experiment named <EXP>-repro whose record says "
         "`reproduces:`. Each metric is compared within its tolerance: --tolerance, else the "

@@ -13,9 +13,11 @@ the two records anywhere, at any time.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 LAST_MAIN_BUILD = "last-main-build"
 REPRO_SUFFIX = "-repro"
+SEED = "TETHER_SEED"
 
 
 def resolve_target(git: Git, target: str, *, fetch: bool = True) -> Experiment:
@@ -145,6 +148,27 @@ def run_arguments(record: RunRecord) -> dict[str, Any]:
     return {"targets": [], "command": command, "limits": limits, "wdir": wdir}
 
 
+def recorded_seed(record: RunRecord) -> str | None:
+    """The `TETHER_SEED` the original ran with (a `--repeat` copy), from its environment."""
+    variables = record.environment.get("env_vars")
+    seed = variables.get(SEED) if isinstance(variables, dict) else None
+    return seed if isinstance(seed, str) and seed.isdigit() else None
+
+
+@contextlib.contextmanager
+def _seeded(seed: str | None) -> Iterator[None]:
+    """`TETHER_SEED` as the original had it (or not), while the reproduction runs here."""
+    previous = os.environ.pop(SEED, None)
+    if seed is not None:
+        os.environ[SEED] = seed
+    try:
+        yield
+    finally:
+        os.environ.pop(SEED, None)
+        if previous is not None:
+            os.environ[SEED] = previous
+
+
 def repro_name(exp: Experiment, taken: set[str]) -> str:
     """`<name>-repro`, or `<name>-repro-2`... when taken (the ref's name, validated; not
     the record's, which a remote may have written anything into)."""
@@ -188,6 +212,7 @@ def enqueue_repro(project_root: Path, target: str, *,
             targets=tuple(arguments["targets"]),
             command=tuple(arguments["command"]) if arguments["command"] is not None else None,
             limits=arguments["limits"], wdir=arguments["wdir"],
+            env={SEED: seed} if (seed := recorded_seed(record)) is not None else {},
             message=f"reproduction of {exp.ref.name}", force=True, created_at=now,
             reproduces=reproduces,
         )
@@ -281,7 +306,8 @@ def reproduce(project_root: Path, target: str, *,
         )
         context = RunContext(baseline=original.ref.baseline, run_id=run_id,
                              state_root=project_root, reproduces=reproduces)
-        result = run(cwd, options, context)
+        with _seeded(recorded_seed(record)):
+            result = run(cwd, options, context)
     finally:
         worktrees.remove_worktree(git, path)
     assert result.record is not None and result.ref is not None
