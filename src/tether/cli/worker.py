@@ -96,6 +96,9 @@ def handle(args: argparse.Namespace) -> int:
         detail = f": {event.detail}" if event.detail else ""
         print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
               f"{detail}", file=sys.stderr, flush=True)
+        if entry.reproduces is not None and entry.result_ref and event.kind in ("done",
+                                                                                "failed"):
+            _show_verdict(root, entry.result_ref, entry)
 
     if args.follow is not None:
         return _follow(root, args, show)
@@ -140,6 +143,22 @@ def handle(args: argparse.Namespace) -> int:
         if feedback is not None:
             feedback.close(WORKER_NOTIFY_WAIT)
     return _summarize(summary, args)
+
+
+def _show_verdict(root: Path, ref: str, entry: Any) -> None:
+    """A reproduction's verdict, beside the entry's end (`tether repro --check` again)."""
+    from tether.errors import TetherError
+    from tether.feedback.reproverdict import judge_recorded
+
+    try:
+        verdict, _ = judge_recorded(root, ref)
+    except TetherError as exc:
+        print(f"tether worker: {entry.id} {entry.name}: no verdict: {exc}", file=sys.stderr)
+        return
+    differing = ", ".join(m.key for m in verdict.differing)
+    print(f"tether worker: {entry.id} {entry.name} {verdict.verdict} "
+          f"({verdict.original.get('name')}){': ' + differing if differing else ''}",
+          file=sys.stderr, flush=True)
 
 
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from tether.layout import state_dir
 
 PREFIX = "dev.tether.run."
 TYPES = ("queued", "started", "stage.started", "stage.finished", "stalled", "reminder",
-         "finished", "failed", "regressed")
+         "finished", "failed", "regressed", "reproduced", "not_reproduced")
 SPECVERSION = "1.0"
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tether.feedback.notify import (
     FAILED,
     INTERRUPTED,
+    NOT_REPRODUCED,
     REMINDER,
     FeedbackSettings,
     Notice,
@@ -128,6 +129,8 @@ class QueueListener:
                     log = recorded_tail(self.root, commit, facts.stage) \
                         if record.status != SUCCESS and feedback.settings.urls else ""
                     feedback.run_ended(key, facts, log)
+                    if entry.reproduces is not None:
+                        publish_reproduction(feedback, record, entry.result_ref)
                     return
             if kind == ENTRY_FAILED and entry.lost >= MAX_LOST:
                 feedback.lost(with_facts(facts, status="lost"), entry.error or "")
@@ -142,8 +145,9 @@ def _host() -> str:
     return os.uname().nodename  # what the record's environment says; no socket import
 
 
-def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
-    """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
+def _once(root: Path, wait: float, action: Callable[[Feedback], None]) -> None:
+    """Do `action` with the project's feedback (if anyone listens); it never raises, and
+    delivery gets at most `wait` seconds."""
     from tether.feedback.notify import load_settings
 
     settings = load_settings(root)
@@ -151,13 +155,52 @@ def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> No
         return
     feedback = Feedback(root, settings)
     try:
+        action(feedback)
+    except Exception:
+        pass  # telling people never fails the command
+    finally:
+        feedback.close(wait)
+
+
+def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
+    """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
+
+    def regressed(feedback: Feedback) -> None:
         record, _ = read_recorded(root, ref)
         if record is not None:
             feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
-    except Exception:
-        pass
-    finally:
-        feedback.close(wait)
+
+    _once(root, wait, regressed)
+
+
+def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> None:
+    """Judge the reproduction `record` (at `ref`) against its original and publish the
+    verdict: `dev.tether.run.reproduced` or `.not_reproduced`, and the `not-reproduced`
+    notification when it ran and differs (a failed run has its own `failed` one)."""
+    from tether.feedback.reproverdict import REPRODUCED, RUN_FAILED, describe, judge_recorded
+
+    verdict, _ = judge_recorded(feedback.root, ref)
+    facts = facts_of(record, ref)
+    kind = "reproduced" if verdict.verdict == REPRODUCED else "not_reproduced"
+    summary = {"verdict": verdict.verdict, "original": verdict.original,
+               "metrics": [m for m in verdict.to_json()["metrics"] if m["verdict"] != "same"],
+               "environment": verdict.environment, "inputs": verdict.inputs}
+    feedback.event(kind, record.id, facts, {"reproduction": summary})
+    if verdict.verdict not in (REPRODUCED, RUN_FAILED):
+        feedback.send(compose(NOT_REPRODUCED, with_facts(facts, status="not reproduced"),
+                              detail=describe(verdict),
+                              notice_id=f"{record.id}:{NOT_REPRODUCED}"))
+
+
+def announce_queued(root: Path, entry: Entry, wait: float = 3.0) -> None:
+    """`dev.tether.run.queued` for an entry queued by library code (`enqueue_repro`)."""
+    facts = RunFacts(name=entry.name, run_id=entry.run_id, baseline=entry.baseline)
+    _once(root, wait, lambda feedback: feedback.queued(entry.run_id or entry.id, facts))
+
+
+def notify_reproduction(root: Path, record: RunRecord, ref: str, wait: float = 3.0) -> None:
+    """`tether repro` ran a reproduction here: publish its verdict (if anyone listens)."""
+    _once(root, wait, lambda feedback: publish_reproduction(feedback, record, ref))
 
 
 def notice_for_test(settings: FeedbackSettings) -> Notice:

@@ -76,7 +76,13 @@ def check_queued_inputs(
     """Refuse (MissingInputError) a queued run whose inputs its worker could not have.
 
     The usual case — every input in the snapshot — asks git once and opens no cache."""
-    needed = external_inputs(pipeline, order, lock)
+    check_needed_inputs(git, commit, external_inputs(pipeline, order, lock), open_store)
+
+
+def check_needed_inputs(
+    git: Git, commit: str, needed: list[NeededInput], open_store: Callable[[], ObjectStore],
+) -> None:
+    """`check_queued_inputs` for inputs already listed (e.g. from a record)."""
     wanted = sorted({item.path for item in needed})
     present = in_snapshot(git, commit, wanted)
     present |= in_submodules(git, commit, [p for p in wanted if p not in present])
@@ -128,15 +134,17 @@ def restore_cached_inputs(
     `tether add` (from the cache, else pulled from the artifact remote), then inputs whose
     locked hash is in the cache; the paths done."""
     from tether.cache.tracked import materialize, work_tree_pointers
+    from tether.pathguard import WorkTreeGuard
     from tether.project import open_remote
 
     restored, _ = materialize(root, work_tree_pointers(Git(root)), store,
                               remote=lambda: open_remote(root))
+    guard = WorkTreeGuard(root)
     for item in external_inputs(pipeline, order, lock):
-        target = root / item.path
-        if target.exists() or not _cached(store, item):
+        if (root / item.path).exists() or not _cached(store, item):
             continue
         assert item.key is not None
-        store.restore(item.key, target)
+        # The snapshot may come from a remote: a symlinked folder must not lead outside.
+        store.restore(item.key, guard.target(item.path, where="the run's inputs"))
         restored.append(item.path)
     return restored
