@@ -12,7 +12,9 @@ from tether.status import FAILED as RUN_FAILED
 
 if TYPE_CHECKING:
     from tether.feedback.follow import FollowedResult
-    from tether.queue.base import EventHook
+    from tether.feedback.scheduler import Scheduler
+    from tether.feedback.watch import Feedback
+    from tether.queue.base import EventHook, QueueBackend
     from tether.queue.follow import FollowPass
     from tether.queue.worker import WorkerSummary
 
@@ -121,10 +123,11 @@ def handle(args: argparse.Namespace) -> int:
 
     backend = open_queue(root, on_event=hook)
     try:
+        scheduler = _scheduler(root, backend, feedback)
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=hook,
+            on_event=hook, on_tick=scheduler.tick, tick_every=scheduler.tick_every,
         )
         from tether.queue.client import backend_name
 
@@ -140,6 +143,23 @@ def handle(args: argparse.Namespace) -> int:
         if feedback is not None:
             feedback.close(WORKER_NOTIFY_WAIT)
     return _summarize(summary, args)
+
+
+def _scheduler(root: Path, backend: QueueBackend, feedback: Feedback | None) -> Scheduler:
+    """The project's schedules, fired by this worker when due (and no other worker did)."""
+    from tether.feedback.scheduler import Fired, Scheduler, announce
+    from tether.feedback.schedules import iso
+
+    def on_fired(fired: Fired) -> None:
+        when = iso(fired.occurrence) if fired.occurrence is not None else "now"
+        print(f"tether worker: schedule {fired.schedule.name} ({when}): {fired.result}",
+              file=sys.stderr, flush=True)
+        announce(feedback, fired)
+
+    def on_problem(text: str) -> None:
+        print(f"tether worker: warning: {text}", file=sys.stderr, flush=True)
+
+    return Scheduler(root, backend, on_fired=on_fired, on_problem=on_problem)
 
 
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:

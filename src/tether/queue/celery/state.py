@@ -272,7 +272,8 @@ class RedisState:
 
     def fired(self) -> dict[str, Firing]:
         def read() -> dict[str, Firing]:
-            names = sorted(n.decode() for n in self.redis.smembers(f"{self.prefix}schedules"))
+            members = cast(set[bytes], self.redis.smembers(f"{self.prefix}schedules"))
+            names = sorted(name.decode() for name in members)
             pipe = self.redis.pipeline(transaction=False)
             for name in names:
                 pipe.hgetall(f"{self.prefix}firing:{name}")
