@@ -141,5 +141,5 @@ def test_no_config_or_no_schedules_is_fine(tmp_path: Path) -> None:
     write(tmp_path / ".tether" / "config.yaml", "schedules:\n")
     assert load_schedules(tmp_path) == []
     write(tmp_path / ".tether" / "config.yaml", "schedules: [a, b]\n")
-    with pytest.raises(UsageError, match="config.yaml:1: schedules: expected a mapping"):
+    with pytest.raises(UsageError, match=r"config\.yaml:1: schedules: expected a mapping"):
         load_schedules(tmp_path)
