@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import git, write
+from feedback.receivers import http_receiver
 from helpers import exp_refs, record_of
 from queueing.conftest import start_worker, tether
 from queueing.servers import RedisServer
@@ -183,3 +184,25 @@ def test_the_tick_hook_runs_inside_the_embedded_worker(project: Path) -> None:
     finally:
         queue.close()
     assert ticks and ticks == sorted(ticks)
+
+
+def test_a_fired_schedule_is_a_cloudevent(project: Path) -> None:
+    from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+
+    main = _commit_schedules(project, NIGHTLY.replace("CATCHUP", "once"))
+    with http_receiver() as receiver:
+        env = {"TETHER_EVENTS": receiver.url("http", "/events")}
+        out = tether(project, "schedule", "run", "nightly", env=env).stdout
+        [received] = receiver.wait_for(1)
+    event = from_http_event(HTTPMessage(
+        headers={k.lower(): v for k, v in received.headers.items()}, body=received.body))
+    assert (event.get_specversion(), event.get_type(), event.get_subject()) == (
+        "1.0", "dev.tether.schedule.fired", "schedules/nightly")
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert (data["schedule"], data["action"], data["occurrence"]) == ("nightly", "run", None)
+    [entry] = data["entries"]
+    assert (entry["id"], entry["name"], entry["baseline"]) == (*out.split()[:2], main)
+    local = [json.loads(line) for line in
+             (project / ".tether" / "events.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in local] == [event.get_id()]

@@ -30,7 +30,9 @@ def register(sub: Any) -> None:
         "a fresh git worktree at its snapshot and record it. A lease renewed by heartbeats "
         "keeps the entry; if this worker dies, another requeues it after the lease expires. "
         "SIGTERM or Ctrl-C drains: no new entries, current runs finish (or are requeued with "
-        "--on-term requeue); a second signal requeues them at once.",
+        "--on-term requeue); a second signal requeues them at once. Every worker also "
+        "fires the schedules of .tether/config.yaml (`tether schedule`): of any number of "
+        "workers, exactly one enqueues each occurrence.",
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                         help="run N entries at a time (default 1)")
