@@ -31,6 +31,7 @@ EXIT_LOCAL_STATE = 14
 EXIT_MISSING_INPUT = 15
 EXIT_REGRESSED = 16
 EXIT_NO_BASELINE = 17
+EXIT_NOT_REPRODUCED = 18
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -208,3 +209,10 @@ class NoBaselineError(TetherError):
     to compare with (`--allow-no-baseline` passes with a warning instead)."""
 
     exit_code = EXIT_NO_BASELINE
+
+
+class NotReproduced(TetherError):
+    """`tether repro`: the reproduction ran, yet a metric (or the run's status) differs
+    from the original's beyond its tolerance."""
+
+    exit_code = EXIT_NOT_REPRODUCED

@@ -41,6 +41,7 @@ def fake_experiment(
     status: str = "success", rules: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None, steps: dict[str, list[dict[str, Any]]] | None = None,
     stages: list[StageRecord] | None = None, duration: float = 3.5,
+    fields: dict[str, Any] | None = None,
 ) -> str:
     """Record an experiment against `baseline` (HEAD) with these metrics; its ref."""
     g = Git(root)
@@ -58,6 +59,8 @@ def fake_experiment(
         spec={"stages": {"train": {"cmd": ["python", "train.py"]}},
               "metrics": RULES if rules is None else rules},
     )
+    for key, value in (fields or {}).items():  # e.g. what a hostile remote would push
+        setattr(record, key, value)
     scratch = tmp_dir(root)
     scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / f"record-{os.getpid()}-{created}.json"

@@ -65,6 +65,18 @@ class QueueContract:
         assert backend.get("nope") is None
         assert backend.entries(states=[RUNNING]) == []
 
+    def test_a_reproduction_keeps_its_link_to_the_original(self, backend: QueueBackend) -> None:
+        link = {"id": "run0", "ref": "refs/tether/exps/" + "b" * 40 + "/base", "commit": "c" * 40,
+                "name": "base", "tolerances": {"acc": {"kind": "rel", "value": 0.01}},
+                "origin": "schedule:nightly"}
+        repro, plain = make_entry(reproduces=link, force=True), make_entry()
+        backend.enqueue([repro, plain], T0)
+        got, other = backend.get(repro.id), backend.get(plain.id)
+        assert got is not None and got.reproduces == link and got.force
+        assert other is not None and other.reproduces is None
+        claimed = backend.claim(["default"], "w1", T0, 60)
+        assert claimed is not None and claimed.reproduces == link
+
     def test_claim_takes_priority_then_oldest_of_named_queues(self, backend: QueueBackend) -> None:
         low, high, other = make_entry(), make_entry(priority=5), make_entry(queue="gpu")
         backend.enqueue([low, high, other], T0)

@@ -206,3 +206,24 @@ def test_a_fired_schedule_is_a_cloudevent(project: Path) -> None:
     local = [json.loads(line) for line in
              (project / ".tether" / "events.jsonl").read_text().splitlines()]
     assert [e["id"] for e in local] == [event.get_id()]
+
+
+def test_a_repro_schedule_queues_a_reproduction_of_the_last_main_build(project: Path) -> None:
+    _commit_schedules(project, 'schedules:\n  nightly-repro: {cron: "0 3 * * *", '
+                      'repro: last-main-build}\n')
+    tether(project, "run", "-n", "base")
+    before = set(exp_refs(project))
+    queue = EmbeddedQueue(project / ".tether" / "queue.db", project / ".tether" / "logs")
+    try:
+        [fired] = Scheduler(project, queue, worker="host-a:1").tick(at("2026-11-30T03:00:05"))
+        assert fired.error is None and [e.name for e in fired.entries] == ["base-repro"]
+        assert queue.fired()["nightly-repro"].result == (
+            f"queued {fired.entries[0].id} base-repro")
+    finally:
+        queue.close()
+    tether(project, "worker", "--exit-when-idle")
+    [ref] = {r for r in set(exp_refs(project)) - before if r.startswith("refs/tether/exps/")}
+    record = record_of(project, ref)
+    assert record["status"] == "success"
+    assert record["reproduces"]["name"] == "base"  # type: ignore[index]
+    assert record["reproduces"]["origin"] == "schedule:nightly-repro"  # type: ignore[index]

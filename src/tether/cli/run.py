@@ -223,12 +223,21 @@ def notify_wait() -> float:
 
 def _feedback(facts: RunFacts) -> RunListener | None:
     """The notifications and events listener of this run, if any are configured."""
+    try:
+        root = facts.state.root
+    except Exception:  # an unusable repository is the runner's to report
+        return None
+    return feedback_listener(root)
+
+
+def feedback_listener(root: Path) -> RunListener | None:
+    """The notifications and events listener of a run in the project at `root`, if any
+    are configured (`tether run`, `tether repro`)."""
     from tether.feedback.notify import load_settings
 
     try:
-        root = facts.state.root
         settings = load_settings(root)
-    except Exception:  # an unusable repository is the runner's to report
+    except Exception:  # an unusable config is the runner's to report
         return None
     for problem in settings.problems:
         print(f"tether: warning: {problem}", file=sys.stderr)

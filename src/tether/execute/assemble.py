@@ -36,6 +36,7 @@ class RunFields:
     overrides: list[str]
     code: dict[str, Any]  # the baseline, the uncommitted diff and untracked files
     environment: dict[str, Any]
+    reproduces: dict[str, Any] | None = None  # `tether repro`: the original experiment
 
 
 class Assembled(NamedTuple):
@@ -94,6 +95,7 @@ def assemble_record(
         environment=fields.environment,
         spec=pipeline.to_json(),
         temp_workspace=workspace.temporary,
+        reproduces=fields.reproduces,
     )
     record.redact(secrets)
     if secrets:  # what the stages read and wrote stays on disk: scrubbed now they are done

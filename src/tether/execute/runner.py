@@ -84,6 +84,8 @@ class RunContext:
     # The run's git questions, when the caller started them early (`tether run` does,
     # before importing this module); else `run` starts them.
     facts: RunFacts | None = None
+    # `tether repro`: the experiment this run reproduces (the record's `reproduces`).
+    reproduces: dict[str, Any] | None = None
 
 
 @struct
@@ -255,7 +257,7 @@ def _execute_and_record(run: _Run, run_lock: RunLock | None = None) -> RunResult
         run_id=run.run_id, name=name, message=options.message, baseline=facts.baseline,
         state=facts.state, kind="command" if bare else "pipeline", started=run.started,
         argv=options.argv, targets=options.targets, overrides=options.overrides,
-        code=code, environment=environment.result(),
+        code=code, environment=environment.result(), reproduces=run.context.reproduces,
     )
     assembled = assemble_record(git, run.workspace, run.pipeline, run.params, loop, fields,
                                 run_dir, run.secrets, emit)

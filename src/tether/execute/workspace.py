@@ -53,7 +53,7 @@ def temporary_worktree(
         worktrees.add_worktree(git, path, snapshot.baseline, contents=snapshot.commit,
                                moved=submodule_state(git, git.root).moved)
         workspace.warnings = snapshot.warnings
-        _bring_inputs(git, path, inputs or [])
+        bring_inputs(git, path, inputs or [])
     except BaseException:
         with contextlib.suppress(Exception):
             workspace.cleanup(git)
@@ -63,7 +63,9 @@ def temporary_worktree(
     return workspace
 
 
-def _bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
+def bring_inputs(git: Git, path: Path, inputs: list[str]) -> None:
+    """Copy the `inputs` the worktree at `path` lacks from the user's work tree (each
+    through the path guard), and data tracked with `tether add` from the cache."""
     import shutil
 
     from tether.cache.tracked import materialize, work_tree_pointers

@@ -23,7 +23,7 @@ from tether.layout import state_dir
 
 PREFIX = "dev.tether.run."
 TYPES = ("queued", "started", "stage.started", "stage.finished", "stalled", "reminder",
-         "finished", "failed", "regressed")
+         "finished", "failed", "regressed", "reproduced", "not_reproduced")
 # Events that are not about one run: `dev.tether.<kind>`.
 OTHER_TYPES = ("schedule.fired",)
 SPECVERSION = "1.0"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tether.feedback.notify import (
     FAILED,
     INTERRUPTED,
+    NOT_REPRODUCED,
     REMINDER,
     FeedbackSettings,
     Notice,
@@ -128,6 +129,8 @@ class QueueListener:
                     log = recorded_tail(self.root, commit, facts.stage) \
                         if record.status != SUCCESS and feedback.settings.urls else ""
                     feedback.run_ended(key, facts, log)
+                    if entry.reproduces is not None:
+                        publish_reproduction(feedback, record, entry.result_ref)
                     return
             if kind == ENTRY_FAILED and entry.lost >= MAX_LOST:
                 feedback.lost(with_facts(facts, status="lost"), entry.error or "")
@@ -156,6 +159,42 @@ def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> No
             feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
     except Exception:
         pass
+    finally:
+        feedback.close(wait)
+
+
+def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> None:
+    """Judge the reproduction `record` (at `ref`) against its original and publish the
+    verdict: `dev.tether.run.reproduced` or `.not_reproduced`, and the `not-reproduced`
+    notification when it ran and differs (a failed run has its own `failed` one)."""
+    from tether.feedback.repro import judge_recorded
+    from tether.feedback.reproverdict import REPRODUCED, RUN_FAILED, describe
+
+    verdict, _ = judge_recorded(feedback.root, ref)
+    facts = facts_of(record, ref)
+    kind = "reproduced" if verdict.verdict == REPRODUCED else "not_reproduced"
+    summary = {"verdict": verdict.verdict, "original": verdict.original,
+               "metrics": [m for m in verdict.to_json()["metrics"] if m["verdict"] != "same"],
+               "environment": verdict.environment, "inputs": verdict.inputs}
+    feedback.event(kind, record.id, facts, {"reproduction": summary})
+    if verdict.verdict not in (REPRODUCED, RUN_FAILED):
+        feedback.send(compose(NOT_REPRODUCED, with_facts(facts, status="not reproduced"),
+                              detail=describe(verdict),
+                              notice_id=f"{record.id}:{NOT_REPRODUCED}"))
+
+
+def notify_reproduction(root: Path, record: RunRecord, ref: str, wait: float = 3.0) -> None:
+    """`tether repro` ran a reproduction here: publish its verdict (if anyone listens)."""
+    from tether.feedback.notify import load_settings
+
+    settings = load_settings(root)
+    if not settings.active:
+        return
+    feedback = Feedback(root, settings)
+    try:
+        publish_reproduction(feedback, record, ref)
+    except Exception:
+        pass  # telling people never fails the command
     finally:
         feedback.close(wait)
 

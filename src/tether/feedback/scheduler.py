@@ -9,14 +9,13 @@ not) is noted next to the claim, for `tether schedule list`.
 
 A `run:` occurrence queues an ordinary run of the main branch's current commit (the
 same entries as `tether run --queue` with its arguments); a `repro:` occurrence
-calls `tether.feedback.repro.enqueue_repro`. Each announces itself as the CloudEvent
-`dev.tether.schedule.fired`. Editing `schedules:` takes effect at a worker's next
-tick: the committed config is read again whenever it changed.
+calls `tether.feedback.repro.enqueue_repro` (on the default queue). Each announces
+itself as the CloudEvent `dev.tether.schedule.fired`. Editing `schedules:` takes
+effect at a worker's next tick: the committed config is read again when it changed.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import socket
@@ -108,10 +107,11 @@ def _enqueue(root: Path, backend: QueueBackend, schedule: Schedule, now: float,
              occurrence: float | None) -> list[Entry]:
     origin = f"schedule:{schedule.name}"
     if schedule.repro is not None:
-        # tether.feedback.repro is written beside this; imported by name until it lands.
-        repro: Any = importlib.import_module("tether.feedback.repro")
-        queued = repro.enqueue_repro(root, schedule.repro, tolerances=None, origin=origin)
-        return _as_entries(queued)
+        from tether.feedback.repro import enqueue_repro
+
+        entry_id = enqueue_repro(root, schedule.repro, tolerances=None, origin=origin)
+        entry = backend.get(entry_id)
+        return [entry] if entry is not None else []
     from tether.queue.client import QueueRequest, enqueue_commit
 
     run = schedule.run
@@ -122,13 +122,6 @@ def _enqueue(root: Path, backend: QueueBackend, schedule: Schedule, now: float,
                            message=message, force=run.force, queue=schedule.queue,
                            priority=run.priority, repeat=run.repeat)
     return enqueue_commit(root, main_commit(root), request, backend, now)
-
-
-def _as_entries(queued: Any) -> list[Entry]:
-    if queued is None:
-        return []
-    items = queued if isinstance(queued, list | tuple) else [queued]
-    return [item for item in items if isinstance(item, Entry)]
 
 
 class Scheduler:

@@ -346,6 +346,9 @@ def _options(node: Node, where: str, problems: Problems, values: dict[str, Any])
         if text is not None and (not text.strip() or text != text.strip() or " " in text):
             problems.add(queue.line, f"{where}.queue", f"{text!r}: a queue name must be "
                          "non-empty, without blanks")
+        elif text is not None and node.get("repro") is not None:
+            problems.add(queue.line, f"{where}.queue", "goes with run:; a repro: occurrence "
+                         "is queued on the default queue")
         elif text is not None:
             values["queue"] = text
 

@@ -87,6 +87,9 @@ class Entry:
     env: dict[str, str] = field(default_factory=dict)
     message: str = ""
     force: bool = False
+    # A reproduction (`tether repro --queue`): the original experiment and the
+    # tolerances, recorded as the run's `reproduces` (see feedback.repro).
+    reproduces: dict[str, Any] | None = None
     attempt: int = 0
     lost: int = 0
     stage_failures: dict[str, int] = field(default_factory=dict)
@@ -109,6 +112,7 @@ class Entry:
             "command": list(self.command) if self.command is not None else None,
             "limits": self.limits, "wdir": self.wdir, "env": self.env,
             "message": self.message, "force": self.force,
+            **({"reproduces": self.reproduces} if self.reproduces is not None else {}),
         }
 
     def with_payload(self, data: dict[str, Any]) -> Entry:
@@ -120,6 +124,7 @@ class Entry:
             limits=dict(data.get("limits", {})), wdir=data.get("wdir", "."),
             env=dict(data.get("env", {})), message=data.get("message", ""),
             force=bool(data.get("force", False)),
+            reproduces=data["reproduces"] if isinstance(data.get("reproduces"), dict) else None,
         )
 
 

@@ -170,7 +170,7 @@ def _run(attempt: _Attempt) -> dict[str, Any]:
         command_limits=job["limits"],
     )
     context = RunContext(baseline=job["baseline"], run_id=job["run_id"],
-                         state_root=Path(job["state_root"]))
+                         state_root=Path(job["state_root"]), reproduces=job.get("reproduces"))
     result = run(Path.cwd(), options, context)
     assert result.record is not None and result.ref is not None
     return {"outcome": "recorded", "status": result.record.status, "ref": result.ref.ref}

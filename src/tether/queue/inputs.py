@@ -76,7 +76,13 @@ def check_queued_inputs(
     """Refuse (MissingInputError) a queued run whose inputs its worker could not have.
 
     The usual case — every input in the snapshot — asks git once and opens no cache."""
-    needed = external_inputs(pipeline, order, lock)
+    check_needed_inputs(git, commit, external_inputs(pipeline, order, lock), open_store)
+
+
+def check_needed_inputs(
+    git: Git, commit: str, needed: list[NeededInput], open_store: Callable[[], ObjectStore],
+) -> None:
+    """`check_queued_inputs` for inputs already listed (e.g. from a record)."""
     wanted = sorted({item.path for item in needed})
     present = in_snapshot(git, commit, wanted)
     present |= in_submodules(git, commit, [p for p in wanted if p not in present])

@@ -253,6 +253,7 @@ class Worker:
             "targets": list(entry.targets), "overrides": list(entry.overrides),
             "command": list(entry.command) if entry.command is not None else None,
             "limits": entry.limits, "message": entry.message, "force": entry.force,
+            "reproduces": entry.reproduces,
             "stage_failures": entry.stage_failures, "state_root": str(attempt_dir),
             "lock_path": str(self._lock_path(entry)), "channel_fd": write_fd,
         }

@@ -113,6 +113,9 @@ class RunRecord:
     # Why a run failed before any stage ran (a queued entry's bad spec, missing input,
     # unusable snapshot); None when its stages tell.
     error: str | None = None
+    # A reproduction's original (`tether repro`): id, ref, commit, name, tolerances and
+    # origin; None for any other run.
+    reproduces: dict[str, Any] | None = None
     schema: int = RECORD_SCHEMA
 
     def redact(self, secrets: Secrets) -> None:
@@ -167,6 +170,7 @@ class RunRecord:
             temp_workspace=data.get("temp_workspace") is True,
             redacted_files=_of(data.get("redacted_files"), dict, {}),
             error=_of(data.get("error"), str, None),
+            reproduces=_of(data.get("reproduces"), dict, None),
             schema=_int(data.get("schema")) or RECORD_SCHEMA,
         )
 

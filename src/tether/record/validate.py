@@ -174,3 +174,21 @@ def _check(record: Any) -> None:
     spec = _typed(record, "spec", dict, "an object")
     if spec is not None:
         _check_spec(spec)
+    reproduces = _typed(record, "reproduces", (dict, type(None)), "an object")
+    if reproduces is not None:
+        _check_reproduces(reproduces)
+
+
+def _check_reproduces(reproduces: dict[str, Any]) -> None:
+    for key in ("id", "ref", "commit", "name", "origin"):
+        if not isinstance(reproduces.get(key), str | None):
+            raise _Bad(f"reproduces.{key} is {_kind(reproduces[key])}, not a string")
+    tolerances = reproduces.get("tolerances") or {}
+    if not isinstance(tolerances, dict):
+        raise _Bad(f"reproduces.tolerances is {_kind(tolerances)}, not an object")
+    for metric, rule in tolerances.items():
+        if (not isinstance(rule, dict) or rule.get("kind") not in ("abs", "rel")
+                or isinstance(rule.get("value"), bool)
+                or not isinstance(rule.get("value"), int | float)):
+            raise _Bad(f"reproduces.tolerances[{metric!r}] is not {{kind, value}}")
+        _number(rule["value"], f"reproduces.tolerances[{metric!r}].value", low=0)
