@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.atomic import write_bytes
 from tether.errors import RemoteError, UsageError
 from tether.layout import LOCAL_CONFIG, PROJECT_CONFIG, state_dir
 from tether.structs import field, struct
+
+if TYPE_CHECKING:
+    from tether.spec.nodes import Node
 
 LINK_MODES = ("reflink", "hardlink", "copy")  # how the cache places objects: tether.cache.links
 DEFAULT_LINK_ORDER = ("reflink", "copy")
@@ -77,6 +80,33 @@ def config_path(root: Path, *, local: bool) -> Path:
 def read_config_file(root: Path, *, local: bool) -> dict[str, Any]:
     """One of the two config files alone (a section that merges lists reads both)."""
     return _read(config_path(root, local=local))
+
+
+def project_config_nodes(root: Path) -> tuple[str, Node | None, list[str]]:
+    """The committed config as a node tree whose values remember their line, for sections
+    checked with `file:line` errors (`schedules:`): its label, the tree (None when absent
+    or empty) and the problems found while reading it."""
+    import yaml
+
+    from tether.spec.nodes import Problems, yaml_node
+
+    label = f".tether/{PROJECT_CONFIG}"
+    try:
+        text = config_path(root, local=False).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return label, None, []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{label}: cannot read it: {exc}") from None
+    problems = Problems(label)
+    try:
+        node = yaml_node(text, problems)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}" if mark else label
+        raise UsageError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{label}: not valid YAML ({exc})") from None
+    return label, node, problems.lines
 
 
 def load_config(root: Path) -> dict[str, Any]:

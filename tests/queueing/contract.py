@@ -211,3 +211,50 @@ class QueueContract:
         assert chunk.data == b"cond\n" and chunk.offset == 7 and chunk.mtime is not None
         assert backend.read_log(entry.id, 3).mtime is None
 
+
+    # -- schedules --------------------------------------------------------
+
+    def test_each_occurrence_is_claimed_once(self, backend: QueueBackend) -> None:
+        assert backend.fired() == {}
+        assert backend.claim_occurrence("nightly", T0, "w1", T0 + 1)
+        assert not backend.claim_occurrence("nightly", T0, "w2", T0 + 2)
+        assert backend.claim_occurrence("hourly", T0, "w2", T0 + 2)  # another schedule
+        backend.note_fired("nightly", T0, "queued e1 calm-fox")
+        fired = backend.fired()
+        assert set(fired) == {"nightly", "hourly"}
+        night = fired["nightly"]
+        assert (night.occurrence, night.worker, night.claimed_at, night.result) == (
+            T0, "w1", T0 + 1, "queued e1 calm-fox")
+        assert fired["hourly"].result == ""
+
+    def test_an_occurrence_older_than_the_last_claimed_is_refused(
+        self, backend: QueueBackend
+    ) -> None:
+        assert backend.claim_occurrence("nightly", T0 + 86400, "w1", T0 + 86401)
+        assert not backend.claim_occurrence("nightly", T0, "w2", T0 + 86402)  # a late clock
+        backend.note_fired("nightly", T0, "stale")  # not the last claimed: ignored
+        assert backend.fired()["nightly"].result == ""
+        assert backend.claim_occurrence("nightly", T0 + 2 * 86400, "w2", T0 + 2 * 86400)
+        assert backend.fired()["nightly"].worker == "w2"
+
+    def test_concurrent_claims_of_one_occurrence_have_one_winner(
+        self, backend: QueueBackend
+    ) -> None:
+        wins: list[str] = []
+        lock = threading.Lock()
+        start = threading.Barrier(6)
+
+        def claim(worker: str) -> None:
+            start.wait()
+            for step in range(20):
+                if backend.claim_occurrence("every-5s", T0 + 5 * step, worker, T0 + 5 * step):
+                    with lock:
+                        wins.append(f"{step}:{worker}")
+
+        threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        steps = sorted(int(win.split(":")[0]) for win in wins)
+        assert steps == sorted(set(steps)) and steps[-1] == 19

@@ -12,7 +12,9 @@ from tether.status import FAILED as RUN_FAILED
 
 if TYPE_CHECKING:
     from tether.feedback.follow import FollowedResult
-    from tether.queue.base import EventHook
+    from tether.feedback.scheduler import Scheduler
+    from tether.feedback.watch import Feedback
+    from tether.queue.base import EventHook, QueueBackend
     from tether.queue.follow import FollowPass
     from tether.queue.worker import WorkerSummary
 
@@ -28,7 +30,9 @@ def register(sub: Any) -> None:
         "a fresh git worktree at its snapshot and record it. A lease renewed by heartbeats "
         "keeps the entry; if this worker dies, another requeues it after the lease expires. "
         "SIGTERM or Ctrl-C drains: no new entries, current runs finish (or are requeued with "
-        "--on-term requeue); a second signal requeues them at once.",
+        "--on-term requeue); a second signal requeues them at once. Every worker also "
+        "fires the schedules of .tether/config.yaml (`tether schedule`): of any number of "
+        "workers, exactly one enqueues each occurrence.",
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                         help="run N entries at a time (default 1)")
@@ -124,10 +128,11 @@ def handle(args: argparse.Namespace) -> int:
 
     backend = open_queue(root, on_event=hook)
     try:
+        scheduler = _scheduler(root, backend, feedback)
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=hook,
+            on_event=hook, on_tick=scheduler.tick, tick_every=scheduler.tick_every,
         )
         from tether.queue.client import backend_name
 
@@ -159,6 +164,23 @@ def _show_verdict(root: Path, ref: str, entry: Any) -> None:
     print(f"tether worker: {entry.id} {entry.name} {verdict.verdict} "
           f"({verdict.original.get('name')}){': ' + differing if differing else ''}",
           file=sys.stderr, flush=True)
+
+
+def _scheduler(root: Path, backend: QueueBackend, feedback: Feedback | None) -> Scheduler:
+    """The project's schedules, fired by this worker when due (and no other worker did)."""
+    from tether.feedback.scheduler import Fired, Scheduler, announce
+    from tether.feedback.schedules import iso
+
+    def on_fired(fired: Fired) -> None:
+        when = iso(fired.occurrence) if fired.occurrence is not None else "now"
+        print(f"tether worker: schedule {fired.schedule.name} ({when}): {fired.result}",
+              file=sys.stderr, flush=True)
+        announce(feedback, fired)
+
+    def on_problem(text: str) -> None:
+        print(f"tether worker: warning: {text}", file=sys.stderr, flush=True)
+
+    return Scheduler(root, backend, on_fired=on_fired, on_problem=on_problem)
 
 
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:

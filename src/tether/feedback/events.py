@@ -1,4 +1,5 @@
-"""Lifecycle events as CloudEvents 1.0: `dev.tether.run.*`, see docs/events.md.
+"""Lifecycle events as CloudEvents 1.0: `dev.tether.run.*` and `dev.tether.schedule.fired`,
+see docs/events.md.
 
 An event is built here as the structured-mode JSON object (specversion, id,
 source, type, subject, time, datacontenttype, data, and the `sequence`
@@ -23,6 +24,8 @@ from tether.layout import state_dir
 PREFIX = "dev.tether.run."
 TYPES = ("queued", "started", "stage.started", "stage.finished", "stalled", "reminder",
          "finished", "failed", "regressed", "reproduced", "not_reproduced")
+# Events that are not about one run: `dev.tether.<kind>`.
+OTHER_TYPES = ("schedule.fired",)
 SPECVERSION = "1.0"
 
 
@@ -62,15 +65,16 @@ class Sequencer:
 
 def new_event(kind: str, *, source: str, subject: str, data: dict[str, Any],
               sequence: int, at: float | None = None) -> dict[str, Any]:
-    """One `dev.tether.run.<kind>` CloudEvent, as its structured JSON object."""
-    if kind not in TYPES:
+    """One `dev.tether.run.<kind>` CloudEvent (`dev.tether.<kind>` for the kinds in
+    `OTHER_TYPES`), as its structured JSON object."""
+    if kind not in TYPES and kind not in OTHER_TYPES:
         raise ValueError(f"unknown event type {kind!r}")
     when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     return {
         "specversion": SPECVERSION,
         "id": uuid.uuid4().hex,
         "source": source,
-        "type": PREFIX + kind,
+        "type": PREFIX + kind if kind in TYPES else f"dev.tether.{kind}",
         "subject": subject,
         "time": when.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",

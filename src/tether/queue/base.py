@@ -29,6 +29,10 @@ both pass `tests/queue/contract.py`):
   makes (queued, started, retrying, requeued, done, failed, cancelled); the
   worker adds `stalled` (no output) and `stage` events through the same hook.
   The hook runs in whichever process made the transition.
+- Schedules: `claim_occurrence(schedule, occurrence, ...)` is True for exactly one
+  caller per (schedule, occurrence time), and never for an occurrence older than one
+  already claimed; whichever worker wins enqueues it and reports what it enqueued with
+  `note_fired`. `fired()` is the last claimed occurrence of each schedule.
 - Logs: a worker writes each attempt's output under `attempt_dir(id, attempt)`
   on its own machine; clients read them with `read_log()` (a backend whose
   workers are remote ships them itself).
@@ -158,6 +162,17 @@ EventHook = Callable[[QueueEvent], None]
 
 
 @struct(frozen=True)
+class Firing:
+    """The last claimed occurrence of a schedule: when, by which worker, what it enqueued."""
+
+    schedule: str
+    occurrence: float  # the occurrence's time (epoch seconds)
+    worker: str  # host:pid of the worker that claimed it
+    claimed_at: float
+    result: str = ""  # what it enqueued ("" while being enqueued), or why it failed
+
+
+@struct(frozen=True)
 class LogChunk:
     data: bytes
     offset: int  # where the next read starts
@@ -244,6 +259,17 @@ class QueueBackend(Protocol):
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
         """Queue a failed or cancelled entry again as a fresh run (new name and run id)."""
+
+    def claim_occurrence(self, schedule: str, occurrence: float, worker: str,
+                         now: float) -> bool:
+        """True for exactly one caller per (schedule, occurrence), and never for an
+        occurrence not newer than the schedule's last claimed one."""
+
+    def note_fired(self, schedule: str, occurrence: float, result: str) -> None:
+        """Record what the claimed occurrence enqueued (or why it could not)."""
+
+    def fired(self) -> dict[str, Firing]:
+        """The last claimed occurrence of each schedule, by schedule name."""
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         """The local folder an attempt's logs go to."""

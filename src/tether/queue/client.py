@@ -14,7 +14,7 @@ from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, validate_name
 from tether.gitstore.snapshot import drop_unreferenced
 from tether.ids import new_id, new_run_id
-from tether.layout import queue_db, queue_dir, tmp_dir
+from tether.layout import QUEUE_REFS, queue_db, queue_dir, tmp_dir
 from tether.lockfile import read_lock
 from tether.queue.base import (
     CANCELLED,
@@ -195,18 +195,8 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         for warning in snapshot.warnings:
             if on_warning is not None:
                 on_warning(warning)
-        entries = [
-            Entry(
-                id=new_id(), name=name, baseline=state.head, snapshot=snapshot.commit,
-                snapshot_ref=snapshot.ref, run_id=new_run_id(now), queue=request.queue,
-                priority=request.priority, targets=tuple(request.targets),
-                overrides=point.overrides,
-                command=tuple(request.command) if request.command is not None else None,
-                limits=dict(request.limits), wdir=wdir, env=dict(point.env),
-                message=message, force=request.force, created_at=now,
-            )
-            for point, name in zip(points, names, strict=True)
-        ]
+        entries = _entries(request, points, names, wdir, message, state.head,
+                           snapshot.commit, snapshot.ref, now)
         try:
             backend.enqueue(entries, now)
         except BaseException:
@@ -217,6 +207,49 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         facts.close()
         if own and backend is not None:
             backend.close()
+
+
+def _entries(request: QueueRequest, points: list[SweepPoint], names: list[str], wdir: str,
+             message: str, baseline: str, snapshot: str, snapshot_ref: str,
+             now: float) -> list[Entry]:
+    return [
+        Entry(
+            id=new_id(), name=name, baseline=baseline, snapshot=snapshot,
+            snapshot_ref=snapshot_ref, run_id=new_run_id(now), queue=request.queue,
+            priority=request.priority, targets=tuple(request.targets),
+            overrides=point.overrides,
+            command=tuple(request.command) if request.command is not None else None,
+            limits=dict(request.limits), wdir=wdir, env=dict(point.env),
+            message=message, force=request.force, created_at=now,
+        )
+        for point, name in zip(points, names, strict=True)
+    ]
+
+
+def enqueue_commit(root: Path, commit: str, request: QueueRequest, backend: QueueBackend,
+                   now: float) -> list[Entry]:
+    """Queue `request` to run `commit` as it is (no workspace snapshot): the commit is
+    both the entries' snapshot and their baseline, as a followed push is. The request is
+    checked against the spec and params of the work tree at `root`, like `enqueue`."""
+    from tether.queue.inputs import check_queued_inputs
+
+    check_queue_name(request.queue)
+    git = Git(root)
+    points = expand(request.overrides, request.repeat)
+    wdir, pipeline, order = _validate(root, root, request, points)
+    check_queued_inputs(git, commit, pipeline, order, read_lock(root), lambda: _plain_store(root))
+    reserved = taken_names(git, commit) | backend.reserved_names(commit)
+    names = _names(request, len(points), reserved, commit)
+    snapshot_ref = f"{QUEUE_REFS}commit-{new_id()}"
+    git.update_ref(snapshot_ref, commit)
+    entries = _entries(request, points, names, wdir, request.message, commit, commit,
+                       snapshot_ref, now)
+    try:
+        backend.enqueue(entries, now)
+    except BaseException:
+        git.run("update-ref", "-d", snapshot_ref, check=False)
+        raise
+    return entries
 
 
 def resolve_entries(

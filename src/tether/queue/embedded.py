@@ -26,6 +26,7 @@ from tether.queue.base import (
     WAITING,
     Entry,
     EventHook,
+    Firing,
     Heartbeat,
     LogChunk,
     Outcome,
@@ -64,6 +65,13 @@ CREATE TABLE IF NOT EXISTS entries (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS schedule_firings (
+    schedule TEXT PRIMARY KEY,
+    occurrence REAL NOT NULL,
+    worker TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    result TEXT NOT NULL DEFAULT ''
+);
 """
 _COLUMNS = (
     "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
@@ -321,6 +329,30 @@ class EmbeddedQueue:
         if entry is None:
             raise unknown_entry(entry_id)
         return entry
+
+    def claim_occurrence(self, schedule: str, occurrence: float, worker: str,
+                         now: float) -> bool:
+        # One statement: the row is inserted, or moved forward, only by the first
+        # caller for an occurrence newer than the one it holds.
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO schedule_firings (schedule, occurrence, worker, claimed_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (schedule) DO UPDATE SET "
+                "occurrence = excluded.occurrence, worker = excluded.worker, "
+                "claimed_at = excluded.claimed_at, result = '' "
+                "WHERE excluded.occurrence > schedule_firings.occurrence",
+                (schedule, occurrence, worker, now))
+        return cursor.rowcount == 1
+
+    def note_fired(self, schedule: str, occurrence: float, result: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE schedule_firings SET result = ? WHERE schedule = ? "
+                       "AND occurrence = ?", (result, schedule, occurrence))
+
+    def fired(self) -> dict[str, Firing]:
+        rows = self._db().execute("SELECT schedule, occurrence, worker, claimed_at, result "
+                                  "FROM schedule_firings").fetchall()
+        return {row[0]: Firing(*row) for row in rows}
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)

@@ -43,6 +43,7 @@ from tether.queue.base import (
     QueueBackend,
     QueueEvent,
 )
+from tether.queue.timing import Tick, backoff_delay, next_heartbeat_delay, start_ticks
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
 from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
@@ -69,6 +70,8 @@ class WorkerOptions:
     on_event: EventHook | None = None
     python: str = sys.executable
     warm: bool = True  # start each slot's next run process ahead of time (queue.warm)
+    on_tick: Tick | None = None  # called with the time every tick_every s (schedules)
+    tick_every: float = 1.0
 
 
 @struct
@@ -83,19 +86,6 @@ class _Active:
     proc: subprocess.Popen[bytes]
     killed: bool = False
     abandoned: bool = False
-
-
-def next_heartbeat_delay(delay: float, ok: bool, interval: float, cap: float) -> float:
-    """The wait before the next heartbeat round: `interval`, doubled while renewals
-    fail, up to `cap` (kept below the lease, so a renewal comes soon after recovery)."""
-    if ok:
-        return interval
-    return min(max(interval, cap), delay * 2)
-
-
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2·base, 4·base... capped."""
-    return float(min(cap, base * 2 ** max(0, failures - 1)))
 
 
 class Worker:
@@ -113,6 +103,7 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._ticks_stop = threading.Event()
         # Run processes started ahead of time (queue.warm): see warm_up().
         self._warm: WarmPool | None = None
 
@@ -141,6 +132,7 @@ class Worker:
         self.warm_up()
         beat = threading.Thread(target=self._heartbeats, daemon=True)
         beat.start()
+        ticks = self.start_ticks()
         slots = [threading.Thread(target=self._slot, daemon=True) for _ in range(self.options.jobs)]
         try:
             for slot in slots:
@@ -150,12 +142,20 @@ class Worker:
                     slot.join(0.2)
         finally:
             self._done.set()
+            self._ticks_stop.set()
             self.cool_down()
             beat.join(2)
+            if ticks is not None:
+                ticks.join(5)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.sweep_worktrees()
         return self.summary
+
+    def start_ticks(self) -> threading.Thread | None:
+        """Call `options.on_tick` periodically until the worker drains or is done."""
+        return start_ticks(self.options.on_tick, self.options.tick_every, self.options.clock,
+                           self._ticks_stop)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop(requeue=self.requeue_on_stop or self.draining.is_set())
@@ -163,6 +163,7 @@ class Worker:
     def stop(self, *, requeue: bool) -> None:
         """Take no new entries; with `requeue`, abandon current runs back to the queue."""
         self.draining.set()
+        self._ticks_stop.set()
         if requeue:
             self.requeue_on_stop = True
             with self._lock:

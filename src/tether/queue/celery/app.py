@@ -240,12 +240,16 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     )
     beats.start()
     sweeper.start()
+    ticks = worker.start_ticks()  # options.on_tick: the schedules, from the CLI
     worker.warm_up()
     try:
         celery_worker.start()
     finally:
         stop.set()
         worker._done.set()
+        worker._ticks_stop.set()
+        if ticks is not None:
+            ticks.join(5)
         worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
         sweeper.join(10)  # it may be blocked on the state store for one interval

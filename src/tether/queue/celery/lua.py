@@ -193,3 +193,26 @@ if length + #data > cap then
 end
 return redis.call('APPEND', key, data)
 """
+
+# Schedules: `P firing:<schedule>` is a hash (occurrence worker claimed_at result) of its
+# last claimed occurrence; `P schedules` is the set of schedule names that have one.
+# ARGV: P schedule occurrence worker now -> 1 (claimed) | 0 (not newer than the last)
+CLAIM_OCCURRENCE = """
+local P, schedule, occurrence = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. 'firing:' .. schedule
+local last = redis.call('HGET', key, 'occurrence')
+if last and tonumber(last) >= tonumber(occurrence) then return 0 end
+redis.call('HSET', key, 'occurrence', occurrence, 'worker', ARGV[4], 'claimed_at', ARGV[5],
+           'result', '')
+redis.call('SADD', P .. 'schedules', schedule)
+return 1
+"""
+
+# ARGV: P schedule occurrence result (only if that occurrence is still the last claimed)
+NOTE_FIRED = """
+local key = ARGV[1] .. 'firing:' .. ARGV[2]
+if redis.call('HGET', key, 'occurrence') == ARGV[3] then
+  redis.call('HSET', key, 'result', ARGV[4])
+end
+return 1
+"""

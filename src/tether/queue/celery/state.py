@@ -33,6 +33,7 @@ from tether.queue.base import (
     QUEUED,
     Entry,
     EventHook,
+    Firing,
     Heartbeat,
     LogChunk,
     Outcome,
@@ -92,7 +93,8 @@ class RedisState:
         self._scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
-                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG")
+                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "CLAIM_OCCURRENCE",
+                         "NOTE_FIRED")
         }
         self._shipping: dict[tuple[str, int], int] = {}  # attempt -> bytes shipped
         self._ship_lock = threading.Lock()
@@ -259,6 +261,30 @@ class RedisState:
         if entry is None:
             raise unknown_entry(entry_id)
         return entry
+
+    def claim_occurrence(self, schedule: str, occurrence: float, worker: str,
+                         now: float) -> bool:
+        return bool(self._script("CLAIM_OCCURRENCE", schedule, number(occurrence), worker,
+                                 number(now)))
+
+    def note_fired(self, schedule: str, occurrence: float, result: str) -> None:
+        self._script("NOTE_FIRED", schedule, number(occurrence), result)
+
+    def fired(self) -> dict[str, Firing]:
+        def read() -> dict[str, Firing]:
+            members = cast(set[bytes], self.redis.smembers(f"{self.prefix}schedules"))
+            names = sorted(name.decode() for name in members)
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(f"{self.prefix}firing:{name}")
+            found = {}
+            for name, raw in zip(names, pipe.execute(), strict=True):
+                data = {k.decode(): v.decode() for k, v in raw.items()}
+                found[name] = Firing(name, float(data["occurrence"]), data["worker"],
+                                     float(data["claimed_at"]), data.get("result", ""))
+            return found
+
+        return self._retrying(read)
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
