@@ -31,6 +31,7 @@ EXIT_LOCAL_STATE = 14
 EXIT_MISSING_INPUT = 15
 EXIT_REGRESSED = 16
 EXIT_NO_BASELINE = 17
+EXIT_DATA_SOURCE = 19
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -208,3 +209,11 @@ class NoBaselineError(TetherError):
     to compare with (`--allow-no-baseline` passes with a warning instead)."""
 
     exit_code = EXIT_NO_BASELINE
+
+
+class DataSourceError(TetherError):
+    """A declared data source (`data:` in the spec) cannot be used: its fetched bytes differ
+    from the hash pinned in tether.lock, it is unreachable, or its `prepare` command
+    failed. Nothing half-fetched is left in the cache."""
+
+    exit_code = EXIT_DATA_SOURCE

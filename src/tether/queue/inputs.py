@@ -45,7 +45,11 @@ def external_inputs(
     from tether.cache.tracked import external_deps
 
     needed: list[NeededInput] = []
+    fetched = [source.path for source in pipeline.data.values()]
     for name, dep in external_deps(pipeline, order):
+        if any(dep == path or dep.startswith(path + "/") or path.startswith(dep + "/")
+               for path in fetched):
+            continue  # a declared data source: the run puts it in place (see below)
         locked = lock.get(name)
         key = locked.deps.get(dep) if locked is not None else None
         needed.append(NeededInput(name, dep, key if isinstance(key, str) else None))
@@ -76,6 +80,8 @@ def check_queued_inputs(
     """Refuse (MissingInputError) a queued run whose inputs its worker could not have.
 
     The usual case — every input in the snapshot — asks git once and opens no cache."""
+    if pipeline.data:
+        check_pinned_sources(git, commit, pipeline, order)
     needed = external_inputs(pipeline, order, lock)
     wanted = sorted({item.path for item in needed})
     present = in_snapshot(git, commit, wanted)
@@ -100,6 +106,31 @@ def check_queued_inputs(
         hint=f"track it: tether add {paths} (then commit the .tether pointer); or commit "
         f"it (git add -f {paths}); or run it here without --queue",
     )
+
+
+def check_pinned_sources(git: Git, commit: str, pipeline: Pipeline, order: list[str]) -> None:
+    """Refuse a queued run whose data sources are not pinned in the snapshot's tether.lock:
+    each worker would fetch them anew, and could get other bytes than the next one. A
+    pinned source is verified against the pin wherever it is fetched (`execute/sources.py`);
+    its bytes come from the repository cache, the artifact remote, or the source."""
+    from tether.execute.sources import needed_sources
+    from tether.layout import LOCK_FILE
+    from tether.lockfile import parse_pins
+
+    sources = needed_sources(pipeline, order)
+    if not sources:
+        return
+    shown = git.run("cat-file", "-p", f"{commit}:{LOCK_FILE}", check=False)
+    pins = parse_pins(shown.stdout.decode(errors="replace")) if shown.returncode == 0 else {}
+    unpinned = [s for s in sources if s.name not in pins]
+    if unpinned:
+        names = " ".join(s.name for s in unpinned)
+        raise MissingInputError(
+            "cannot queue: data source(s) " + ", ".join(
+                f"{s.name!r} ({s.path})" for s in unpinned)
+            + " not pinned in tether.lock: each worker would fetch its own bytes",
+            hint=f"fetch and pin them here first: tether data fetch {names} (then queue again)",
+        )
 
 
 def _tracked(root: Path, store: ObjectStore, tracked: dict[str, str], path: str) -> bool:
