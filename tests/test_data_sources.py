@@ -17,7 +17,7 @@ import pytest
 
 from conftest import git, run_tether, write
 from helpers import exp_refs, record_of
-from tether.errors import EXIT_DATA_SOURCE, EXIT_MISSING_INPUT, EXIT_SPEC
+from tether.errors import EXIT_DATA_SOURCE, EXIT_MISSING_INPUT, EXIT_SPEC, EXIT_UNSAFE_PATH
 
 BODY = b"".join(b"<row id='%d'>post %d</row>\n" % (i, i) for i in range(20000))
 
@@ -298,3 +298,40 @@ def test_a_credential_in_the_url_is_refused(repo: Path, server: DataServer) -> N
     proc = run_tether(root, "status")
     assert proc.returncode == EXIT_SPEC and "s3cr3t" not in proc.stderr
     assert "config.local.yaml" in proc.stderr
+
+
+def test_pinned_bytes_travel_through_the_artifact_remote(
+    repo: Path, server: DataServer, tmp_path: Path,
+) -> None:
+    root = project(repo, server.url)
+    ok(root, "remote", "add", "store", str(tmp_path / "store"), "--default")
+    ok(root, "run", "-n", "here")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "pin")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "origin", "main")
+    ok(root, "push")  # the pinned source goes with the experiment
+    ok(root, "gc")  # kept: tether.lock pins it
+    key = json.loads((root / "tether.lock").read_text())["data"]["posts"]["key"][3:]
+    assert (root / ".tether" / "cache" / "objects" / "b3" / key[:2] / key[2:]).is_file()
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    out = ok(clone, "run", "-n", "there")
+    assert "posts: restored from the cache" in out  # pulled from the store, by its key
+    assert (clone / "data" / "posts.xml").read_bytes() == BODY
+    (clone / "data" / "posts.xml").unlink()
+    ok(clone, "checkout")  # checkout puts pinned sources in place too
+    assert (clone / "data" / "posts.xml").read_bytes() == BODY
+    assert server.gets == [None]  # the source was read once, by the first machine
+
+
+def test_a_hostile_pin_is_refused(repo: Path, server: DataServer, tmp_path: Path) -> None:
+    root = project(repo, server.url)
+    lock = {"version": 1, "stages": {}, "data": {"posts": {
+        "source": server.url, "path": "../../escaped", "key": "b3:" + "0" * 64}}}
+    write(root / "tether.lock", json.dumps(lock))
+    proc = run_tether(root, "checkout")
+    assert proc.returncode == EXIT_UNSAFE_PATH, proc.stderr
+    assert not (tmp_path / "escaped").exists()

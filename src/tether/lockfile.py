@@ -92,9 +92,15 @@ def parse_pins(text: str) -> dict[str, SourcePin]:
 
 
 def _pins(data: dict[str, Any]) -> dict[str, SourcePin]:
+    """The pins of a lock's JSON; a path that would write outside the work tree or into
+    .git is refused (a lock may come from someone else's commit)."""
+    from tether.pathguard import check_relpath
+
     try:
         return {name: SourcePin(
-            source=str(pin["source"]), path=str(pin["path"]), key=str(pin["key"]),
+            source=str(pin["source"]),
+            path=check_relpath(str(pin["path"]), where=f"{LOCK_FILE} (data.{name})"),
+            key=str(pin["key"]),
             size=pin.get("size"), etag=pin.get("etag"), mtime=pin.get("mtime"),
             subset=dict(pin.get("subset") or {}), prepare=pin.get("prepare"),
             prepared=pin.get("prepared"),
