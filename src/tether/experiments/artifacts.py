@@ -7,9 +7,7 @@ and by `tether gc`, which keeps every object some experiment still references.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.gitstore.git import Git
 from tether.record.record import RunRecord
