@@ -103,17 +103,16 @@ def bench_add(scratch: Path, env: dict[str, str], size_mib: int, repeat: int,
     rows: dict[str, dict[str, float]] = {}
     for data in (big, folder):
         kind = "file" if data.is_file() else f"directory ({size_mib} files)"
-        tools: dict[str, Callable[[Path], list[str]]] = {
-            "tether add": lambda repo: [*TETHER, "add", data.name]}
+        tools: dict[str, list[str]] = {"tether add": [*TETHER, "add", data.name]}
         if dvc is not None:
-            tools["dvc add"] = lambda repo: [str(dvc), "add", "-q", data.name]
+            tools["dvc add"] = [str(dvc), "add", "-q", data.name]
         best: dict[str, float] = {}
         for round_ in range(repeat):
             order = list(tools.items())
             for name, argv in order[round_ % 2:] + order[: round_ % 2]:
                 repo = fresh_repo(scratch, name.split()[0], env, dvc if "dvc" in name else None)
                 place(data, repo)
-                seconds = timed(lambda: sh(argv(repo), repo, env))  # noqa: B023
+                seconds = timed(lambda: sh(argv, repo, env))  # noqa: B023
                 best[name] = min(best.get(name, seconds), seconds)
                 shutil.rmtree(repo)
         rows[kind] = best
@@ -137,11 +136,11 @@ class CountingServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 counter.gets += 1
                 super().do_GET()
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 counter.heads += 1
                 super().do_HEAD()
 

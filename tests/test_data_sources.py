@@ -335,3 +335,25 @@ def test_a_hostile_pin_is_refused(repo: Path, server: DataServer, tmp_path: Path
     proc = run_tether(root, "checkout")
     assert proc.returncode == EXIT_UNSAFE_PATH, proc.stderr
     assert not (tmp_path / "escaped").exists()
+
+
+def test_dvc_import_url_becomes_a_declared_source(repo: Path, server: DataServer) -> None:
+    write(repo / ".dvc" / "config", "")
+    write(repo / "count.py", COUNT)
+    write(repo / "dvc.yaml", "stages:\n  count:\n    cmd: python count.py\n"
+          "    deps: [data/posts.xml]\n    metrics: [metrics.json]\n")
+    write(repo / "data" / "posts.xml.dvc", (
+        "md5: 0c6b2a1e1f9a5e3b7f1c2d3e4f5a6b7c\nfrozen: true\ndeps:\n"
+        f"- etag: '\"v1\"'\n  size: {len(BODY)}\n  path: {server.url}\n"
+        "outs:\n- md5: 9e107d9d372bb6826bd81d3542a419d6\n  size: 1\n  hash: md5\n"
+        "  path: posts.xml\n"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a DVC project with an import-url")
+    out = ok(repo, "init", "--from-dvc")
+    assert f"declared data source posts.xml ({server.url} -> data/posts.xml)" in out
+    assert not (repo / "data" / "posts.xml.tether").exists()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "tether")
+    ok(repo, "run")
+    assert records(repo)[0]["metrics"]["rows"] == 20000
+    assert server.gets == [None]
