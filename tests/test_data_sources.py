@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import git, run_tether, write
-from helpers import exp_refs, record_of
+from helpers import exp_refs, record_of, tree_files
 from tether.errors import EXIT_DATA_SOURCE, EXIT_MISSING_INPUT, EXIT_SPEC, EXIT_UNSAFE_PATH
 
 BODY = b"".join(b"<row id='%d'>post %d</row>\n" % (i, i) for i in range(20000))
@@ -149,6 +149,10 @@ def test_fetched_once_pinned_and_reused(repo: Path, server: DataServer) -> None:
     # the data is git-ignored; the lock is what gets committed
     assert git(root, "check-ignore", "data/posts.xml") == "data/posts.xml"
     assert records(root)[0]["metrics"]["rows"] == 20000
+    exp = next(ref for ref in exp_refs(root) if ref.startswith("refs/tether/exps/"))
+    assert "data/posts.xml" not in tree_files(root, exp)  # the bytes stay out of git
+    assert "tether.lock" in tree_files(root, exp)  # the pin goes with the experiment
+    assert git(root, "status", "--porcelain", "-uall", "--", "data") == "?? data/.gitignore"
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "pin")
     ok(root, "run", "-n", "second")  # same source, unchanged: no request at all
