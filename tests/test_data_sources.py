@@ -361,3 +361,21 @@ def test_dvc_import_url_becomes_a_declared_source(repo: Path, server: DataServer
     ok(repo, "run")
     assert records(repo)[0]["metrics"]["rows"] == 20000
     assert server.gets == [None]
+
+
+def test_the_dsl_declares_the_same_sources_as_yaml(tmp_path: Path) -> None:
+    from tether.spec import load_pipeline
+
+    yaml_root, py_root = tmp_path / "yaml", tmp_path / "py"
+    write(yaml_root / "tether.yaml", (
+        "data:\n  posts:\n    source: s3://bucket/posts.xml\n    path: data/posts.xml\n"
+        "    subset: {rows: 10}\n    prepare: python subset.py\n"
+        "stages:\n  count:\n    cmd: python count.py\n    deps: [data/posts.xml]\n"))
+    write(py_root / "tether.py", (
+        "from tether.dsl import Pipeline, stage\n"
+        "pipeline = Pipeline()\n"
+        "pipeline.data('posts', 's3://bucket/posts.xml', 'data/posts.xml',\n"
+        "              subset={'rows': 10}, prepare='python subset.py')\n"
+        "pipeline.add(stage('count', cmd='python count.py', deps=['data/posts.xml']))\n"))
+    assert load_pipeline(py_root).to_json() == load_pipeline(yaml_root).to_json()
+    assert load_pipeline(py_root).to_json()["data"]["posts"]["subset"] == {"rows": 10}
