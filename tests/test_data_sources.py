@@ -32,6 +32,7 @@ class DataServer:
         self.heads = 0
         self.cut_next = False
         self.hold_next = False  # send half the body, then wait for `release`
+        self.token: str | None = None  # when set: 401 without `Authorization: Bearer TOKEN`
         self.release = threading.Event()
         server = self
         self.lock = threading.Lock()
@@ -49,12 +50,23 @@ class DataServer:
                     self.send_header(name, value)
                 self.end_headers()
 
+            def _refused(self) -> bool:
+                if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                return False
+
             def do_HEAD(self) -> None:
                 with server.lock:
                     server.heads += 1
-                self._headers(200, len(server.body), {})
+                if not self._refused():
+                    self._headers(200, len(server.body), {})
 
             def do_GET(self) -> None:
+                if self._refused():
+                    return
                 body, wanted = server.body, self.headers.get("Range")
                 with server.lock:
                     server.gets.append(wanted)
@@ -161,6 +173,7 @@ def test_fetched_once_pinned_and_reused(repo: Path, server: DataServer) -> None:
     assert "restored from the cache" in out
     assert (root / "data" / "posts.xml").read_bytes() == BODY
     assert server.gets == [None]  # exactly one GET of the body, ever
+    assert server.heads == 1  # and one HEAD, the first time (its identity for the pin)
 
 
 def test_a_changed_source_is_detected_and_accepted_by_update(
@@ -379,3 +392,20 @@ def test_the_dsl_declares_the_same_sources_as_yaml(tmp_path: Path) -> None:
         "pipeline.add(stage('count', cmd='python count.py', deps=['data/posts.xml']))\n"))
     assert load_pipeline(py_root).to_json() == load_pipeline(yaml_root).to_json()
     assert load_pipeline(py_root).to_json()["data"]["posts"]["subset"] == {"rows": 10}
+
+
+def test_credentials_come_from_the_local_config_and_are_never_stored(
+    repo: Path, server: DataServer,
+) -> None:
+    server.token = "s3cr3t-t0ken"
+    root = project(repo, server.url)
+    proc = run_tether(root, "run")
+    assert proc.returncode == EXIT_DATA_SOURCE and "refused access" in proc.stderr
+    write(root / ".tether" / "config.local.yaml",
+          "sources:\n  posts:\n    headers: {Authorization: Bearer s3cr3t-t0ken}\n")
+    ok(root, "run")
+    assert (root / "data" / "posts.xml").read_bytes() == BODY
+    assert "s3cr3t" not in (root / "tether.lock").read_text()
+    exp = next(ref for ref in exp_refs(root) if ref.startswith("refs/tether/exps/"))
+    assert "s3cr3t" not in git(root, "log", "-p", exp)
+    assert "pinned, source unchanged" in ok(root, "status")

@@ -78,8 +78,12 @@ def probe(url: str, options: Mapping[str, Any] | None = None) -> SourceIdentity:
     try:
         return _identity(fs.info(path))
     except FileNotFoundError:
-        raise DataSourceError(f"source {mask_urls(url)} does not exist",
-                              hint="fix `source:` in the spec") from None
+        raise DataSourceError(
+            f"source {mask_urls(url)} cannot be read: it does not exist, or it refused "
+            "access",
+            hint="check `source:` in the spec; credentials go in the backend's environment "
+            "or in .tether/config.local.yaml (sources: NAME: {fsspec options})",
+        ) from None
     except TetherError:
         raise
     except Exception as exc:  # every backend raises its own errors: name the source
@@ -121,7 +125,10 @@ def _resume_offset(part: Path, meta: Path, identity: SourceIdentity) -> int:
 def _open_at(fs: Any, path: str, protocol: str, offset: int, size: int | None) -> tuple[Any, int]:
     """The object opened for reading from `offset`; (file, where it really starts)."""
     if protocol in STREAMED:
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # The filesystem's own headers (credentials from `sources:` options) are kept.
+        headers = dict(getattr(fs, "kwargs", {}).get("headers") or {})
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         # One streamed GET (block_size=0), not one request per block.
         stream = fs.open(path, "rb", block_size=0, size=size or 1, headers=headers)
         status = getattr(getattr(stream, "r", None), "status", 200)
@@ -171,9 +178,11 @@ def fetch_source(store: ObjectStore, url: str, *, expect: str | None = None, nam
         except TetherError:
             raise
         except Exception as exc:  # any backend's network error: continue from the part
-            if attempt == ATTEMPTS:
+            status = getattr(exc, "status", None)  # an HTTP 4xx will not go away
+            refused = isinstance(status, int) and 400 <= status < 500
+            if attempt == ATTEMPTS or refused:
                 raise DataSourceError(
-                    f"source {mask_urls(url)}: the download failed {ATTEMPTS} times ({exc})",
+                    f"source {mask_urls(url)}: the download failed {attempt} time(s) ({exc})",
                     hint="run the same command again: it continues from the "
                     f"{part.stat().st_size if part.exists() else 0} bytes already fetched",
                 ) from None
