@@ -19,7 +19,7 @@ from typing import Any
 
 import blake3
 
-from tether.cache.hashing import CHUNK, hash_file_uncached
+from tether.cache.hashing import CHUNK, FILE_PREFIX
 from tether.cache.objects import ObjectStore
 from tether.errors import DataSourceError, TetherError
 from tether.structs import struct
@@ -140,23 +140,29 @@ def _open_at(fs: Any, path: str, protocol: str, offset: int, size: int | None) -
 
 
 def _download(fs: Any, path: str, protocol: str, part: Path, identity: SourceIdentity,
-              progress: Progress | None) -> None:
-    """Append the rest of the object to `part` (one attempt)."""
+              progress: Progress | None) -> str:
+    """Append the rest of the object to `part` (one attempt); the key of the whole file,
+    hashed as the bytes arrive (a resumed file's first part is read back once)."""
     offset = part.stat().st_size if part.exists() else 0
     total = identity.size or 0
     stream, start = _open_at(fs, path, protocol, offset, identity.size)
+    hasher = blake3.blake3()
     with stream, open(part, "r+b" if start else "wb") as out:
+        out.truncate(start)
+        if start:
+            hasher.update_mmap(part)
         out.seek(start)
-        out.truncate()
         done = start
         while chunk := stream.read(CHUNK * 16):
             out.write(chunk)
+            hasher.update(chunk)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
     if identity.size is not None and part.stat().st_size != identity.size:
         raise OSError(f"the download ended after {part.stat().st_size} of "
                       f"{identity.size} bytes")
+    return FILE_PREFIX + hasher.hexdigest()
 
 
 def fetch_source(store: ObjectStore, url: str, *, expect: str | None = None, name: str = "NAME",
@@ -171,9 +177,10 @@ def fetch_source(store: ObjectStore, url: str, *, expect: str | None = None, nam
     identity = probe(url, options)
     part, meta = _partial_paths(store, url)
     _resume_offset(part, meta, identity)
+    key = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            _download(fs, path, protocol, part, identity, progress)
+            key = _download(fs, path, protocol, part, identity, progress)
             break
         except TetherError:
             raise
@@ -186,7 +193,6 @@ def fetch_source(store: ObjectStore, url: str, *, expect: str | None = None, nam
                     hint="run the same command again: it continues from the "
                     f"{part.stat().st_size if part.exists() else 0} bytes already fetched",
                 ) from None
-    key = hash_file_uncached(part)
     if expect is not None and key != expect:
         part.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
