@@ -409,3 +409,12 @@ def test_credentials_come_from_the_local_config_and_are_never_stored(
     exp = next(ref for ref in exp_refs(root) if ref.startswith("refs/tether/exps/"))
     assert "s3cr3t" not in git(root, "log", "-p", exp)
     assert "pinned, source unchanged" in ok(root, "status")
+    # a queue worker's worktree has no local config: it uses this machine's
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "pin")
+    key = json.loads((root / "tether.lock").read_text())["data"]["posts"]["key"][3:]
+    (root / ".tether" / "cache" / "objects" / "b3" / key[:2] / key[2:]).unlink()
+    ok(root, "run", "--queue", "--force")
+    ok(root, "worker", "--exit-when-idle")
+    assert [r["status"] for r in records(root)] == ["success", "success"]
+    assert len(server.gets) == 2  # the worker fetched the pinned bytes again, with the token

@@ -215,7 +215,14 @@ def source_options(root: Path, name: str) -> dict[str, Any]:
     """fsspec options of data source `name` (`sources: {NAME: {...}}`): credentials belong
     in .tether/config.local.yaml, never committed; the committed config may hold the rest
     (an endpoint, a region)."""
-    sources = load_config(root).get("sources") or {}
+    from tether.layout import cache_root
+
+    local = read_config_file(root, local=True)
+    if not local and cache_root(root) != root:
+        # A queue worker's worktree has no local config: the main work tree's holds the
+        # credentials of this machine.
+        local = read_config_file(cache_root(root), local=True)
+    sources = _merge(read_config_file(root, local=False), local).get("sources") or {}
     options = sources.get(name) if isinstance(sources, dict) else None
     if options is None:
         return {}
