@@ -256,9 +256,10 @@ def test_a_dropped_connection_is_retried_in_the_same_fetch(
     assert len(server.gets) == 2
 
 
-def test_a_local_path_source(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_a_local_path_source(repo: Path, tmp_path: Path, as_url: bool) -> None:
     nas = write(tmp_path / "nas" / "posts.xml", BODY.decode())
-    root = project(repo, str(nas))
+    root = project(repo, nas.as_uri() if as_url else str(nas))
     ok(root, "run")
     assert (root / "data" / "posts.xml").read_bytes() == BODY
     pin = json.loads((root / "tether.lock").read_text())["data"]["posts"]

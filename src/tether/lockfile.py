@@ -94,6 +94,8 @@ def parse_pins(text: str) -> dict[str, SourcePin]:
 def _pins(data: dict[str, Any]) -> dict[str, SourcePin]:
     """The pins of a lock's JSON; a path that would write outside the work tree or into
     .git is refused (a lock may come from someone else's commit)."""
+    if not data.get("data"):
+        return {}
     from tether.pathguard import check_relpath
 
     try:
