@@ -127,6 +127,8 @@ import json, os
 rows = json.loads(os.environ["TETHER_DATA_SUBSET"])["rows"]
 lines = open(os.environ["TETHER_DATA_RAW"]).readlines()[:rows]
 open(os.environ["TETHER_DATA_OUT"], "w").writelines(lines)
+if os.environ.get("PREPARE_LOG"):
+    open(os.environ["PREPARE_LOG"], "a").write(f"{rows}\\n")
 """
 
 
@@ -268,7 +270,10 @@ def test_a_local_path_source(repo: Path, tmp_path: Path, as_url: bool) -> None:
     assert "source changed since pinned (size" in ok(root, "status")
 
 
-def test_a_subset_is_prepared_once_per_source_and_values(repo: Path, server: DataServer) -> None:
+def test_a_subset_is_prepared_once_per_source_and_values(
+    repo: Path, server: DataServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREPARE_LOG", str(tmp_path / "prepared.log"))
     spec = SPEC.replace("    path: data/posts.xml\n", (
         "    path: data/posts.xml\n"
         "    subset: {{rows: 100}}\n"
@@ -286,6 +291,9 @@ def test_a_subset_is_prepared_once_per_source_and_values(repo: Path, server: Dat
     ok(root, "run")
     assert records(root)[2]["metrics"]["rows"] == 100
     assert len(server.gets) == 1  # one download for all three
+    ok(root, "run", "--force")  # another experiment on the same source and subset
+    assert records(root)[3]["metrics"]["rows"] == 100
+    assert (tmp_path / "prepared.log").read_text() == "100\n50\n"  # each subset made once
 
 
 def test_a_queued_run_gets_the_pinned_bytes(repo: Path, server: DataServer) -> None:
