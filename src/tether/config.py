@@ -239,3 +239,31 @@ def get_remote(root: Path, name: str | None = None) -> RemoteConfig:
             hint="add one: tether remote add NAME URL --default (or use --no-artifacts)",
         )
     raise UsageError(f"no remote named {name!r}", hint="`tether remote list` shows them")
+
+
+def source_options(root: Path, name: str) -> dict[str, Any]:
+    """fsspec options of data source `name` (`sources: {NAME: {...}}`): credentials belong
+    in .tether/config.local.yaml, never committed; the committed config may hold the rest
+    (an endpoint, a region)."""
+    from tether.layout import cache_root
+
+    local = read_config_file(root, local=True)
+    if not local and cache_root(root) != root:
+        # A queue worker's worktree has no local config: the main work tree's holds the
+        # credentials of this machine.
+        local = read_config_file(cache_root(root), local=True)
+    sources = _merge(read_config_file(root, local=False), local).get("sources") or {}
+    options = sources.get(name) if isinstance(sources, dict) else None
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise UsageError(f"sources.{name}: expected a mapping of fsspec options")
+    committed = (read_config_file(root, local=False).get("sources") or {}).get(name) or {}
+    leaked = [key for key in committed if _SECRET_NAME.search(str(key))]
+    if leaked:
+        raise UsageError(
+            f"sources.{name}.{leaked[0]} in .tether/{PROJECT_CONFIG} looks like a credential, "
+            "which would be committed",
+            hint=f"move it to .tether/{LOCAL_CONFIG} (never committed)",
+        )
+    return dict(options)

@@ -32,6 +32,7 @@ EXIT_MISSING_INPUT = 15
 EXIT_REGRESSED = 16
 EXIT_NO_BASELINE = 17
 EXIT_NOT_REPRODUCED = 18
+EXIT_DATA_SOURCE = 19
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -216,3 +217,11 @@ class NotReproduced(TetherError):
     from the original's beyond its tolerance."""
 
     exit_code = EXIT_NOT_REPRODUCED
+
+
+class DataSourceError(TetherError):
+    """A declared data source (`data:` in the spec) cannot be used: its fetched bytes differ
+    from the hash pinned in tether.lock, it is unreachable, or its `prepare` command
+    failed. Nothing half-fetched is left in the cache."""
+
+    exit_code = EXIT_DATA_SOURCE

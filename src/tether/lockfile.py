@@ -34,6 +34,89 @@ class StageLock:
         }
 
 
+@struct
+class SourcePin:
+    """What a data source's bytes were when first fetched: the source's identity as its
+    filesystem reported it (URL without credentials, ETag, size, mtime) and the content
+    hash every later fetch must match; with `prepare`, the key of the derived file."""
+
+    source: str
+    path: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    mtime: str | None = None
+    subset: dict[str, Any] = field(default_factory=dict)
+    prepare: str | None = None
+    prepared: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "path": self.path, "key": self.key, "size": self.size,
+                "etag": self.etag, "mtime": self.mtime, "subset": self.subset,
+                "prepare": self.prepare, "prepared": self.prepared}
+
+
+def _read_json(root: Path) -> dict[str, Any] | None:
+    path = root / LOCK_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return data
+    except (ValueError, TypeError) as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: Exception) -> SpecError:
+    return SpecError(
+        f"{LOCK_FILE}: unreadable ({exc.__class__.__name__}: {exc})",
+        hint=f"restore it from git (git checkout -- {LOCK_FILE}) or delete it "
+        "to re-run every stage",
+    )
+
+
+def read_pins(root: Path) -> dict[str, SourcePin]:
+    """The data sources pinned in `tether.lock`, by name; {} when there are none."""
+    return _pins(_read_json(root) or {})
+
+
+def parse_pins(text: str) -> dict[str, SourcePin]:
+    """The pins of a `tether.lock` read from elsewhere (a commit)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _unreadable(exc) from None
+    return _pins(data if isinstance(data, dict) else {})
+
+
+def _pins(data: dict[str, Any]) -> dict[str, SourcePin]:
+    """The pins of a lock's JSON; a path that would write outside the work tree or into
+    .git is refused (a lock may come from someone else's commit)."""
+    if not data.get("data"):
+        return {}
+    from tether.pathguard import check_relpath
+
+    try:
+        return {name: SourcePin(
+            source=str(pin["source"]),
+            path=check_relpath(str(pin["path"]), where=f"{LOCK_FILE} (data.{name})"),
+            key=str(pin["key"]),
+            size=pin.get("size"), etag=pin.get("etag"), mtime=pin.get("mtime"),
+            subset=dict(pin.get("subset") or {}), prepare=pin.get("prepare"),
+            prepared=pin.get("prepared"),
+        ) for name, pin in (data.get("data") or {}).items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _unreadable(exc) from None
+
+
+def write_pins(root: Path, pins: dict[str, SourcePin]) -> None:
+    """Replace the `data` section of `tether.lock` (its stages kept), atomically."""
+    stages = read_lock(root)
+    write_text(root / LOCK_FILE, render_lock(stages, pins))
+
+
 def read_lock(root: Path) -> dict[str, StageLock]:
     """The stages recorded in `tether.lock`; {} when there is none."""
     path = root / LOCK_FILE
@@ -60,11 +143,14 @@ def read_lock(root: Path) -> dict[str, StageLock]:
         ) from None
 
 
-def render_lock(stages: dict[str, StageLock]) -> str:
-    body = {"version": LOCK_VERSION, "stages": {n: s.to_json() for n, s in stages.items()}}
+def render_lock(stages: dict[str, StageLock], pins: dict[str, SourcePin] | None = None) -> str:
+    body: dict[str, Any] = {"version": LOCK_VERSION,
+                            "stages": {n: s.to_json() for n, s in stages.items()}}
+    if pins:
+        body["data"] = {n: p.to_json() for n, p in sorted(pins.items())}
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
 def write_lock(root: Path, stages: dict[str, StageLock]) -> None:
-    """Write `tether.lock` atomically."""
-    write_text(root / LOCK_FILE, render_lock(stages))
+    """Write the stages of `tether.lock` atomically (its pinned data sources kept)."""
+    write_text(root / LOCK_FILE, render_lock(stages, read_pins(root)))

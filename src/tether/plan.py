@@ -142,6 +142,7 @@ def make_plan(
     command declares no dependencies, so nothing could tell that it is unchanged.
     """
     produced = {out for stage in pipeline.stages.values() for out in stage.outs}
+    produced |= {source.path for source in pipeline.data.values()}  # fetched for the run
     missing: list[str] = []
     for name in order:
         for dep in pipeline.stages[name].deps:

@@ -16,7 +16,7 @@ import blake3
 
 from tether import __version__
 from tether.atomic import write_text
-from tether.spec.model import MetricRule, ParamRef, Pipeline, Stage
+from tether.spec.model import DataSource, MetricRule, ParamRef, Pipeline, Stage
 
 YAML_NAMES = ("tether.yaml", "tether.yml")
 
@@ -86,4 +86,9 @@ def pipeline_from_json(
         )
         for name, rule in spec["metrics"].items()
     }
-    return Pipeline(source=source, stages=stages, metrics=metrics)
+    data = {
+        name: DataSource(name=name, source=body["source"], path=body["path"],
+                         subset=MappingProxyType(dict(body["subset"])), prepare=body["prepare"])
+        for name, body in spec.get("data", {}).items()
+    }
+    return Pipeline(source=source, stages=stages, metrics=metrics, data=data)

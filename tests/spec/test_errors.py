@@ -57,7 +57,7 @@ def test_collects_every_problem_with_location(write_spec: WriteSpec, tmp_path: P
         "like 0.01 or a relative \"1%\", found 'lots'",
         "tether.yaml:19: metrics.f1: missing 'direction': min or max",
         "tether.yaml:20: metrics.p.tolerence: unknown key 'tolerence'; did you mean 'tolerance'?",
-        "tether.yaml:21: extra: unknown key 'extra'; known keys: version, stages, metrics",
+        "tether.yaml:21: extra: unknown key 'extra'; known keys: version, stages, metrics, data",
     ]
 
 

@@ -168,6 +168,10 @@ class ObjectStore:
             )
         self._install(tmp, key)
 
+    def install(self, tmp: Path, key: str) -> None:
+        """Move `tmp`, whose bytes the caller has just hashed to `key`, into place."""
+        self._install(tmp, key)
+
     def _install(self, tmp: Path, key: str) -> None:
         target = self.path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,8 @@ def _from_dvc(args: argparse.Namespace, root: Any) -> int:
     for pointer in data.tracked:
         source = " (from the DVC cache)" if pointer.path in data.restored else ""
         print(f"tracked {pointer.path}{source} -> {pointer.pointer}")
+    for item in data.imports:
+        print(f"declared data source {item.name} ({item.url} -> {item.path}) from {item.pointer}")
     for problem in data.problems:
         print(f"  not converted: {problem}")
     if data.missing:

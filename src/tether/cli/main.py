@@ -28,7 +28,7 @@ from tether.errors import (
 COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "plots", "logs", "apply", "branch", "rename", "remove",
-    "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
+    "add", "data", "checkout", "remote", "push", "pull", "ls-remote", "gc",
     "queue", "worker", "schedule", "gate", "report", "ci", "notify", "repro",
 )
 

@@ -11,6 +11,7 @@ from tether.errors import RunFailed, UsageError
 from tether.status import STALLED, SUCCESS, TIMEOUT
 
 if TYPE_CHECKING:
+    from tether.cli.progress import ProgressBar
     from tether.execute.facts import RunFacts
     from tether.execute.runner import RunEvent
     from tether.feedback.listeners import RunListener
@@ -124,6 +125,26 @@ def _print_event(event: RunEvent) -> None:
         print(f"tether: {event.stage} {event.kind}: {event.detail}", file=err, flush=True)
     elif event.kind == "warning":
         print(f"tether: warning: {event.detail}", file=err, flush=True)
+    elif event.kind == "data":
+        print(f"tether: data {event.detail}", file=err, flush=True)
+
+
+class _DownloadBar:
+    """The progress bar of a data source's download, made when the first bytes arrive
+    (most runs download nothing and import no renderer)."""
+
+    def __init__(self) -> None:
+        self._bar: ProgressBar | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tether.cli.progress import ProgressBar
+
+            self._bar = ProgressBar("fetch", unit="bytes", erase=True)
+        self._bar(done, total)
+        if total and done >= total:
+            self._bar.close()
+            self._bar = None
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -163,6 +184,7 @@ def handle(args: argparse.Namespace) -> int:
         command_limits=limits,
         no_run_cache=args.no_run_cache,
         wait=args.wait,
+        progress=_DownloadBar(),
     )
     try:
         result = run(args.cwd, options, RunContext(facts=facts))

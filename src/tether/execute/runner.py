@@ -68,6 +68,8 @@ class RunOptions:
     no_run_cache: bool = False
     # In place: wait for another in-place run of the work tree instead of BusyError.
     wait: bool = False
+    # Bytes of a data source's download, for the CLI's progress bar: (done, total).
+    progress: Callable[[int, int], None] | None = None
 
 
 @struct
@@ -162,6 +164,8 @@ def _plan_and_run(
         bare = options.command is not None
         run_cache = None if options.no_run_cache or options.force or bare else RunCache(root)
         always = set(pipeline.stages) if bare else set()
+        if facts is not None and pipeline.data:
+            _bring_sources(root, root, pipeline, order, cache, options)
         plan = make_plan(pipeline, order, root, params, read_lock(root), cache,
                          force=options.force, run_cache=run_cache, secrets=secrets,
                          always=always)
@@ -175,6 +179,8 @@ def _plan_and_run(
                      if options.temp else in_place(root))
         try:
             if workspace.temporary:
+                if pipeline.data:
+                    _bring_sources(workspace.path, root, pipeline, order, cache, options)
                 params = _load_effective_params(workspace.path, pipeline, overrides)
                 plan = make_plan(
                     pipeline, order, workspace.path, params, read_lock(workspace.path), cache,
@@ -194,6 +200,25 @@ def _plan_and_run(
             workspace.cleanup(git)
     finally:
         cache.close()
+
+
+def _bring_sources(ws: Path, root: Path, pipeline: Pipeline, order: list[str],
+                   cache: StatCache, options: RunOptions) -> None:
+    """Put the data sources the stages need in place in `ws` (pins from `root`'s lock)."""
+    from tether.execute.sources import ensure_sources, needed_sources, project_access
+    from tether.lockfile import read_pins, write_pins
+    from tether.project import object_store
+
+    sources = needed_sources(pipeline, order)
+    if not sources:
+        return
+    if ws != root and read_pins(ws) != read_pins(root):
+        write_pins(ws, {**read_pins(ws), **read_pins(root)})
+    emit = options.on_event or (lambda event: None)
+    done = ensure_sources(ws, sources, object_store(root), cache,
+                          project_access(root, lambda name: options.progress))
+    for name, how in done:
+        emit(RunEvent("data", None, f"{name}: {how}"))
 
 
 def _load_effective_params(root: Path, pipeline: Pipeline, overrides: list[Any]) -> Params:

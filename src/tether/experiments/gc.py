@@ -46,10 +46,14 @@ class GcResult:
 
 
 def _lock_outs(blob: bytes) -> set[str]:
+    """The outputs' keys of a lock, and its pinned data sources' (fetched and prepared)."""
     try:
-        stages = json.loads(blob).get("stages", {})
-        return {k for s in stages.values() for k in (s.get("outs") or {}).values()
-                if isinstance(k, str) and valid_key(k)}
+        lock = json.loads(blob)
+        stages = lock.get("stages", {})
+        keys = [k for s in stages.values() for k in (s.get("outs") or {}).values()]
+        keys += [pin.get(field) for pin in (lock.get("data") or {}).values()
+                 for field in ("key", "prepared")]
+        return {k for k in keys if isinstance(k, str) and valid_key(k)}
     except (ValueError, AttributeError):
         return set()
 

@@ -42,7 +42,10 @@ def init_from_dvc(root: Path, *, force: bool = False) -> DvcMigration:
     else:
         raise UsageError(f"{root} has neither {DVC_YAML} nor .dvc/",
                          hint="run `tether init --from-dvc` at the top of a DVC project")
-    created = init_project(root, force=force, spec_text=conversion.text)
+    from tether.migrate.dvc_data import data_section, dvc_imports
+
+    text = conversion.text + data_section(dvc_imports(Git(root)))
+    created = init_project(root, force=force, spec_text=text)
     data = convert_pointers(Git(root), object_store(root))
     return DvcMigration(conversion=conversion, created=created, data=data)
 

@@ -22,7 +22,7 @@ import yaml
 
 from tether.errors import UsageError
 from tether.pathguard import WorkTreeGuard, check_relpath
-from tether.structs import struct
+from tether.structs import field, struct
 
 if TYPE_CHECKING:
     from tether.cache.objects import ObjectStore
@@ -46,6 +46,16 @@ class DvcOutput:
         return self.md5.endswith(".dir")
 
 
+@struct(frozen=True)
+class DvcImport:
+    """A `.dvc` file written by `dvc import-url`: its data comes from `url`."""
+
+    pointer: str
+    name: str  # the data source's name in tether.yaml
+    url: str
+    path: str
+
+
 @struct
 class DataReport:
     """What became of each `.dvc` output."""
@@ -54,6 +64,45 @@ class DataReport:
     restored: list[str]      # put in place from the DVC cache before tracking
     missing: list[DvcOutput]  # neither in the work tree nor in the DVC cache
     problems: list[str]       # modified in the work tree, unreadable pointers...
+    imports: list[DvcImport] = field(default_factory=list)  # became `data:` sources
+
+
+def dvc_imports(git: Git) -> list[DvcImport]:
+    """The `.dvc` files of `dvc import-url URL PATH` (a dependency that is a URL or an
+    absolute path, one output): each becomes a data source declared in tether.yaml."""
+    import re
+
+    from tether.urls import url_secrets
+
+    found = []
+    for pointer in dvc_pointers(git):
+        try:
+            data = yaml.safe_load((git.root / pointer).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        deps = data.get("deps") if isinstance(data, dict) else None
+        outs = data.get("outs") if isinstance(data, dict) else None
+        if not (isinstance(deps, list) and len(deps) == 1 and isinstance(deps[0], dict)
+                and isinstance(outs, list) and len(outs) == 1 and isinstance(outs[0], dict)):
+            continue
+        url, name = str(deps[0].get("path") or ""), str(outs[0].get("path") or "")
+        if not name or not ("://" in url or url.startswith("/")) or url_secrets(url):
+            continue
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(pointer), name))
+        check_relpath(path, where=f"DVC pointer {pointer!r}")
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", posixpath.basename(path)).lstrip(".-") or "data"
+        found.append(DvcImport(pointer=pointer, name=label, url=url, path=path))
+    return found
+
+
+def data_section(imports: list[DvcImport]) -> str:
+    """The `data:` block of tether.yaml declaring the imported sources."""
+    if not imports:
+        return ""
+    body = {"data": {item.name: {"source": item.url, "path": item.path} for item in imports}}
+    return ("\n# From `dvc import-url` (.dvc files): fetched and pinned in tether.lock by the\n"
+            "# first `tether run` or `tether data fetch`; `tether data update` = `dvc update`.\n"
+            + yaml.safe_dump(body, sort_keys=False))
 
 
 def dvc_pointers(git: Git) -> list[str]:
@@ -172,7 +221,11 @@ def convert_pointers(git: Git, store: ObjectStore) -> DataReport:
     caches = dvc_cache_dirs(git.root)
     guard = WorkTreeGuard(git.root)
     ready: list[str] = []
+    report.imports = dvc_imports(git)
+    imported = {item.pointer for item in report.imports}
     for pointer in dvc_pointers(git):
+        if pointer in imported:
+            continue  # declared as a data source instead
         for out in read_pointer(git.root, pointer, report.problems):
             full = guard.target(out.path, where=f"DVC pointer {pointer!r}")
             matches = _matches(full, out, caches) if full.exists() else False

@@ -182,7 +182,8 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         snapshot = facts.snapshot()
         try:
             check_queued_inputs(git, snapshot.commit, pipeline, order, read_lock(root),
-                                lambda: _plain_store(root))
+                                lambda: _plain_store(root),
+                                remote_workers=getattr(backend, "git_remote", None))
         except BaseException:
             git.run("update-ref", "-d", snapshot.ref, check=False)
             raise

@@ -45,7 +45,11 @@ def external_inputs(
     from tether.cache.tracked import external_deps
 
     needed: list[NeededInput] = []
+    fetched = [source.path for source in pipeline.data.values()]
     for name, dep in external_deps(pipeline, order):
+        if any(dep == path or dep.startswith(path + "/") or path.startswith(dep + "/")
+               for path in fetched):
+            continue  # a declared data source: the run puts it in place (see below)
         locked = lock.get(name)
         key = locked.deps.get(dep) if locked is not None else None
         needed.append(NeededInput(name, dep, key if isinstance(key, str) else None))
@@ -72,15 +76,24 @@ def _cached(store: ObjectStore, item: NeededInput) -> bool:
 def check_queued_inputs(
     git: Git, commit: str, pipeline: Pipeline, order: list[str],
     lock: dict[str, StageLock], open_store: Callable[[], ObjectStore],
+    remote_workers: str | None = None,
 ) -> None:
     """Refuse (MissingInputError) a queued run whose inputs its worker could not have.
 
-    The usual case — every input in the snapshot — asks git once and opens no cache."""
-    check_needed_inputs(git, commit, external_inputs(pipeline, order, lock), open_store)
+    `remote_workers`: the git remote workers on other machines fetch snapshots from
+    (Celery's `queue.git_remote`); they do not share this repository's cache, so tracked
+    data must go through the artifact remote (pushed at enqueue) and a cached input's
+    lock hash is no help. The usual case — every input in the snapshot — asks git once
+    and opens no cache."""
+    if pipeline.data:
+        check_pinned_sources(git, commit, pipeline, order)
+    check_needed_inputs(git, commit, external_inputs(pipeline, order, lock), open_store,
+                        remote_workers)
 
 
 def check_needed_inputs(
     git: Git, commit: str, needed: list[NeededInput], open_store: Callable[[], ObjectStore],
+    remote_workers: str | None = None,
 ) -> None:
     """`check_queued_inputs` for inputs already listed (e.g. from a record)."""
     wanted = sorted({item.path for item in needed})
@@ -93,6 +106,8 @@ def check_needed_inputs(
 
     store = open_store()
     tracked = {p.path: p.key for p in commit_pointers(git, commit)}
+    if remote_workers is not None:
+        _check_remote_reach(git.root, absent, tracked, remote_workers)
     missing = [item for item in absent if not _cached(store, item)
                and not _tracked(git.root, store, tracked, item.path)]
     if not missing:
@@ -106,6 +121,63 @@ def check_needed_inputs(
         hint=f"track it: tether add {paths} (then commit the .tether pointer); or commit "
         f"it (git add -f {paths}); or run it here without --queue",
     )
+
+
+def check_pinned_sources(git: Git, commit: str, pipeline: Pipeline, order: list[str]) -> None:
+    """Refuse a queued run whose data sources are not pinned in the snapshot's tether.lock:
+    each worker would fetch them anew, and could get other bytes than the next one. A
+    pinned source is verified against the pin wherever it is fetched (`execute/sources.py`);
+    its bytes come from the repository cache, the artifact remote, or the source."""
+    from tether.execute.sources import needed_sources
+    from tether.layout import LOCK_FILE
+    from tether.lockfile import parse_pins
+
+    sources = needed_sources(pipeline, order)
+    if not sources:
+        return
+    shown = git.run("cat-file", "-p", f"{commit}:{LOCK_FILE}", check=False)
+    pins = parse_pins(shown.stdout.decode(errors="replace")) if shown.returncode == 0 else {}
+    unpinned = [s for s in sources if s.name not in pins]
+    if unpinned:
+        names = " ".join(s.name for s in unpinned)
+        raise MissingInputError(
+            "cannot queue: data source(s) " + ", ".join(
+                f"{s.name!r} ({s.path})" for s in unpinned)
+            + " not pinned in tether.lock: each worker would fetch its own bytes",
+            hint=f"fetch and pin them here first: tether data fetch {names} (then queue again)",
+        )
+
+
+def _check_remote_reach(root: Path, absent: list[NeededInput], tracked: dict[str, str],
+                        git_remote: str) -> None:
+    """Workers on other machines get an input outside the snapshot only from the artifact
+    remote, as data tracked with `tether add` (pushed when the entry is queued)."""
+    from tether.config import get_remote
+    from tether.errors import RemoteError
+
+    def is_tracked(path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in tracked)
+
+    untracked = sorted({item.path for item in absent if not is_tracked(item.path)})
+    if untracked:
+        paths = " ".join(untracked)
+        raise MissingInputError(
+            f"cannot queue for workers on other machines (queue.git_remote: {git_remote}): "
+            f"{', '.join(untracked)} is only on this machine (not in the snapshot, not "
+            "tracked with `tether add`)",
+            hint=f"track it: tether add {paths} (then commit the .tether pointer and set an "
+            "artifact remote: tether remote add NAME URL --default)",
+        )
+    try:
+        get_remote(root, None)
+    except RemoteError:
+        paths = " ".join(sorted({item.path for item in absent}))
+        raise MissingInputError(
+            f"cannot queue for workers on other machines (queue.git_remote: {git_remote}): "
+            f"they read tracked data ({paths}) from the artifact remote, and none is set",
+            hint="add one, then queue again (the data is pushed to it when queued): "
+            "tether remote add NAME URL --default",
+        ) from None
 
 
 def _tracked(root: Path, store: ObjectStore, tracked: dict[str, str], path: str) -> bool:

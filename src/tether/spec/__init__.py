@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tether.spec.model import MetricRule, ParamRef, Pipeline, Stage
+from tether.spec.model import DataSource, MetricRule, ParamRef, Pipeline, Stage
 from tether.spec.values import parse_duration
 
 if TYPE_CHECKING:
     from tether.spec.loader import find_spec, load_pipeline, load_python_spec, load_yaml_spec
 
 __all__ = [
+    "DataSource",
     "MetricRule",
     "ParamRef",
     "Pipeline",

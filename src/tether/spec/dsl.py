@@ -88,6 +88,18 @@ class Pipeline:
         self.stages: list[StageDecl] = []
         self.line = caller_line()
         self._metric_lines: dict[str, int | None] = {}
+        self._data: dict[str, tuple[dict[str, Any], int | None]] = {}
+
+    def data(self, name: str, source: str, path: str, *, subset: Mapping[str, Any] | None = None,
+             prepare: str | None = None) -> None:
+        """Declare data source `name`: `source` fetched, pinned and put at `path` (see
+        docs/spec.md, `data:`)."""
+        body: dict[str, Any] = {"source": source, "path": path}
+        if subset is not None:
+            body["subset"] = dict(subset)
+        if prepare is not None:
+            body["prepare"] = prepare
+        self._data[name] = (body, caller_line())
 
     def add(self, *stages: StageDecl) -> None:
         """Add stages; declaration order is kept."""
@@ -140,4 +152,8 @@ class Pipeline:
             else:
                 metrics = python_node(self.metrics, self.line)
             entries.append(Entry("metrics", self.line, metrics))
+        if self._data:
+            sources = tuple(Entry(name, line, python_node(body, line))
+                            for name, (body, line) in self._data.items())
+            entries.append(Entry("data", self.line, Node("map", self.line, entries=sources)))
         return Node("map", self.line, entries=tuple(entries))

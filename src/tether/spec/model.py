@@ -92,20 +92,43 @@ class Stage:
 
 
 @struct(frozen=True)
+class DataSource:
+    """One declared data source: bytes fetched from `source` into the cache, pinned in
+    tether.lock, and put at `path`; with `prepare`, the command that derives `path` from
+    the fetched bytes and the `subset` values (see docs/spec.md, `data:`)."""
+
+    name: str
+    source: str  # a URL fsspec opens (s3://, https://, file://) or an absolute local path
+    path: str  # relative to the project root, checked by the path guard
+    subset: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    prepare: str | None = None
+    line: int | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "path": self.path, "subset": dict(self.subset),
+                "prepare": self.prepare}
+
+
+@struct(frozen=True)
 class Pipeline:
     """A validated, acyclic pipeline read from `source`; stages keep declaration order."""
 
     source: Path
     stages: dict[str, Stage]
     metrics: dict[str, MetricRule] = field(default_factory=dict)
+    data: dict[str, DataSource] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The normalized form other code relies on (see docs/spec.md)."""
-        return {
+        """The normalized form other code relies on (see docs/spec.md); `data` only when
+        the spec declares sources."""
+        body: dict[str, Any] = {
             "version": SPEC_VERSION,
             "stages": {name: stage.to_json() for name, stage in self.stages.items()},
             "metrics": {name: rule.to_json() for name, rule in self.metrics.items()},
         }
+        if self.data:
+            body["data"] = {name: source.to_json() for name, source in self.data.items()}
+        return body
 
     @cached_property
     def _upstream(self) -> dict[str, set[str]]:

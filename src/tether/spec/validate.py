@@ -20,11 +20,12 @@ from tether.spec.fields import (
     unique,
 )
 from tether.spec.graph import check_graph
-from tether.spec.model import SPEC_VERSION, MetricRule, Pipeline, Stage
+from tether.spec.model import SPEC_VERSION, DataSource, MetricRule, Pipeline, Stage
 from tether.spec.nodes import Entry, Node, Problems, describe
+from tether.spec.sources import check_sources_against_stages, read_sources
 from tether.spec.values import normalize_path, parse_duration, parse_tolerance
 
-TOP_KEYS = ("version", "stages", "metrics")
+TOP_KEYS = ("version", "stages", "metrics", "data")
 STAGE_FIELDS = (
     "cmd",
     "deps",
@@ -52,6 +53,7 @@ def build_pipeline(
     """Validate a whole document; raise one SpecError listing every problem found."""
     stages: dict[str, Stage] = {}
     metrics: dict[str, MetricRule] = {}
+    data: dict[str, DataSource] = {}
     if document is None or document.kind != "map":
         found = "nothing" if document is None else describe(document)
         problems.add(
@@ -71,11 +73,14 @@ def build_pipeline(
         stages = _stages(top.get("stages"), document, problems, allow_generated_names)
         if "metrics" in top:
             metrics = _metrics(top["metrics"], problems)
+        if "data" in top:
+            data = read_sources(top["data"], problems)
+            check_sources_against_stages(data, stages, problems)
     if not problems.lines:
         check_graph(stages, problems)
     if problems.lines:
         raise SpecError(problems.in_file_order())
-    return Pipeline(source=source, stages=stages, metrics=metrics)
+    return Pipeline(source=source, stages=stages, metrics=metrics, data=data)
 
 
 def _is_version(value: object) -> bool:

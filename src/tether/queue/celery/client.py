@@ -39,6 +39,8 @@ class CeleryEnqueuer:
                  reconnect_window: float = 60.0) -> None:
         self.config = config
         self.root = root
+        # Where workers on other machines fetch snapshots (None: local workers only).
+        self.git_remote = config.git_remote
         self.prefix = keys.key_prefix(config.namespace)
         self.reconnect_window = reconnect_window
         try:

@@ -157,12 +157,12 @@ def push_snapshots(root: Path, git_remote: str | None, entries: Sequence[Entry])
 
 
 def _push_tracked_data(root: Path, snapshots: list[str]) -> None:
-    """Send the content of data tracked with `tether add` in the snapshots to the
-    artifact remote, where a worker on another machine pulls it (when one is set)."""
-    from tether.cache.tracked import commit_pointers
+    """Send the content of data tracked with `tether add` and of the data sources pinned
+    in the snapshots to the artifact remote, where a worker on another machine pulls it
+    (when one is set; else such a worker fetches a source itself, verified by its pin)."""
+    from tether.experiments.artifacts import tracked_data
 
-    git = Git(root)
-    keys = {p.key for commit in snapshots for p in commit_pointers(git, commit)}
+    keys = set(tracked_data(Git(root), snapshots).values())
     if not keys:
         return
     from tether.cache.remote import push_objects
