@@ -110,7 +110,9 @@ class QueueListener:
         elif kind == "stage":
             what, _, stage = event.detail.partition(" ")
             stage = stage.strip()
-            if what == "stage_start" and stage:
+            if what == "started":  # the run itself started: its stages' expected durations
+                feedback.expect(key, event.data.get("expected") or {})
+            elif what == "stage_start" and stage:
                 feedback.stage_started(key, stage)
             elif what == "stage_end" and stage:
                 feedback.stage_finished(key, stage, "")
@@ -151,13 +153,19 @@ def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> No
         return
     feedback = Feedback(root, settings)
     try:
+        send_regressed(feedback, root, ref, detail)
+    finally:
+        feedback.close(wait)
+
+
+def send_regressed(feedback: Feedback, root: Path, ref: str, detail: str) -> None:
+    """Notify the regression of the experiment at `ref` through `feedback` (never raises)."""
+    try:
         record, _ = read_recorded(root, ref)
         if record is not None:
             feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
     except Exception:
         pass
-    finally:
-        feedback.close(wait)
 
 
 def notice_for_test(settings: FeedbackSettings) -> Notice:

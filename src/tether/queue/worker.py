@@ -170,9 +170,10 @@ class Worker:
                     self._signal(active, signal.SIGUSR1)
                     active.abandoned = True
 
-    def _emit(self, kind: str, entry: Entry, detail: str = "") -> None:
+    def _emit(self, kind: str, entry: Entry, detail: str = "",
+              data: dict[str, Any] | None = None) -> None:
         if self.options.on_event is not None:
-            self.options.on_event(QueueEvent(kind, entry, detail))
+            self.options.on_event(QueueEvent(kind, entry, detail, data=data or {}))
 
     # -- slots ------------------------------------------------------------
 
@@ -288,8 +289,9 @@ class Worker:
                         result = message
                     elif kind in (STALLED, TIMEOUT, "reminder"):
                         self._emit(kind, entry, f"{message.get('stage')}: {message['detail']}")
-                    else:
-                        self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
+                    else:  # the run's "started" also says its stages' `expected`
+                        self._emit("stage", entry, f"{kind} {message.get('stage') or ''}",
+                                   {"expected": message.get("expected") or {}})
             code = proc.wait()
         finally:
             with self._lock:
