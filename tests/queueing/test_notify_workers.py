@@ -1,4 +1,5 @@
-"""Notifications from a Celery worker: the same listener as the embedded one's."""
+"""Notifications from queue workers (Celery however started, learned reminders): the same
+listener as `tether run`'s."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ from feedback.receivers import http_receiver
 from queueing.conftest import queue_status, tether
 from queueing.servers import RedisServer
 
+CELERY_WORKERS = {
+    "tether worker": ["-m", "tether", "worker", "--exit-when-idle", "--ok-on-failed-runs"],
+    # Started as a module (not through `tether worker`): notifies too.
+    "python -m": ["-m", "tether.queue.celery.app", "--root", ".", "--exit-when-idle"],
+}
 
-def test_a_celery_worker_notifies_a_failure_once(project: Path, tmp_path: Path,
+
+@pytest.mark.parametrize("started", list(CELERY_WORKERS))
+def test_a_celery_worker_notifies_a_failure_once(started: str, project: Path, tmp_path: Path,
                                                  redis_server: RedisServer) -> None:
     write(project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
         "backend": "celery", "broker": redis_server.url, "state": redis_server.url,
@@ -28,38 +36,15 @@ def test_a_celery_worker_notifies_a_failure_once(project: Path, tmp_path: Path,
         env = {"TETHER_NOTIFY": receiver.url(), "TRAIN_FAIL_CODE": "5",
                "TRAIN_FAIL_TIMES": f"{tmp_path / 'count'}:9"}
         tether(project, "run", "--queue", "-n", "celery-bad", env=env)
-        worker = tether(project, "worker", "--exit-when-idle", "--ok-on-failed-runs", env=env,
-                        timeout=300, check=False)
+        worker = subprocess.run([sys.executable, *CELERY_WORKERS[started]], cwd=project,
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, **env})
         assert worker.returncode == 0, worker.stderr[-3000:]
         assert "celery" in worker.stderr.lower(), worker.stderr[-3000:]
         [message] = receiver.wait_for(1)
         assert len(receiver.requests) == 1
     body = message.json()
     assert body["event"] == "failed" and "celery-bad" in body["title"]
-    assert "training" in body["message"]
-
-
-def test_a_standalone_celery_worker_notifies_a_failure_once(
-        project: Path, tmp_path: Path, redis_server: RedisServer) -> None:
-    """`python -m tether.queue.celery.app` (not `tether worker`) notifies too."""
-    write(project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
-        "backend": "celery", "broker": redis_server.url, "state": redis_server.url,
-        "namespace": f"t{uuid.uuid4().hex[:10]}"}}))
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "celery")
-    with http_receiver() as receiver:
-        env = {"TETHER_NOTIFY": receiver.url(), "TRAIN_FAIL_CODE": "5",
-               "TRAIN_FAIL_TIMES": f"{tmp_path / 'count'}:9"}
-        tether(project, "run", "--queue", "-n", "standalone-bad", env=env)
-        worker = subprocess.run(
-            [sys.executable, "-m", "tether.queue.celery.app", "--root", str(project),
-             "--exit-when-idle"], capture_output=True, text=True, timeout=300,
-            env={**os.environ, **env})
-        assert worker.returncode == 0, worker.stderr[-3000:]
-        [message] = receiver.wait_for(1)
-        assert len(receiver.requests) == 1
-    body = message.json()
-    assert body["event"] == "failed" and "standalone-bad" in body["title"]
     assert "training" in body["message"]
 
 
