@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from tether.gitstore.git import find_root
-    from tether.queue.client import backend_name
+    from tether.queue.celery.settings import queue_section
 
     parser = argparse.ArgumentParser(prog="python -m tether.queue.celery.app")
     parser.add_argument("--root", default=".")
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     root = find_root(Path(args.root).resolve())
-    if backend_name(root) != "celery":
+    if queue_section(root).get("backend") != "celery":
         parser.exit(2, f"{parser.prog}: the queue backend of {root} is not celery "
                     "(queue: {backend: celery} in .tether/config.yaml); use `tether worker`\n")
     command = [sys.executable, "-m", "tether", "-C", str(root), "worker", "-j", str(args.jobs),
