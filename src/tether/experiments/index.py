@@ -175,7 +175,7 @@ def as_committed(record: RunRecord) -> bool:
         return True
     diff, untracked = code.get("diff"), code.get("untracked")
     if code.get("diff_truncated") or not isinstance(diff, str) \
-            or not isinstance(untracked, list) or set(untracked) - {LOCK_FILE}:
+            or not isinstance(untracked, list) or any(p != LOCK_FILE for p in untracked):
         return False
     return all(line == _LOCK_DIFF for line in diff.splitlines() if line.startswith("diff --git "))
 
