@@ -5,7 +5,10 @@ Run: `PYTHONPATH=src .venv/bin/python bench/notify.py [--runs 50] [--repeat 15]`
 1. Latency: `--runs` real `tether run`s whose stage fails, with TETHER_NOTIFY
    pointing at a json:// receiver on loopback; latency = arrival at the receiver
    minus the failed stage's recorded end. Target: p95 <= 2 s.
-2. Overhead: `tether run --force -- true`, with and without TETHER_NOTIFY (default
+2. Stall: `--stall-runs` runs whose stage prints once (noting the time) and then stays
+   silent, under `stall_timeout: 1s`; latency = arrival of the `stalled` message minus
+   the stage's last output. Target: <= stall_timeout + 2 s.
+3. Overhead: `tether run --force -- true`, with and without TETHER_NOTIFY (default
    `on:` events, so nothing matches a success), interleaved, `--repeat` times
    each; the difference of the medians (and of the minimums: the machine's noise
    is larger than the target). Target <= 10 ms, nothing sent.
@@ -106,6 +109,41 @@ def latency(root: Path, runs: int) -> dict[str, float]:
             "p95_s": _percentile(delays, 0.95), "max_s": max(delays)}
 
 
+STALL_TIMEOUT = 1.0
+STALLING = (
+    "import time, pathlib\n"
+    "print('working', flush=True)\n"
+    "pathlib.Path('last-output').write_text(repr(time.time()))\n"
+    "time.sleep(60)\n"
+)
+
+
+def stall(tmp: Path, runs: int) -> dict[str, float]:
+    """From a stage's last output to the `stalled` message at the receiver."""
+    root = tmp / "stalling"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    (root / "stall.py").write_text(STALLING)
+    (root / ".gitignore").write_text("last-output\n")
+    (root / "tether.yaml").write_text(
+        f"stages:\n  train:\n    cmd: python stall.py\n    stall_timeout: {STALL_TIMEOUT:g}s\n")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "start")
+    receiver = Receiver()
+    env = {**os.environ, "TETHER_NOTIFY": receiver.url}
+    delays = []
+    for i in range(runs):
+        before = len(receiver.arrivals)
+        _tether(root, env, "run", "--force", "-n", f"stall{i}")
+        receiver.wait_for(before + 1)
+        arrived, body = receiver.arrivals[before]
+        assert body.get("event") == "stalled", body
+        delays.append(arrived - float((root / "last-output").read_text()))
+    return {"runs": runs, "stall_timeout_s": STALL_TIMEOUT,
+            "p50_s": _percentile(delays, 0.5), "max_s": max(delays),
+            "max_beyond_timeout_s": max(delays) - STALL_TIMEOUT}
+
+
 def overhead(root: Path, repeat: int) -> dict[str, float]:
     receiver = Receiver()
     plain = {**os.environ}
@@ -150,11 +188,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--stall-runs", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = _project(Path(tmp))
-        result = {"latency": latency(root, args.runs), "overhead": overhead(root, args.repeat),
-                  "in_process": in_process(root)}
+        result = {"latency": latency(root, args.runs), "stall": stall(Path(tmp), args.stall_runs),
+                  "overhead": overhead(root, args.repeat), "in_process": in_process(root)}
     print(json.dumps(result, indent=2))
     out = Path(__file__).parent / "results" / "notify.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

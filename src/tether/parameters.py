@@ -145,7 +145,7 @@ def load_params(root: Path, files: set[str], cache_file: Path | None = None) -> 
         if isinstance(entry, dict) and entry.get("digest") == digest:
             data = entry["data"]
         else:
-            data = _parse_params_text(name, text)
+            data = parse_params_text(name, text)
             if _json_safe(data):
                 fresh[name] = {"digest": digest, "data": data}
         if data is None:
@@ -170,7 +170,9 @@ def remember_params(cache_file: Path, params: Params, written: dict[str, str]) -
     _write_cache(cache_file, cache)
 
 
-def _parse_params_text(name: str, text: str) -> Any:
+def parse_params_text(name: str, text: str) -> Any:
+    """The content of params file `name` (YAML, or JSON by its suffix); ParamsError if
+    it does not parse."""
     if name.endswith(".json"):
         try:
             return json.loads(text)

@@ -275,3 +275,25 @@ def test_gc_remote_branches_deletes_only_old_recorded_pushes(world: dict[str, Pa
     assert set(remote_refs(bare, "refs/heads/exp/")) == {
         "refs/heads/exp/fresh", "refs/heads/exp/real", "refs/heads/exp/pending"}
     assert remote_refs(bare, EXPS_REFS) == exps  # results stay
+
+
+def test_a_following_worker_notifies_a_failure_and_a_regression_once(
+    world: dict[str, Path],
+) -> None:
+    from feedback.receivers import http_receiver
+
+    dev, follower = world["dev"], world["follower"]
+    push_branch(dev, "exp/fine", 0.105, "about the same as main")
+    push_branch(dev, "exp/diverge", 5.0, "lr 5")
+    push_branch(dev, "exp/worse", 0.3, "lr 0.3: acc 0.7 against main's 0.9")
+    with http_receiver() as receiver:
+        proc = run_tether(follower, "worker", "--follow", "origin", "--once",
+                          env={"TETHER_NOTIFY": receiver.url()}, timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # exp/diverge failed
+        received = receiver.wait_for(2)
+    by_event = {r.json()["event"]: r.json() for r in received}
+    assert len(received) == 2 and set(by_event) == {"failed", "regressed"}
+    assert "diverge" in by_event["failed"]["title"]
+    assert "diverged: lr too high" in by_event["failed"]["message"]
+    assert "worse" in by_event["regressed"]["title"]
+    assert "acc" in by_event["regressed"]["message"]

@@ -103,3 +103,29 @@ def test_gc_cli_without_cutoff_keeps_every_experiment(alice: Path) -> None:
     out = tether_ok(alice, "gc")
     assert f"removed  {key}" in out and "freed" in out
     assert set(store.iter_keys()) == before
+
+
+def test_gc_names_the_experiment_and_path_of_what_it_removes(alice: Path) -> None:
+    """`gc --dry` says which experiment and path used each object, or "unreferenced"."""
+    store = object_store(alice)
+    run_exp(alice, "old", 2)
+    run_exp(alice, "new", 4)
+    records = _records(alice)
+    stray = alice / "stray.bin"
+    stray.write_text("referenced by nothing\n")
+    stray_key = store.save(stray, link=False)
+    now = records["new"]["created_at"] + 100
+    older_than = now - (records["old"]["created_at"] + records["new"]["created_at"]) / 2
+
+    dry = gc(alice, older_than, dry=True, now=now)
+    outs = RunRecord.from_json(records["old"]).stages[0].outs
+    assert dry.used_by[outs["model.bin"]] == ["model.bin of old"]
+    assert dry.used_by[outs["features"]] == ["features of old"]  # the directory's manifest
+    part = next(k for k, _ in dry.removed if "features/part-2.txt of old" in
+                dry.used_by.get(k, []))
+    assert store.has(part)  # dry: nothing removed
+    assert stray_key not in dry.used_by
+    assert set(dry.used_by) <= {k for k, _ in dry.removed}
+
+    out = tether_ok(alice, "gc", "--dry")  # no cutoff: every experiment is kept
+    assert out.splitlines()[0] == f"would remove  {stray_key}  22 B  unreferenced"

@@ -29,6 +29,13 @@ class Swept:
     kept: int = 0
     runs_removed: list[str] = field(default_factory=list)
     tmp_removed: list[str] = field(default_factory=list)  # stale uploads of killed transfers
+    # Removed key -> "PATH of NAME" for each (path, experiment) known to have used it;
+    # a removed key absent here was referenced by nothing known.
+    used_by: dict[str, list[str]] = field(default_factory=dict)
+
+
+# Key -> the (path, experiment name) pairs that referenced it, as the caller knows them.
+Uses = dict[str, set[tuple[str, str]]]
 
 
 def _expand(keys: set[str], manifest: Any) -> set[str]:
@@ -55,6 +62,27 @@ def _split_runs(entries: dict[str, dict[str, Any]], direct: set[str], kept_exps:
     return keep, [fp for fp, e in entries.items() if not entry_keys(e) <= keep]
 
 
+def _used_by(removed: list[tuple[str, int]], uses: Uses | None,
+             dropped_entries: list[dict[str, Any]], manifest: Any) -> dict[str, list[str]]:
+    """Removed key -> "PATH of NAME" labels: the caller's `uses`, the outputs of dropped
+    run-cache entries, and the files inside removed directories (path within it)."""
+    found: Uses = {k: set(v) for k, v in (uses or {}).items()}
+    for entry in dropped_entries:
+        name = (entry.get("experiment") or {}).get("name")
+        outs = entry.get("outs")
+        if isinstance(name, str) and isinstance(outs, dict):
+            for path, key in outs.items():
+                if isinstance(key, str):
+                    found.setdefault(key, set()).add((str(path), name))
+    gone = {key for key, _ in removed}
+    for key in [k for k in found if k.startswith("b3d:") and k in gone]:
+        for inner_path, inner in manifest(key):
+            found.setdefault(inner, set()).update(
+                (f"{path}/{inner_path}", name) for path, name in found[key])
+    return {key: [f"{path} of {name}" for path, name in sorted(found[key])]
+            for key in gone if found.get(key)}
+
+
 def _local_manifest(store: ObjectStore) -> Any:
     def manifest(key: str) -> list[tuple[str, str]]:
         return store.manifest(key) if store.path_of(key).is_file() else []
@@ -62,12 +90,14 @@ def _local_manifest(store: ObjectStore) -> Any:
 
 
 def sweep_local(store: ObjectStore, runs: RunCache, direct: set[str], kept_exps: set[str],
-                *, dry: bool = False, now: float | None = None) -> Swept:
+                *, dry: bool = False, now: float | None = None, uses: Uses | None = None,
+                ) -> Swept:
     """Delete (with `dry`: list) the local objects and run-cache entries not kept, and
-    stale temp files."""
+    stale temp files; `uses` names what referenced the removed objects (`Swept.used_by`)."""
     result = Swept("local cache")
     entries = {fp: runs.get(fp) or {} for fp in runs.fingerprints()}
-    keep, result.runs_removed = _split_runs(entries, direct, kept_exps, _local_manifest(store))
+    manifest = _local_manifest(store)
+    keep, result.runs_removed = _split_runs(entries, direct, kept_exps, manifest)
     if not dry:
         for fingerprint in result.runs_removed:
             runs.remove(fingerprint)
@@ -76,7 +106,10 @@ def sweep_local(store: ObjectStore, runs: RunCache, direct: set[str], kept_exps:
             result.kept += 1
             continue
         result.removed.append((key, store.size(key)))
-        if not dry:
+    result.used_by = _used_by(result.removed, uses,
+                              [entries[fp] for fp in result.runs_removed], manifest)
+    if not dry:
+        for key, _ in result.removed:
             store.remove(key)
     tmp = store.dir / "tmp"
     if not dry and tmp.is_dir():
@@ -122,7 +155,8 @@ def _stale_remote_tmp(remote: Remote, limit: float) -> list[str]:
 
 
 def sweep_remote(store: ObjectStore, remote: Remote, direct: set[str], kept_exps: set[str],
-                 *, dry: bool = False, now: float | None = None) -> Swept:
+                 *, dry: bool = False, now: float | None = None, uses: Uses | None = None,
+                 ) -> Swept:
     """The same on an artifact remote (its manifests read from `store` when there)."""
     remote._check_writable()
     result = Swept(remote.name)
@@ -156,6 +190,8 @@ def sweep_remote(store: ObjectStore, remote: Remote, direct: set[str], kept_exps
             result.kept += 1
         else:
             result.removed.append((key, size))
+    result.used_by = _used_by(result.removed, uses,
+                              [entries[fp] for fp in result.runs_removed], manifest)
     result.tmp_removed = _stale_remote_tmp(remote, (now or time.time()) - STALE_TMP)
     if not dry:
         remote.delete([remote.run_path(fp) for fp in result.runs_removed])

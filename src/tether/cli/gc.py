@@ -16,7 +16,9 @@ def register(sub: Any) -> None:
         description="Kept: experiments newer than --older-than (all without it), "
         "experiments turned into branches, the tether.lock of every branch and tag, of "
         "HEAD and of the work tree. Everything else in the cache (or, with --remote, on "
-        "that artifact remote) is removed; --dry only lists it.",
+        "that artifact remote) is removed; --dry only lists it. Each object is listed "
+        "with the paths and experiments that used it (`model.bin of old-run`), or as "
+        "`unreferenced` when no experiment known here did.",
     )
     parser.add_argument("--older-than", metavar="AGE",
                         help="forget experiments older than AGE (e.g. 14d, 12h)")
@@ -39,6 +41,14 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _used_by(uses: list[str] | None) -> str:
+    """What used an object: "model.bin of old-run, ..." (3 at most), or "unreferenced"."""
+    if not uses:
+        return "unreferenced"
+    more = len(uses) - 3
+    return ", ".join(uses[:3]) + (f" and {more} more" if more > 0 else "")
+
+
 def handle(args: argparse.Namespace) -> int:
     from tether.experiments.gc import gc
     from tether.gitstore.git import find_root
@@ -56,7 +66,7 @@ def handle(args: argparse.Namespace) -> int:
     warn_skipped(result.skipped)
     verb = "would remove" if result.dry else "removed"
     for key, size in result.removed:
-        print(f"{verb}  {key}  {_size(size)}")
+        print(f"{verb}  {key}  {_size(size)}  {_used_by(result.used_by.get(key))}")
     for fingerprint in result.runs_removed:
         print(f"{verb}  run-cache {fingerprint}")
     for path in result.tmp_removed:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FIXED_COLUMNS = ("name", "created", "status", "duration")
 PROGRESS_THRESHOLD = 200  # records to index before a progress bar is worth drawing
 CELL_CAP = 32  # longest cell when fitting a terminal
+BASELINE_MARK = "[baseline]"  # after the name of a group's baseline row
 _BOLD_GREEN = "\x1b[1;32m"
 _DIM = "\x1b[2m"
 _RESET = "\x1b[0m"
@@ -29,7 +30,16 @@ HELP = """\
 List the experiments recorded against HEAD (or --baseline REV, or every baseline
 with -A), grouped under their baseline commit and the branches/tags pointing at
 it. Columns: name, created, status, duration, the params that differ across the
-shown experiments (all with --all-params) and the metrics. The best value of each
+shown experiments or from the baseline commit's params files (all with
+--all-params) and the metrics.
+
+The baseline row, first in each group and marked `[baseline]`, is the baseline
+commit's own run: the newest successful experiment that ran that commit as
+committed (no uncommitted change, no untracked file, no -S override), such as a
+main build or a plain `tether run` right after committing. It is shown even when
+--filter or --last leave it out, as the reference the others are read against;
+--json and --csv list only the selected experiments (each with `as_committed`
+in --json). The best value of each
 metric with a declared direction (top-level `metrics:` rules of the spec) is
 highlighted: bold green on a terminal, a trailing `*` otherwise. Only successful
 experiments compete for it; a failed run shows the metrics of the stages that
@@ -154,9 +164,10 @@ def _header(result: ShowResult) -> list[str]:
     return [*FIXED_COLUMNS, *result.param_keys, *result.metric_keys]
 
 
-def _cells(result: ShowResult, exp: IndexedExperiment) -> list[str]:
+def _cells(result: ShowResult, exp: IndexedExperiment, reference: bool = False) -> list[str]:
     return [
-        exp.name, _created(exp.created_at), exp.status, _duration(exp.duration),
+        f"{exp.name} {BASELINE_MARK}" if reference else exp.name,
+        _created(exp.created_at), exp.status, _duration(exp.duration),
         *("-" if k not in exp.params else _value(exp.params[k]) for k in result.param_keys),
         *("-" if k not in exp.metrics else _value(exp.metrics[k]) for k in result.metric_keys),
     ]
@@ -195,10 +206,10 @@ def render_markdown(result: ShowResult) -> str:
         lines += [f"### {_group_title(group.baseline, group.labels)}", "",
                   "| " + " | ".join(header) + " |",
                   "|" + "|".join("---" for _ in header) + "|"]
-        for exp in group.experiments:
+        for exp in group.rows:
             cells = [c.replace("|", "\\|") + ("*" if best else "")
-                     for c, best in zip(_cells(result, exp), _best_flags(result, exp),
-                                        strict=True)]
+                     for c, best in zip(_cells(result, exp, exp is group.reference),
+                                        _best_flags(result, exp), strict=True)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if result.best:
@@ -213,8 +224,9 @@ def _shorten(text: str, cap: int) -> str:
 def render_table(result: ShowResult, *, width: int | None = None, color: bool = False) -> str:
     """Aligned text; with `width`, cells are shortened and columns that do not fit hidden."""
     header = _header(result)
-    rows = {exp.ref: _cells(result, exp) for exp in result.experiments}
-    flags = {exp.ref: _best_flags(result, exp) for exp in result.experiments}
+    shown_rows = [(exp, exp is group.reference) for group in result.groups for exp in group.rows]
+    rows = {exp.ref: _cells(result, exp, reference) for exp, reference in shown_rows}
+    flags = {exp.ref: _best_flags(result, exp) for exp, _ in shown_rows}
     marker = "" if color else "*"
     for ref, cells in rows.items():
         rows[ref] = [c + marker if best else c for c, best in zip(cells, flags[ref], strict=True)]
@@ -252,7 +264,7 @@ def render_table(result: ShowResult, *, width: int | None = None, color: bool = 
         title = _group_title(group.baseline, group.labels)
         out.append(f"{_DIM}{title}{_RESET}" if color else title)
         out.append(line(header))
-        out += [line(rows[exp.ref], flags[exp.ref]) for exp in group.experiments]
+        out += [line(rows[exp.ref], flags[exp.ref]) for exp in group.rows]
         out.append("")
     if hidden:
         out.append(f"{hidden} column{'s' if hidden != 1 else ''} hidden to fit {width} "

@@ -11,10 +11,12 @@ from tether.errors import RunFailed, UsageError
 from tether.status import FAILED as RUN_FAILED
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tether.feedback.follow import FollowedResult
     from tether.feedback.scheduler import Scheduler
     from tether.feedback.watch import Feedback
-    from tether.queue.base import EventHook, QueueBackend
+    from tether.queue.base import Entry, EventHook, QueueBackend, QueueEvent
     from tether.queue.follow import FollowPass
     from tether.queue.worker import WorkerSummary
 
@@ -50,6 +52,10 @@ def register(sub: Any) -> None:
                         help="on SIGTERM: finish the current runs (default) or requeue them")
     parser.add_argument("--backoff", type=float, default=2.0, metavar="SECONDS",
                         help="first retry delay of a retryable failure; doubles each time")
+    parser.add_argument("--log-level", metavar="LEVEL", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="Celery backend: log the worker's transport at LEVEL (DEBUG, "
+                        "INFO, WARNING; default WARNING, on stderr)")
     follow = parser.add_argument_group(
         "following a git remote (push to run, without a CI server)",
         "With --follow the worker fetches REMOTE and, for each new tip of a matching branch "
@@ -74,7 +80,6 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
-    from tether.queue.base import QueueEvent
     from tether.queue.client import open_queue
     from tether.queue.worker import Worker, WorkerOptions
 
@@ -104,29 +109,14 @@ def handle(args: argparse.Namespace) -> int:
                                                                                 "failed"):
             _show_verdict(root, entry.result_ref, entry)
 
+    opened: list[Any] = []  # the backend, once open: where attempts' logs are
+    feedback, hook = _listening(
+        root, show,
+        lambda entry: opened[0].attempt_dir(entry.id, entry.attempt) / "output.log")
     if args.follow is not None:
-        return _follow(root, args, show)
-    from tether.feedback.notify import load_settings
-
-    settings = load_settings(root)
-    for problem in settings.problems:
-        print(f"tether worker: warning: {problem}", file=sys.stderr)
-    feedback = None
-    hook = show
-    if settings.active:
-        from tether.feedback.listeners import QueueListener
-        from tether.feedback.watch import Feedback
-
-        feedback = Feedback(root, settings)
-        listener = QueueListener(
-            feedback, root,
-            log_path=lambda entry: backend.attempt_dir(entry.id, entry.attempt) / "output.log")
-
-        def hook(event: QueueEvent) -> None:
-            show(event)
-            listener(event)
-
+        return _follow(root, args, hook, feedback, opened)
     backend = open_queue(root, on_event=hook)
+    opened.append(backend)
     try:
         scheduler = _scheduler(root, backend, feedback)
         options = WorkerOptions(
@@ -140,7 +130,13 @@ def handle(args: argparse.Namespace) -> int:
             # Celery pushes entry ids to this worker; tether's lease still decides liveness.
             from tether.queue.celery.app import run_worker
 
-            summary = run_worker(root, backend, options)  # type: ignore[arg-type]
+            level = args.log_level or "WARNING"
+            if args.log_level:
+                import logging
+
+                logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+            summary = run_worker(root, backend, options,  # type: ignore[arg-type]
+                                 loglevel=level)
         else:
             summary = Worker(root, backend, options).run()
     finally:
@@ -183,6 +179,30 @@ def _scheduler(root: Path, backend: QueueBackend, feedback: Feedback | None) -> 
     return Scheduler(root, backend, on_fired=on_fired, on_problem=on_problem)
 
 
+def _listening(root: Path, show: EventHook, log_path: Callable[[Entry], Path | None],
+               ) -> tuple[Feedback | None, EventHook]:
+    """The worker's event hook: `show`, plus notifications and lifecycle events when
+    the project (or TETHER_NOTIFY / TETHER_EVENTS) asks for them."""
+    from tether.feedback.notify import load_settings
+
+    settings = load_settings(root)
+    for problem in settings.problems:
+        print(f"tether worker: warning: {problem}", file=sys.stderr)
+    if not settings.active:
+        return None, show
+    from tether.feedback.listeners import QueueListener
+    from tether.feedback.watch import Feedback
+
+    feedback = Feedback(root, settings)
+    listener = QueueListener(feedback, root, log_path=log_path)
+
+    def hook(event: QueueEvent) -> None:
+        show(event)
+        listener(event)
+
+    return feedback, hook
+
+
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
     print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
@@ -197,13 +217,18 @@ def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
-    """`tether worker --follow REMOTE`: pass, run, push, gate; again after --interval."""
+def _follow(root: Path, args: argparse.Namespace, show: EventHook,
+            feedback: Feedback | None, opened: list[Any]) -> int:
+    """`tether worker --follow REMOTE`: pass, run, push, gate; again after --interval.
+
+    `show` is the event hook (notifications included); a regression the gate finds
+    is notified through `feedback`."""
     import signal
     import threading
 
     from tether.cli.gate import render
     from tether.feedback.follow import FollowOptions, follow
+    from tether.feedback.gate import REGRESSED
     from tether.queue.client import open_queue
     from tether.queue.worker import WorkerOptions
 
@@ -224,6 +249,12 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
             print(f"tether worker: warning: {result.published.note}", file=sys.stderr)
         if result.gate is not None:
             print(render(result.gate), flush=True)
+            if feedback is not None and result.gate.verdict == REGRESSED:
+                from tether.feedback.listeners import send_regressed
+
+                names = ", ".join(f"{m.key} ({m.verdict})" for m in result.gate.failing)
+                send_regressed(feedback, root, str(entry.result_ref),
+                               f"Regressed metrics: {names}")
         elif result.gate_error:
             print(f"tether worker: {entry.name} not gated: {result.gate_error}",
                   file=sys.stderr, flush=True)
@@ -231,6 +262,7 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     backend = open_queue(root, on_event=show, backend="embedded")
+    opened.append(backend)
     try:
         options = FollowOptions(
             remote=args.follow, patterns=args.branches or [], interval=args.interval,
@@ -246,4 +278,6 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
     finally:
         backend.close()
         signal.signal(signal.SIGTERM, previous)
+        if feedback is not None:
+            feedback.close(WORKER_NOTIFY_WAIT)
     return _summarize(summary, args)

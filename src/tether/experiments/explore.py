@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import UsageError
+from tether.experiments.reference import (
+    BaselineParams,
+    baseline_run,
+    differing_from,
+    params_file,
+    read_baseline_params,
+)
 from tether.gitstore.experiments import read_record_blobs
 from tether.gitstore.git import Git, find_root
 from tether.record.record import RunRecord, load_record
@@ -45,11 +52,23 @@ class BaselineGroup:
     """
 
     def __init__(
-        self, baseline: str, labels: list[str], experiments: list[IndexedExperiment]
+        self, baseline: str, labels: list[str], experiments: list[IndexedExperiment],
+        reference: IndexedExperiment | None = None,
     ) -> None:
         self.baseline = baseline
         self.labels = labels  # branches and tags pointing at the baseline
+        # The baseline commit's own run (`reference.baseline_run`), first in `rows`,
+        # shown even when --filter or --last leave it out of `experiments`.
+        self.reference = reference
         self.experiments = experiments
+        self.params: BaselineParams | None = None  # the baseline's params, once known
+
+    @property
+    def rows(self) -> list[IndexedExperiment]:
+        """The baseline row first (when there is one), then the other experiments."""
+        if self.reference is None:
+            return self.experiments
+        return [self.reference, *(e for e in self.experiments if e is not self.reference)]
 
 
 class ShowResult:
@@ -63,6 +82,7 @@ class ShowResult:
         total: int = 0,
         skipped: list[Skipped] | None = None,
         notes: list[str] | None = None,
+        git: Git | None = None,
     ) -> None:
         self.experiments = experiments  # in the order asked for, across baselines
         self.groups = groups  # the same, grouped by baseline (in order of appearance)
@@ -73,14 +93,36 @@ class ShowResult:
         # When none is in scope: how many are recorded elsewhere, and the newest's baseline.
         self.elsewhere = 0
         self.latest_baseline: str | None = None
+        self._git = git  # to read baselines' params files when no baseline row has them
 
     @cached_property
     def param_keys(self) -> list[str]:
-        """The params columns: those that differ across the shown experiments, or all."""
+        """The params columns: those that differ across the shown experiments or from
+        their baseline's params files, or all."""
         experiments = self.experiments
         if self.all_params:
             return sorted({k for exp in experiments for k in exp.params})
-        return varying_params(experiments)
+        keys = set(varying_params(experiments))
+        for group in self._with_baseline_params():
+            assert group.params is not None
+            keys |= differing_from(group.rows, group.params)
+        return sorted(keys)
+
+    def _with_baseline_params(self) -> list[BaselineGroup]:
+        """The groups, each with its baseline's params: its baseline row's, else read
+        from the baseline commits (all in one git call)."""
+        wanted: dict[str, set[str]] = {}
+        for group in self.groups:
+            if group.reference is not None:
+                params = group.reference.params
+                group.params = (params, frozenset(params_file(k) for k in params))
+            elif group.params is None:
+                wanted[group.baseline] = {params_file(k) for e in group.rows for k in e.params}
+        if wanted and self._git is not None:
+            read = read_baseline_params(self._git, wanted)
+            for group in self.groups:
+                group.params = group.params or read.get(group.baseline)
+        return [group for group in self.groups if group.params is not None]
 
     @cached_property
     def metric_keys(self) -> list[str]:
@@ -246,6 +288,7 @@ def show_experiments(
     finally:
         index.close()
     total = len(experiments)
+    in_scope = experiments
     if predicate is not None:
         experiments = [
             exp for exp in experiments
@@ -265,12 +308,26 @@ def show_experiments(
     for exp in experiments:
         groups.setdefault(exp.baseline, []).append(exp)
     names = baseline_labels(git) if groups and labels else {}
+    references = _baseline_runs(in_scope, groups)
     result = ShowResult(
         experiments=experiments,
-        groups=[BaselineGroup(sha, names.get(sha, []), exps) for sha, exps in groups.items()],
-        all_params=all_params, total=total, skipped=skipped, notes=notes,
+        groups=[BaselineGroup(sha, names.get(sha, []), exps, references.get(sha))
+                for sha, exps in groups.items()],
+        all_params=all_params, total=total, skipped=skipped, notes=notes, git=git,
     )
     if others:
         result.elsewhere = len(others)
         result.latest_baseline = max(others, key=lambda exp: exp.created_at).baseline
     return result
+
+
+def _baseline_runs(
+    in_scope: list[IndexedExperiment], shown: dict[str, list[IndexedExperiment]]
+) -> dict[str, IndexedExperiment]:
+    """Baseline sha → its own run (`baseline_run`), for the baselines shown."""
+    by_baseline: dict[str, list[IndexedExperiment]] = {}
+    for exp in in_scope:
+        if exp.as_committed and exp.baseline in shown:
+            by_baseline.setdefault(exp.baseline, []).append(exp)
+    return {sha: run for sha, exps in by_baseline.items()
+            if (run := baseline_run(exps)) is not None}

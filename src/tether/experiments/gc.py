@@ -17,13 +17,14 @@ from pathlib import Path
 
 from tether.cache.objects import valid_key
 from tether.cache.runcache import RunCache
-from tether.cache.sweep import sweep_local, sweep_remote
+from tether.cache.sweep import Uses, sweep_local, sweep_remote
 from tether.experiments.artifacts import record_inputs, record_outputs, tracked_data
 from tether.experiments.explore import read_checked_records
 from tether.gitstore.experiments import list_experiments
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE, QUEUE_REFS
 from tether.project import object_store
+from tether.record.record import RunRecord
 from tether.record.validate import Skipped
 from tether.structs import field, struct
 
@@ -39,6 +40,9 @@ class GcResult:
     dropped_experiments: int = 0
     skipped: list[Skipped] = field(default_factory=list)  # refs whose record was invalid
     tmp_removed: list[str] = field(default_factory=list)  # stale uploads of killed transfers
+    # Removed key -> "PATH of NAME" for the experiments known to have used it (dropped
+    # ones, run-cache entries); a key absent here was referenced by nothing known.
+    used_by: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def bytes_freed(self) -> int:
@@ -90,11 +94,13 @@ def _committed_locks(git: Git, commits: set[str]) -> set[str]:
 
 
 def roots(root: Path, older_than: float | None, now: float | None = None,
-          skipped: list[Skipped] | None = None) -> tuple[set[str], set[str], int]:
+          skipped: list[Skipped] | None = None, uses: Uses | None = None,
+          ) -> tuple[set[str], set[str], int]:
     """Keys directly referenced by kept things, the kept experiment refs, the dropped count.
 
     A ref with an invalid name or record keeps nothing (its outputs cannot be known) and
-    is added to `skipped`.
+    is added to `skipped`. `uses` gets, per key, the (path, name) of the dropped
+    experiments' outputs and inputs.
     """
     git = Git(root)
     commits = _kept_commits(git)
@@ -122,7 +128,19 @@ def roots(root: Path, older_than: float | None, now: float | None = None,
             kept.add(exp.ref)
         else:
             dropped += 1
+            if uses is not None:
+                _note_uses(uses, record)
     return keys, kept, dropped
+
+
+def _note_uses(uses: Uses, record: RunRecord) -> None:
+    """Add what `record` referenced to `uses`: its outputs and its inputs, by path."""
+    for path, key in record_outputs(record).items():
+        uses.setdefault(key, set()).add((path, record.name))
+    for stage in record.stages:
+        for path, dep_key in stage.deps.items():
+            if isinstance(dep_key, str) and valid_key(dep_key):
+                uses.setdefault(dep_key, set()).add((path, record.name))
 
 
 def gc(root: Path, older_than: float | None = None, remote: str | None = None,
@@ -137,18 +155,20 @@ def gc(root: Path, older_than: float | None = None, remote: str | None = None,
 
         prune_stale(Git(root), worktrees_dir(root))
     skipped: list[Skipped] = []
-    direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped)
+    uses: Uses = {}
+    direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped, uses)
     store = object_store(root)
     if remote is None:
-        swept = sweep_local(store, RunCache(root), direct, kept_exps, dry=dry, now=now)
+        swept = sweep_local(store, RunCache(root), direct, kept_exps, dry=dry, now=now,
+                            uses=uses)
     else:
         from tether.project import open_remote
 
         swept = sweep_remote(store, open_remote(root, remote), direct, kept_exps, dry=dry,
-                             now=now)
+                             now=now, uses=uses)
     return GcResult(swept.where, dry, removed=swept.removed, kept=swept.kept,
                     runs_removed=swept.runs_removed, kept_experiments=len(kept_exps),
                     dropped_experiments=dropped_exps, skipped=skipped,
-                    tmp_removed=swept.tmp_removed)
+                    tmp_removed=swept.tmp_removed, used_by=swept.used_by)
 
 

@@ -24,13 +24,13 @@ from tether import sqlitedb
 from tether.errors import LocalStateError
 from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref, read_record_blobs
 from tether.gitstore.git import Git
-from tether.layout import EXPS_REFS, STATE_DIR, exp_ref
+from tether.layout import EXPS_REFS, LOCK_FILE, STATE_DIR, exp_ref
 from tether.record.metrics import flat_params, flatten
-from tether.record.record import load_record
+from tether.record.record import RunRecord, load_record
 from tether.record.validate import UNREADABLE, Skipped
 
 INDEX_FILE = "index.db"
-INDEX_SCHEMA = 3  # bump when the table or what it accepts changes: older files are rebuilt
+INDEX_SCHEMA = 4  # bump when the table or what it accepts changes: older files are rebuilt
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only briefly
 
@@ -39,7 +39,7 @@ _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _FIELDS = (
     "ref, commit_sha, baseline, name, status, created_at, duration, message, params, metrics,"
-    " rules, summary"
+    " rules, summary, as_committed"
 )
 _CREATE = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -54,9 +54,16 @@ CREATE TABLE IF NOT EXISTS experiments (
     params TEXT NOT NULL,
     metrics TEXT NOT NULL,
     rules TEXT NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    as_committed INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_by_baseline ON experiments (baseline, created_at);
+CREATE TABLE IF NOT EXISTS commit_params (
+    commit_sha TEXT NOT NULL,
+    file TEXT NOT NULL,
+    params TEXT,
+    PRIMARY KEY (commit_sha, file)
+);
 """
 
 Progress = Callable[[int, int], None]
@@ -69,14 +76,14 @@ class IndexedExperiment:
     JSON object as `tether show --json` prints it, so listing thousands stays cheap.
     """
 
-    __slots__ = ("_metrics", "_metrics_text", "_params", "_params_text", "baseline", "commit",
-                 "created_at", "duration", "json_text", "message", "name", "ref", "rules",
-                 "status")
+    __slots__ = ("_metrics", "_metrics_text", "_params", "_params_text", "as_committed",
+                 "baseline", "commit", "created_at", "duration", "json_text", "message", "name",
+                 "ref", "rules", "status")
 
     def __init__(
         self, ref: str, commit: str, baseline: str, name: str, status: str, created_at: float,
         duration: float, message: str, params_text: str, metrics_text: str,
-        rules: dict[str, Any], json_text: str,
+        rules: dict[str, Any], json_text: str, as_committed: bool = False,
     ) -> None:
         self.ref = ref
         self.commit = commit
@@ -88,6 +95,8 @@ class IndexedExperiment:
         self.message = message
         self.rules = rules
         self.json_text = json_text
+        # Ran its baseline commit as committed: no uncommitted change, no -S override.
+        self.as_committed = as_committed
         self._params_text = params_text
         self._metrics_text = metrics_text
         self._params: dict[str, Any] | None = None
@@ -131,15 +140,16 @@ def _row(
             baseline = ""
     if parsed is None or record is None:
         return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
-                "{}", "{}")
+                "{}", "{}", 0)
     rules = record.spec.get("metrics")
     created_at = record.created_at
+    committed = as_committed(record)
     summary = {
         "name": name, "ref": ref, "commit": commit,
         "baseline": baseline, "status": record.status,
         "created": datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds"),
         "created_at": created_at, "duration": record.duration,
-        "message": record.message,
+        "message": record.message, "as_committed": committed,
     }
     params_text = json.dumps(flat_params(record.params))
     metrics_text = json.dumps(flatten(record.metrics))
@@ -150,7 +160,27 @@ def _row(
         ref, commit, baseline, summary["name"], summary["status"], created_at,
         summary["duration"], summary["message"], params_text, metrics_text,
         _rules_text(rules if isinstance(rules, dict) else {}, rules_text), summary_text,
+        int(committed),
     )
+
+
+def as_committed(record: RunRecord) -> bool:
+    """Whether `record` ran its baseline commit as committed: no `-S` override, and no
+    uncommitted change or untracked file at start but `tether.lock` (which tether
+    writes itself, and which only decides what is skipped)."""
+    code = record.code
+    if record.overrides or not isinstance(dirty := code.get("dirty"), bool):
+        return False
+    if not dirty:
+        return True
+    diff, untracked = code.get("diff"), code.get("untracked")
+    if code.get("diff_truncated") or not isinstance(diff, str) \
+            or not isinstance(untracked, list) or any(p != LOCK_FILE for p in untracked):
+        return False
+    return all(line == _LOCK_DIFF for line in diff.splitlines() if line.startswith("diff --git "))
+
+
+_LOCK_DIFF = f"diff --git a/{LOCK_FILE} b/{LOCK_FILE}"
 
 
 def _rules_text(rules: dict[str, Any], memo: dict[str, str]) -> str:
@@ -226,7 +256,7 @@ class Index:
         found = []
         refs = self.refs
         for (ref, commit, base, name, status, created_at, duration, message,
-             params, metrics, rules, summary) in self._connection.execute(
+             params, metrics, rules, summary, committed) in self._connection.execute(
                  query + " ORDER BY created_at", args):
             # A concurrent refresh may hold a newer or older view: the refs we read win.
             if refs.get(ref) != commit or status == UNREADABLE:
@@ -236,7 +266,7 @@ class Index:
                 parsed_rules = rules_seen[rules] = json.loads(rules)
             found.append(IndexedExperiment(
                 ref, commit, base, name, status, created_at, duration, message,
-                params, metrics, parsed_rules, summary,
+                params, metrics, parsed_rules, summary, bool(committed),
             ))
         return found
 
@@ -278,6 +308,12 @@ def refresh(git: Git, *, progress: Progress | None = None) -> Index:
             f"{path} was not a file; moved it aside to {moved.name} and rebuilt the index "
             "from the refs (nothing is lost: the index is only a cache)")
     return index
+
+
+def open_database(root: Path) -> sqlite3.Connection:
+    """A connection to the index file of `root` (created or rebuilt when outdated), for
+    the other tables it keeps (`reference.commit_params`)."""
+    return _connect(index_path(root))
 
 
 def _unusable(path: Path, exc: sqlite3.OperationalError) -> Exception:
@@ -338,7 +374,7 @@ def _add(
     if progress:
         progress(0, total)
     rules_text: dict[str, str] = {}
-    insert = f"INSERT OR REPLACE INTO experiments ({_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    insert = f"INSERT OR REPLACE INTO experiments ({_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
     for chunk in _chunks(total, WRITE_BATCH):
         rows = []
         for position in chunk:

@@ -111,7 +111,9 @@ class QueueListener:
         elif kind == "stage":
             what, _, stage = event.detail.partition(" ")
             stage = stage.strip()
-            if what == "stage_start" and stage:
+            if what == "started":  # the run itself started: its stages' expected durations
+                feedback.expect(key, event.data.get("expected") or {})
+            elif what == "stage_start" and stage:
                 feedback.stage_started(key, stage)
             elif what == "stage_end" and stage:
                 feedback.stage_finished(key, stage, "")
@@ -165,12 +167,17 @@ def _once(root: Path, wait: float, action: Callable[[Feedback], None]) -> None:
 def notify_regressed(root: Path, ref: str, detail: str, wait: float = 3.0) -> None:
     """`tether gate` found a regression: notify it and publish `dev.tether.run.regressed`."""
 
-    def regressed(feedback: Feedback) -> None:
+    _once(root, wait, lambda feedback: send_regressed(feedback, root, ref, detail))
+
+
+def send_regressed(feedback: Feedback, root: Path, ref: str, detail: str) -> None:
+    """Notify the regression of the experiment at `ref` through `feedback` (never raises)."""
+    try:
         record, _ = read_recorded(root, ref)
         if record is not None:
             feedback.regressed(with_facts(facts_of(record, ref), status="regressed"), detail)
-
-    _once(root, wait, regressed)
+    except Exception:
+        pass  # telling people never fails the command
 
 
 def publish_reproduction(feedback: Feedback, record: RunRecord, ref: str) -> None:

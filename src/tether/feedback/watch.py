@@ -156,6 +156,13 @@ class Feedback:
             self._runs[key] = run
         self.event("started", key, facts)
 
+    def expect(self, key: str, expected: dict[str, float | None]) -> None:
+        """Run `key`'s stages' `expected` durations, as a queued run's child reports them."""
+        run = self._runs.get(key)
+        if run is not None:
+            with self._lock:
+                run.expected = dict(expected)
+
     def stage_started(self, key: str, stage: str) -> None:
         run = self._runs.get(key)
         if run is None:

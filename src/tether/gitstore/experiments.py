@@ -97,20 +97,26 @@ def read_record(git: Git, commit: str) -> RunRecord:
 
 def read_record_blobs(git: Git, commits: Sequence[str]) -> list[bytes | None]:
     """The raw record JSON of many experiment commits in one `git cat-file --batch`."""
-    if not commits:
+    return read_blobs(git, [f"{c}:{RECORD_PATH}" for c in commits])
+
+
+def read_blobs(git: Git, specs: Sequence[str]) -> list[bytes | None]:
+    """The blobs named by `REV:PATH` specs, in one `git cat-file --batch`; None where
+    a spec names nothing or no blob."""
+    if not specs:
         return []
-    request = "".join(f"{c}:{RECORD_PATH}\n" for c in commits).encode()
+    request = "".join(f"{spec}\n" for spec in specs).encode()
     out = git.run("cat-file", "--batch", "--buffer", input=request).stdout
     blobs: list[bytes | None] = []
     pos = 0
-    for _ in commits:
+    for _ in specs:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()
         pos = end + 1
-        if len(header) < 3 or header[1] != b"blob":
+        if len(header) < 3:  # "<spec> missing": no content follows
             blobs.append(None)
             continue
         size = int(header[2])
-        blobs.append(out[pos : pos + size])
+        blobs.append(out[pos : pos + size] if header[1] == b"blob" else None)
         pos += size + 1
     return blobs

@@ -156,6 +156,8 @@ class QueueEvent:
     entry: Entry
     detail: str = ""
     at: float = field(default_factory=time.time)
+    # What a run's own event carried: for its "started", the stages' `expected` durations.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 EventHook = Callable[[QueueEvent], None]

@@ -86,7 +86,9 @@ class _Attempt:
         line = f"tether: {event.kind} {event.stage or ''} {event.detail}".rstrip()
         print(line, file=sys.stderr, flush=True)
         try:
-            self.send(kind=event.kind, stage=event.stage, detail=str(event.detail))
+            expected = event.data.get("expected") if event.kind == "started" else None
+            self.send(kind=event.kind, stage=event.stage, detail=str(event.detail),
+                      **({"expected": expected} if isinstance(expected, dict) else {}))
         except BrokenPipeError:  # the worker is gone
             self.abandon()
             raise _Abandoned() from None

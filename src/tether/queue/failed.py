@@ -1,5 +1,6 @@
-"""Record a queue entry that failed before any stage ran (bad spec, missing input,
-broken snapshot, lost run process) as a `failed` experiment, so no entry vanishes.
+"""What an attempt leaves behind: a queue entry that failed before any stage ran (bad
+spec, missing input, broken snapshot, lost run process) is recorded as a `failed`
+experiment, so no entry vanishes; an attempt's files are scrubbed of its secrets.
 
 The commit has the entry's snapshot tree (or, if the worker does not have the
 snapshot, its baseline's) plus the record, whose `error` says what went wrong,
@@ -97,3 +98,16 @@ def record_failed_entry(
             return ExperimentRef(ref=ref, baseline=entry.baseline, name=name, commit=commit)
         # else the name was taken meanwhile (not by this run: checked above)
     raise ExperimentError(f"cannot record failed entry {entry.id}: its names are taken")
+
+
+def scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:
+    """Replace the secrets of the run's environment in what the attempt left on disk."""
+    from tether.errors import TetherError
+    from tether.record.redact import discover
+
+    try:
+        secrets = discover(root=root, more_envs=[entry.env])
+    except TetherError:  # an unreadable `redact:` config: the environment's still count
+        secrets = discover(more_envs=[entry.env])
+    for path in (attempt_dir / "output.log", attempt_dir / "job.json"):
+        secrets.scrub_file(path)

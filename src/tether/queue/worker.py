@@ -43,6 +43,7 @@ from tether.queue.base import (
     QueueBackend,
     QueueEvent,
 )
+from tether.queue.failed import scrub_attempt
 from tether.queue.timing import Tick, backoff_delay, next_heartbeat_delay, start_ticks
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
@@ -171,9 +172,10 @@ class Worker:
                     self._signal(active, signal.SIGUSR1)
                     active.abandoned = True
 
-    def _emit(self, kind: str, entry: Entry, detail: str = "") -> None:
+    def _emit(self, kind: str, entry: Entry, detail: str = "",
+              data: dict[str, Any] | None = None) -> None:
         if self.options.on_event is not None:
-            self.options.on_event(QueueEvent(kind, entry, detail))
+            self.options.on_event(QueueEvent(kind, entry, detail, data=data or {}))
 
     # -- slots ------------------------------------------------------------
 
@@ -290,13 +292,14 @@ class Worker:
                         result = message
                     elif kind in (STALLED, TIMEOUT, "reminder"):
                         self._emit(kind, entry, f"{message.get('stage')}: {message['detail']}")
-                    else:
-                        self._emit("stage", entry, f"{kind} {message.get('stage') or ''}")
+                    else:  # the run's "started" also says its stages' `expected`
+                        self._emit("stage", entry, f"{kind} {message.get('stage') or ''}",
+                                   {"expected": message.get("expected") or {}})
             code = proc.wait()
         finally:
             with self._lock:
                 self._active.pop(entry.id, None)
-            _scrub_attempt(self.root, entry, attempt_dir)
+            scrub_attempt(self.root, entry, attempt_dir)
         if not result:
             result = {"outcome": "crashed", "error": f"the run process died (exit {code})"}
         result["killed"] = active.killed
@@ -386,15 +389,3 @@ class Worker:
         """Remove the worktrees of attempts and `--temp` runs whose process was killed."""
         prune_stale(self.git, worktrees_dir(self.root))
 
-
-def _scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:
-    """Replace the secrets of the run's environment in what the attempt left on disk."""
-    from tether.errors import TetherError
-    from tether.record.redact import discover
-
-    try:
-        secrets = discover(root=root, more_envs=[entry.env])
-    except TetherError:  # an unreadable `redact:` config: the environment's still count
-        secrets = discover(more_envs=[entry.env])
-    for path in (attempt_dir / "output.log", attempt_dir / "job.json"):
-        secrets.scrub_file(path)

@@ -301,10 +301,14 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tether.queue.celery.app`: a Celery worker for the project in `--root`.
 
-    What `tether worker` runs when the project's queue backend is celery.
+    It is `tether worker` (which this process becomes, with the same options), so a
+    worker started this way notifies and publishes lifecycle events as `tether worker`
+    does; notifications live above the queue, which cannot import them.
     """
+    import sys
+
     from tether.gitstore.git import find_root
-    from tether.queue.celery.backend import open_backend
+    from tether.queue.celery.settings import queue_section
 
     parser = argparse.ArgumentParser(prog="python -m tether.queue.celery.app")
     parser.add_argument("--root", default=".")
@@ -315,17 +319,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish")
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
     root = find_root(Path(args.root).resolve())
-    backend = open_backend(root)
-    options = WorkerOptions(queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
-                            exit_when_idle=args.exit_when_idle, on_term=args.on_term)
-    try:
-        summary = run_worker(root, backend, options, loglevel=args.loglevel)
-    finally:
-        backend.close()
-    log.info("ran %d attempt(s): %s", summary.ran, summary.outcomes)
-    return 0
+    if queue_section(root).get("backend") != "celery":
+        parser.exit(2, f"{parser.prog}: the queue backend of {root} is not celery "
+                    "(queue: {backend: celery} in .tether/config.yaml); use `tether worker`\n")
+    command = [sys.executable, "-m", "tether", "-C", str(root), "worker", "-j", str(args.jobs),
+               "--lease", str(args.lease), "--on-term", args.on_term,
+               "--log-level", args.loglevel, "--ok-on-failed-runs"]
+    for queue in args.queues or ():
+        command += ["--queue", queue]
+    if args.exit_when_idle:
+        command.append("--exit-when-idle")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
+def __getattr__(name: str) -> Any:
+    """`celery -A tether.queue.celery.app worker` looks for an app here: say what to run."""
+    if name in ("app", "celery"):
+        raise AttributeError(
+            "tether's Celery worker needs its own runtime around Celery (lease, heartbeats, "
+            "wake-up sweeper, notifications): start it with `tether worker` or "
+            "`python -m tether.queue.celery.app --root DIR`, not `celery -A ... worker`")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
