@@ -25,6 +25,7 @@ from tether.queue.base import (
     Outcome,
     QueueBackend,
     QueueEvent,
+    WorkerInfo,
 )
 
 T0 = 1_700_000_000.0
@@ -199,3 +200,59 @@ class QueueContract:
         assert chunk.data == b"cond\n" and chunk.offset == 7 and chunk.mtime is not None
         assert backend.read_log(entry.id, 3).mtime is None
 
+
+    # -- requirements and tags ------------------------------------------------
+
+    def test_claim_takes_only_entries_the_tags_satisfy(self, backend: QueueBackend) -> None:
+        gpu = make_entry(priority=9, requires=("gpu",))
+        both = make_entry(priority=5, requires=("a100", "gpu"))
+        plain = make_entry()
+        backend.enqueue([gpu, both, plain], T0)
+        assert backend.get(both.id) is not None
+        assert backend.get(both.id).requires == ("a100", "gpu")  # type: ignore[union-attr]
+        cpu = backend.claim(["default"], "cpu", T0, 60)  # no tags: only the plain entry
+        assert cpu is not None and cpu.id == plain.id
+        assert backend.claim(["default"], "cpu", T0, 60, ("cpu",)) is None
+        first = backend.claim(["default"], "g", T0, 60, ("gpu",))
+        assert first is not None and first.id == gpu.id
+        assert backend.claim(["default"], "g", T0, 60, ("gpu",)) is None  # a100 missing
+        last = backend.claim(["default"], "big", T0, 60, ("a100", "gpu", "x"))
+        assert last is not None and last.id == both.id and last.requires == ("a100", "gpu")
+
+    def test_start_refuses_an_entry_the_tags_do_not_satisfy(self, backend: QueueBackend) -> None:
+        entry = make_entry(requires=("gpu",))
+        backend.enqueue([entry], T0)
+        assert backend.start(entry.id, "cpu", T0, 60) is None
+        assert backend.start(entry.id, "cpu", T0, 60, ("cpu",)) is None
+        got = backend.get(entry.id)
+        assert got is not None and got.state == QUEUED and got.attempt == 0  # nothing consumed
+        started = backend.start(entry.id, "g", T0, 60, ("gpu",))
+        assert started is not None and started.attempt == 1
+
+    def test_requirements_survive_a_requeue_and_a_retry(self, backend: QueueBackend) -> None:
+        entry = make_entry(requires=("gpu",))
+        backend.enqueue([entry], T0)
+        backend.claim(["default"], "g", T0, 5, ("gpu",))
+        backend.requeue_expired(T0 + 10)
+        assert backend.claim(["default"], "cpu", T0 + 10, 5) is None
+        again = backend.claim(["default"], "g", T0 + 10, 5, ("gpu",))
+        assert again is not None and again.attempt == 2
+        backend.finish(entry.id, 2, "g", Outcome(FAILED, status="failed"), T0 + 11)
+        retried = backend.retry(entry.id, name="again", run_id="r2", now=T0 + 12)
+        assert retried.requires == ("gpu",)
+        assert backend.claim(["default"], "cpu", T0 + 12, 5) is None
+
+    def test_workers_register_renew_and_run_out(self, backend: QueueBackend) -> None:
+        gpu = WorkerInfo("host:1", queues=("default", "gpu"), tags=("a100", "gpu"), jobs=2,
+                         started_at=T0)
+        cpu = WorkerInfo("host:2", started_at=T0)
+        backend.beat_worker(gpu, T0, 10)
+        backend.beat_worker(cpu, T0, 10)
+        live = backend.live_workers(T0 + 5)
+        assert [(w.id, w.queues, w.tags, w.jobs) for w in live] == [
+            ("host:1", ("default", "gpu"), ("a100", "gpu"), 2), ("host:2", ("default",), (), 1)]
+        assert live[0].heartbeat_at == T0 and live[0].expires_at == T0 + 10
+        backend.beat_worker(gpu, T0 + 8, 10)  # renewed; cpu is not
+        assert [w.id for w in backend.live_workers(T0 + 12)] == ["host:1"]
+        backend.drop_worker("host:1")
+        assert backend.live_workers(T0 + 12) == []

@@ -34,9 +34,14 @@ def register(sub: Any) -> None:
                         help="run N entries at a time (default 1)")
     parser.add_argument("--queue", dest="queues", action="append", metavar="NAME",
                         help="take entries of this queue (repeatable; default: default)")
+    parser.add_argument("--tags", action="append", default=[], metavar="TAGS",
+                        help="what this worker can run (gpu,a100; comma-separated, "
+                        "repeatable): it takes only entries whose requirements (run --queue "
+                        "--require, a stage's require:) are all among them")
     parser.add_argument("--exit-when-idle", action="store_true",
-                        help="exit once nothing is queued, retrying or running in its queues; "
-                        "the exit status is 1 if an entry it ran failed (0 if all succeeded)")
+                        help="exit once nothing it can run is queued, retrying or running in "
+                        "its queues; the exit status is 1 if an entry it ran failed (0 if all "
+                        "succeeded)")
     parser.add_argument("--ok-on-failed-runs", action="store_true",
                         help="with --exit-when-idle: exit 0 even if entries failed (they are "
                         "recorded as failed experiments either way)")
@@ -78,10 +83,11 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"-j {args.jobs}: must be at least 1")
     if args.lease <= 0:
         raise UsageError(f"--lease {args.lease}: must be positive")
-    from tether.queue.base import check_queue_name
+    from tether.queue.base import check_queue_name, check_tags
 
     for name in args.queues or ():
         check_queue_name(name, "--queue")
+    tags = check_tags(args.tags, "--tags")
     root = find_root(args.cwd)
     if args.follow is None and (args.once or args.branches):
         raise UsageError("--once and --branches go with --follow REMOTE",
@@ -124,7 +130,7 @@ def handle(args: argparse.Namespace) -> int:
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=hook,
+            on_event=hook, tags=tags,
         )
         from tether.queue.client import backend_name
 

@@ -25,6 +25,15 @@ both pass `tests/queue/contract.py`):
 - `claim()` picks the best claimable entry (highest priority, then oldest) of
   the given named queues; `start()` claims one given entry (for push-style
   backends such as Celery, whose task carries the entry id).
+- Requirements and tags: an entry `requires` tags (`tether run --queue --require
+  gpu`, and `require:` of its stages); a worker has tags (`tether worker --tags
+  gpu,a100`). `claim()` and `start()` take only entries whose requirements are a
+  subset of the worker's tags, in the same atomic step as the claim.
+- Workers: each worker renews its own registration (`beat_worker`: id, queues,
+  tags, until when it counts as live) with its heartbeats and drops it when it
+  stops; `live_workers(now)` lists those whose registration has not run out
+  (`tether queue status` explains with them why an entry no live worker can take
+  waits).
 - Lifecycle hook: a backend calls `on_event(QueueEvent)` for each transition it
   makes (queued, started, retrying, requeued, done, failed, cancelled); the
   worker adds `stalled` (no output) and `stage` events through the same hook.
@@ -60,6 +69,8 @@ DEFAULT_QUEUE = "default"
 # A worker lost this many times on one entry fails it (a poison entry must not
 # take down worker after worker forever).
 MAX_LOST = 3
+# How long a backend keeps a worker's registration after it ran out (then forgets it).
+WORKERS_KEPT = 3600.0
 
 
 @struct(frozen=True)
@@ -97,6 +108,7 @@ class Entry:
     status: str | None = None  # the recorded run's status (success, failed, ...)
     result_ref: str | None = None
     error: str | None = None
+    requires: tuple[str, ...] = ()  # tags a worker needs to take it (sorted, unique)
 
     def payload(self) -> dict[str, Any]:
         """The run arguments as JSON-able data (what a backend stores verbatim)."""
@@ -117,6 +129,34 @@ class Entry:
             env=dict(data.get("env", {})), message=data.get("message", ""),
             force=bool(data.get("force", False)),
         )
+
+
+@struct(frozen=True)
+class WorkerInfo:
+    """A live worker as it registers itself: what it serves and can run."""
+
+    id: str
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    tags: tuple[str, ...] = ()
+    jobs: int = 1
+    started_at: float = 0.0
+    heartbeat_at: float = 0.0
+    expires_at: float = 0.0  # no heartbeat by then: the worker is gone
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "queues": list(self.queues), "tags": list(self.tags),
+                "jobs": self.jobs, "started_at": self.started_at,
+                "heartbeat_at": self.heartbeat_at, "expires_at": self.expires_at}
+
+
+def worker_from_json(data: dict[str, Any]) -> WorkerInfo:
+    """A `WorkerInfo` from what a backend stored (`WorkerInfo.to_json`)."""
+    return WorkerInfo(
+        id=str(data["id"]), queues=tuple(data.get("queues", ())),
+        tags=tuple(data.get("tags", ())), jobs=int(data.get("jobs", 1)),
+        started_at=float(data.get("started_at", 0.0)),
+        heartbeat_at=float(data.get("heartbeat_at", 0.0)),
+        expires_at=float(data.get("expires_at", 0.0)))
 
 
 @struct(frozen=True)
@@ -176,6 +216,33 @@ def check_queue_name(name: str, option: str = "queue") -> str:
     return name
 
 
+def check_tags(values: Iterable[str], option: str) -> tuple[str, ...]:
+    """Tags (or requirements) from repeatable, comma-separated options: sorted, unique.
+
+    A UsageError names a tag that could not be matched exactly (blank, or with
+    spaces or other characters a worker could not be told in `--tags`).
+    """
+    from tether.errors import UsageError
+    from tether.spec.fields import TAG
+
+    found: set[str] = set()
+    for value in values:
+        for tag in value.split(","):
+            tag = tag.strip()
+            if not TAG.fullmatch(tag):
+                raise UsageError(
+                    f"{option} {value!r}: {tag!r} is not a tag; a tag is letters, digits and "
+                    "_ . : = + - (such as gpu, a100, cuda=12)",
+                    hint=f"separate tags with commas: {option} gpu,a100")
+            found.add(tag)
+    return tuple(sorted(found))
+
+
+def can_run(requires: Iterable[str], tags: Iterable[str]) -> bool:
+    """True when a worker with `tags` satisfies every requirement."""
+    return set(requires) <= set(tags)
+
+
 def unknown_entry(entry_id: str) -> QueueError:
     """The error for an entry id no backend knows."""
     return QueueError(f"no queue entry {entry_id!r}", hint="see `tether queue status` for the ids")
@@ -212,11 +279,22 @@ class QueueBackend(Protocol):
     def reserved_names(self, baseline: str) -> set[str]:
         """Experiment names taken by entries (not yet removed) under `baseline`."""
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
-        """Take the best claimable entry of `queues` (None: nothing to do)."""
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        """Take the best claimable entry of `queues` that `tags` can run (None: nothing to do)."""
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
-        """Claim this entry if it is claimable now (None otherwise)."""
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        """Claim this entry if it is claimable now and `tags` can run it (None otherwise)."""
+
+    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
+        """Register or renew a worker: live until `now + lease` unless renewed."""
+
+    def drop_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        """Workers whose registration has not run out at `now`."""
 
     def heartbeat(
         self, entry_id: str, attempt: int, worker: str, now: float, lease: float

@@ -24,14 +24,18 @@ from tether.queue.base import (
     QUEUED,
     RUNNING,
     WAITING,
+    WORKERS_KEPT,
     Entry,
     EventHook,
     Heartbeat,
     LogChunk,
     Outcome,
     QueueEvent,
+    WorkerInfo,
+    can_run,
     read_local_log,
     unknown_entry,
+    worker_from_json,
 )
 from tether.structs import replace
 
@@ -61,15 +65,24 @@ CREATE TABLE IF NOT EXISTS entries (
     kill_requested INTEGER NOT NULL DEFAULT 0,
     status TEXT,
     result_ref TEXT,
-    error TEXT
+    error TEXT,
+    requires TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 _COLUMNS = (
     "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
     "stage_failures worker lease_until heartbeat_at created_at started_at ended_at not_before "
-    "kill_requested status result_ref error"
+    "kill_requested status result_ref error requires"
 ).split()
+# Requirements not all among the worker's tags (bound as one JSON list): not claimable.
+_UNMET = ("EXISTS (SELECT 1 FROM json_each(entries.requires) "
+          "WHERE value NOT IN (SELECT value FROM json_each(?)))")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM entries"
 
 
@@ -78,6 +91,7 @@ def _entry(row: sqlite3.Row) -> Entry:
     payload = json.loads(data.pop("payload"))
     data["stage_failures"] = json.loads(data["stage_failures"])
     data["kill_requested"] = bool(data["kill_requested"])
+    data["requires"] = tuple(json.loads(data["requires"]))
     return Entry(**data).with_payload(payload)
 
 
@@ -104,7 +118,11 @@ class EmbeddedQueue:
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db().executescript(_SCHEMA)  # idempotent; manages its transaction
+            db = self._db()
+            db.executescript(_SCHEMA)  # idempotent; manages its transaction
+            columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+            if "requires" not in columns:  # a queue made before requirements existed
+                db.execute("ALTER TABLE entries ADD COLUMN requires TEXT NOT NULL DEFAULT '[]'")
         except sqlite3.DatabaseError as exc:
             raise _unusable(path, exc) from exc
 
@@ -149,14 +167,15 @@ class EmbeddedQueue:
     def enqueue(self, entries: Sequence[Entry], now: float) -> None:
         rows = [
             (e.id, e.queue, e.priority, QUEUED, e.name, e.baseline, e.snapshot, e.snapshot_ref,
-             e.run_id, json.dumps(e.payload()), e.created_at or now, e.not_before)
+             e.run_id, json.dumps(e.payload()), e.created_at or now, e.not_before,
+             json.dumps(sorted(set(e.requires))))
             for e in entries
         ]
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO entries (id, queue, priority, state, name, baseline, snapshot, "
-                "snapshot_ref, run_id, payload, created_at, not_before) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                "snapshot_ref, run_id, payload, created_at, not_before, requires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
             )
         self._emit("queued", [replace(e, state=QUEUED) for e in entries])
 
@@ -189,13 +208,14 @@ class EmbeddedQueue:
         rows = self._db().execute("SELECT name FROM entries WHERE baseline = ?", (baseline,))
         return {row[0] for row in rows}
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
         marks = ", ".join("?" * len(queues))
         with self._tx() as db:
             row = db.execute(
                 f"SELECT id FROM entries WHERE state IN (?, ?) AND queue IN ({marks}) "
-                "AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
-                (*WAITING, *queues, now),
+                f"AND not_before <= ? AND NOT {_UNMET} ORDER BY priority DESC, seq LIMIT 1",
+                (*WAITING, *queues, now, json.dumps(list(tags))),
             ).fetchone()
             if row is None:
                 return None
@@ -203,10 +223,12 @@ class EmbeddedQueue:
         self._emit("started", [entry], worker)
         return entry
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
         with self._tx() as db:
             entry = self._fetch(db, entry_id)
-            if entry is None or entry.state not in WAITING or entry.not_before > now:
+            if entry is None or entry.state not in WAITING or entry.not_before > now \
+                    or not can_run(entry.requires, tags):
                 return None
             entry = self._take(db, entry.id, worker, now, lease)
         self._emit("started", [entry], worker)
@@ -321,6 +343,23 @@ class EmbeddedQueue:
         if entry is None:
             raise unknown_entry(entry_id)
         return entry
+
+    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
+        record = json.dumps({**info.to_json(), "heartbeat_at": now, "expires_at": now + lease})
+        with self._tx() as db:
+            db.execute("INSERT INTO workers (id, info, expires_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET info = excluded.info, "
+                       "expires_at = excluded.expires_at", (info.id, record, now + lease))
+            db.execute("DELETE FROM workers WHERE expires_at < ?", (now - WORKERS_KEPT,))
+
+    def drop_worker(self, worker_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        rows = self._db().execute(
+            "SELECT info FROM workers WHERE expires_at >= ? ORDER BY id", (now,))
+        return [worker_from_json(json.loads(row[0])) for row in rows]
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)

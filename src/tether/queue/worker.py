@@ -28,13 +28,8 @@ from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
 from tether.layout import queue_dir, worktrees_dir
 from tether.queue.base import (
-    CANCELLED,
     DEFAULT_QUEUE,
-    DONE,
     FAILED,
-    MAX_LOST,
-    QUEUED,
-    RETRYING,
     RUNNING,
     WAITING,
     Entry,
@@ -42,10 +37,13 @@ from tether.queue.base import (
     Outcome,
     QueueBackend,
     QueueEvent,
+    WorkerInfo,
+    can_run,
 )
+from tether.queue.outcome import attempt_outcome
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
-from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
+from tether.status import STALLED, TIMEOUT
 from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
@@ -58,6 +56,7 @@ log = logging.getLogger("tether.queue.worker")
 @struct
 class WorkerOptions:
     queues: list[str] = field(default_factory=lambda: [DEFAULT_QUEUE])
+    tags: tuple[str, ...] = ()  # what this worker can run (see Entry.requires)
     jobs: int = 1
     lease: float = 60.0
     exit_when_idle: bool = False
@@ -93,11 +92,6 @@ def next_heartbeat_delay(delay: float, ok: bool, interval: float, cap: float) ->
     return min(max(interval, cap), delay * 2)
 
 
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2·base, 4·base... capped."""
-    return float(min(cap, base * 2 ** max(0, failures - 1)))
-
-
 class Worker:
     """Runs entries of `options.queues` until drained (or idle, with exit_when_idle)."""
 
@@ -107,6 +101,8 @@ class Worker:
         self.backend = backend
         self.options = options
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.info = WorkerInfo(self.id, tuple(options.queues), tuple(options.tags),
+                               options.jobs, started_at=options.clock())
         self.draining = threading.Event()
         self.requeue_on_stop = options.on_term == "requeue"
         self.summary = WorkerSummary()
@@ -181,7 +177,7 @@ class Worker:
         while not self.draining.is_set():
             now = opts.clock()
             self.backend.requeue_expired(now)
-            entry = self.backend.claim(opts.queues, self.id, now, opts.lease)
+            entry = self.backend.claim(opts.queues, self.id, now, opts.lease, opts.tags)
             if entry is None:
                 if opts.exit_when_idle and self._idle():
                     return
@@ -193,9 +189,9 @@ class Worker:
                 self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
 
     def _idle(self) -> bool:
-        """Nothing waiting or running in our queues (a lost worker's entry comes back)."""
-        busy = self.backend.entries(states=(*WAITING, RUNNING), queues=self.options.queues)
-        return not busy
+        """Nothing this worker can run is waiting or running in its queues (a lost
+        worker's entry comes back); entries it cannot run are left to other workers."""
+        return not runnable_busy(self.backend, self.options)
 
     def execute(self, entry: Entry) -> str:
         """Run one claimed attempt to its end and report it; returns the new state."""
@@ -302,31 +298,9 @@ class Worker:
         return result
 
     def _outcome(self, entry: Entry, result: dict[str, Any]) -> Outcome | None:
-        now = self.options.clock()
-        kind = result.get("outcome")
-        if kind == "recorded":
-            status = result.get("status")
-            state = {SUCCESS: DONE, INTERRUPTED: CANCELLED}.get(str(status), FAILED)
-            return Outcome(state, status=status, result_ref=result.get("ref"))
-        if kind == "retry":
-            failures = dict(entry.stage_failures)
-            failures[result["stage"]] = failures.get(result["stage"], 0) + 1
-            delay = backoff_delay(failures[result["stage"]], self.options.backoff,
-                                  self.options.backoff_max)
-            code = result.get("exit_code")
-            error = f"stage {result['stage']} {result['status']}" + (
-                f" (exit {code})" if code is not None else "") + f"; retry in {delay:g}s"
-            return Outcome(RETRYING, error=error, not_before=now + delay, stage_failures=failures)
-        if kind == "abandoned" or result.get("abandoned"):
-            if self.requeue_on_stop and self.draining.is_set():
-                return Outcome(QUEUED, error="requeued: the worker was stopped")
-            return None
-        if kind == "stopped":
-            return Outcome(CANCELLED, error="killed before its first stage")
-        if kind == "crashed" and entry.attempt < MAX_LOST:
-            delay = backoff_delay(entry.attempt, self.options.backoff, self.options.backoff_max)
-            return Outcome(RETRYING, error=result["error"], not_before=now + delay)
-        return Outcome(FAILED, error=str(result.get("error")))
+        requeue = self.requeue_on_stop and self.draining.is_set()
+        return attempt_outcome(entry, result, self.options.clock(), self.options.backoff,
+                               self.options.backoff_max, requeue=requeue)
 
     # -- heartbeats and kills ---------------------------------------------
 
@@ -341,8 +315,22 @@ class Worker:
         interval = max(0.05, min(self.options.lease / 3, 1.0))
         cap = min(HEARTBEAT_BACKOFF_MAX, self.options.lease / 3)
         delay = interval
+        self.beat_worker()
         while not self._done.wait(delay):
-            delay = next_heartbeat_delay(delay, self.beat_once(), interval, cap)
+            ok = self.beat_once()
+            ok = self.beat_worker() and ok
+            delay = next_heartbeat_delay(delay, ok, interval, cap)
+        with contextlib.suppress(Exception):  # gone anyway once its registration runs out
+            self.backend.drop_worker(self.id)
+
+    def beat_worker(self) -> bool:
+        """Renew this worker's registration (what `tether queue status` sees); False on failure."""
+        try:
+            self.backend.beat_worker(self.info, self.options.clock(), self.options.lease)
+        except Exception as exc:  # a broker or state-store outage: retried, never fatal
+            log.warning("worker registration failed (%s: %s); retrying", type(exc).__name__, exc)
+            return False
+        return True
 
     def beat_once(self) -> bool:
         """Renew the lease of every active attempt; False if the store failed for any."""
@@ -383,6 +371,12 @@ class Worker:
     def sweep_worktrees(self) -> None:
         """Remove the worktrees of attempts and `--temp` runs whose process was killed."""
         prune_stale(self.git, worktrees_dir(self.root))
+
+
+def runnable_busy(backend: QueueBackend, options: WorkerOptions) -> bool:
+    """Is anything this worker could run waiting or running in its queues?"""
+    busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
+    return any(can_run(entry.requires, options.tags) for entry in busy)
 
 
 def _scrub_attempt(root: Path, entry: Entry, attempt_dir: Path) -> None:

@@ -16,6 +16,8 @@ T = TypeVar("T")
 DEFAULT_PARAMS_FILE = "params.yaml"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM_KEY = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+# A worker tag (`tether worker --tags`, `require:`; tether.queue.base.check_tags too).
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:=+-]{0,62}")
 
 
 def check_keys(
@@ -116,6 +118,15 @@ def as_commands(value: object) -> tuple[str, ...]:
             f"expected a non-empty command or list of commands, found {describe_value(value)}"
         )
     return tuple(str(c) for c in commands)
+
+
+def as_tag(value: object) -> str:
+    """A worker tag a stage requires (`require: [gpu, a100]`)."""
+    text = as_text(value, "a worker tag such as gpu")
+    if not TAG.fullmatch(text):
+        raise ValueError(f"expected a worker tag (letters, digits and _ . : = + -, such as gpu "
+                         f"or cuda=12), found {text!r}")
+    return text
 
 
 def unique(values: list[str]) -> list[str]:

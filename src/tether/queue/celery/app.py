@@ -41,8 +41,8 @@ except ImportError:
 from tether.errors import GitError
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, exp_ref
-from tether.queue.base import FAILED, RUNNING, WAITING, Entry, Outcome
-from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
+from tether.queue.base import FAILED, WAITING, Entry, Outcome
+from tether.queue.worker import Worker, WorkerOptions, WorkerSummary, runnable_busy
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
@@ -52,9 +52,30 @@ TASK_NAME = "tether.run_entry"
 log = logging.getLogger("tether.queue.celery")
 
 
-def celery_queue_name(namespace: str, queue: str) -> str:
-    """The broker queue that carries wake-ups for tether queue `queue`."""
-    return f"tether.{namespace}.{queue}"
+# A worker consumes one broker queue per subset of its tags (2**tags of them).
+MAX_CELERY_TAGS = 8
+
+
+def celery_queue_name(namespace: str, queue: str, requires: Sequence[str] = ()) -> str:
+    """The broker queue that carries wake-ups for entries of tether queue `queue` that
+    require exactly `requires`: `tether.<namespace>.<queue>`, plus `+tag` per requirement."""
+    return f"tether.{namespace}.{queue}" + "".join(f"+{tag}" for tag in sorted(set(requires)))
+
+
+def consumed_queues(namespace: str, queues: Sequence[str], tags: Sequence[str]) -> list[str]:
+    """The broker queues a worker with `tags` consumes: one per tether queue and subset of
+    its tags, so it is only ever woken for entries it can run."""
+    from itertools import combinations
+
+    from tether.errors import UsageError
+
+    unique = sorted(set(tags))
+    if len(unique) > MAX_CELERY_TAGS:
+        raise UsageError(f"--tags: {len(unique)} tags; a Celery worker takes at most "
+                         f"{MAX_CELERY_TAGS} (it consumes a broker queue per subset of them)",
+                         hint="give the worker only the tags entries actually require")
+    subsets = [combo for size in range(len(unique) + 1) for combo in combinations(unique, size)]
+    return [celery_queue_name(namespace, queue, subset) for queue in queues for subset in subsets]
 
 
 def make_app(broker: str, transport_options: dict[str, Any] | None = None) -> Celery:
@@ -104,7 +125,7 @@ def install_sender(backend: CeleryQueue) -> Celery:
             delay = max(0.0, entry.not_before - now)
             app.send_task(
                 TASK_NAME, args=[entry.id],
-                queue=celery_queue_name(backend.namespace, entry.queue),
+                queue=celery_queue_name(backend.namespace, entry.queue, entry.requires),
                 countdown=delay or None,
                 # The wake-up has no result: without these Celery would set up (and
                 # import) a result backend and build an AsyncResult for each send.
@@ -135,7 +156,8 @@ class _Runtime:
         if current.state in WAITING and current.not_before > now:
             self.backend.dispatch([current], now)  # woken early (clock skew): wake again later
             return "early"
-        entry = self.backend.start(entry_id, self.worker.id, now, self.lease)
+        entry = self.backend.start(entry_id, self.worker.id, now, self.lease,
+                                   self.worker.options.tags)
         if entry is None:
             log.info("wake-up for entry %s ignored: it is %s (attempt %s)", entry_id,
                      current.state, current.attempt)
@@ -231,7 +253,7 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         worker.stop(requeue=options.on_term == "requeue")
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
-    queues = [celery_queue_name(backend.namespace, name) for name in options.queues]
+    queues = consumed_queues(backend.namespace, options.queues, options.tags)
     celery_worker = app.Worker(
         hostname=f"tether-{os.getpid()}@{socket.gethostname()}", pool="threads",
         concurrency=options.jobs, queues=queues, loglevel=loglevel, quiet=True,
@@ -279,9 +301,9 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
             with runtime.lock:
                 free = len(runtime.active) < options.jobs
             if free:
-                backend.dispatch_waiting(now, stale_after=stale_after)
+                backend.dispatch_waiting(now, stale_after=stale_after, tags=options.tags)
             if options.exit_when_idle:
-                busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
+                busy = runnable_busy(backend, options)
                 with runtime.lock:
                     mine = bool(runtime.active)
                 idle_rounds = 0 if busy or mine else idle_rounds + 1
@@ -306,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".")
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--queue", dest="queues", action="append")
+    parser.add_argument("--tags", action="append", default=[])
     parser.add_argument("--lease", type=float, default=60.0)
     parser.add_argument("--exit-when-idle", action="store_true")
     parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish")
@@ -314,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
     root = find_root(Path(args.root).resolve())
     backend = open_backend(root)
+    from tether.queue.base import check_tags
+
     options = WorkerOptions(queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
-                            exit_when_idle=args.exit_when_idle, on_term=args.on_term)
+                            exit_when_idle=args.exit_when_idle, on_term=args.on_term,
+                            tags=check_tags(args.tags, "--tags"))
     try:
         summary = run_worker(root, backend, options, loglevel=args.loglevel)
     finally:

@@ -9,6 +9,8 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
   ids → lease end;
 - `P log:<id>:<attempt>` and `P logat:<id>:<attempt>`: an attempt's shipped output
   and when output last arrived;
+- `P workers` and `P w:<id>`: live workers (zset id → registration end) and each
+  one's registration (JSON: queues, tags, jobs, heartbeat);
 - `P wakeups`: a list of at most one item, pushed whenever entries become waiting
   with no wake-up sent for them (enqueue, `tether queue retry`, a requeue seen by a
   client). Celery workers block on it and send the wake-ups themselves, so a client
@@ -94,6 +96,7 @@ def write_entries(conn: redis.Redis, prefix: str, entries: Sequence[Entry],
             "attempt": 0, "lost": 0, "stage_failures": "{}",
             "created_at": number(entry.created_at or now),
             "not_before": number(entry.not_before), "kill_requested": "0", "seq": seq,
+            "requires": ",".join(sorted(set(entry.requires))),
         }
         pipe.hset(entry_key(prefix, entry.id), mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(f"{prefix}all", {entry.id: seq})

@@ -3,8 +3,11 @@
 Keys (prefix `P` = `tether:<namespace>:`): `P e:<id>` a hash per entry (absent
 field = None), `P all` (zset id → enqueue sequence), `P waiting` (zset of
 queued/retrying ids → sequence), `P leases` (zset of running ids → lease end),
-`P log:<id>:<attempt>` (the attempt's shipped output) and `P logat:<id>:<attempt>`
-(when output last arrived). Every transition after a claim is fenced by
+`P log:<id>:<attempt>` (the attempt's shipped output), `P logat:<id>:<attempt>`
+(when output last arrived), `P workers` (zset of worker ids → registration end) and
+`P w:<id>` (a worker's registration, JSON). An entry's `requires` field holds its
+requirements joined by commas; a claim takes only entries whose requirements are
+all among the worker's tags (passed as a JSON list). Every transition after a claim is fenced by
 (state running, attempt, worker). Numbers travel as the strings Python wrote.
 """
 
@@ -26,17 +29,30 @@ local function take(id, worker, now, lease_until)
   redis.call('ZADD', P .. 'leases', lease_until, id)
   return redis.call('HGETALL', key)
 end
+local function tagset(json)
+  local tags = {}
+  for _, tag in ipairs(cjson.decode(json)) do tags[tag] = true end
+  return tags
+end
+local function runnable(requires, tags)
+  for tag in string.gmatch(requires or '', '[^,]+') do
+    if not tags[tag] then return false end
+  end
+  return true
+end
 """
 
-# ARGV: P worker now lease_until queue...
+# ARGV: P worker now lease_until json(tags) queue...
 CLAIM = _PRELUDE + """
-local worker, now, lease_until = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local worker, now, lease_until, tags = ARGV[2], tonumber(ARGV[3]), ARGV[4], tagset(ARGV[5])
 local wanted = {}
-for i = 5, #ARGV do wanted[ARGV[i]] = true end
+for i = 6, #ARGV do wanted[ARGV[i]] = true end
 local best, best_priority, best_seq
 for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
-  local v = redis.call('HMGET', ekey(id), 'queue', 'priority', 'not_before', 'seq', 'state')
-  if wanted[v[1]] and waiting(v[5]) and tonumber(v[3] or '0') <= now then
+  local v = redis.call('HMGET', ekey(id), 'queue', 'priority', 'not_before', 'seq', 'state',
+                       'requires')
+  if wanted[v[1]] and waiting(v[5]) and tonumber(v[3] or '0') <= now and runnable(v[6], tags)
+  then
     local priority, seq = tonumber(v[2]), tonumber(v[4])
     if best == nil or priority > best_priority or (priority == best_priority and seq < best_seq)
     then
@@ -48,11 +64,14 @@ if best == nil then return false end
 return take(best, worker, ARGV[3], lease_until)
 """
 
-# ARGV: P id worker now lease_until
+# ARGV: P id worker now lease_until json(tags)
 START = _PRELUDE + """
 local id, worker, now, lease_until = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local v = redis.call('HMGET', ekey(id), 'state', 'not_before')
-if not v[1] or not waiting(v[1]) or tonumber(v[2] or '0') > tonumber(now) then return false end
+local v = redis.call('HMGET', ekey(id), 'state', 'not_before', 'requires')
+if not v[1] or not waiting(v[1]) or tonumber(v[2] or '0') > tonumber(now)
+   or not runnable(v[3], tagset(ARGV[6])) then
+  return false
+end
 return take(id, worker, now, lease_until)
 """
 
@@ -192,4 +211,24 @@ if length + #data > cap then
     '\\n[tether: log capped in the queue store; the whole log is in the experiment record]\\n'
 end
 return redis.call('APPEND', key, data)
+"""
+
+# ARGV: P id json(info) expires_at forget_before: register or renew a worker, forget
+# registrations that ran out long ago
+WORKER_BEAT = _PRELUDE + """
+local id, info, expires_at, forget_before = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', '(' .. forget_before)) do
+  redis.call('DEL', P .. 'w:' .. old)
+end
+redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', '(' .. forget_before)
+redis.call('SET', P .. 'w:' .. id, info)
+redis.call('ZADD', P .. 'workers', expires_at, id)
+return 1
+"""
+
+# ARGV: P id
+DROP_WORKER = _PRELUDE + """
+redis.call('ZREM', P .. 'workers', ARGV[2])
+redis.call('DEL', P .. 'w:' .. ARGV[2])
+return 1
 """

@@ -31,14 +31,17 @@ from tether.queue.base import (
     FAILED,
     MAX_LOST,
     QUEUED,
+    WORKERS_KEPT,
     Entry,
     EventHook,
     Heartbeat,
     LogChunk,
     Outcome,
     QueueEvent,
+    WorkerInfo,
     read_local_log,
     unknown_entry,
+    worker_from_json,
 )
 from tether.queue.celery import keys, lua
 from tether.queue.celery.keys import entry_key, number
@@ -68,6 +71,7 @@ def entry_from_hash(raw: dict[bytes, bytes]) -> Entry:
             values[name] = float(data[name])
     values["stage_failures"] = json.loads(data.get("stage_failures", "{}"))
     values["kill_requested"] = data.get("kill_requested") == "1"
+    values["requires"] = tuple(tag for tag in data.get("requires", "").split(",") if tag)
     return Entry(**values).with_payload(json.loads(data.get("payload", "{}")))
 
 
@@ -92,7 +96,8 @@ class RedisState:
         self._scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
-                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG")
+                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "WORKER_BEAT",
+                         "DROP_WORKER")
         }
         self._shipping: dict[tuple[str, int], int] = {}  # attempt -> bytes shipped
         self._ship_lock = threading.Lock()
@@ -167,12 +172,16 @@ class RedisState:
         return self._retrying(
             lambda: keys.reserved_names(self.redis, self.prefix, baseline))
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("CLAIM", worker, number(now), number(now + lease), *queues)
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        raw = self._script("CLAIM", worker, number(now), number(now + lease),
+                           json.dumps(list(tags)), *queues)
         return self._started(raw, worker)
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("START", entry_id, worker, number(now), number(now + lease))
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        raw = self._script("START", entry_id, worker, number(now), number(now + lease),
+                           json.dumps(list(tags)))
         return self._started(raw, worker)
 
     def _started(self, raw: list[bytes] | None, worker: str) -> Entry | None:
@@ -253,6 +262,25 @@ class RedisState:
         entry = self._require(entry.id)
         self._emit(QUEUED, [entry], "retry")
         return entry
+
+    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
+        record = json.dumps({**info.to_json(), "heartbeat_at": now, "expires_at": now + lease})
+        self._script("WORKER_BEAT", info.id, record, number(now + lease),
+                     number(now - WORKERS_KEPT))
+
+    def drop_worker(self, worker_id: str) -> None:
+        self._script("DROP_WORKER", worker_id)
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        def read() -> list[bytes | None]:
+            ids = cast(list[bytes],
+                       self.redis.zrangebyscore(f"{self.prefix}workers", number(now), "+inf"))
+            return cast(list[bytes | None],
+                        self.redis.mget([f"{self.prefix}w:{i.decode()}" for i in ids])
+                        if ids else [])
+
+        return sorted((worker_from_json(json.loads(raw)) for raw in self._retrying(read) if raw),
+                      key=lambda info: info.id)
 
     def _require(self, entry_id: str) -> Entry:
         entry = self.get(entry_id)
