@@ -199,3 +199,37 @@ class QueueContract:
         assert chunk.data == b"cond\n" and chunk.offset == 7 and chunk.mtime is not None
         assert backend.read_log(entry.id, 3).mtime is None
 
+
+    def test_stats_count_what_waits_runs_and_retried(self, backend: QueueBackend) -> None:
+        first, second, gpu = make_entry(), make_entry(), make_entry(queue="gpu")
+        backend.enqueue([first, second, gpu], T0)
+        stats = backend.stats(T0 + 10)
+        assert (stats.waiting, stats.running) == ({"default": 2, "gpu": 1}, {})
+        assert stats.waiting_since == {"default": first.created_at, "gpu": gpu.created_at}
+        assert (stats.retries, stats.lost_workers) == (0, 0)
+        claimed = backend.claim(["default"], "w1", T0 + 10, 60)
+        assert claimed is not None and claimed.id == first.id
+        assert backend.stats(T0 + 11).running == {"default": 1}
+        backend.finish(first.id, 1, "w1", Outcome(RETRYING, error="x", not_before=T0 + 500),
+                       T0 + 20)
+        stats = backend.stats(T0 + 30)
+        assert stats.retries == 1 and stats.waiting == {"default": 2, "gpu": 1}
+        # The retried entry waits from the end of its delay: the other one waited longer.
+        assert stats.waiting_since["default"] == second.created_at
+        taken = backend.claim(["default"], "w2", T0 + 30, 60)
+        assert taken is not None and taken.id == second.id
+        backend.requeue_expired(T0 + 200)  # w2 is lost
+        stats = backend.stats(T0 + 200)
+        assert (stats.lost_workers, stats.running, stats.waiting) == (
+            1, {}, {"default": 2, "gpu": 1})
+        assert stats.waiting_since["default"] == T0 + 200  # requeued just now
+
+    def test_stats_count_workers_with_a_fresh_announcement(self, backend: QueueBackend) -> None:
+        backend.announce_worker("w1", ["default", "gpu"], T0, 60)
+        backend.announce_worker("w2", ["default"], T0, 10)
+        assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
+        assert backend.stats(T0 + 30).workers == {"default": 1, "gpu": 1}  # w2 went quiet
+        backend.announce_worker("w2", ["default"], T0 + 30, 10)  # its heartbeat came back
+        assert backend.stats(T0 + 31).workers == {"default": 2, "gpu": 1}
+        backend.retire_worker("w1")
+        assert backend.stats(T0 + 31).workers == {"default": 1}

@@ -344,5 +344,19 @@ def read_journal(root: Path, limit: int = JOURNAL_TAIL) -> list[dict[str, Any]]:
     return entries
 
 
+# How a journaled delivery ended, as `tether metrics` counts them.
+OUTCOMES = ("delivered", "failed", "unknown", "abandoned")
+
+
+def outcome_of(entry: dict[str, Any]) -> str:
+    """One of `OUTCOMES` for a journal entry (written by `Outbox._journal`)."""
+    if entry.get("ok"):
+        return "delivered"
+    error = str(entry.get("error", ""))
+    if error.startswith("unknown whether"):
+        return "unknown"
+    return "abandoned" if error.startswith("abandoned") else "failed"
+
+
 def _delivered(root: Path) -> set[tuple[str, str]]:
     return {(str(e.get("id")), str(e.get("key"))) for e in read_journal(root) if e.get("ok")}

@@ -29,6 +29,12 @@ both pass `tests/queue/contract.py`):
   makes (queued, started, retrying, requeued, done, failed, cancelled); the
   worker adds `stalled` (no output) and `stage` events through the same hook.
   The hook runs in whichever process made the transition.
+- Monitoring: `stats(now)` reads, in one pass and without listing entries, what
+  `tether metrics` exports (waiting and running per queue, the oldest claimable
+  wait, live workers, and the retry and lost-worker counters a backend keeps as
+  it makes those transitions). Workers announce themselves with
+  `announce_worker()` on every heartbeat round (a presence lease) and
+  `retire_worker()` when they stop.
 - Logs: a worker writes each attempt's output under `attempt_dir(id, attempt)`
   on its own machine; clients read them with `read_log()` (a backend whose
   workers are remote ships them itself).
@@ -153,6 +159,20 @@ EventHook = Callable[[QueueEvent], None]
 
 
 @struct(frozen=True)
+class QueueStats:
+    """What `tether metrics` reads of a queue at scrape time (see `QueueBackend.stats`)."""
+
+    waiting: dict[str, int]  # queue -> queued + retrying entries
+    running: dict[str, int]  # queue -> running entries
+    # queue -> since when its longest-waiting claimable entry waits (enqueued, requeued,
+    # or its retry delay over)
+    waiting_since: dict[str, float]
+    workers: dict[str, int]  # queue -> workers whose presence lease has not expired
+    retries: int  # attempts that ended retrying, ever
+    lost_workers: int  # leases that expired (a worker died or hung), ever
+
+
+@struct(frozen=True)
 class LogChunk:
     data: bytes
     offset: int  # where the next read starts
@@ -245,6 +265,16 @@ class QueueBackend(Protocol):
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         """An attempt's combined output from byte `offset`."""
+
+    def stats(self, now: float) -> QueueStats:
+        """Counts for monitoring, computed now from the stored state (see `QueueStats`)."""
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float) -> None:
+        """Say `worker` serves `queues` until `now + lease` (renewed with its heartbeats)."""
+
+    def retire_worker(self, worker: str) -> None:
+        """Forget `worker`'s announcement: it stopped."""
 
     def close(self) -> None:
         """Release connections."""

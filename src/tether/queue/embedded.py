@@ -22,6 +22,7 @@ from tether.queue.base import (
     FAILED,
     MAX_LOST,
     QUEUED,
+    RETRYING,
     RUNNING,
     WAITING,
     Entry,
@@ -30,8 +31,17 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
     read_local_log,
     unknown_entry,
+)
+from tether.queue.embedded_stats import (
+    LOST_WORKERS,
+    MONITORING_SCHEMA,
+    RETRIES,
+    announce,
+    count,
+    read_stats,
 )
 from tether.structs import replace
 
@@ -64,7 +74,7 @@ CREATE TABLE IF NOT EXISTS entries (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
-"""
+""" + MONITORING_SCHEMA
 _COLUMNS = (
     "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
     "stage_failures worker lease_until heartbeat_at created_at started_at ended_at not_before "
@@ -250,6 +260,8 @@ class EmbeddedQueue:
             ):
                 return False
             entry = self._update(db, entry_id, **values)
+            if outcome.state == RETRYING:
+                count(db, RETRIES, 1)
         self._emit(outcome.state, [entry], outcome.error or "")
         return True
 
@@ -270,6 +282,7 @@ class EmbeddedQueue:
                     db, entry.id, state=state, lost=lost, error=error, lease_until=None,
                     ended_at=now, not_before=0,
                 ))
+            count(db, LOST_WORKERS, len(rows))
         for entry in changed:
             self._emit("requeued" if entry.state == QUEUED else FAILED, [entry], entry.error or "")
         return changed
@@ -328,6 +341,18 @@ class EmbeddedQueue:
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         chunk = read_local_log(self.attempt_dir(entry_id, attempt) / "output.log", offset)
         return chunk if chunk is not None else LogChunk(b"", offset, None)
+
+    def stats(self, now: float) -> QueueStats:
+        return read_stats(self._db(), now)
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float) -> None:
+        with self._tx() as db:
+            announce(db, worker, queues, now + lease, now)
+
+    def retire_worker(self, worker: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

@@ -28,13 +28,8 @@ from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
 from tether.layout import queue_dir, worktrees_dir
 from tether.queue.base import (
-    CANCELLED,
     DEFAULT_QUEUE,
-    DONE,
     FAILED,
-    MAX_LOST,
-    QUEUED,
-    RETRYING,
     RUNNING,
     WAITING,
     Entry,
@@ -43,9 +38,10 @@ from tether.queue.base import (
     QueueBackend,
     QueueEvent,
 )
+from tether.queue.outcome import attempt_outcome
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
-from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
+from tether.status import STALLED, TIMEOUT
 from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
@@ -91,11 +87,6 @@ def next_heartbeat_delay(delay: float, ok: bool, interval: float, cap: float) ->
     if ok:
         return interval
     return min(max(interval, cap), delay * 2)
-
-
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2·base, 4·base... capped."""
-    return float(min(cap, base * 2 ** max(0, failures - 1)))
 
 
 class Worker:
@@ -210,7 +201,10 @@ class Worker:
             result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
         finally:
             remove_worktree(self.git, worktree)
-        outcome = self._outcome(entry, result)
+        opts = self.options
+        outcome = attempt_outcome(entry, result, opts.clock(), backoff=opts.backoff,
+                                  backoff_max=opts.backoff_max,
+                                  requeue=self.requeue_on_stop and self.draining.is_set())
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
         if outcome.state == FAILED and outcome.result_ref is None:
@@ -301,33 +295,6 @@ class Worker:
         result["abandoned"] = active.abandoned
         return result
 
-    def _outcome(self, entry: Entry, result: dict[str, Any]) -> Outcome | None:
-        now = self.options.clock()
-        kind = result.get("outcome")
-        if kind == "recorded":
-            status = result.get("status")
-            state = {SUCCESS: DONE, INTERRUPTED: CANCELLED}.get(str(status), FAILED)
-            return Outcome(state, status=status, result_ref=result.get("ref"))
-        if kind == "retry":
-            failures = dict(entry.stage_failures)
-            failures[result["stage"]] = failures.get(result["stage"], 0) + 1
-            delay = backoff_delay(failures[result["stage"]], self.options.backoff,
-                                  self.options.backoff_max)
-            code = result.get("exit_code")
-            error = f"stage {result['stage']} {result['status']}" + (
-                f" (exit {code})" if code is not None else "") + f"; retry in {delay:g}s"
-            return Outcome(RETRYING, error=error, not_before=now + delay, stage_failures=failures)
-        if kind == "abandoned" or result.get("abandoned"):
-            if self.requeue_on_stop and self.draining.is_set():
-                return Outcome(QUEUED, error="requeued: the worker was stopped")
-            return None
-        if kind == "stopped":
-            return Outcome(CANCELLED, error="killed before its first stage")
-        if kind == "crashed" and entry.attempt < MAX_LOST:
-            delay = backoff_delay(entry.attempt, self.options.backoff, self.options.backoff_max)
-            return Outcome(RETRYING, error=result["error"], not_before=now + delay)
-        return Outcome(FAILED, error=str(result.get("error")))
-
     # -- heartbeats and kills ---------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -341,8 +308,21 @@ class Worker:
         interval = max(0.05, min(self.options.lease / 3, 1.0))
         cap = min(HEARTBEAT_BACKOFF_MAX, self.options.lease / 3)
         delay = interval
+        self.announce()
         while not self._done.wait(delay):
-            delay = next_heartbeat_delay(delay, self.beat_once(), interval, cap)
+            ok = self.beat_once() & self.announce()
+            delay = next_heartbeat_delay(delay, ok, interval, cap)
+        with contextlib.suppress(Exception):  # else its announcement expires by itself
+            self.backend.retire_worker(self.id)
+
+    def announce(self) -> bool:
+        """Renew this worker's presence (`tether_workers`); False if the store failed."""
+        try:
+            self.backend.announce_worker(self.id, self.options.queues, self.options.clock(),
+                                         self.options.lease)
+        except Exception:  # an outage: beat_once() says so, and the next round retries
+            return False
+        return True
 
     def beat_once(self) -> bool:
         """Renew the lease of every active attempt; False if the store failed for any."""

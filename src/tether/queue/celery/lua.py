@@ -4,8 +4,10 @@ Keys (prefix `P` = `tether:<namespace>:`): `P e:<id>` a hash per entry (absent
 field = None), `P all` (zset id → enqueue sequence), `P waiting` (zset of
 queued/retrying ids → sequence), `P leases` (zset of running ids → lease end),
 `P log:<id>:<attempt>` (the attempt's shipped output) and `P logat:<id>:<attempt>`
-(when output last arrived). Every transition after a claim is fenced by
-(state running, attempt, worker). Numbers travel as the strings Python wrote.
+(when output last arrived), `P counters` (a hash: `retries`, `lost_workers`) and
+`P workers` (zset of `<worker>\t<queue>` → end of its presence lease). Every
+transition after a claim is fenced by (state running, attempt, worker). Numbers travel
+as the strings Python wrote.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ redis.call('ZREM', P .. 'leases', id)
 if waiting(values['state']) then
   redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
 end
+if values['state'] == 'retrying' then redis.call('HINCRBY', P .. 'counters', 'retries', 1) end
 return 1
 """
 
@@ -121,7 +124,45 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. no
   end
   redis.call('ZREM', P .. 'leases', id)
 end
+if #changed > 0 then redis.call('HINCRBY', P .. 'counters', 'lost_workers', #changed) end
 return changed
+"""
+
+# ARGV: P now -> JSON {queues: {q: [waiting, running, waiting_since]}, workers: [member...],
+#                      retries, lost_workers}
+# Waiting since: enqueued (or queued again), requeued, or the end of its retry delay.
+STATS = _PRELUDE + """
+local now = ARGV[2]
+local queues = {}
+local function of(queue)
+  local figures = queues[queue]
+  if figures == nil then
+    figures = {0, 0, false}
+    queues[queue] = figures
+  end
+  return figures
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+  local v = redis.call('HMGET', ekey(id), 'queue', 'state', 'created_at', 'ended_at', 'not_before')
+  if v[1] and waiting(v[2]) then
+    local figures = of(v[1])
+    figures[1] = figures[1] + 1
+    local since = math.max(tonumber(v[4] or v[3]), tonumber(v[5] or '0'))
+    if figures[3] == false or since < figures[3] then figures[3] = since end
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+  local v = redis.call('HMGET', ekey(id), 'queue', 'state')
+  if v[1] and v[2] == 'running' then
+    local figures = of(v[1])
+    figures[2] = figures[2] + 1
+  end
+end
+local counters = redis.call('HMGET', P .. 'counters', 'retries', 'lost_workers')
+return cjson.encode({
+  queues = queues, workers = redis.call('ZRANGEBYSCORE', P .. 'workers', now, '+inf'),
+  retries = tonumber(counters[1] or '0'), lost_workers = tonumber(counters[2] or '0'),
+})
 """
 
 # ARGV: P id now -> 'cancel' | 'kill' | 'missing' | <the final state it is in>

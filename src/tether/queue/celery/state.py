@@ -37,6 +37,7 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
     read_local_log,
     unknown_entry,
 )
@@ -92,7 +93,7 @@ class RedisState:
         self._scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
-                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG")
+                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "STATS")
         }
         self._shipping: dict[tuple[str, int], int] = {}  # attempt -> bytes shipped
         self._ship_lock = threading.Lock()
@@ -259,6 +260,17 @@ class RedisState:
         if entry is None:
             raise unknown_entry(entry_id)
         return entry
+
+    def stats(self, now: float) -> QueueStats:
+        return keys.stats_from_json(self._script("STATS", number(now)))
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float) -> None:
+        self._retrying(lambda: keys.announce_worker(self.redis, self.prefix, worker, queues,
+                                                    now + lease, now))
+
+    def retire_worker(self, worker: str) -> None:
+        self._retrying(lambda: keys.retire_worker(self.redis, self.prefix, worker))
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
