@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 FORMATS = ("logfmt", "json", "console")
@@ -32,6 +33,8 @@ CONTEXT_KEYS = ("run_id", "exp", "stage", "entry", "attempt", "worker", "queue",
 
 _lock = threading.Lock()
 _configured: str | None = None
+# The bound context: a stdlib ContextVar, so binding costs no import of structlog.
+_context: ContextVar[dict[str, Any] | None] = ContextVar("tether_log_context", default=None)
 
 
 def check_format(value: str, where: str) -> str:
@@ -62,8 +65,13 @@ def configured() -> bool:
     return _configured is not None
 
 
-def configure(log_format: str | None = None, stream: TextIO | None = None) -> str:
-    """Configure structlog, and the stdlib's root logger, for this process; the format."""
+def configure(log_format: str | None = None, stream: TextIO | None = None,
+              level: str = "INFO") -> str:
+    """Configure structlog, and the stdlib's root logger, for this process; the format.
+
+    tether's lines are kept from `level` up; other libraries' from WARNING (or `level`
+    when it is lower: `--loglevel DEBUG` shows Celery's debug lines too).
+    """
     global _configured
     import logging
 
@@ -73,6 +81,7 @@ def configure(log_format: str | None = None, stream: TextIO | None = None) -> st
     target = stream or sys.stderr
     renderer = _renderer(chosen)
     shared: list[Any] = [
+        _merge_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
@@ -81,7 +90,7 @@ def configure(log_format: str | None = None, stream: TextIO | None = None) -> st
         structlog.configure(
             processors=[*shared, structlog.processors.format_exc_info, _ordered, renderer],
             logger_factory=structlog.WriteLoggerFactory(file=target),
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            wrapper_class=structlog.make_filtering_bound_logger(_level(level)),
             cache_logger_on_first_use=False,
         )
         formatter = structlog.stdlib.ProcessorFormatter(
@@ -97,10 +106,17 @@ def configure(log_format: str | None = None, stream: TextIO | None = None) -> st
             root.removeHandler(old)
         handler._tether = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-        root.setLevel(logging.WARNING)
+        root.setLevel(min(logging.WARNING, _level(level)))
         logging.captureWarnings(True)
         _configured = chosen
     return chosen
+
+
+def _level(name: str) -> int:
+    import logging
+
+    value = logging.getLevelName(name.upper())
+    return value if isinstance(value, int) else logging.INFO
 
 
 def _renderer(chosen: str) -> Any:
@@ -114,11 +130,17 @@ def _renderer(chosen: str) -> Any:
         key_order=[*LEADING_KEYS, *CONTEXT_KEYS], drop_missing=True, bool_as_flag=False)
 
 
+def _merge_context(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """The bound context under the line's own keys (those win)."""
+    return {**(_context.get() or {}), **event}
+
+
 def _ordered(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-    """The leading and context keys first, in their fixed order (for every renderer)."""
+    """The leading and context keys first, in their fixed order (for every renderer);
+    keys whose value is None are left out."""
     first = {key: event.pop(key) for key in (*LEADING_KEYS, *CONTEXT_KEYS) if key in event}
     first.update(event)
-    return first
+    return {key: value for key, value in first.items() if value is not None}
 
 
 def get_logger(name: str | None = None) -> Any:
@@ -127,23 +149,22 @@ def get_logger(name: str | None = None) -> Any:
         configure()
     import structlog
 
-    return structlog.get_logger(name) if name is None else structlog.get_logger(logger=name)
+    logger = structlog.get_logger()
+    return logger if name is None else logger.bind(logger=name)
 
 
 @contextmanager
 def bind(**context: Any) -> Iterator[None]:
-    """Attach `context` (see CONTEXT_KEYS) to every line this thread logs inside the block."""
-    import structlog
-
-    values = {key: value for key, value in context.items() if value is not None}
-    with structlog.contextvars.bound_contextvars(**values):
+    """Attach `context` (see CONTEXT_KEYS) to every line logged inside the block, in this
+    thread or task; None values are left out. Costs no import: cheap on every path."""
+    token = _context.set({**(_context.get() or {}),
+                          **{key: value for key, value in context.items() if value is not None}})
+    try:
         yield
+    finally:
+        _context.reset(token)
 
 
 def current_context() -> dict[str, Any]:
-    """What `bind` attached in this thread ({} when nothing was ever logged or bound)."""
-    if "structlog" not in sys.modules:
-        return {}
-    import structlog
-
-    return dict(structlog.contextvars.get_contextvars())
+    """What `bind` attached here (to carry it into another thread: `bind(**it)` there)."""
+    return dict(_context.get() or {})

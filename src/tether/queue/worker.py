@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
 from tether.layout import queue_dir, worktrees_dir
+from tether.logs import bind, get_logger
 from tether.queue.base import (
     DEFAULT_QUEUE,
     FAILED,
@@ -48,7 +48,7 @@ ON_TERM = ("finish", "requeue")
 # Heartbeats failing (state store unreachable) are retried at least this often
 # (and at least three times per lease).
 HEARTBEAT_BACKOFF_MAX = 5.0
-log = logging.getLogger("tether.queue.worker")
+HOST = socket.gethostname()
 
 
 @struct
@@ -97,7 +97,7 @@ class Worker:
         self.git = Git(root)
         self.backend = backend
         self.options = options
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{HOST}:{os.getpid()}"
         self.draining = threading.Event()
         self.requeue_on_stop = options.on_term == "requeue"
         self.summary = WorkerSummary()
@@ -168,6 +168,10 @@ class Worker:
     # -- slots ------------------------------------------------------------
 
     def _slot(self) -> None:
+        with bind(worker=self.id, host=HOST):  # on every line of this slot's thread
+            self._take_entries()
+
+    def _take_entries(self) -> None:
         opts = self.options
         while not self.draining.is_set():
             now = opts.clock()
@@ -190,6 +194,15 @@ class Worker:
 
     def execute(self, entry: Entry) -> str:
         """Run one claimed attempt to its end and report it; returns the new state."""
+        with bind(**self.context_of(entry)):  # every line about this attempt carries it
+            return self._execute(entry)
+
+    def context_of(self, entry: Entry) -> dict[str, Any]:
+        """The log context of an attempt (tether.logs.CONTEXT_KEYS)."""
+        return {"run_id": entry.run_id, "exp": entry.name, "entry": entry.id,
+                "attempt": entry.attempt, "worker": self.id, "queue": entry.queue, "host": HOST}
+
+    def _execute(self, entry: Entry) -> str:
         attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
@@ -248,6 +261,7 @@ class Worker:
             "limits": entry.limits, "message": entry.message, "force": entry.force,
             "stage_failures": entry.stage_failures, "state_root": str(attempt_dir),
             "lock_path": str(self._lock_path(entry)), "channel_fd": write_fd,
+            "log_context": self.context_of(entry),
         }
         job_path = attempt_dir / "job.json"
         job_path.write_text(json.dumps(job))
@@ -335,8 +349,9 @@ class Worker:
                                               self.options.clock(), self.options.lease)
             except Exception as exc:  # a broker or state-store outage: retried, never fatal
                 if ok:
-                    log.warning("heartbeat for entry %s failed (%s: %s); retrying",
-                                item.entry.id, type(exc).__name__, exc)
+                    get_logger("tether.queue.worker").warning(
+                        "heartbeat_failed", **self.context_of(item.entry),
+                        error=f"{type(exc).__name__}: {exc}", retrying=True)
                 ok = False
                 continue
             if not beat.owned and not item.abandoned:
