@@ -31,7 +31,7 @@ ISSUE_16: dict[str, frozenset[str]] = {
 SPEC = """\
 stages:
   train:
-    cmd: python -c "import json; json.dump({'acc': 1}, open('m.json', 'w'))"
+    cmd: python train.py
     metrics: [m.json]
 """
 
@@ -52,6 +52,7 @@ def _tether(root: Path, *args: str) -> str:
 def real_exposition(root: Path) -> str:
     """`tether metrics --once` of a project with a recorded run and a waiting entry."""
     write(root / "tether.yaml", SPEC)
+    write(root / "train.py", "import json\njson.dump({'acc': 1}, open('m.json', 'w'))\n")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "pipeline")
     _tether(root, "run", "--queue", "-n", "first")

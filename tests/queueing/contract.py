@@ -242,17 +242,48 @@ class QueueContract:
         assert retried.requires == ("gpu",)
         assert backend.claim(["default"], "cpu", T0 + 12, 5) is None
 
-    def test_workers_register_renew_and_run_out(self, backend: QueueBackend) -> None:
-        gpu = WorkerInfo("host:1", queues=("default", "gpu"), tags=("a100", "gpu"), jobs=2,
-                         started_at=T0)
-        cpu = WorkerInfo("host:2", started_at=T0)
-        backend.beat_worker(gpu, T0, 10)
-        backend.beat_worker(cpu, T0, 10)
-        live = backend.live_workers(T0 + 5)
-        assert [(w.id, w.queues, w.tags, w.jobs) for w in live] == [
-            ("host:1", ("default", "gpu"), ("a100", "gpu"), 2), ("host:2", ("default",), (), 1)]
-        assert live[0].heartbeat_at == T0 and live[0].expires_at == T0 + 10
-        backend.beat_worker(gpu, T0 + 8, 10)  # renewed; cpu is not
-        assert [w.id for w in backend.live_workers(T0 + 12)] == ["host:1"]
-        backend.drop_worker("host:1")
+    def test_live_workers_say_their_queues_and_tags(self, backend: QueueBackend) -> None:
+        backend.announce_worker("host:1", ["default", "gpu"], T0, 10, ("gpu", "a100"))
+        backend.announce_worker("host:2", ["default"], T0, 10)
+        assert backend.live_workers(T0 + 5) == [
+            WorkerInfo("host:1", ("default", "gpu"), ("a100", "gpu"), T0 + 10),
+            WorkerInfo("host:2", ("default",), (), T0 + 10)]
+        assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
+        backend.announce_worker("host:1", ["default", "gpu"], T0 + 8, 10, ("gpu", "a100"))
+        assert [w.id for w in backend.live_workers(T0 + 12)] == ["host:1"]  # host:2 went quiet
+        backend.retire_worker("host:1")
         assert backend.live_workers(T0 + 12) == []
+
+    def test_stats_count_what_waits_runs_and_retried(self, backend: QueueBackend) -> None:
+        first, second, gpu = make_entry(), make_entry(), make_entry(queue="gpu")
+        backend.enqueue([first, second, gpu], T0)
+        stats = backend.stats(T0 + 10)
+        assert (stats.waiting, stats.running) == ({"default": 2, "gpu": 1}, {})
+        assert stats.waiting_since == {"default": first.created_at, "gpu": gpu.created_at}
+        assert (stats.retries, stats.lost_workers) == (0, 0)
+        claimed = backend.claim(["default"], "w1", T0 + 10, 60)
+        assert claimed is not None and claimed.id == first.id
+        assert backend.stats(T0 + 11).running == {"default": 1}
+        backend.finish(first.id, 1, "w1", Outcome(RETRYING, error="x", not_before=T0 + 500),
+                       T0 + 20)
+        stats = backend.stats(T0 + 30)
+        assert stats.retries == 1 and stats.waiting == {"default": 2, "gpu": 1}
+        # The retried entry waits from the end of its delay: the other one waited longer.
+        assert stats.waiting_since["default"] == second.created_at
+        taken = backend.claim(["default"], "w2", T0 + 30, 60)
+        assert taken is not None and taken.id == second.id
+        backend.requeue_expired(T0 + 200)  # w2 is lost
+        stats = backend.stats(T0 + 200)
+        assert (stats.lost_workers, stats.running, stats.waiting) == (
+            1, {}, {"default": 2, "gpu": 1})
+        assert stats.waiting_since["default"] == T0 + 200  # requeued just now
+
+    def test_stats_count_workers_with_a_fresh_announcement(self, backend: QueueBackend) -> None:
+        backend.announce_worker("w1", ["default", "gpu"], T0, 60)
+        backend.announce_worker("w2", ["default"], T0, 10)
+        assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
+        assert backend.stats(T0 + 30).workers == {"default": 1, "gpu": 1}  # w2 went quiet
+        backend.announce_worker("w2", ["default"], T0 + 30, 10)  # its heartbeat came back
+        assert backend.stats(T0 + 31).workers == {"default": 2, "gpu": 1}
+        backend.retire_worker("w1")
+        assert backend.stats(T0 + 31).workers == {"default": 1}

@@ -51,7 +51,7 @@ def test_a_worker_runs_only_what_its_tags_allow(project: Path, workers: list[Any
 
     # No tags: it runs the plain entries, then exits although others still wait.
     cpu = tether(project, "worker", "--exit-when-idle")
-    assert "ran 2 attempt(s): 2 done" in cpu.stderr
+    assert "event=worker_stopped" in cpu.stderr and "ran=2 done=2" in cpu.stderr
     rows = {row["name"]: row for row in queue_status(project)}
     assert [rows[n]["state"] for n in ("plain-1", "plain-2", "big", "spec")] == [
         "done", "done", "queued", "queued"]

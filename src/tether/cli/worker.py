@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
+from tether.logs import get_logger
 from tether.status import FAILED as RUN_FAILED
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ def register(sub: Any) -> None:
                         help="on SIGTERM: finish the current runs (default) or requeue them")
     parser.add_argument("--backoff", type=float, default=2.0, metavar="SECONDS",
                         help="first retry delay of a retryable failure; doubles each time")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="also serve `tether metrics` on this port while working")
+    parser.add_argument("--metrics-bind", default="0.0.0.0", metavar="ADDR",
+                        help="the address --metrics-port listens on (default 0.0.0.0)")
     follow = parser.add_argument_group(
         "following a git remote (push to run, without a CI server)",
         "With --follow the worker fetches REMOTE and, for each new tip of a matching branch "
@@ -95,13 +100,17 @@ def handle(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval}: must be positive")
 
+    log = get_logger("tether.worker")
+
     def show(event: QueueEvent) -> None:
         if event.kind == "stage":
             return
         entry = event.entry
-        detail = f": {event.detail}" if event.detail else ""
-        print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
-              f"{detail}", file=sys.stderr, flush=True)
+        level = "warning" if event.kind in ("failed", "retrying", "requeued", "stalled",
+                                            "timeout") else "info"
+        getattr(log, level)(f"entry_{event.kind}", run_id=entry.run_id, exp=entry.name,
+                            entry=entry.id, attempt=entry.attempt, queue=entry.queue,
+                            detail=event.detail or None)
 
     if args.follow is not None:
         return _follow(root, args, show)
@@ -109,7 +118,7 @@ def handle(args: argparse.Namespace) -> int:
 
     settings = load_settings(root)
     for problem in settings.problems:
-        print(f"tether worker: warning: {problem}", file=sys.stderr)
+        log.warning("notify_settings", problem=problem)
     feedback = None
     hook = show
     if settings.active:
@@ -126,6 +135,7 @@ def handle(args: argparse.Namespace) -> int:
             listener(event)
 
     backend = open_queue(root, on_event=hook)
+    stop_metrics = _serve_metrics(root, args)
     try:
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
@@ -142,16 +152,37 @@ def handle(args: argparse.Namespace) -> int:
         else:
             summary = Worker(root, backend, options).run()
     finally:
+        stop_metrics()
         backend.close()
         if feedback is not None:
             feedback.close(WORKER_NOTIFY_WAIT)
     return _summarize(summary, args)
 
 
+def _serve_metrics(root: Path, args: argparse.Namespace) -> Callable[[], None]:
+    """With --metrics-port, serve `tether metrics` from this process; the stop function."""
+    if args.metrics_port is None:
+        return lambda: None
+    from tether.cli.metrics import check_port
+    from tether.obs.metrics import ProjectMetrics, serve
+    from tether.queue.client import open_queue
+
+    check_port(args.metrics_port, "--metrics-port")
+    backend = open_queue(root)
+    stop = serve(ProjectMetrics(root, backend), args.metrics_port, args.metrics_bind)
+    get_logger("tether.worker").info(
+        "serving_metrics", url=f"http://{args.metrics_bind}:{args.metrics_port}/metrics")
+
+    def stop_and_close() -> None:
+        stop()
+        backend.close()
+
+    return stop_and_close
+
+
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
-    print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
-          file=sys.stderr)
+    get_logger("tether.worker").info("worker_stopped", ran=summary.ran,
+                                     **dict(sorted(summary.outcomes.items())))
     from tether.queue.base import FAILED
 
     failed = summary.outcomes.get(FAILED, 0)
@@ -172,26 +203,27 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook) -> int:
     from tether.queue.client import open_queue
     from tether.queue.worker import WorkerOptions
 
+    log = get_logger("tether.worker")
+
     def on_pass(found: FollowPass) -> None:
         for pushed, reason in found.skipped:
-            print(f"tether worker: {pushed.branch} ({pushed.commit[:10]}) skipped: {reason}",
-                  file=sys.stderr, flush=True)
+            log.info("push_skipped", branch=pushed.branch, commit=pushed.commit[:10],
+                     reason=reason)
         for entry in found.entries:
-            print(f"tether worker: {entry.message} ({entry.snapshot[:10]}): queued as "
-                  f"{entry.name}" + (f", stages {', '.join(entry.targets)}"
-                                     if entry.targets else ""), file=sys.stderr, flush=True)
+            log.info("push_queued", message=entry.message, commit=entry.snapshot[:10],
+                     exp=entry.name, entry=entry.id, run_id=entry.run_id,
+                     stages=",".join(entry.targets) or None)
 
     def on_result(result: FollowedResult) -> None:
         entry = result.published.entry
-        print(f"tether worker: {entry.name} ({entry.snapshot[:10]}, {entry.status}) pushed "
-              f"to {args.follow}: {result.published.status}", file=sys.stderr, flush=True)
+        log.info("result_pushed", exp=entry.name, commit=entry.snapshot[:10],
+                 status=entry.status, remote=args.follow, push=result.published.status)
         if result.published.note:
-            print(f"tether worker: warning: {result.published.note}", file=sys.stderr)
+            log.warning("result_push_note", exp=entry.name, note=result.published.note)
         if result.gate is not None:
             print(render(result.gate), flush=True)
         elif result.gate_error:
-            print(f"tether worker: {entry.name} not gated: {result.gate_error}",
-                  file=sys.stderr, flush=True)
+            log.warning("not_gated", exp=entry.name, error=result.gate_error)
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

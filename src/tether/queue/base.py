@@ -29,15 +29,19 @@ both pass `tests/queue/contract.py`):
   gpu`, and `require:` of its stages); a worker has tags (`tether worker --tags
   gpu,a100`). `claim()` and `start()` take only entries whose requirements are a
   subset of the worker's tags, in the same atomic step as the claim.
-- Workers: each worker renews its own registration (`beat_worker`: id, queues,
-  tags, until when it counts as live) with its heartbeats and drops it when it
-  stops; `live_workers(now)` lists those whose registration has not run out
-  (`tether queue status` explains with them why an entry no live worker can take
-  waits).
+- Live workers: see Monitoring below; `live_workers(now)` lists the workers whose
+  announcement has not run out, with their queues and tags (`tether queue status`
+  explains with them why an entry no live worker can take waits).
 - Lifecycle hook: a backend calls `on_event(QueueEvent)` for each transition it
   makes (queued, started, retrying, requeued, done, failed, cancelled); the
   worker adds `stalled` (no output) and `stage` events through the same hook.
   The hook runs in whichever process made the transition.
+- Monitoring: `stats(now)` reads, in one pass and without listing entries, what
+  `tether metrics` exports (waiting and running per queue, the oldest claimable
+  wait, live workers, and the retry and lost-worker counters a backend keeps as
+  it makes those transitions). Workers announce themselves with
+  `announce_worker()` (queues and tags) on every heartbeat round (a presence lease) and
+  `retire_worker()` when they stop.
 - Logs: a worker writes each attempt's output under `attempt_dir(id, attempt)`
   on its own machine; clients read them with `read_log()` (a backend whose
   workers are remote ships them itself).
@@ -69,8 +73,6 @@ DEFAULT_QUEUE = "default"
 # A worker lost this many times on one entry fails it (a poison entry must not
 # take down worker after worker forever).
 MAX_LOST = 3
-# How long a backend keeps a worker's registration after it ran out (then forgets it).
-WORKERS_KEPT = 3600.0
 
 
 @struct(frozen=True)
@@ -133,30 +135,23 @@ class Entry:
 
 @struct(frozen=True)
 class WorkerInfo:
-    """A live worker as it registers itself: what it serves and can run."""
+    """A live worker as it announced itself: what it serves and can run."""
 
     id: str
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     tags: tuple[str, ...] = ()
-    jobs: int = 1
-    started_at: float = 0.0
-    heartbeat_at: float = 0.0
-    expires_at: float = 0.0  # no heartbeat by then: the worker is gone
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "queues": list(self.queues), "tags": list(self.tags),
-                "jobs": self.jobs, "started_at": self.started_at,
-                "heartbeat_at": self.heartbeat_at, "expires_at": self.expires_at}
+    until: float = 0.0  # no heartbeat by then: the worker is gone
 
 
-def worker_from_json(data: dict[str, Any]) -> WorkerInfo:
-    """A `WorkerInfo` from what a backend stored (`WorkerInfo.to_json`)."""
-    return WorkerInfo(
-        id=str(data["id"]), queues=tuple(data.get("queues", ())),
-        tags=tuple(data.get("tags", ())), jobs=int(data.get("jobs", 1)),
-        started_at=float(data.get("started_at", 0.0)),
-        heartbeat_at=float(data.get("heartbeat_at", 0.0)),
-        expires_at=float(data.get("expires_at", 0.0)))
+def workers_from_rows(rows: Iterable[tuple[str, str, float, str]]) -> list[WorkerInfo]:
+    """Live workers, by id, from (worker, queue, until, comma-joined tags) announcements."""
+    found: dict[str, WorkerInfo] = {}
+    for worker, queue, until, tags in rows:
+        known = found.get(worker)
+        queues = (*known.queues, queue) if known else (queue,)
+        found[worker] = WorkerInfo(worker, queues, tuple(t for t in tags.split(",") if t),
+                                   max(until, known.until if known else until))
+    return [found[worker] for worker in sorted(found)]
 
 
 @struct(frozen=True)
@@ -190,6 +185,20 @@ class QueueEvent:
 
 
 EventHook = Callable[[QueueEvent], None]
+
+
+@struct(frozen=True)
+class QueueStats:
+    """What `tether metrics` reads of a queue at scrape time (see `QueueBackend.stats`)."""
+
+    waiting: dict[str, int]  # queue -> queued + retrying entries
+    running: dict[str, int]  # queue -> running entries
+    # queue -> since when its longest-waiting claimable entry waits (enqueued, requeued,
+    # or its retry delay over)
+    waiting_since: dict[str, float]
+    workers: dict[str, int]  # queue -> workers whose presence lease has not expired
+    retries: int  # attempts that ended retrying, ever
+    lost_workers: int  # leases that expired (a worker died or hung), ever
 
 
 @struct(frozen=True)
@@ -287,14 +296,8 @@ class QueueBackend(Protocol):
               tags: Sequence[str] = ()) -> Entry | None:
         """Claim this entry if it is claimable now and `tags` can run it (None otherwise)."""
 
-    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
-        """Register or renew a worker: live until `now + lease` unless renewed."""
-
-    def drop_worker(self, worker_id: str) -> None:
-        """Forget a worker that stopped."""
-
     def live_workers(self, now: float) -> list[WorkerInfo]:
-        """Workers whose registration has not run out at `now`."""
+        """Workers whose announcement has not run out at `now`, by id."""
 
     def heartbeat(
         self, entry_id: str, attempt: int, worker: str, now: float, lease: float
@@ -323,6 +326,17 @@ class QueueBackend(Protocol):
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         """An attempt's combined output from byte `offset`."""
+
+    def stats(self, now: float) -> QueueStats:
+        """Counts for monitoring, computed now from the stored state (see `QueueStats`)."""
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        """Say `worker` serves `queues` with `tags` until `now + lease` (renewed with its
+        heartbeats)."""
+
+    def retire_worker(self, worker: str) -> None:
+        """Forget `worker`'s announcement: it stopped."""
 
     def close(self) -> None:
         """Release connections."""

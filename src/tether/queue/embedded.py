@@ -22,20 +22,29 @@ from tether.queue.base import (
     FAILED,
     MAX_LOST,
     QUEUED,
+    RETRYING,
     RUNNING,
     WAITING,
-    WORKERS_KEPT,
     Entry,
     EventHook,
     Heartbeat,
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
     WorkerInfo,
     can_run,
     read_local_log,
     unknown_entry,
-    worker_from_json,
+)
+from tether.queue.embedded_stats import (
+    LOST_WORKERS,
+    MONITORING_SCHEMA,
+    RETRIES,
+    announce,
+    count,
+    live_workers,
+    read_stats,
 )
 from tether.structs import replace
 
@@ -69,12 +78,7 @@ CREATE TABLE IF NOT EXISTS entries (
     requires TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY,
-    info TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
-"""
+""" + MONITORING_SCHEMA
 _COLUMNS = (
     "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
     "stage_failures worker lease_until heartbeat_at created_at started_at ended_at not_before "
@@ -120,9 +124,12 @@ class EmbeddedQueue:
         try:
             db = self._db()
             db.executescript(_SCHEMA)  # idempotent; manages its transaction
-            columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
-            if "requires" not in columns:  # a queue made before requirements existed
-                db.execute("ALTER TABLE entries ADD COLUMN requires TEXT NOT NULL DEFAULT '[]'")
+            for table, column, default in (("entries", "requires", "'[]'"),
+                                           ("workers", "tags", "''")):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:  # a queue made before requirements existed
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL "
+                               f"DEFAULT {default}")
         except sqlite3.DatabaseError as exc:
             raise _unusable(path, exc) from exc
 
@@ -272,6 +279,8 @@ class EmbeddedQueue:
             ):
                 return False
             entry = self._update(db, entry_id, **values)
+            if outcome.state == RETRYING:
+                count(db, RETRIES, 1)
         self._emit(outcome.state, [entry], outcome.error or "")
         return True
 
@@ -292,6 +301,7 @@ class EmbeddedQueue:
                     db, entry.id, state=state, lost=lost, error=error, lease_until=None,
                     ended_at=now, not_before=0,
                 ))
+            count(db, LOST_WORKERS, len(rows))
         for entry in changed:
             self._emit("requeued" if entry.state == QUEUED else FAILED, [entry], entry.error or "")
         return changed
@@ -344,29 +354,27 @@ class EmbeddedQueue:
             raise unknown_entry(entry_id)
         return entry
 
-    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
-        record = json.dumps({**info.to_json(), "heartbeat_at": now, "expires_at": now + lease})
-        with self._tx() as db:
-            db.execute("INSERT INTO workers (id, info, expires_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT (id) DO UPDATE SET info = excluded.info, "
-                       "expires_at = excluded.expires_at", (info.id, record, now + lease))
-            db.execute("DELETE FROM workers WHERE expires_at < ?", (now - WORKERS_KEPT,))
-
-    def drop_worker(self, worker_id: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-
-    def live_workers(self, now: float) -> list[WorkerInfo]:
-        rows = self._db().execute(
-            "SELECT info FROM workers WHERE expires_at >= ? ORDER BY id", (now,))
-        return [worker_from_json(json.loads(row[0])) for row in rows]
-
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         chunk = read_local_log(self.attempt_dir(entry_id, attempt) / "output.log", offset)
         return chunk if chunk is not None else LogChunk(b"", offset, None)
+
+    def stats(self, now: float) -> QueueStats:
+        return read_stats(self._db(), now)
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        with self._tx() as db:
+            announce(db, worker, queues, now + lease, now, tags)
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        return live_workers(self._db(), now)
+
+    def retire_worker(self, worker: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

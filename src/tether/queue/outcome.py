@@ -1,4 +1,4 @@
-"""How an attempt ended, from what its run process reported: the `Outcome` a worker reports."""
+"""How an attempt's result, as its child process reported it, ends the entry's attempt."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ def backoff_delay(failures: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** max(0, failures - 1)))
 
 
-def attempt_outcome(entry: Entry, result: dict[str, Any], now: float, backoff: float,
-                    backoff_max: float, *, requeue: bool) -> Outcome | None:
-    """The outcome of an attempt; None when it was abandoned to a new owner.
+def attempt_outcome(entry: Entry, result: dict[str, Any], now: float, *, backoff: float,
+                    backoff_max: float, requeue: bool) -> Outcome | None:
+    """The `Outcome` to report for `result` (None: the attempt was abandoned to a new owner).
 
-    `requeue`: the worker is stopping with `--on-term requeue`, so an abandoned
-    attempt goes back to the queue (its worker reports it).
+    `requeue`: the worker is stopping with --on-term requeue (abandoned runs go back).
     """
     kind = result.get("outcome")
     if kind == "recorded":
@@ -34,9 +33,7 @@ def attempt_outcome(entry: Entry, result: dict[str, Any], now: float, backoff: f
             f" (exit {code})" if code is not None else "") + f"; retry in {delay:g}s"
         return Outcome(RETRYING, error=error, not_before=now + delay, stage_failures=failures)
     if kind == "abandoned" or result.get("abandoned"):
-        if requeue:
-            return Outcome(QUEUED, error="requeued: the worker was stopped")
-        return None
+        return Outcome(QUEUED, error="requeued: the worker was stopped") if requeue else None
     if kind == "stopped":
         return Outcome(CANCELLED, error="killed before its first stage")
     if kind == "crashed" and entry.attempt < MAX_LOST:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
 from tether.layout import queue_dir, worktrees_dir
+from tether.logs import bind, get_logger
 from tether.queue.base import (
     DEFAULT_QUEUE,
     FAILED,
@@ -37,7 +37,6 @@ from tether.queue.base import (
     Outcome,
     QueueBackend,
     QueueEvent,
-    WorkerInfo,
     can_run,
 )
 from tether.queue.outcome import attempt_outcome
@@ -50,7 +49,7 @@ ON_TERM = ("finish", "requeue")
 # Heartbeats failing (state store unreachable) are retried at least this often
 # (and at least three times per lease).
 HEARTBEAT_BACKOFF_MAX = 5.0
-log = logging.getLogger("tether.queue.worker")
+HOST = socket.gethostname()
 
 
 @struct
@@ -100,9 +99,7 @@ class Worker:
         self.git = Git(root)
         self.backend = backend
         self.options = options
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
-        self.info = WorkerInfo(self.id, tuple(options.queues), tuple(options.tags),
-                               options.jobs, started_at=options.clock())
+        self.id = f"{HOST}:{os.getpid()}"
         self.draining = threading.Event()
         self.requeue_on_stop = options.on_term == "requeue"
         self.summary = WorkerSummary()
@@ -173,13 +170,17 @@ class Worker:
     # -- slots ------------------------------------------------------------
 
     def _slot(self) -> None:
+        with bind(worker=self.id, host=HOST):  # on every line of this slot's thread
+            self._take_entries()
+
+    def _take_entries(self) -> None:
         opts = self.options
         while not self.draining.is_set():
             now = opts.clock()
             self.backend.requeue_expired(now)
             entry = self.backend.claim(opts.queues, self.id, now, opts.lease, opts.tags)
             if entry is None:
-                if opts.exit_when_idle and self._idle():
+                if opts.exit_when_idle and not runnable_busy(self.backend, opts):
                     return
                 self.draining.wait(opts.poll)
                 continue
@@ -188,13 +189,17 @@ class Worker:
                 self.summary.ran += 1
                 self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
 
-    def _idle(self) -> bool:
-        """Nothing this worker can run is waiting or running in its queues (a lost
-        worker's entry comes back); entries it cannot run are left to other workers."""
-        return not runnable_busy(self.backend, self.options)
-
     def execute(self, entry: Entry) -> str:
         """Run one claimed attempt to its end and report it; returns the new state."""
+        with bind(**self.context_of(entry)):  # every line about this attempt carries it
+            return self._execute(entry)
+
+    def context_of(self, entry: Entry) -> dict[str, Any]:
+        """The log context of an attempt (tether.logs.CONTEXT_KEYS)."""
+        return {"run_id": entry.run_id, "exp": entry.name, "entry": entry.id,
+                "attempt": entry.attempt, "worker": self.id, "queue": entry.queue, "host": HOST}
+
+    def _execute(self, entry: Entry) -> str:
         attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
@@ -206,7 +211,10 @@ class Worker:
             result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
         finally:
             remove_worktree(self.git, worktree)
-        outcome = self._outcome(entry, result)
+        opts = self.options
+        outcome = attempt_outcome(entry, result, opts.clock(), backoff=opts.backoff,
+                                  backoff_max=opts.backoff_max,
+                                  requeue=self.requeue_on_stop and self.draining.is_set())
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
         if outcome.state == FAILED and outcome.result_ref is None:
@@ -250,6 +258,7 @@ class Worker:
             "limits": entry.limits, "message": entry.message, "force": entry.force,
             "stage_failures": entry.stage_failures, "state_root": str(attempt_dir),
             "lock_path": str(self._lock_path(entry)), "channel_fd": write_fd,
+            "log_context": self.context_of(entry),
         }
         job_path = attempt_dir / "job.json"
         job_path.write_text(json.dumps(job))
@@ -297,11 +306,6 @@ class Worker:
         result["abandoned"] = active.abandoned
         return result
 
-    def _outcome(self, entry: Entry, result: dict[str, Any]) -> Outcome | None:
-        requeue = self.requeue_on_stop and self.draining.is_set()
-        return attempt_outcome(entry, result, self.options.clock(), self.options.backoff,
-                               self.options.backoff_max, requeue=requeue)
-
     # -- heartbeats and kills ---------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -315,20 +319,19 @@ class Worker:
         interval = max(0.05, min(self.options.lease / 3, 1.0))
         cap = min(HEARTBEAT_BACKOFF_MAX, self.options.lease / 3)
         delay = interval
-        self.beat_worker()
+        self.announce()
         while not self._done.wait(delay):
-            ok = self.beat_once()
-            ok = self.beat_worker() and ok
+            ok = self.beat_once() & self.announce()
             delay = next_heartbeat_delay(delay, ok, interval, cap)
-        with contextlib.suppress(Exception):  # gone anyway once its registration runs out
-            self.backend.drop_worker(self.id)
+        with contextlib.suppress(Exception):  # else its announcement expires by itself
+            self.backend.retire_worker(self.id)
 
-    def beat_worker(self) -> bool:
-        """Renew this worker's registration (what `tether queue status` sees); False on failure."""
+    def announce(self) -> bool:
+        """Renew this worker's presence (`tether_workers`); False if the store failed."""
         try:
-            self.backend.beat_worker(self.info, self.options.clock(), self.options.lease)
-        except Exception as exc:  # a broker or state-store outage: retried, never fatal
-            log.warning("worker registration failed (%s: %s); retrying", type(exc).__name__, exc)
+            self.backend.announce_worker(self.id, self.options.queues, self.options.clock(),
+                                         self.options.lease, self.options.tags)
+        except Exception:  # an outage: beat_once() says so, and the next round retries
             return False
         return True
 
@@ -343,8 +346,9 @@ class Worker:
                                               self.options.clock(), self.options.lease)
             except Exception as exc:  # a broker or state-store outage: retried, never fatal
                 if ok:
-                    log.warning("heartbeat for entry %s failed (%s: %s); retrying",
-                                item.entry.id, type(exc).__name__, exc)
+                    get_logger("tether.queue.worker").warning(
+                        "heartbeat_failed", **self.context_of(item.entry),
+                        error=f"{type(exc).__name__}: {exc}", retrying=True)
                 ok = False
                 continue
             if not beat.owned and not item.abandoned:
@@ -374,7 +378,8 @@ class Worker:
 
 
 def runnable_busy(backend: QueueBackend, options: WorkerOptions) -> bool:
-    """Is anything this worker could run waiting or running in its queues?"""
+    """Is anything this worker could run waiting or running in its queues? (An entry
+    running elsewhere counts: it comes back if its worker dies.)"""
     busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
     return any(can_run(entry.requires, options.tags) for entry in busy)
 

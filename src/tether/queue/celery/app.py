@@ -20,7 +20,6 @@ experiment ref back before it reports the entry done.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import threading
@@ -41,15 +40,16 @@ except ImportError:
 from tether.errors import GitError
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, exp_ref
+from tether.logs import bind, get_logger
 from tether.queue.base import FAILED, WAITING, Entry, Outcome
-from tether.queue.worker import Worker, WorkerOptions, WorkerSummary, runnable_busy
+from tether.queue.worker import HOST, Worker, WorkerOptions, WorkerSummary, runnable_busy
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
     from tether.queue.celery.backend import CeleryQueue
 
 TASK_NAME = "tether.run_entry"
-log = logging.getLogger("tether.queue.celery")
+LOGGER = "tether.queue.celery"
 
 
 # A worker consumes one broker queue per subset of its tags (2**tags of them).
@@ -149,6 +149,10 @@ class _Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, entry_id: str) -> str:
+        with bind(worker=self.worker.id, host=HOST):  # on every line of this task's thread
+            return self._run(entry_id)
+
+    def _run(self, entry_id: str) -> str:
         now = time.time()
         current = self.backend.get(entry_id)
         if current is None:
@@ -159,11 +163,15 @@ class _Runtime:
         entry = self.backend.start(entry_id, self.worker.id, now, self.lease,
                                    self.worker.options.tags)
         if entry is None:
-            log.info("wake-up for entry %s ignored: it is %s (attempt %s)", entry_id,
-                     current.state, current.attempt)
+            get_logger(LOGGER).info("wakeup_ignored", entry=entry_id, state=current.state,
+                                    attempt=current.attempt, run_id=current.run_id)
             return "skipped"
         with self.lock:
             self.active.add(entry.id)
+        with bind(**self.worker.context_of(entry)):
+            return self._run_started(entry)
+
+    def _run_started(self, entry: Entry) -> str:
         try:
             try:
                 self._fetch(entry)
@@ -230,8 +238,7 @@ class _Runtime:
         try:
             push_artifacts(self.root, [result_ref])
         except TetherError as exc:  # the run is recorded and published; say what is missing
-            log.warning("%s: its outputs were not pushed to the artifact remote: %s",
-                         result_ref, exc)
+            get_logger(LOGGER).warning("artifacts_not_pushed", ref=result_ref, error=str(exc))
 
 
 def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
@@ -253,6 +260,8 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         worker.stop(requeue=options.on_term == "requeue")
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
+    # Celery's own lines go through tether.logs (the root logger's handler), as logfmt.
+    celery_signals.setup_logging.connect(_keep_logging, weak=False)
     queues = consumed_queues(backend.namespace, options.queues, options.tags)
     celery_worker = app.Worker(
         hostname=f"tether-{os.getpid()}@{socket.gethostname()}", pool="threads",
@@ -270,6 +279,7 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         worker._done.set()
         worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
+        celery_signals.setup_logging.disconnect(_keep_logging)
         sweeper.join(10)  # it may be blocked on the state store for one interval
         beats.join(5)
         worker.sweep_worktrees()
@@ -278,6 +288,10 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         backend.sender = None
         app.close()
     return worker.summary
+
+
+def _keep_logging(**kwargs: Any) -> None:
+    """Connected to Celery's setup_logging signal: Celery then configures no logging."""
 
 
 def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> None:
@@ -312,7 +326,7 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
                     return
             backend.wait_for_wakeup(interval)
         except Exception as exc:  # a broker or store hiccup: next round
-            log.warning("queue sweep failed (%s); trying again", exc)
+            get_logger(LOGGER).warning("queue_sweep_failed", error=str(exc), retrying=True)
             stop.wait(interval)
 
 
@@ -334,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish")
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
+    from tether.logs import configure
+
+    configure(level=args.loglevel)
     root = find_root(Path(args.root).resolve())
     backend = open_backend(root)
     from tether.queue.base import check_tags
@@ -346,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_worker(root, backend, options, loglevel=args.loglevel)
     finally:
         backend.close()
-    log.info("ran %d attempt(s): %s", summary.ran, summary.outcomes)
+    get_logger(LOGGER).info("worker_stopped", ran=summary.ran, **summary.outcomes)
     return 0
 
 

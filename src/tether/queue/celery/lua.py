@@ -3,12 +3,13 @@
 Keys (prefix `P` = `tether:<namespace>:`): `P e:<id>` a hash per entry (absent
 field = None), `P all` (zset id → enqueue sequence), `P waiting` (zset of
 queued/retrying ids → sequence), `P leases` (zset of running ids → lease end),
-`P log:<id>:<attempt>` (the attempt's shipped output), `P logat:<id>:<attempt>`
-(when output last arrived), `P workers` (zset of worker ids → registration end) and
-`P w:<id>` (a worker's registration, JSON). An entry's `requires` field holds its
-requirements joined by commas; a claim takes only entries whose requirements are
-all among the worker's tags (passed as a JSON list). Every transition after a claim is fenced by
-(state running, attempt, worker). Numbers travel as the strings Python wrote.
+`P log:<id>:<attempt>` (the attempt's shipped output) and `P logat:<id>:<attempt>`
+(when output last arrived), `P counters` (a hash: `retries`, `lost_workers`) and
+`P workers` (zset of `<worker>\t<queue>\t<tags>` → end of its presence lease). An
+entry's `requires` field holds its requirements joined by commas; a claim takes only
+entries whose requirements are all among the worker's tags (passed as a JSON list).
+Every transition after a claim is fenced by (state running, attempt, worker).
+Numbers travel as the strings Python wrote.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ redis.call('ZREM', P .. 'leases', id)
 if waiting(values['state']) then
   redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
 end
+if values['state'] == 'retrying' then redis.call('HINCRBY', P .. 'counters', 'retries', 1) end
 return 1
 """
 
@@ -140,7 +142,45 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. no
   end
   redis.call('ZREM', P .. 'leases', id)
 end
+if #changed > 0 then redis.call('HINCRBY', P .. 'counters', 'lost_workers', #changed) end
 return changed
+"""
+
+# ARGV: P now -> JSON {queues: {q: [waiting, running, waiting_since]}, workers: [member...],
+#                      retries, lost_workers}
+# Waiting since: enqueued (or queued again), requeued, or the end of its retry delay.
+STATS = _PRELUDE + """
+local now = ARGV[2]
+local queues = {}
+local function of(queue)
+  local figures = queues[queue]
+  if figures == nil then
+    figures = {0, 0, false}
+    queues[queue] = figures
+  end
+  return figures
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+  local v = redis.call('HMGET', ekey(id), 'queue', 'state', 'created_at', 'ended_at', 'not_before')
+  if v[1] and waiting(v[2]) then
+    local figures = of(v[1])
+    figures[1] = figures[1] + 1
+    local since = math.max(tonumber(v[4] or v[3]), tonumber(v[5] or '0'))
+    if figures[3] == false or since < figures[3] then figures[3] = since end
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+  local v = redis.call('HMGET', ekey(id), 'queue', 'state')
+  if v[1] and v[2] == 'running' then
+    local figures = of(v[1])
+    figures[2] = figures[2] + 1
+  end
+end
+local counters = redis.call('HMGET', P .. 'counters', 'retries', 'lost_workers')
+return cjson.encode({
+  queues = queues, workers = redis.call('ZRANGEBYSCORE', P .. 'workers', now, '+inf'),
+  retries = tonumber(counters[1] or '0'), lost_workers = tonumber(counters[2] or '0'),
+})
 """
 
 # ARGV: P id now -> 'cancel' | 'kill' | 'missing' | <the final state it is in>
@@ -211,24 +251,4 @@ if length + #data > cap then
     '\\n[tether: log capped in the queue store; the whole log is in the experiment record]\\n'
 end
 return redis.call('APPEND', key, data)
-"""
-
-# ARGV: P id json(info) expires_at forget_before: register or renew a worker, forget
-# registrations that ran out long ago
-WORKER_BEAT = _PRELUDE + """
-local id, info, expires_at, forget_before = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', '(' .. forget_before)) do
-  redis.call('DEL', P .. 'w:' .. old)
-end
-redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', '(' .. forget_before)
-redis.call('SET', P .. 'w:' .. id, info)
-redis.call('ZADD', P .. 'workers', expires_at, id)
-return 1
-"""
-
-# ARGV: P id
-DROP_WORKER = _PRELUDE + """
-redis.call('ZREM', P .. 'workers', ARGV[2])
-redis.call('DEL', P .. 'w:' .. ARGV[2])
-return 1
 """

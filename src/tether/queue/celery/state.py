@@ -31,17 +31,16 @@ from tether.queue.base import (
     FAILED,
     MAX_LOST,
     QUEUED,
-    WORKERS_KEPT,
     Entry,
     EventHook,
     Heartbeat,
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
     WorkerInfo,
     read_local_log,
     unknown_entry,
-    worker_from_json,
 )
 from tether.queue.celery import keys, lua
 from tether.queue.celery.keys import entry_key, number
@@ -96,8 +95,7 @@ class RedisState:
         self._scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
-                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "WORKER_BEAT",
-                         "DROP_WORKER")
+                         "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "STATS")
         }
         self._shipping: dict[tuple[str, int], int] = {}  # attempt -> bytes shipped
         self._ship_lock = threading.Lock()
@@ -263,30 +261,25 @@ class RedisState:
         self._emit(QUEUED, [entry], "retry")
         return entry
 
-    def beat_worker(self, info: WorkerInfo, now: float, lease: float) -> None:
-        record = json.dumps({**info.to_json(), "heartbeat_at": now, "expires_at": now + lease})
-        self._script("WORKER_BEAT", info.id, record, number(now + lease),
-                     number(now - WORKERS_KEPT))
-
-    def drop_worker(self, worker_id: str) -> None:
-        self._script("DROP_WORKER", worker_id)
-
-    def live_workers(self, now: float) -> list[WorkerInfo]:
-        def read() -> list[bytes | None]:
-            ids = cast(list[bytes],
-                       self.redis.zrangebyscore(f"{self.prefix}workers", number(now), "+inf"))
-            return cast(list[bytes | None],
-                        self.redis.mget([f"{self.prefix}w:{i.decode()}" for i in ids])
-                        if ids else [])
-
-        return sorted((worker_from_json(json.loads(raw)) for raw in self._retrying(read) if raw),
-                      key=lambda info: info.id)
-
     def _require(self, entry_id: str) -> Entry:
         entry = self.get(entry_id)
         if entry is None:
             raise unknown_entry(entry_id)
         return entry
+
+    def stats(self, now: float) -> QueueStats:
+        return keys.stats_from_json(self._script("STATS", number(now)))
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        self._retrying(lambda: keys.announce_worker(self.redis, self.prefix, worker, queues,
+                                                    now + lease, now, tags))
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        return self._retrying(lambda: keys.live_workers(self.redis, self.prefix, now))
+
+    def retire_worker(self, worker: str) -> None:
+        self._retrying(lambda: keys.retire_worker(self.redis, self.prefix, worker))
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
