@@ -52,14 +52,14 @@ def handle(args: argparse.Namespace) -> int:
         if args.once:
             sys.stdout.write(exposition(collector))
             return 0
-        stop_serving = serve(collector, args.port, args.bind)
-        from tether.logs import get_logger
-
-        get_logger("tether.metrics").info("serving_metrics", url=f"http://{args.bind}:"
-                                          f"{args.port}/metrics")
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop_serving = serve(collector, args.port, args.bind)
         try:
+            from tether.logs import get_logger
+
+            get_logger("tether.metrics").info("serving_metrics", url=f"http://{args.bind}:"
+                                              f"{args.port}/metrics")
             stop.wait()
         except KeyboardInterrupt:
             pass

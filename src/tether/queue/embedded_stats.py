@@ -13,23 +13,28 @@ from collections.abc import Sequence
 
 from tether.queue.base import QUEUED, RETRYING, RUNNING, QueueStats, WorkerInfo, workers_from_rows
 
-MONITORING_SCHEMA = """
+# Waiting since: enqueued (or queued again), requeued, or the end of its retry delay.
+_SINCE = "MAX(COALESCE(ended_at, created_at), not_before)"
+# The waiting entries' partial index holds that expression: the stats query reads only it.
+MONITORING_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT NOT NULL, queue TEXT NOT NULL, until REAL NOT NULL, tags TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (id, queue)
 );
+CREATE INDEX IF NOT EXISTS entries_waiting ON entries (queue, {_SINCE})
+    WHERE state IN ('{QUEUED}', '{RETRYING}');
 """
 RETRIES = "retries"
 LOST_WORKERS = "lost_workers"
 # An announcement this long expired belongs to a worker that died without retiring.
 FORGET_WORKERS_AFTER = 86400.0
 
-# Waiting since: enqueued (or queued again), requeued, or the end of its retry delay.
-_STATS = f"""
-SELECT queue, state, COUNT(*), MIN(MAX(COALESCE(ended_at, created_at), not_before))
-FROM entries WHERE state IN ('{QUEUED}', '{RETRYING}', '{RUNNING}') GROUP BY queue, state
+_WAITING = f"""
+SELECT queue, COUNT(*), MIN({_SINCE}) FROM entries INDEXED BY entries_waiting
+WHERE state IN ('{QUEUED}', '{RETRYING}') GROUP BY queue
 """
+_RUNNING = f"SELECT queue, COUNT(*) FROM entries WHERE state = '{RUNNING}' GROUP BY queue"
 
 
 def count(db: sqlite3.Connection, name: str, added: int) -> None:
@@ -59,14 +64,10 @@ def live_workers(db: sqlite3.Connection, now: float) -> list[WorkerInfo]:
 def read_stats(db: sqlite3.Connection, now: float) -> QueueStats:
     """The queue's figures as of `now` (see `QueueStats`)."""
     waiting: dict[str, int] = {}
-    running: dict[str, int] = {}
     since: dict[str, float] = {}
-    for queue, state, number, waited_from in db.execute(_STATS):
-        if state == RUNNING:
-            running[queue] = number
-            continue
-        waiting[queue] = waiting.get(queue, 0) + number
-        since[queue] = min(since.get(queue, waited_from), waited_from)
+    for queue, number, waited_from in db.execute(_WAITING):
+        waiting[queue], since[queue] = number, waited_from
+    running = dict(db.execute(_RUNNING).fetchall())
     workers = dict(db.execute("SELECT queue, COUNT(*) FROM workers WHERE until >= ? "
                               "GROUP BY queue", (now,)).fetchall())
     counters = dict(db.execute("SELECT name, value FROM counters").fetchall())

@@ -9,6 +9,8 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
   ids → lease end;
 - `P log:<id>:<attempt>` and `P logat:<id>:<attempt>`: an attempt's shipped output
   and when output last arrived;
+- `P queues`, `P qwait:<queue>`, `P qrun:<queue>`, `P qindex`: the per-queue index of
+  waiting and running entries (see `tether.queue.celery.lua`);
 - `P counters`: a hash of the `retries` and `lost_workers` counters (the Lua scripts
   count them); `P workers`: zset of `<worker>\t<queue>\t<tags>` (tags joined by
   commas) → end of the worker's presence lease, renewed with its heartbeats;
@@ -102,6 +104,10 @@ def write_entries(conn: redis.Redis, prefix: str, entries: Sequence[Entry],
         pipe.hset(entry_key(prefix, entry.id), mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(f"{prefix}all", {entry.id: seq})
         pipe.zadd(f"{prefix}waiting", {entry.id: seq})
+        # The per-queue index of `STATS` (tether.queue.celery.lua): waiting since.
+        pipe.sadd(f"{prefix}queues", entry.queue)
+        pipe.zadd(f"{prefix}qwait:{entry.queue}",
+                  {entry.id: max(entry.created_at or now, entry.not_before)})
     _wakeup_note(pipe, prefix, len(entries))
     pipe.execute()
 

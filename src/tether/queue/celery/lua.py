@@ -5,11 +5,14 @@ field = None), `P all` (zset id → enqueue sequence), `P waiting` (zset of
 queued/retrying ids → sequence), `P leases` (zset of running ids → lease end),
 `P log:<id>:<attempt>` (the attempt's shipped output) and `P logat:<id>:<attempt>`
 (when output last arrived), `P counters` (a hash: `retries`, `lost_workers`) and
-`P workers` (zset of `<worker>\t<queue>\t<tags>` → end of its presence lease). An
-entry's `requires` field holds its requirements joined by commas; a claim takes only
-entries whose requirements are all among the worker's tags (passed as a JSON list).
-Every transition after a claim is fenced by (state running, attempt, worker).
-Numbers travel as the strings Python wrote.
+`P workers` (zset of `<worker>\t<queue>\t<tags>` → end of its presence lease), and
+the per-queue index that `STATS` reads in O(queues): `P queues` (set of queue names),
+`P qwait:<queue>` (zset of waiting ids → since when they wait), `P qrun:<queue>` (set
+of running ids), `P qindex` (set once the index covers every entry). An entry's
+`requires` field holds its requirements joined by commas; a claim takes only entries
+whose requirements are all among the worker's tags (passed as a JSON list). Every
+transition after a claim is fenced by (state running, attempt, worker). Numbers travel
+as the strings Python wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +23,21 @@ local P = ARGV[1]
 local function ekey(id) return P .. 'e:' .. id end
 local function field(id, name) return redis.call('HGET', ekey(id), name) end
 local function waiting(state) return state == 'queued' or state == 'retrying' end
+-- The per-queue index that STATS reads: qwait:<queue> (zset id -> waiting since) and
+-- qrun:<queue> (set of running ids); `queues` names every queue ever used.
+local function queue_of(id) return redis.call('HGET', ekey(id), 'queue') or 'default' end
+local function now_waiting(id, since)
+  local queue = queue_of(id)
+  redis.call('SADD', P .. 'queues', queue)
+  redis.call('ZADD', P .. 'qwait:' .. queue, since, id)
+end
+local function not_waiting(id) redis.call('ZREM', P .. 'qwait:' .. queue_of(id), id) end
+local function now_running(id)
+  local queue = queue_of(id)
+  redis.call('SADD', P .. 'queues', queue)
+  redis.call('SADD', P .. 'qrun:' .. queue, id)
+end
+local function not_running(id) redis.call('SREM', P .. 'qrun:' .. queue_of(id), id) end
 local function take(id, worker, now, lease_until)
   local key = ekey(id)
   redis.call('HINCRBY', key, 'attempt', 1)
@@ -27,7 +45,9 @@ local function take(id, worker, now, lease_until)
              'heartbeat_at', now, 'started_at', now)
   redis.call('HDEL', key, 'ended_at')
   redis.call('ZREM', P .. 'waiting', id)
+  not_waiting(id)
   redis.call('ZADD', P .. 'leases', lease_until, id)
+  now_running(id)
   return redis.call('HGETALL', key)
 end
 local function tagset(json)
@@ -110,8 +130,10 @@ redis.call('HSET', key, unpack(flat))
 local gone = cjson.decode(ARGV[7])
 if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
 redis.call('ZREM', P .. 'leases', id)
+not_running(id)
 if waiting(values['state']) then
   redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+  now_waiting(id, math.max(tonumber(values['ended_at']), tonumber(values['not_before'] or '0')))
 end
 if values['state'] == 'retrying' then redis.call('HINCRBY', P .. 'counters', 'retries', 1) end
 return 1
@@ -135,8 +157,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. no
     redis.call('HSET', key, 'state', state, 'lost', lost, 'error', gone, 'ended_at', now,
                'not_before', '0')
     redis.call('HDEL', key, 'lease_until')
+    not_running(id)
     if state == 'queued' then
       redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+      now_waiting(id, now)
     end
     changed[#changed + 1] = id
   end
@@ -151,30 +175,24 @@ return changed
 # Waiting since: enqueued (or queued again), requeued, or the end of its retry delay.
 STATS = _PRELUDE + """
 local now = ARGV[2]
+if redis.call('EXISTS', P .. 'qindex') == 0 then  -- entries from before the per-queue index
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+    local v = redis.call('HMGET', ekey(id), 'state', 'created_at', 'ended_at', 'not_before')
+    if waiting(v[1]) then
+      now_waiting(id, math.max(tonumber(v[3] or v[2]), tonumber(v[4] or '0')))
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+    if field(id, 'state') == 'running' then now_running(id) end
+  end
+  redis.call('SET', P .. 'qindex', '1')
+end
 local queues = {}
-local function of(queue)
-  local figures = queues[queue]
-  if figures == nil then
-    figures = {0, 0, false}
-    queues[queue] = figures
-  end
-  return figures
-end
-for _, id in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
-  local v = redis.call('HMGET', ekey(id), 'queue', 'state', 'created_at', 'ended_at', 'not_before')
-  if v[1] and waiting(v[2]) then
-    local figures = of(v[1])
-    figures[1] = figures[1] + 1
-    local since = math.max(tonumber(v[4] or v[3]), tonumber(v[5] or '0'))
-    if figures[3] == false or since < figures[3] then figures[3] = since end
-  end
-end
-for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
-  local v = redis.call('HMGET', ekey(id), 'queue', 'state')
-  if v[1] and v[2] == 'running' then
-    local figures = of(v[1])
-    figures[2] = figures[2] + 1
-  end
+for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+  local first = redis.call('ZRANGE', P .. 'qwait:' .. queue, 0, 0, 'WITHSCORES')
+  queues[queue] = {redis.call('ZCARD', P .. 'qwait:' .. queue),
+                   redis.call('SCARD', P .. 'qrun:' .. queue),
+                   first[2] and tonumber(first[2]) or false}
 end
 local counters = redis.call('HMGET', P .. 'counters', 'retries', 'lost_workers')
 return cjson.encode({
@@ -192,6 +210,7 @@ if waiting(state) then
   redis.call('HSET', ekey(id), 'state', 'cancelled', 'ended_at', now,
              'error', 'cancelled before it ran')
   redis.call('ZREM', P .. 'waiting', id)
+  not_waiting(id)
   return 'cancel'
 end
 if state == 'running' then
@@ -214,6 +233,7 @@ for i = 2, #ARGV do
   for a = 0, attempts do
     redis.call('DEL', P .. 'log:' .. id .. ':' .. a, P .. 'logat:' .. id .. ':' .. a)
   end
+  not_waiting(id)
   redis.call('DEL', ekey(id))
   redis.call('ZREM', P .. 'all', id)
   redis.call('ZREM', P .. 'waiting', id)
@@ -235,6 +255,7 @@ redis.call('HSET', key, 'state', 'queued', 'name', name, 'run_id', run_id, 'atte
 redis.call('HDEL', key, 'worker', 'started_at', 'ended_at', 'status', 'result_ref', 'error',
            'lease_until', 'heartbeat_at', 'finish_token')
 redis.call('ZADD', P .. 'waiting', redis.call('HGET', key, 'seq'), id)
+now_waiting(id, now)
 return 'ok'
 """
 
