@@ -17,14 +17,21 @@ worker-seconds the autoscaled pool used against a fixed pool of --max-workers
 running over the same span.
 
     python bench/autoscale.py [--experiments 100] [--max-workers 4] [--target 2] [--json]
+    python bench/autoscale.py --backend celery [--redis redis://HOST:PORT/DB]
+
+With `--backend celery` the project's queue is the Celery backend on Redis (a private
+redis-server on a free port unless --redis names one): Celery worker processes, the
+state and /metrics read from Redis.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,15 +80,44 @@ def desired_workers(depth: float, running: float, target: float, most: int) -> i
     return max(0, min(most, math.ceil((depth + running) / target)))
 
 
-def make_project(root: Path, runs_log: Path) -> None:
+def make_project(root: Path, runs_log: Path, redis_url: str | None) -> None:
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
+    if redis_url is not None:
+        (root / ".tether").mkdir()
+        (root / ".tether" / "config.yaml").write_text(json.dumps({"queue": {
+            "backend": "celery", "broker": redis_url, "namespace": f"bench{os.getpid()}",
+            "git_remote": None}}))
     (root / "tether.yaml").write_text(SPEC)
     (root / "params.yaml").write_text("lr: 0.1\n")
     (root / "train.py").write_text(TRAIN)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "pipeline")
     ENV["RUNS_LOG"] = str(runs_log)
+
+
+@contextlib.contextmanager
+def private_redis(folder: Path) -> Any:
+    """A redis-server on a free loopback port (no persistence), for --backend celery."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("--backend celery needs redis-server (or --redis URL)")
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def free_port() -> int:
@@ -229,38 +265,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail", type=float, default=5.0, help="silence after the burst")
     parser.add_argument("--sleep", type=float, default=0.2, help="the stage's run time")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--backend", choices=("embedded", "celery"), default="embedded")
+    parser.add_argument("--redis", metavar="URL", help="with --backend celery: this Redis")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     opts = parser.parse_args(argv)
     ENV["TRAIN_SLEEP"] = str(opts.sleep)
-    with tempfile.TemporaryDirectory(prefix="tether-autoscale-") as tmp:
-        root, runs_log, logs = Path(tmp) / "project", Path(tmp) / "runs.log", Path(tmp) / "logs"
-        make_project(root, runs_log)
-        logs.mkdir()
-        port = free_port()
-        exporter = subprocess.Popen(
-            [sys.executable, "-m", "tether", "metrics", "--port", str(port), "--bind",
-             "127.0.0.1"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=ENV)
-        pool = Pool(root, logs)
-        try:
-            tether(root, "run", "--queue", "-n", "burst", "--repeat", str(opts.experiments))
-            figures = autoscale(root, f"http://127.0.0.1:{port}/metrics", pool, opts,
-                                opts.experiments)
-        finally:
-            pool.close()
-            exporter.terminate()
-            exporter.wait(30)
-        result = {"experiments": opts.experiments, "max_workers": opts.max_workers,
-                  "target": opts.target, "cooldown_s": opts.cooldown, "tail_s": opts.tail,
-                  **figures, **check_exactly_once(root, runs_log, opts.experiments),
-                  "workers_left": pool.size() + len(pool.stopping)}
+    with tempfile.TemporaryDirectory(prefix="tether-autoscale-") as tmp, \
+            contextlib.ExitStack() as stack:
+        redis_url = opts.redis
+        if opts.backend == "celery" and redis_url is None:
+            redis_url = stack.enter_context(private_redis(Path(tmp)))
+        result = run_scenario(Path(tmp), opts, redis_url if opts.backend == "celery" else None)
     if opts.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:32} {value}")
+            print(f"{key:36} {value}")
     return 0 if result["exactly_once"] and result["workers_left"] == 0 else 1
 
+
+def run_scenario(tmp: Path, opts: argparse.Namespace, redis_url: str | None) -> dict[str, Any]:
+    """Make the project, queue the burst, run the loop, check the records."""
+    root, runs_log, logs = tmp / "project", tmp / "runs.log", tmp / "logs"
+    make_project(root, runs_log, redis_url)
+    logs.mkdir()
+    port = free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "tether", "metrics", "--port", str(port), "--bind",
+         "127.0.0.1"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    pool = Pool(root, logs)
+    try:
+        tether(root, "run", "--queue", "-n", "burst", "--repeat", str(opts.experiments))
+        figures = autoscale(root, f"http://127.0.0.1:{port}/metrics", pool, opts,
+                            opts.experiments)
+    finally:
+        pool.close()
+        exporter.terminate()
+        exporter.wait(30)
+    return {"backend": opts.backend, "experiments": opts.experiments,
+            "max_workers": opts.max_workers, "target": opts.target,
+            "cooldown_s": opts.cooldown, "tail_s": opts.tail,
+            **figures, **check_exactly_once(root, runs_log, opts.experiments),
+            "workers_left": pool.size() + len(pool.stopping)}
 
 if __name__ == "__main__":
     raise SystemExit(main())
