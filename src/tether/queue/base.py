@@ -232,7 +232,7 @@ def check_tags(values: Iterable[str], option: str) -> tuple[str, ...]:
     spaces or other characters a worker could not be told in `--tags`).
     """
     from tether.errors import UsageError
-    from tether.spec.fields import TAG
+    from tether.spec.values import TAG
 
     found: set[str] = set()
     for value in values:

@@ -9,15 +9,13 @@ from typing import TypeVar
 from tether.errors import close_matches
 from tether.spec.model import ParamRef
 from tether.spec.nodes import Entry, Node, Problems, describe
-from tether.spec.values import describe_value, normalize_path
+from tether.spec.values import TAG, describe_value, normalize_path
 
 T = TypeVar("T")
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM_KEY = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
-# A worker tag (`tether worker --tags`, `require:`; tether.queue.base.check_tags too).
-TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:=+-]{0,62}")
 
 
 def check_keys(
