@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import git, write
-from queueing.conftest import rabbit_server, redis_server, workers  # noqa: F401 - fixtures
+from queueing.conftest import (  # noqa: F401 - fixtures, and the way tests run tether
+    rabbit_server,
+    redis_server,
+    tether,
+    workers,
+)
 
 # Two stages, an output directory, git-ignored data; every line of stage output starts
 # with "out:" so a test can tell it from tether's own lines.
@@ -59,17 +61,6 @@ def pipeline_project(repo: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pipeline")
     return repo
-
-
-def tether(root: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tether", *args], cwd=root, text=True,
-                          capture_output=True, env={**os.environ, **(env or {})},
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tether {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def parse_logfmt(line: str) -> dict[str, Any]:

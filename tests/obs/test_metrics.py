@@ -71,17 +71,19 @@ def start_worker(root: Path, *args: str, env: dict[str, str]) -> subprocess.Pope
                             env={**os.environ, **env})
 
 
-@pytest.fixture(params=["embedded", "celery"])
+@pytest.fixture(params=["embedded", "celery-redis", "celery-rabbitmq"])
 def backend_project(request: pytest.FixtureRequest, pipeline_project: Path) -> Path:
     """The pipeline project, its train stage retried once on exit 4, on each backend."""
     spec = (pipeline_project / "tether.yaml").read_text()
     write(pipeline_project / "tether.yaml",
           spec.replace("    metrics: [metrics.json]\n",
                        "    metrics: [metrics.json]\n    retries: 1\n    retry_on: [4]\n"))
-    if request.param == "celery":
+    if request.param != "embedded":
         redis: RedisServer = request.getfixturevalue("redis_server")
+        broker = (request.getfixturevalue("rabbit_server").url
+                  if request.param == "celery-rabbitmq" else redis.url)
         write(pipeline_project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
-            "backend": "celery", "broker": redis.url, "state": redis.url,
+            "backend": "celery", "broker": broker, "state": redis.url,
             "namespace": f"t{uuid.uuid4().hex[:10]}"}}))
     git(pipeline_project, "add", "-A")
     git(pipeline_project, "commit", "-q", "-m", f"{request.param} queue")
