@@ -125,7 +125,7 @@ def _renderer(chosen: str) -> Any:
     if chosen == "json":
         return structlog.processors.JSONRenderer(sort_keys=False)
     if chosen == "console":
-        return structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
+        return structlog.dev.ConsoleRenderer(colors=False, sort_keys=False, timestamp_key="ts")
     return structlog.processors.LogfmtRenderer(
         key_order=[*LEADING_KEYS, *CONTEXT_KEYS], drop_missing=True, bool_as_flag=False)
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import git, write
-from queueing.conftest import rabbit_server, redis_server, workers  # noqa: F401 - fixtures
+from queueing.conftest import (  # noqa: F401 - fixtures, and the way tests run tether
+    rabbit_server,
+    redis_server,
+    tether,
+    workers,
+)
+from queueing.servers import RedisServer
 
 # Two stages, an output directory, git-ignored data; every line of stage output starts
 # with "out:" so a test can tell it from tether's own lines.
@@ -61,15 +66,23 @@ def pipeline_project(repo: Path) -> Path:
     return repo
 
 
-def tether(root: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tether", *args], cwd=root, text=True,
-                          capture_output=True, env={**os.environ, **(env or {})},
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tether {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
+@pytest.fixture(params=["embedded", "celery-redis", "celery-rabbitmq"])
+def backend_project(request: pytest.FixtureRequest, pipeline_project: Path) -> Path:
+    """The pipeline project, its train stage retried once on exit 4, on each backend."""
+    spec = (pipeline_project / "tether.yaml").read_text()
+    write(pipeline_project / "tether.yaml",
+          spec.replace("    metrics: [metrics.json]\n",
+                       "    metrics: [metrics.json]\n    retries: 1\n    retry_on: [4]\n"))
+    if request.param != "embedded":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        broker = (request.getfixturevalue("rabbit_server").url
+                  if request.param == "celery-rabbitmq" else redis.url)
+        write(pipeline_project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
+            "backend": "celery", "broker": broker, "state": redis.url,
+            "namespace": f"t{uuid.uuid4().hex[:10]}"}}))
+    git(pipeline_project, "add", "-A")
+    git(pipeline_project, "commit", "-q", "-m", f"{request.param} queue")
+    return pipeline_project
 
 
 def parse_logfmt(line: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from feedback.receivers import http_receiver
 from obs.conftest import parse_logfmt, tether
 
@@ -19,10 +21,11 @@ def _attempt_logs(root: Path) -> dict[str, list[str]]:
             for path in sorted(logs.glob("*/*/output.log"))}
 
 
+@pytest.mark.parametrize("backend_project", ["embedded", "celery-redis"], indirect=True)
 def test_a_worker_run_logs_logfmt_with_the_run_context_everywhere(
-    pipeline_project: Path,
+    backend_project: Path,
 ) -> None:
-    root = pipeline_project
+    root = backend_project
     tether(root, "run", "--queue", "-n", "good")
     tether(root, "run", "--queue", "-n", "bad", "-S", "lr=-1")
     status = {e["name"]: e for e in map(json.loads, tether(

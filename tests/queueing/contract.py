@@ -261,6 +261,7 @@ class QueueContract:
         assert (stats.waiting, stats.running) == ({"default": 2, "gpu": 1}, {})
         assert stats.waiting_since == {"default": first.created_at, "gpu": gpu.created_at}
         assert (stats.retries, stats.lost_workers) == (0, 0)
+        assert stats.queues == ["default", "gpu"]
         claimed = backend.claim(["default"], "w1", T0 + 10, 60)
         assert claimed is not None and claimed.id == first.id
         assert backend.stats(T0 + 11).running == {"default": 1}
@@ -285,5 +286,6 @@ class QueueContract:
         assert backend.stats(T0 + 30).workers == {"default": 1, "gpu": 1}  # w2 went quiet
         backend.announce_worker("w2", ["default"], T0 + 30, 10)  # its heartbeat came back
         assert backend.stats(T0 + 31).workers == {"default": 2, "gpu": 1}
+        assert backend.stats(T0 + 31).queues == ["default", "gpu"]
         backend.retire_worker("w1")
         assert backend.stats(T0 + 31).workers == {"default": 1}

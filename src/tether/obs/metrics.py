@@ -148,7 +148,7 @@ def families(figures: Figures) -> Iterator[Any]:
 def _queue_families(stats: QueueStats, now: float) -> Iterator[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    queues = sorted({DEFAULT_QUEUE, *stats.waiting, *stats.running, *stats.workers})
+    queues = sorted({DEFAULT_QUEUE, *stats.queues, *stats.waiting, *stats.running})
     gauges = (
         ("tether_queue_depth", "Entries waiting to run (queued or retrying)", stats.waiting),
         ("tether_queue_running", "Entries running", stats.running),

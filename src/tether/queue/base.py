@@ -199,6 +199,7 @@ class QueueStats:
     workers: dict[str, int]  # queue -> workers whose presence lease has not expired
     retries: int  # attempts that ended retrying, ever
     lost_workers: int  # leases that expired (a worker died or hung), ever
+    queues: list[str]  # every queue the store knows (the dicts leave out zeros)
 
 
 @struct(frozen=True)

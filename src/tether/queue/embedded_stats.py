@@ -71,5 +71,6 @@ def read_stats(db: sqlite3.Connection, now: float) -> QueueStats:
     workers = dict(db.execute("SELECT queue, COUNT(*) FROM workers WHERE until >= ? "
                               "GROUP BY queue", (now,)).fetchall())
     counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+    known = {row[0] for row in db.execute("SELECT DISTINCT queue FROM entries")}
     return QueueStats(waiting, running, since, workers, counters.get(RETRIES, 0),
-                      counters.get(LOST_WORKERS, 0))
+                      counters.get(LOST_WORKERS, 0), sorted(known | set(workers)))

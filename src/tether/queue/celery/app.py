@@ -228,6 +228,7 @@ class _Runtime:
                     raise
                 time.sleep(delay)
                 delay *= 2
+        get_logger(LOGGER).info("result_pushed", ref=result_ref, remote=self.git_remote)
         self._publish_artifacts(result_ref)
 
     def _publish_artifacts(self, result_ref: str) -> None:
@@ -236,7 +237,11 @@ class _Runtime:
         from tether.share.transfer import push_artifacts
 
         try:
-            push_artifacts(self.root, [result_ref])
+            moved = push_artifacts(self.root, [result_ref])
+            if moved is not None:
+                get_logger(LOGGER).info("artifacts_pushed", ref=result_ref, sent=len(moved.sent),
+                                        present=moved.present, bytes=moved.bytes,
+                                        failed=len(moved.failed) or None)
         except TetherError as exc:  # the run is recorded and published; say what is missing
             get_logger(LOGGER).warning("artifacts_not_pushed", ref=result_ref, error=str(exc))
 

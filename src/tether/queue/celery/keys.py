@@ -213,4 +213,5 @@ def stats_from_json(raw: bytes) -> QueueStats:
         running={q: int(f[1]) for q, f in queues.items() if f[1]},
         waiting_since={q: float(f[2]) for q, f in queues.items() if f[2] is not False},
         workers=workers, retries=int(data["retries"]), lost_workers=int(data["lost_workers"]),
+        queues=sorted(set(queues) | set(workers)),
     )
