@@ -33,3 +33,15 @@ echo
 echo "== tether report --against main --md"
 tether report --against main --md
 git checkout -q main
+echo
+echo "== a queued run, a worker's structured logs, and the metrics"
+tether run --queue -S train.lr=0.2 -n queued-lr
+tether --log-format logfmt worker --exit-when-idle 2>"$here/.demo/worker.log"
+echo "one logfmt line per event (ts level event, then run_id exp entry attempt worker queue host):"
+grep -m 1 'event=entry_done' "$here/.demo/worker.log" || head -n 1 "$here/.demo/worker.log"
+echo
+echo "metrics: \`tether metrics --port 9640\` serves http://localhost:9640/metrics" \
+     "(or \`tether worker --metrics-port 9640\`); once, now:"
+tether metrics --once | grep -E '^tether_(queue_depth|queue_running|runs_total)' \
+  || echo "(tether metrics needs tether[metrics]: pip install 'tether[metrics]')"
+echo "every metric is listed in docs/operations.md"

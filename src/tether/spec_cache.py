@@ -69,6 +69,7 @@ def pipeline_from_json(
             expected=body["expected"],
             retries=body["retries"],
             retry_on=tuple(body["retry_on"]),
+            require=tuple(body.get("require", ())),
             line=lines.get(name),
         )
         for name, body in spec["stages"].items()

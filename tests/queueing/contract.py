@@ -25,6 +25,7 @@ from tether.queue.base import (
     Outcome,
     QueueBackend,
     QueueEvent,
+    WorkerInfo,
 )
 
 T0 = 1_700_000_000.0
@@ -258,3 +259,92 @@ class QueueContract:
             thread.join()
         steps = sorted(int(win.split(":")[0]) for win in wins)
         assert steps == sorted(set(steps)) and steps[-1] == 19
+
+    # -- requirements and tags ------------------------------------------------
+
+    def test_claim_takes_only_entries_the_tags_satisfy(self, backend: QueueBackend) -> None:
+        gpu = make_entry(priority=9, requires=("gpu",))
+        both = make_entry(priority=5, requires=("a100", "gpu"))
+        plain = make_entry()
+        backend.enqueue([gpu, both, plain], T0)
+        assert backend.get(both.id) is not None
+        assert backend.get(both.id).requires == ("a100", "gpu")  # type: ignore[union-attr]
+        cpu = backend.claim(["default"], "cpu", T0, 60)  # no tags: only the plain entry
+        assert cpu is not None and cpu.id == plain.id
+        assert backend.claim(["default"], "cpu", T0, 60, ("cpu",)) is None
+        first = backend.claim(["default"], "g", T0, 60, ("gpu",))
+        assert first is not None and first.id == gpu.id
+        assert backend.claim(["default"], "g", T0, 60, ("gpu",)) is None  # a100 missing
+        last = backend.claim(["default"], "big", T0, 60, ("a100", "gpu", "x"))
+        assert last is not None and last.id == both.id and last.requires == ("a100", "gpu")
+
+    def test_start_refuses_an_entry_the_tags_do_not_satisfy(self, backend: QueueBackend) -> None:
+        entry = make_entry(requires=("gpu",))
+        backend.enqueue([entry], T0)
+        assert backend.start(entry.id, "cpu", T0, 60) is None
+        assert backend.start(entry.id, "cpu", T0, 60, ("cpu",)) is None
+        got = backend.get(entry.id)
+        assert got is not None and got.state == QUEUED and got.attempt == 0  # nothing consumed
+        started = backend.start(entry.id, "g", T0, 60, ("gpu",))
+        assert started is not None and started.attempt == 1
+
+    def test_requirements_survive_a_requeue_and_a_retry(self, backend: QueueBackend) -> None:
+        entry = make_entry(requires=("gpu",))
+        backend.enqueue([entry], T0)
+        backend.claim(["default"], "g", T0, 5, ("gpu",))
+        backend.requeue_expired(T0 + 10)
+        assert backend.claim(["default"], "cpu", T0 + 10, 5) is None
+        again = backend.claim(["default"], "g", T0 + 10, 5, ("gpu",))
+        assert again is not None and again.attempt == 2
+        backend.finish(entry.id, 2, "g", Outcome(FAILED, status="failed"), T0 + 11)
+        retried = backend.retry(entry.id, name="again", run_id="r2", now=T0 + 12)
+        assert retried.requires == ("gpu",)
+        assert backend.claim(["default"], "cpu", T0 + 12, 5) is None
+
+    def test_live_workers_say_their_queues_and_tags(self, backend: QueueBackend) -> None:
+        backend.announce_worker("host:1", ["default", "gpu"], T0, 10, ("gpu", "a100"))
+        backend.announce_worker("host:2", ["default"], T0, 10)
+        assert backend.live_workers(T0 + 5) == [
+            WorkerInfo("host:1", ("default", "gpu"), ("a100", "gpu"), T0 + 10),
+            WorkerInfo("host:2", ("default",), (), T0 + 10)]
+        assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
+        backend.announce_worker("host:1", ["default", "gpu"], T0 + 8, 10, ("gpu", "a100"))
+        assert [w.id for w in backend.live_workers(T0 + 12)] == ["host:1"]  # host:2 went quiet
+        backend.retire_worker("host:1")
+        assert backend.live_workers(T0 + 12) == []
+
+    def test_stats_count_what_waits_runs_and_retried(self, backend: QueueBackend) -> None:
+        first, second, gpu = make_entry(), make_entry(), make_entry(queue="gpu")
+        backend.enqueue([first, second, gpu], T0)
+        stats = backend.stats(T0 + 10)
+        assert (stats.waiting, stats.running) == ({"default": 2, "gpu": 1}, {})
+        assert stats.waiting_since == {"default": first.created_at, "gpu": gpu.created_at}
+        assert (stats.retries, stats.lost_workers) == (0, 0)
+        assert stats.queues == ["default", "gpu"]
+        claimed = backend.claim(["default"], "w1", T0 + 10, 60)
+        assert claimed is not None and claimed.id == first.id
+        assert backend.stats(T0 + 11).running == {"default": 1}
+        backend.finish(first.id, 1, "w1", Outcome(RETRYING, error="x", not_before=T0 + 500),
+                       T0 + 20)
+        stats = backend.stats(T0 + 30)
+        assert stats.retries == 1 and stats.waiting == {"default": 2, "gpu": 1}
+        # The retried entry waits from the end of its delay: the other one waited longer.
+        assert stats.waiting_since["default"] == second.created_at
+        taken = backend.claim(["default"], "w2", T0 + 30, 60)
+        assert taken is not None and taken.id == second.id
+        backend.requeue_expired(T0 + 200)  # w2 is lost
+        stats = backend.stats(T0 + 200)
+        assert (stats.lost_workers, stats.running, stats.waiting) == (
+            1, {}, {"default": 2, "gpu": 1})
+        assert stats.waiting_since["default"] == T0 + 200  # requeued just now
+
+    def test_stats_count_workers_with_a_fresh_announcement(self, backend: QueueBackend) -> None:
+        backend.announce_worker("w1", ["default", "gpu"], T0, 60)
+        backend.announce_worker("w2", ["default"], T0, 10)
+        assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
+        assert backend.stats(T0 + 30).workers == {"default": 1, "gpu": 1}  # w2 went quiet
+        backend.announce_worker("w2", ["default"], T0 + 30, 10)  # its heartbeat came back
+        assert backend.stats(T0 + 31).workers == {"default": 2, "gpu": 1}
+        assert backend.stats(T0 + 31).queues == ["default", "gpu"]
+        backend.retire_worker("w1")
+        assert backend.stats(T0 + 31).workers == {"default": 1}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import yaml
 from conftest import git, write
 from helpers import exp_refs, record_of
 from queueing.chaos import ChaosReport, attempt_logs, chaos_seed, redis_rows
-from queueing.contract import QueueContract
+from queueing.contract import T0, QueueContract, make_entry
 from queueing.servers import RabbitServer, RedisServer
 from tether.errors import QueueError
 from tether.queue.base import DONE, QueueEvent
@@ -219,7 +220,7 @@ def test_redis_visibility_timeout_redelivery_never_runs_twice(
     records = cp.recorded("slow")
     assert list(records) == ["slow"] and records["slow"]["status"] == "success"
     # The broker did redeliver the wake-up while the run went on; start() refused it.
-    assert "ignored: it is running" in cp.worker_logs()
+    assert re.search(r"event=wakeup_ignored .*state=running", cp.worker_logs())
 
 
 def test_rabbitmq_consumer_timeout_kill_never_runs_twice(
@@ -236,7 +237,8 @@ def test_rabbitmq_consumer_timeout_kill_never_runs_twice(
     assert cp.runs() == 1
     assert list(cp.recorded("long")) == ["long"]
     logs = cp.worker_logs()
-    assert "ignored: it is running" in logs or "PRECONDITION_FAILED" in logs, logs[-4000:]
+    assert (re.search(r"event=wakeup_ignored .*state=running", logs)
+            or "PRECONDITION_FAILED" in logs), logs[-4000:]
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
@@ -423,5 +425,21 @@ def test_a_wakeup_held_by_a_dead_worker_is_sent_again_by_an_idle_one(
         # Once a worker started it, no idle worker re-sends anything for it.
         assert queue.start(entry.id, "w1", T0 + 18, 60) is not None
         assert queue.dispatch_waiting(T0 + 100, stale_after=5) == []
+    finally:
+        queue.close()
+
+
+def test_stats_index_is_rebuilt_for_entries_queued_before_it(
+    tmp_path: Path, redis_server: RedisServer,
+) -> None:
+    queue = CeleryQueue(_config(redis_server.url, redis_server.url), tmp_path, tmp_path / "logs")
+    try:
+        queue.enqueue([make_entry(), make_entry(), make_entry(queue="gpu")], T0)
+        assert queue.claim(["gpu"], "w", T0, 60) is not None
+        expected = queue.stats(T0 + 1)
+        assert (expected.waiting, expected.running) == ({"default": 2}, {"gpu": 1})
+        # What a state store written by an older tether holds: no per-queue index.
+        queue.redis.delete(*queue.redis.keys(f"{queue.prefix}q*"))
+        assert queue.stats(T0 + 1) == expected
     finally:
         queue.close()

@@ -61,6 +61,38 @@ def test_collects_every_problem_with_location(write_spec: WriteSpec, tmp_path: P
     ]
 
 
+def test_require_names_worker_tags(write_spec: WriteSpec, tmp_path: Path) -> None:
+    write_spec("""
+        stages:
+          train:
+            cmd: python train.py
+            require: [gpu, "two words", {a: 1}]
+          eval:
+            cmd: python eval.py
+            require: gpu
+    """)
+    assert problems(tmp_path) == [
+        "tether.yaml:4: stages.train.require: expected a worker tag (letters, digits and "
+        "_ . : = + -, such as gpu or cuda=12), found 'two words'",
+        "tether.yaml:4: stages.train.require: expected a list of scalars, found a mapping in it",
+    ]
+
+
+def test_a_pipeline_requires_the_union_of_its_stages_tags(
+    write_spec: WriteSpec, tmp_path: Path
+) -> None:
+    write_spec("""
+        stages:
+          prepare: {cmd: python prepare.py, outs: [data], require: [cpu]}
+          train: {cmd: python train.py, deps: [data], outs: [model], require: [gpu, a100]}
+          report: {cmd: python report.py}
+    """)
+    pipeline = load_pipeline(tmp_path)
+    assert pipeline.stages["prepare"].require == ("cpu",)
+    assert pipeline.requirements(pipeline.order(["train"])) == ("a100", "cpu", "gpu")
+    assert pipeline.requirements(pipeline.order(["report"])) == ()
+
+
 def test_error_message_is_readable(write_spec: WriteSpec, tmp_path: Path) -> None:
     write_spec("""
         stages:

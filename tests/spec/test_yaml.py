@@ -29,6 +29,7 @@ stages:
     expected: 30m
     retries: 2
     retry_on: [137, 143]
+    require: [gpu, a100, gpu]
   train:
     foreach: [small, large]
     do:
@@ -60,6 +61,7 @@ def _defaults(cmd: str, **fields: object) -> dict[str, object]:
         "expected": None,
         "retries": 0,
         "retry_on": [],
+        "require": [],
     }
     stage.update(fields)
     return stage
@@ -88,6 +90,7 @@ def test_full_spec_normalizes_exactly(write_spec: WriteSpec, tmp_path: Path) -> 
                 "expected": 1800.0,
                 "retries": 2,
                 "retry_on": [137, 143],
+                "require": ["a100", "gpu"],
             },
             "train@small": _defaults(
                 "python train.py --size small", deps=["data/prepared"], outs=["model-small.pkl"]
@@ -113,7 +116,7 @@ def test_full_spec_normalizes_exactly(write_spec: WriteSpec, tmp_path: Path) -> 
     assert prepare.line == 2
     assert prepare.params[1] == ParamRef("other.yaml", "model.depth")
     assert prepare.env["SEED"] == "7"
-    assert pipeline.stages["train@small"].line == 16
+    assert pipeline.stages["train@small"].line == 17
     assert pipeline.metrics["acc"] == MetricRule("acc", "max", "rel", 0.01)
     json.dumps(pipeline.to_json(), sort_keys=True)
 

@@ -29,7 +29,7 @@ COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "plots", "logs", "apply", "branch", "rename", "remove",
     "add", "data", "checkout", "remote", "push", "pull", "ls-remote", "gc",
-    "queue", "worker", "schedule", "gate", "report", "ci", "notify", "repro",
+    "queue", "worker", "schedule", "gate", "report", "ci", "notify", "repro", "metrics",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the
@@ -83,7 +83,7 @@ def _requested_command(argv: Sequence[str]) -> str | None:
         if skip_next:
             skip_next = False
             continue
-        if token == "-C":
+        if token in ("-C", "--log-format"):
             skip_next = True
             continue
         if token.startswith("-"):
@@ -105,6 +105,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "-C", dest="directory", type=Path, default=None, metavar="DIR",
         help="run as if tether was started in DIR",
+    )
+    parser.add_argument(
+        "--log-format", metavar="FORMAT", default=None,
+        help="how tether's own log lines look: logfmt, json or console (default: console on "
+        "a terminal, logfmt otherwise; also $TETHER_LOG_FORMAT)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in (only,) if only else COMMANDS:
@@ -219,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cwd = cwd
     args.argv = ["tether", *args_list, *(["--", *passthrough] if passthrough is not None else [])]
     try:
+        if args.log_format is not None:  # children (workers' runs) inherit it
+            from tether.logs import FORMAT_ENV, check_format
+
+            os.environ[FORMAT_ENV] = check_format(args.log_format, "--log-format")
         if args.directory is not None and not cwd.is_dir():
             problem = "is not a directory" if cwd.exists() else "does not exist"
             raise UsageError(f"-C {args.directory}: {cwd} {problem}",

@@ -80,17 +80,22 @@ def _status(root: Any, backend: Any, args: argparse.Namespace) -> int:
                               "state": e.state, "queue": e.queue,
                               "priority": e.priority, "host": row.host, "attempt": e.attempt,
                               "elapsed": row.elapsed, "since_output": row.since_output,
-                              "status": e.status, "ref": e.result_ref, "error": e.error}))
+                              "status": e.status, "ref": e.result_ref, "error": e.error,
+                              "requires": list(e.requires), "blocked": row.blocked}))
         return 0
     if not rows:
         print("tether: the queue is empty", file=sys.stderr)
         return 0
-    header = ("ID", "EXPERIMENT", "STATE", "QUEUE", "HOST", "TRY", "ELAPSED", "SILENT", "NOTE")
+    header = ("ID", "EXPERIMENT", "STATE", "QUEUE", "NEEDS", "HOST", "TRY", "ELAPSED", "SILENT",
+              "NOTE")
     table = [header]
     for row in rows:
         e = row.entry
         note = e.error or (e.status or "") if e.state != "running" else ""
-        table.append((e.id, e.name, e.state, e.queue, row.host or "-", str(e.attempt),
+        if row.blocked:
+            note = f"{note}; {row.blocked}" if note else row.blocked
+        table.append((e.id, e.name, e.state, e.queue, ",".join(e.requires) or "-",
+                      row.host or "-", str(e.attempt),
                       _age(row.elapsed), _age(row.since_output), note))
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     for r in table:

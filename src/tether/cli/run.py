@@ -61,6 +61,10 @@ def register(sub: Any) -> None:
                         help="with --queue: N copies of each entry, seeds 0..N-1 in TETHER_SEED")
     parser.add_argument("--priority", type=int, default=0, metavar="P",
                         help="with --queue: higher runs first (default 0)")
+    parser.add_argument("--require", action="append", default=[], metavar="TAGS",
+                        help="with --queue: only a worker with these tags (tether worker "
+                        "--tags) may run it; comma-separated, repeatable; added to the "
+                        "stages' `require:`")
     parser.add_argument("--push", nargs="?", const="", default=None, metavar="REMOTE",
                         help="run it elsewhere: push HEAD plus uncommitted changes as one "
                         "commit on a new branch exp/NAME (follow.prefix) of REMOTE (default: "
@@ -160,6 +164,9 @@ def handle(args: argparse.Namespace) -> int:
         return _push(args, command, limits)
     if args.queue is not None or args.repeat is not None:
         return _enqueue(args, command, limits)
+    if args.require:
+        raise UsageError("--require goes with --queue: it says which workers may run the entry",
+                         hint=f"tether run --queue --require {','.join(args.require)}")
     # git starts answering the run's questions now, while Python imports the runner
     # (imported here: `tether run --queue` only snapshots and enqueues).
     from tether.execute.facts import RunFacts
@@ -285,9 +292,10 @@ def _enqueue(
         raise UsageError("--repeat needs --queue", hint="tether run --queue --repeat 3")
     if args.temp:
         raise UsageError("--temp and --queue: queued runs always use their own worktree")
-    from tether.queue.base import check_queue_name
+    from tether.queue.base import check_queue_name, check_tags
 
     check_queue_name(args.queue, "--queue")
+    requires = check_tags(args.require, "--require")
     if args.repeat is not None and args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: must be at least 1",
                          hint="--repeat N queues N copies of each entry, seeds 0..N-1")
@@ -302,6 +310,7 @@ def _enqueue(
         targets=args.stages, overrides=args.overrides, name=args.name, message=args.message,
         force=args.force, command=command, limits=limits, queue=args.queue,
         priority=args.priority, repeat=1 if args.repeat is None else args.repeat,
+        requires=requires,
     )
     if args.dry:
         for point in expand(request.overrides, request.repeat):
@@ -313,8 +322,10 @@ def _enqueue(
     for entry in entries:
         print(f"{entry.id}  {entry.name}  {' '.join(entry.overrides)}".rstrip())
     _announce_queued(args, entries)
+    needs = entries[0].requires if entries else ()
     print(f"tether: queued {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} on "
-          f"{args.queue!r}; run them with `tether worker`", file=sys.stderr)
+          f"{args.queue!r}; run them with `tether worker"
+          + (f" --tags {','.join(needs)}`" if needs else "`"), file=sys.stderr)
     return 0
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.errors import RunFailed, UsageError
+from tether.logs import get_logger
 from tether.status import FAILED as RUN_FAILED
 
 if TYPE_CHECKING:
@@ -40,9 +41,14 @@ def register(sub: Any) -> None:
                         help="run N entries at a time (default 1)")
     parser.add_argument("--queue", dest="queues", action="append", metavar="NAME",
                         help="take entries of this queue (repeatable; default: default)")
+    parser.add_argument("--tags", action="append", default=[], metavar="TAGS",
+                        help="what this worker can run (gpu,a100; comma-separated, "
+                        "repeatable): it takes only entries whose requirements (run --queue "
+                        "--require, a stage's require:) are all among them")
     parser.add_argument("--exit-when-idle", action="store_true",
-                        help="exit once nothing is queued, retrying or running in its queues; "
-                        "the exit status is 1 if an entry it ran failed (0 if all succeeded)")
+                        help="exit once nothing it can run is queued, retrying or running in "
+                        "its queues; the exit status is 1 if an entry it ran failed (0 if all "
+                        "succeeded)")
     parser.add_argument("--ok-on-failed-runs", action="store_true",
                         help="with --exit-when-idle: exit 0 even if entries failed (they are "
                         "recorded as failed experiments either way)")
@@ -56,6 +62,10 @@ def register(sub: Any) -> None:
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="Celery backend: log the worker's transport at LEVEL (DEBUG, "
                         "INFO, WARNING; default WARNING, on stderr)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="also serve `tether metrics` on this port while working")
+    parser.add_argument("--metrics-bind", default="0.0.0.0", metavar="ADDR",
+                        help="the address --metrics-port listens on (default 0.0.0.0)")
     follow = parser.add_argument_group(
         "following a git remote (push to run, without a CI server)",
         "With --follow the worker fetches REMOTE and, for each new tip of a matching branch "
@@ -87,10 +97,11 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"-j {args.jobs}: must be at least 1")
     if args.lease <= 0:
         raise UsageError(f"--lease {args.lease}: must be positive")
-    from tether.queue.base import check_queue_name
+    from tether.queue.base import check_queue_name, check_tags
 
     for name in args.queues or ():
         check_queue_name(name, "--queue")
+    tags = check_tags(args.tags, "--tags")
     root = find_root(args.cwd)
     if args.follow is None and (args.once or args.branches):
         raise UsageError("--once and --branches go with --follow REMOTE",
@@ -98,13 +109,17 @@ def handle(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval}: must be positive")
 
+    log = get_logger("tether.worker")
+
     def show(event: QueueEvent) -> None:
         if event.kind == "stage":
             return
         entry = event.entry
-        detail = f": {event.detail}" if event.detail else ""
-        print(f"tether worker: {entry.id} {entry.name} {event.kind} (attempt {entry.attempt})"
-              f"{detail}", file=sys.stderr, flush=True)
+        level = "warning" if event.kind in ("failed", "retrying", "requeued", "stalled",
+                                            "timeout") else "info"
+        getattr(log, level)(f"entry_{event.kind}", run_id=entry.run_id, exp=entry.name,
+                            entry=entry.id, attempt=entry.attempt, queue=entry.queue,
+                            detail=event.detail or None)
         if entry.reproduces is not None and entry.result_ref and event.kind in ("done",
                                                                                 "failed"):
             _show_verdict(root, entry.result_ref, entry)
@@ -117,12 +132,13 @@ def handle(args: argparse.Namespace) -> int:
         return _follow(root, args, hook, feedback, opened)
     backend = open_queue(root, on_event=hook)
     opened.append(backend)
+    stop_metrics = _serve_metrics(root, args)
     try:
         scheduler = _scheduler(root, backend, feedback)
         options = WorkerOptions(
             queues=args.queues or ["default"], jobs=args.jobs, lease=args.lease,
             exit_when_idle=args.exit_when_idle, on_term=args.on_term, backoff=args.backoff,
-            on_event=hook, on_tick=scheduler.tick, tick_every=scheduler.tick_every,
+            on_event=hook, on_tick=scheduler.tick, tick_every=scheduler.tick_every, tags=tags,
         )
         from tether.queue.client import backend_name
 
@@ -132,14 +148,15 @@ def handle(args: argparse.Namespace) -> int:
 
             level = args.log_level or "WARNING"
             if args.log_level:
-                import logging
+                from tether.logs import configure
 
-                logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+                configure(level=level)
             summary = run_worker(root, backend, options,  # type: ignore[arg-type]
                                  loglevel=level)
         else:
             summary = Worker(root, backend, options).run()
     finally:
+        stop_metrics()
         backend.close()
         if feedback is not None:
             feedback.close(WORKER_NOTIFY_WAIT)
@@ -151,15 +168,15 @@ def _show_verdict(root: Path, ref: str, entry: Any) -> None:
     from tether.errors import TetherError
     from tether.feedback.reproverdict import judge_recorded
 
+    log = get_logger("tether.worker")
     try:
         verdict, _ = judge_recorded(root, ref)
     except TetherError as exc:
-        print(f"tether worker: {entry.id} {entry.name}: no verdict: {exc}", file=sys.stderr)
+        log.warning("no_verdict", entry=entry.id, exp=entry.name, error=str(exc))
         return
-    differing = ", ".join(m.key for m in verdict.differing)
-    print(f"tether worker: {entry.id} {entry.name} {verdict.verdict} "
-          f"({verdict.original.get('name')}){': ' + differing if differing else ''}",
-          file=sys.stderr, flush=True)
+    log.info("reproduction_judged", entry=entry.id, exp=entry.name, verdict=verdict.verdict,
+             original=verdict.original.get("name"),
+             differing=",".join(m.key for m in verdict.differing) or None)
 
 
 def _scheduler(root: Path, backend: QueueBackend, feedback: Feedback | None) -> Scheduler:
@@ -167,14 +184,16 @@ def _scheduler(root: Path, backend: QueueBackend, feedback: Feedback | None) -> 
     from tether.feedback.scheduler import Fired, Scheduler, announce
     from tether.feedback.schedules import iso
 
+    log = get_logger("tether.worker")
+
     def on_fired(fired: Fired) -> None:
         when = iso(fired.occurrence) if fired.occurrence is not None else "now"
-        print(f"tether worker: schedule {fired.schedule.name} ({when}): {fired.result}",
-              file=sys.stderr, flush=True)
+        log.info("schedule_fired", schedule=fired.schedule.name, occurrence=when,
+                 result=fired.result)
         announce(feedback, fired)
 
     def on_problem(text: str) -> None:
-        print(f"tether worker: warning: {text}", file=sys.stderr, flush=True)
+        log.warning("schedule_problem", problem=text)
 
     return Scheduler(root, backend, on_fired=on_fired, on_problem=on_problem)
 
@@ -187,7 +206,7 @@ def _listening(root: Path, show: EventHook, log_path: Callable[[Entry], Path | N
 
     settings = load_settings(root)
     for problem in settings.problems:
-        print(f"tether worker: warning: {problem}", file=sys.stderr)
+        get_logger("tether.worker").warning("notify_settings", problem=problem)
     if not settings.active:
         return None, show
     from tether.feedback.listeners import QueueListener
@@ -203,10 +222,30 @@ def _listening(root: Path, show: EventHook, log_path: Callable[[Entry], Path | N
     return feedback, hook
 
 
+def _serve_metrics(root: Path, args: argparse.Namespace) -> Callable[[], None]:
+    """With --metrics-port, serve `tether metrics` from this process; the stop function."""
+    if args.metrics_port is None:
+        return lambda: None
+    from tether.cli.metrics import check_port
+    from tether.obs.metrics import ProjectMetrics, serve
+    from tether.queue.client import open_queue
+
+    check_port(args.metrics_port, "--metrics-port")
+    backend = open_queue(root)
+    stop = serve(ProjectMetrics(root, backend), args.metrics_port, args.metrics_bind)
+    get_logger("tether.worker").info(
+        "serving_metrics", url=f"http://{args.metrics_bind}:{args.metrics_port}/metrics")
+
+    def stop_and_close() -> None:
+        stop()
+        backend.close()
+
+    return stop_and_close
+
+
 def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
-    print(f"tether worker: ran {summary.ran} attempt(s){': ' + counts if counts else ''}",
-          file=sys.stderr)
+    get_logger("tether.worker").info("worker_stopped", ran=summary.ran,
+                                     **dict(sorted(summary.outcomes.items())))
     from tether.queue.base import FAILED
 
     failed = summary.outcomes.get(FAILED, 0)
@@ -232,21 +271,23 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
     from tether.queue.client import open_queue
     from tether.queue.worker import WorkerOptions
 
+    log = get_logger("tether.worker")
+
     def on_pass(found: FollowPass) -> None:
         for pushed, reason in found.skipped:
-            print(f"tether worker: {pushed.branch} ({pushed.commit[:10]}) skipped: {reason}",
-                  file=sys.stderr, flush=True)
+            log.info("push_skipped", branch=pushed.branch, commit=pushed.commit[:10],
+                     reason=reason)
         for entry in found.entries:
-            print(f"tether worker: {entry.message} ({entry.snapshot[:10]}): queued as "
-                  f"{entry.name}" + (f", stages {', '.join(entry.targets)}"
-                                     if entry.targets else ""), file=sys.stderr, flush=True)
+            log.info("push_queued", message=entry.message, commit=entry.snapshot[:10],
+                     exp=entry.name, entry=entry.id, run_id=entry.run_id,
+                     stages=",".join(entry.targets) or None)
 
     def on_result(result: FollowedResult) -> None:
         entry = result.published.entry
-        print(f"tether worker: {entry.name} ({entry.snapshot[:10]}, {entry.status}) pushed "
-              f"to {args.follow}: {result.published.status}", file=sys.stderr, flush=True)
+        log.info("result_pushed", exp=entry.name, commit=entry.snapshot[:10],
+                 status=entry.status, remote=args.follow, push=result.published.status)
         if result.published.note:
-            print(f"tether worker: warning: {result.published.note}", file=sys.stderr)
+            log.warning("result_push_note", exp=entry.name, note=result.published.note)
         if result.gate is not None:
             print(render(result.gate), flush=True)
             if feedback is not None and result.gate.verdict == REGRESSED:
@@ -256,8 +297,7 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
                 send_regressed(feedback, root, str(entry.result_ref),
                                f"Regressed metrics: {names}")
         elif result.gate_error:
-            print(f"tether worker: {entry.name} not gated: {result.gate_error}",
-                  file=sys.stderr, flush=True)
+            log.warning("not_gated", exp=entry.name, error=result.gate_error)
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -29,6 +29,7 @@ from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_run_id
 from tether.layout import runs_dir, tmp_dir
 from tether.lockfile import read_lock
+from tether.logs import bind
 from tether.parameters import (
     Params,
     apply_overrides,
@@ -249,12 +250,18 @@ class _Run:
 
 def _execute_and_record(run: _Run, run_lock: RunLock | None = None) -> RunResult:
     """Run the stages, put the record together, commit it and remember the outputs."""
-    options, facts, git = run.options, run.facts, run.git
-    emit = options.on_event or (lambda event: None)
-    taken, code = facts.taken_names(), facts.code()
-    name = options.name or generate_name(taken)
+    taken, code = run.facts.taken_names(), run.facts.code()
+    name = run.options.name or generate_name(taken)
     if run_lock is not None:
         run_lock.update(name=name)
+    with bind(run_id=run.run_id, exp=name):  # every log line of this run carries them
+        return _run_named(run, name, taken, code, run_lock)
+
+
+def _run_named(run: _Run, name: str, taken: set[str], code: dict[str, Any],
+               run_lock: RunLock | None) -> RunResult:
+    options, facts, git = run.options, run.facts, run.git
+    emit = options.on_event or (lambda event: None)
     run_dir = runs_dir(run.context.state_root or git.root) / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     # Who listens (notifications, lifecycle events) learns which run this is.

@@ -19,6 +19,7 @@ from tether.execute.supervisor import SupervisorEvent
 from tether.gitstore.fastrecord import start_status
 from tether.gitstore.git import Git, GitJob
 from tether.lockfile import StageLock, read_lock, write_lock
+from tether.logs import bind
 from tether.parameters import Params
 from tether.plan import Plan, StageDecision, fingerprint
 from tether.record.record import StageRecord
@@ -74,7 +75,8 @@ class StageLoop:
                 elif decision.action == "skip":
                     self._skip(stage, record)
                 else:
-                    self._execute(stage, record, decision, stop, last=index == last)
+                    with bind(stage=stage.name):
+                        self._execute(stage, record, decision, stop, last=index == last)
                     stopped = record.status != SUCCESS or stop.is_set()
 
     def _skip(self, stage: Stage, record: StageRecord) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,14 @@ from tether import sqlitedb
 from tether.errors import LocalStateError
 from tether.gitstore.experiments import exp_ref_problem, parse_exp_ref, read_record_blobs
 from tether.gitstore.git import Git
-from tether.layout import EXPS_REFS, LOCK_FILE, STATE_DIR, exp_ref
+from tether.layout import EXPS_REFS, STATE_DIR, exp_ref
 from tether.record.metrics import flat_params, flatten
-from tether.record.record import RunRecord, load_record
+from tether.record.record import as_committed, load_record
 from tether.record.validate import UNREADABLE, Skipped
+from tether.status import NOT_RUN, SKIPPED
 
 INDEX_FILE = "index.db"
-INDEX_SCHEMA = 4  # bump when the table or what it accepts changes: older files are rebuilt
+INDEX_SCHEMA = 5  # bump when the table or what it accepts changes: older files are rebuilt
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only briefly
 
@@ -43,18 +44,10 @@ _FIELDS = (
 )
 _CREATE = """
 CREATE TABLE IF NOT EXISTS experiments (
-    ref TEXT PRIMARY KEY,
-    commit_sha TEXT NOT NULL,
-    baseline TEXT NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    duration REAL NOT NULL,
-    message TEXT NOT NULL,
-    params TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    rules TEXT NOT NULL,
-    summary TEXT NOT NULL,
+    ref TEXT PRIMARY KEY, commit_sha TEXT NOT NULL, baseline TEXT NOT NULL,
+    name TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    duration REAL NOT NULL, message TEXT NOT NULL, params TEXT NOT NULL,
+    metrics TEXT NOT NULL, rules TEXT NOT NULL, summary TEXT NOT NULL,
     as_committed INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_by_baseline ON experiments (baseline, created_at);
@@ -64,7 +57,14 @@ CREATE TABLE IF NOT EXISTS commit_params (
     params TEXT,
     PRIMARY KEY (commit_sha, file)
 );
+CREATE TABLE IF NOT EXISTS stage_runs (
+    ref TEXT NOT NULL, commit_sha TEXT NOT NULL, stage TEXT NOT NULL,
+    status TEXT NOT NULL, duration REAL
+);
+CREATE INDEX IF NOT EXISTS stage_runs_by_ref ON stage_runs (ref);
 """
+# The stages of each experiment that ran (not skipped, not reached), for `tether metrics`.
+_NOT_RAN = (SKIPPED, NOT_RUN)
 
 Progress = Callable[[int, int], None]
 
@@ -124,8 +124,9 @@ def index_path(root: Path) -> Path:
 
 def _row(
     ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str]
-) -> tuple[Any, ...]:
-    """The table row of one experiment; `rules_text` memoizes encoded metric rules.
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The table row of one experiment and its stage_runs rows; `rules_text` memoizes
+    encoded metric rules.
 
     A ref with an invalid name or record gets an UNREADABLE row saying what is wrong,
     so it is reported (not read again) until the ref moves.
@@ -140,7 +141,7 @@ def _row(
             baseline = ""
     if parsed is None or record is None:
         return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
-                "{}", "{}", 0)
+                "{}", "{}", 0), []
     rules = record.spec.get("metrics")
     created_at = record.created_at
     committed = as_committed(record)
@@ -156,31 +157,14 @@ def _row(
     # The JSON object `show --json` prints, assembled without encoding params twice.
     summary_text = (f'{json.dumps(summary)[:-1]}, "params": {params_text}, '
                     f'"metrics": {metrics_text}}}')
+    stages = [(ref, commit, stage.name, stage.status, stage.duration)
+              for stage in record.stages if stage.status not in _NOT_RAN]
     return (
         ref, commit, baseline, summary["name"], summary["status"], created_at,
         summary["duration"], summary["message"], params_text, metrics_text,
         _rules_text(rules if isinstance(rules, dict) else {}, rules_text), summary_text,
         int(committed),
-    )
-
-
-def as_committed(record: RunRecord) -> bool:
-    """Whether `record` ran its baseline commit as committed: no `-S` override, and no
-    uncommitted change or untracked file at start but `tether.lock` (which tether
-    writes itself, and which only decides what is skipped)."""
-    code = record.code
-    if record.overrides or not isinstance(dirty := code.get("dirty"), bool):
-        return False
-    if not dirty:
-        return True
-    diff, untracked = code.get("diff"), code.get("untracked")
-    if code.get("diff_truncated") or not isinstance(diff, str) \
-            or not isinstance(untracked, list) or any(p != LOCK_FILE for p in untracked):
-        return False
-    return all(line == _LOCK_DIFF for line in diff.splitlines() if line.startswith("diff --git "))
-
-
-_LOCK_DIFF = f"diff --git a/{LOCK_FILE} b/{LOCK_FILE}"
+    ), stages
 
 
 def _rules_text(rules: dict[str, Any], memo: dict[str, str]) -> str:
@@ -217,6 +201,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             connection.execute("BEGIN IMMEDIATE")
             if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA:
                 connection.execute("DROP TABLE IF EXISTS experiments")
+                connection.execute("DROP TABLE IF EXISTS stage_runs")
                 for statement in _CREATE.split(";"):
                     if statement.strip():
                         connection.execute(statement)
@@ -269,6 +254,20 @@ class Index:
                 params, metrics, parsed_rules, summary, bool(committed),
             ))
         return found
+
+    def run_counts(self) -> dict[str, int]:
+        """How many readable experiments the refs hold, by run status."""
+        return dict(self._connection.execute(
+            "SELECT status, COUNT(*) FROM experiments WHERE status != ? GROUP BY status",
+            (UNREADABLE,)).fetchall())
+
+    def stage_figures(self, bounds: Sequence[float]) -> list[tuple[Any, ...]]:
+        """Per stage name and status of the stages that ran: (stage, status, count, sum of
+        durations, how many took at most each of `bounds`), in one grouped query."""
+        below = "".join(f", SUM(duration <= {float(bound)!r})" for bound in bounds)
+        return self._connection.execute(
+            f"SELECT stage, status, COUNT(*), TOTAL(duration){below} FROM stage_runs "
+            "WHERE duration IS NOT NULL GROUP BY stage, status").fetchall()
 
     def skipped(self, baseline: str | None = None) -> list[Skipped]:
         """Refs left out because their name or record is invalid (of one baseline when given).
@@ -351,8 +350,9 @@ def _refresh(
         changed = [ref for ref, commit in refs.items() if held.get(ref) != commit]
         if vanished:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany("DELETE FROM experiments WHERE ref = ? AND commit_sha = ?",
-                                   [(ref, held[ref]) for ref in vanished])
+            for table in ("experiments", "stage_runs"):
+                connection.executemany(f"DELETE FROM {table} WHERE ref = ? AND commit_sha = ?",
+                                       [(ref, held[ref]) for ref in vanished])
             connection.execute("COMMIT")
         if changed:
             _add(git, connection, refs, changed, progress)
@@ -376,12 +376,16 @@ def _add(
     rules_text: dict[str, str] = {}
     insert = f"INSERT OR REPLACE INTO experiments ({_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
     for chunk in _chunks(total, WRITE_BATCH):
-        rows = []
+        rows, stage_rows = [], []
         for position in chunk:
             ref = changed[position]
-            rows.append(_row(ref, refs[ref], blobs[position], rules_text))
+            row, stages = _row(ref, refs[ref], blobs[position], rules_text)
+            rows.append(row)
+            stage_rows += stages
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(insert, rows)
+        connection.executemany("DELETE FROM stage_runs WHERE ref = ?", [(r[0],) for r in rows])
+        connection.executemany("INSERT INTO stage_runs VALUES (?,?,?,?,?)", stage_rows)
         connection.execute("COMMIT")
         done += len(chunk)
         if progress:

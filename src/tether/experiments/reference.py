@@ -1,7 +1,7 @@
 """The baseline row of `tether show`: a baseline commit's own run, and its params.
 
 A baseline commit's own run is the newest successful experiment recorded against it
-that ran it as committed (`IndexedExperiment.as_committed`: no uncommitted change, no
+that ran it as committed (`record.as_committed`: no uncommitted change, no
 untracked file, no `-S` override) — what a main build records, or a plain `tether run`
 right after a commit. Its params are the commit's params files; without such a run,
 they are read from the commit itself, for every baseline shown in one `git cat-file`.

@@ -40,7 +40,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tether.feedback.notify import Notice, display_url, url_key
 from tether.layout import state_dir
-from tether.structs import struct
+from tether.logs import configured, current_context, get_logger
+from tether.structs import field, struct
 
 ATTEMPTS = 4
 TIMEOUT = 3.0  # seconds per send
@@ -70,6 +71,7 @@ class Job:
     id: str
     event: str
     payload: Any  # Notice or a structured CloudEvent dict
+    context: dict[str, Any] = field(default_factory=dict)  # the sender's log context
 
 
 def scrub_error(text: str, url: str) -> str:
@@ -225,11 +227,13 @@ class Outbox:
 
     def notify(self, notice: Notice, urls: list[str]) -> None:
         for url in urls:
-            self._submit(Job("notice", url, notice.id, notice.event, notice))
+            self._submit(Job("notice", url, notice.id, notice.event, notice,
+                             current_context()))
 
     def publish(self, event: dict[str, Any], sinks: list[str]) -> None:
         for url in sinks:
-            self._submit(Job("event", url, str(event["id"]), str(event["type"]), event))
+            self._submit(Job("event", url, str(event["id"]), str(event["type"]), event,
+                             current_context()))
 
     def close(self, wait: float) -> None:
         """Let the lanes finish for at most `wait` seconds; journal what is left."""
@@ -299,10 +303,15 @@ class Outbox:
         self._journal(job, ok=result.ok, attempts=attempt, error=error)
 
     def _journal(self, job: Job, *, ok: bool, attempts: int, error: str) -> None:
-        line = json.dumps({"at": time.time(), "id": job.id, "kind": job.kind,
-                           "event": job.event, "url": display_url(job.url),
-                           "key": url_key(job.url), "ok": ok, "attempts": attempts,
-                           "error": error}) + "\n"
+        entry = {"at": time.time(), "id": job.id, "kind": job.kind, "event": job.event,
+                 "url": display_url(job.url), "key": url_key(job.url), "ok": ok,
+                 "attempts": attempts, "error": error}
+        if not ok or configured():  # a run that logs nothing imports no logging for this
+            log = get_logger("tether.notify")
+            getattr(log, "info" if ok else "warning")(
+                f"notification_{outcome_of(entry)}", **job.context, kind=job.kind,
+                notice=job.event, url=entry["url"], attempts=attempts, error=error or None)
+        line = json.dumps(entry) + "\n"
         path = journal_path(self.root)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,6 +351,20 @@ def read_journal(root: Path, limit: int = JOURNAL_TAIL) -> list[dict[str, Any]]:
             if isinstance(entry, dict):
                 entries.append(entry)
     return entries
+
+
+# How a journaled delivery ended, as `tether metrics` counts them.
+OUTCOMES = ("delivered", "failed", "unknown", "abandoned")
+
+
+def outcome_of(entry: dict[str, Any]) -> str:
+    """One of `OUTCOMES` for a journal entry (written by `Outbox._journal`)."""
+    if entry.get("ok"):
+        return "delivered"
+    error = str(entry.get("error", ""))
+    if error.startswith("unknown whether"):
+        return "unknown"
+    return "abandoned" if error.startswith("abandoned") else "failed"
 
 
 def _delivered(root: Path) -> set[tuple[str, str]]:

@@ -25,6 +25,13 @@ both pass `tests/queue/contract.py`):
 - `claim()` picks the best claimable entry (highest priority, then oldest) of
   the given named queues; `start()` claims one given entry (for push-style
   backends such as Celery, whose task carries the entry id).
+- Requirements and tags: an entry `requires` tags (`tether run --queue --require
+  gpu`, and `require:` of its stages); a worker has tags (`tether worker --tags
+  gpu,a100`). `claim()` and `start()` take only entries whose requirements are a
+  subset of the worker's tags, in the same atomic step as the claim.
+- Live workers: see Monitoring below; `live_workers(now)` lists the workers whose
+  announcement has not run out, with their queues and tags (`tether queue status`
+  explains with them why an entry no live worker can take waits).
 - Lifecycle hook: a backend calls `on_event(QueueEvent)` for each transition it
   makes (queued, started, retrying, requeued, done, failed, cancelled); the
   worker adds `stalled` (no output) and `stage` events through the same hook.
@@ -33,6 +40,12 @@ both pass `tests/queue/contract.py`):
   caller per (schedule, occurrence time), and never for an occurrence older than one
   already claimed; whichever worker wins enqueues it and reports what it enqueued with
   `note_fired`. `fired()` is the last claimed occurrence of each schedule.
+- Monitoring: `stats(now)` reads, in one pass and without listing entries, what
+  `tether metrics` exports (waiting and running per queue, the oldest claimable
+  wait, live workers, and the retry and lost-worker counters a backend keeps as
+  it makes those transitions). Workers announce themselves with
+  `announce_worker()` (queues and tags) on every heartbeat round (a presence lease) and
+  `retire_worker()` when they stop.
 - Logs: a worker writes each attempt's output under `attempt_dir(id, attempt)`
   on its own machine; clients read them with `read_log()` (a backend whose
   workers are remote ships them itself).
@@ -104,6 +117,7 @@ class Entry:
     status: str | None = None  # the recorded run's status (success, failed, ...)
     result_ref: str | None = None
     error: str | None = None
+    requires: tuple[str, ...] = ()  # tags a worker needs to take it (sorted, unique)
 
     def payload(self) -> dict[str, Any]:
         """The run arguments as JSON-able data (what a backend stores verbatim)."""
@@ -126,6 +140,27 @@ class Entry:
             force=bool(data.get("force", False)),
             reproduces=data["reproduces"] if isinstance(data.get("reproduces"), dict) else None,
         )
+
+
+@struct(frozen=True)
+class WorkerInfo:
+    """A live worker as it announced itself: what it serves and can run."""
+
+    id: str
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    tags: tuple[str, ...] = ()
+    until: float = 0.0  # no heartbeat by then: the worker is gone
+
+
+def workers_from_rows(rows: Iterable[tuple[str, str, float, str]]) -> list[WorkerInfo]:
+    """Live workers, by id, from (worker, queue, until, comma-joined tags) announcements."""
+    found: dict[str, WorkerInfo] = {}
+    for worker, queue, until, tags in rows:
+        known = found.get(worker)
+        queues = (*known.queues, queue) if known else (queue,)
+        found[worker] = WorkerInfo(worker, queues, tuple(t for t in tags.split(",") if t),
+                                   max(until, known.until if known else until))
+    return [found[worker] for worker in sorted(found)]
 
 
 @struct(frozen=True)
@@ -175,6 +210,21 @@ class Firing:
 
 
 @struct(frozen=True)
+class QueueStats:
+    """What `tether metrics` reads of a queue at scrape time (see `QueueBackend.stats`)."""
+
+    waiting: dict[str, int]  # queue -> queued + retrying entries
+    running: dict[str, int]  # queue -> running entries
+    # queue -> since when its longest-waiting claimable entry waits (enqueued, requeued,
+    # or its retry delay over)
+    waiting_since: dict[str, float]
+    workers: dict[str, int]  # queue -> workers whose presence lease has not expired
+    retries: int  # attempts that ended retrying, ever
+    lost_workers: int  # leases that expired (a worker died or hung), ever
+    queues: list[str]  # every queue the store knows (the dicts leave out zeros)
+
+
+@struct(frozen=True)
 class LogChunk:
     data: bytes
     offset: int  # where the next read starts
@@ -196,6 +246,33 @@ def check_queue_name(name: str, option: str = "queue") -> str:
             hint=f"leave the name out for the {DEFAULT_QUEUE!r} queue, or give one such as gpu",
         )
     return name
+
+
+def check_tags(values: Iterable[str], option: str) -> tuple[str, ...]:
+    """Tags (or requirements) from repeatable, comma-separated options: sorted, unique.
+
+    A UsageError names a tag that could not be matched exactly (blank, or with
+    spaces or other characters a worker could not be told in `--tags`).
+    """
+    from tether.errors import UsageError
+    from tether.spec.values import TAG
+
+    found: set[str] = set()
+    for value in values:
+        for tag in value.split(","):
+            tag = tag.strip()
+            if not TAG.fullmatch(tag):
+                raise UsageError(
+                    f"{option} {value!r}: {tag!r} is not a tag; a tag is letters, digits and "
+                    "_ . : = + - (such as gpu, a100, cuda=12)",
+                    hint=f"separate tags with commas: {option} gpu,a100")
+            found.add(tag)
+    return tuple(sorted(found))
+
+
+def can_run(requires: Iterable[str], tags: Iterable[str]) -> bool:
+    """True when a worker with `tags` satisfies every requirement."""
+    return set(requires) <= set(tags)
 
 
 def unknown_entry(entry_id: str) -> QueueError:
@@ -234,11 +311,16 @@ class QueueBackend(Protocol):
     def reserved_names(self, baseline: str) -> set[str]:
         """Experiment names taken by entries (not yet removed) under `baseline`."""
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
-        """Take the best claimable entry of `queues` (None: nothing to do)."""
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        """Take the best claimable entry of `queues` that `tags` can run (None: nothing to do)."""
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
-        """Claim this entry if it is claimable now (None otherwise)."""
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        """Claim this entry if it is claimable now and `tags` can run it (None otherwise)."""
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        """Workers whose announcement has not run out at `now`, by id."""
 
     def heartbeat(
         self, entry_id: str, attempt: int, worker: str, now: float, lease: float
@@ -278,6 +360,17 @@ class QueueBackend(Protocol):
 
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         """An attempt's combined output from byte `offset`."""
+
+    def stats(self, now: float) -> QueueStats:
+        """Counts for monitoring, computed now from the stored state (see `QueueStats`)."""
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        """Say `worker` serves `queues` with `tags` until `now + lease` (renewed with its
+        heartbeats)."""
+
+    def retire_worker(self, worker: str) -> None:
+        """Forget `worker`'s announcement: it stopped."""
 
     def close(self) -> None:
         """Release connections."""

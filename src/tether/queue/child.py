@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from tether.errors import TetherError
+from tether.logs import bind, get_logger
 from tether.status import FAILED, STALLED, TIMEOUT
 
 # What a timed-out or stalled stage counts as for `retry_on` (tether's exit codes).
@@ -83,8 +84,8 @@ class _Attempt:
             return
         if event.kind == "stage_start" and self.stop_requested:
             raise _Stopped()  # SIGTERM came before the runner's stage loop listened
-        line = f"tether: {event.kind} {event.stage or ''} {event.detail}".rstrip()
-        print(line, file=sys.stderr, flush=True)
+        detail = str(event.detail) if event.detail not in (None, "") else None
+        get_logger("tether.queue.child").info(event.kind, stage=event.stage, detail=detail)
         try:
             expected = event.data.get("expected") if event.kind == "started" else None
             self.send(kind=event.kind, stage=event.stage, detail=str(event.detail),
@@ -151,8 +152,7 @@ def _restore_inputs(job: dict[str, Any]) -> None:
         restored = restore_cached_inputs(root, pipeline, order, read_lock(root),
                                          object_store(root))
     if restored:
-        print(f"tether: restored from the cache: {', '.join(restored)}", file=sys.stderr,
-              flush=True)
+        get_logger("tether.queue.child").info("inputs_restored", paths=",".join(restored))
 
 
 def _run(attempt: _Attempt) -> dict[str, Any]:
@@ -180,6 +180,11 @@ def _run(attempt: _Attempt) -> dict[str, Any]:
 
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
+    with bind(**job.get("log_context", {})):  # the worker's context of this attempt
+        return _attempt(job)
+
+
+def _attempt(job: dict[str, Any]) -> int:
     channel = os.fdopen(job["channel_fd"], "wb")
     attempt = _Attempt(job, channel)
 
@@ -203,7 +208,8 @@ def main(job_path: str) -> int:
         result = {"outcome": "retry", "stage": exc.stage, "status": exc.status,
                   "exit_code": exc.exit_code}
     except TetherError as exc:
-        print(f"tether: error: {exc}", file=sys.stderr, flush=True)
+        get_logger("tether.queue.child").error("run_error", error=str(exc),
+                                               exit_code=exc.exit_code)
         result = {"outcome": "error", "error": str(exc)}
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(BrokenPipeError):
@@ -213,6 +219,8 @@ def main(job_path: str) -> int:
 
 def warm_main() -> int:
     """Import everything a run needs, then wait for the job on stdin (see queue.warm)."""
+    import structlog  # noqa: F401 - the child logs its events: not imported per attempt
+
     import tether.execute.runner  # noqa: F401 - the point: imports happen before the job
     from tether.record.environment import installed_packages
 

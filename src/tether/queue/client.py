@@ -21,9 +21,12 @@ from tether.queue.base import (
     DEFAULT_QUEUE,
     FAILED,
     RUNNING,
+    WAITING,
     Entry,
     EventHook,
     QueueBackend,
+    WorkerInfo,
+    can_run,
     check_queue_name,
     unknown_entry,
 )
@@ -100,6 +103,7 @@ class QueueRequest:
     queue: str = DEFAULT_QUEUE
     priority: int = 0
     repeat: int = 1
+    requires: tuple[str, ...] = ()  # worker tags, besides those the stages `require`
 
 
 def _validate(
@@ -176,6 +180,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
         check_queue_name(request.queue)
         points = expand(request.overrides, request.repeat)
         wdir, pipeline, order = _validate(root, cwd, request, points)
+        requires = tuple(sorted({*request.requires, *pipeline.requirements(order)}))
         backend = backend or open_enqueuer(root)
         reserved = facts.taken_names() | backend.reserved_names(state.head)
         names = _names(request, len(points), reserved, state.head)
@@ -197,7 +202,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
             if on_warning is not None:
                 on_warning(warning)
         entries = _entries(request, points, names, wdir, message, state.head,
-                           snapshot.commit, snapshot.ref, now)
+                           snapshot.commit, snapshot.ref, now, requires)
         try:
             backend.enqueue(entries, now)
         except BaseException:
@@ -212,7 +217,7 @@ def enqueue(cwd: Path, request: QueueRequest, backend: Enqueuer | None = None,
 
 def _entries(request: QueueRequest, points: list[SweepPoint], names: list[str], wdir: str,
              message: str, baseline: str, snapshot: str, snapshot_ref: str,
-             now: float) -> list[Entry]:
+             now: float, requires: tuple[str, ...]) -> list[Entry]:
     return [
         Entry(
             id=new_id(), name=name, baseline=baseline, snapshot=snapshot,
@@ -221,7 +226,7 @@ def _entries(request: QueueRequest, points: list[SweepPoint], names: list[str], 
             overrides=point.overrides,
             command=tuple(request.command) if request.command is not None else None,
             limits=dict(request.limits), wdir=wdir, env=dict(point.env),
-            message=message, force=request.force, created_at=now,
+            message=message, force=request.force, created_at=now, requires=requires,
         )
         for point, name in zip(points, names, strict=True)
     ]
@@ -238,13 +243,15 @@ def enqueue_commit(root: Path, commit: str, request: QueueRequest, backend: Queu
     git = Git(root)
     points = expand(request.overrides, request.repeat)
     wdir, pipeline, order = _validate(root, root, request, points)
-    check_queued_inputs(git, commit, pipeline, order, read_lock(root), lambda: _plain_store(root))
+    check_queued_inputs(git, commit, pipeline, order, read_lock(root), lambda: _plain_store(root),
+                        remote_workers=getattr(backend, "git_remote", None))
+    requires = tuple(sorted({*request.requires, *pipeline.requirements(order)}))
     reserved = taken_names(git, commit) | backend.reserved_names(commit)
     names = _names(request, len(points), reserved, commit)
     snapshot_ref = f"{QUEUE_REFS}commit-{new_id()}"
     git.update_ref(snapshot_ref, commit)
     entries = _entries(request, points, names, wdir, request.message, commit, commit,
-                       snapshot_ref, now)
+                       snapshot_ref, now, requires)
     try:
         backend.enqueue(entries, now)
     except BaseException:
@@ -314,12 +321,33 @@ class StatusRow:
     host: str | None
     elapsed: float | None
     since_output: float | None
+    blocked: str | None = None  # why no live worker can take this waiting entry
+
+
+def blocked_reason(entry: Entry, workers: Sequence[WorkerInfo]) -> str | None:
+    """Why no live worker can take `entry` (None when one can, or it is not waiting)."""
+    if entry.state not in WAITING:
+        return None
+    serving = [w for w in workers if entry.queue in w.queues]
+    if any(can_run(entry.requires, w.tags) for w in serving):
+        return None
+    needs = f"needs tags {','.join(entry.requires)}" if entry.requires else "needs no tags"
+    if not serving:
+        return (f"no live worker serves queue {entry.queue!r} ({needs}); it waits for one "
+                f"(tether worker --queue {entry.queue}"
+                + (f" --tags {','.join(entry.requires)})" if entry.requires else ")"))
+    seen = "; ".join(f"{w.id} has {','.join(w.tags) or 'no tags'}" for w in serving)
+    missing = sorted(set(entry.requires) - {t for w in serving for t in w.tags})
+    return (f"no live worker can take it: {needs}" +
+            (f" (no worker has {','.join(missing)})" if missing else "") + f"; {seen}")
 
 
 def status(root: Path, backend: QueueBackend, now: float | None = None) -> list[StatusRow]:
-    """Every entry with host, elapsed time and silence (requeues expired leases first)."""
+    """Every entry with host, elapsed time, silence, and why a waiting one no live worker
+    can take waits (requeues expired leases first)."""
     now = time.time() if now is None else now
     backend.requeue_expired(now)
+    workers = backend.live_workers(now)
     rows = []
     for entry in backend.entries():
         host = entry.worker.rsplit(":", 1)[0] if entry.worker else None
@@ -330,6 +358,6 @@ def status(root: Path, backend: QueueBackend, now: float | None = None) -> list[
         if entry.state == RUNNING:
             chunk = backend.read_log(entry.id, entry.attempt, offset=1 << 40)  # only the mtime
             since = now - (chunk.mtime if chunk.mtime is not None else entry.started_at or now)
-        rows.append(StatusRow(entry, host, elapsed, since))
+        rows.append(StatusRow(entry, host, elapsed, since, blocked_reason(entry, workers)))
     return rows
 

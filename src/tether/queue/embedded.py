@@ -22,6 +22,7 @@ from tether.queue.base import (
     FAILED,
     MAX_LOST,
     QUEUED,
+    RETRYING,
     RUNNING,
     WAITING,
     Entry,
@@ -31,62 +32,25 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
+    WorkerInfo,
+    can_run,
     read_local_log,
     unknown_entry,
 )
+from tether.queue.embedded_rows import SCHEMA, SELECT, UNMET, entry_of
+from tether.queue.embedded_stats import (
+    LOST_WORKERS,
+    RETRIES,
+    announce,
+    claim_occurrence,
+    count,
+    fired,
+    live_workers,
+    note_fired,
+    read_stats,
+)
 from tether.structs import replace
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    name TEXT NOT NULL,
-    baseline TEXT NOT NULL,
-    snapshot TEXT NOT NULL,
-    snapshot_ref TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    lost INTEGER NOT NULL DEFAULT 0,
-    stage_failures TEXT NOT NULL DEFAULT '{}',
-    worker TEXT,
-    lease_until REAL,
-    heartbeat_at REAL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    not_before REAL NOT NULL DEFAULT 0,
-    kill_requested INTEGER NOT NULL DEFAULT 0,
-    status TEXT,
-    result_ref TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_claim ON entries (state, queue, priority DESC, seq);
-CREATE TABLE IF NOT EXISTS schedule_firings (
-    schedule TEXT PRIMARY KEY,
-    occurrence REAL NOT NULL,
-    worker TEXT NOT NULL,
-    claimed_at REAL NOT NULL,
-    result TEXT NOT NULL DEFAULT ''
-);
-"""
-_COLUMNS = (
-    "id queue priority state name baseline snapshot snapshot_ref run_id payload attempt lost "
-    "stage_failures worker lease_until heartbeat_at created_at started_at ended_at not_before "
-    "kill_requested status result_ref error"
-).split()
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM entries"
-
-
-def _entry(row: sqlite3.Row) -> Entry:
-    data = dict(zip(_COLUMNS, row, strict=True))
-    payload = json.loads(data.pop("payload"))
-    data["stage_failures"] = json.loads(data["stage_failures"])
-    data["kill_requested"] = bool(data["kill_requested"])
-    return Entry(**data).with_payload(payload)
 
 
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> Exception:
@@ -112,7 +76,14 @@ class EmbeddedQueue:
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db().executescript(_SCHEMA)  # idempotent; manages its transaction
+            db = self._db()
+            db.executescript(SCHEMA)  # idempotent; manages its transaction
+            for table, column, default in (("entries", "requires", "'[]'"),
+                                           ("workers", "tags", "''")):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:  # a queue made before requirements existed
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL "
+                               f"DEFAULT {default}")
         except sqlite3.DatabaseError as exc:
             raise _unusable(path, exc) from exc
 
@@ -142,8 +113,8 @@ class EmbeddedQueue:
                 self.on_event(QueueEvent(kind, entry, detail))
 
     def _fetch(self, db: sqlite3.Connection, entry_id: str) -> Entry | None:
-        row = db.execute(f"{_SELECT} WHERE id = ?", (entry_id,)).fetchone()
-        return _entry(row) if row else None
+        row = db.execute(f"{SELECT} WHERE id = ?", (entry_id,)).fetchone()
+        return entry_of(row) if row else None
 
     def _update(self, db: sqlite3.Connection, entry_id: str, **values: Any) -> Entry:
         sets, args = _assignments(values)
@@ -157,28 +128,29 @@ class EmbeddedQueue:
     def enqueue(self, entries: Sequence[Entry], now: float) -> None:
         rows = [
             (e.id, e.queue, e.priority, QUEUED, e.name, e.baseline, e.snapshot, e.snapshot_ref,
-             e.run_id, json.dumps(e.payload()), e.created_at or now, e.not_before)
+             e.run_id, json.dumps(e.payload()), e.created_at or now, e.not_before,
+             json.dumps(sorted(set(e.requires))))
             for e in entries
         ]
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO entries (id, queue, priority, state, name, baseline, snapshot, "
-                "snapshot_ref, run_id, payload, created_at, not_before) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                "snapshot_ref, run_id, payload, created_at, not_before, requires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
             )
         self._emit("queued", [replace(e, state=QUEUED) for e in entries])
 
     def get(self, entry_id: str) -> Entry | None:
         db = self._db()
-        rows = db.execute(f"{_SELECT} WHERE id = ? OR id LIKE ? ORDER BY seq LIMIT 3",
+        rows = db.execute(f"{SELECT} WHERE id = ? OR id LIKE ? ORDER BY seq LIMIT 3",
                           (entry_id, entry_id.replace("%", "").replace("_", "") + "%")).fetchall()
         exact = [row for row in rows if row[0] == entry_id]
         if exact:
-            return _entry(exact[0])
+            return entry_of(exact[0])
         if len(rows) > 1:
             raise QueueError(f"queue entry id {entry_id!r} is ambiguous",
                              hint="give more characters of the id (see `tether queue status`)")
-        return _entry(rows[0]) if rows else None
+        return entry_of(rows[0]) if rows else None
 
     def entries(
         self, states: Iterable[str] | None = None, queues: Iterable[str] | None = None
@@ -190,20 +162,21 @@ class EmbeddedQueue:
                 where.append(f"{column} IN ({', '.join('?' * len(chosen))})")
                 args += chosen
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._db().execute(f"{_SELECT}{clause} ORDER BY seq", args).fetchall()
-        return [_entry(row) for row in rows]
+        rows = self._db().execute(f"{SELECT}{clause} ORDER BY seq", args).fetchall()
+        return [entry_of(row) for row in rows]
 
     def reserved_names(self, baseline: str) -> set[str]:
         rows = self._db().execute("SELECT name FROM entries WHERE baseline = ?", (baseline,))
         return {row[0] for row in rows}
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
         marks = ", ".join("?" * len(queues))
         with self._tx() as db:
             row = db.execute(
                 f"SELECT id FROM entries WHERE state IN (?, ?) AND queue IN ({marks}) "
-                "AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
-                (*WAITING, *queues, now),
+                f"AND not_before <= ? AND NOT {UNMET} ORDER BY priority DESC, seq LIMIT 1",
+                (*WAITING, *queues, now, json.dumps(list(tags))),
             ).fetchone()
             if row is None:
                 return None
@@ -211,10 +184,12 @@ class EmbeddedQueue:
         self._emit("started", [entry], worker)
         return entry
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
         with self._tx() as db:
             entry = self._fetch(db, entry_id)
-            if entry is None or entry.state not in WAITING or entry.not_before > now:
+            if entry is None or entry.state not in WAITING or entry.not_before > now \
+                    or not can_run(entry.requires, tags):
                 return None
             entry = self._take(db, entry.id, worker, now, lease)
         self._emit("started", [entry], worker)
@@ -258,16 +233,18 @@ class EmbeddedQueue:
             ):
                 return False
             entry = self._update(db, entry_id, **values)
+            if outcome.state == RETRYING:
+                count(db, RETRIES, 1)
         self._emit(outcome.state, [entry], outcome.error or "")
         return True
 
     def requeue_expired(self, now: float) -> list[Entry]:
         changed = []
         with self._tx() as db:
-            rows = db.execute(f"{_SELECT} WHERE state = ? AND lease_until < ?",
+            rows = db.execute(f"{SELECT} WHERE state = ? AND lease_until < ?",
                               (RUNNING, now)).fetchall()
             for row in rows:
-                entry = _entry(row)
+                entry = entry_of(row)
                 lost = entry.lost + 1
                 gone = f"worker {entry.worker} lost (lease expired) in attempt {entry.attempt}"
                 if lost >= MAX_LOST:
@@ -278,6 +255,7 @@ class EmbeddedQueue:
                     db, entry.id, state=state, lost=lost, error=error, lease_until=None,
                     ended_at=now, not_before=0,
                 ))
+            count(db, LOST_WORKERS, len(rows))
         for entry in changed:
             self._emit("requeued" if entry.state == QUEUED else FAILED, [entry], entry.error or "")
         return changed
@@ -332,27 +310,15 @@ class EmbeddedQueue:
 
     def claim_occurrence(self, schedule: str, occurrence: float, worker: str,
                          now: float) -> bool:
-        # One statement: the row is inserted, or moved forward, only by the first
-        # caller for an occurrence newer than the one it holds.
         with self._tx() as db:
-            cursor = db.execute(
-                "INSERT INTO schedule_firings (schedule, occurrence, worker, claimed_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (schedule) DO UPDATE SET "
-                "occurrence = excluded.occurrence, worker = excluded.worker, "
-                "claimed_at = excluded.claimed_at, result = '' "
-                "WHERE excluded.occurrence > schedule_firings.occurrence",
-                (schedule, occurrence, worker, now))
-        return cursor.rowcount == 1
+            return claim_occurrence(db, schedule, occurrence, worker, now)
 
     def note_fired(self, schedule: str, occurrence: float, result: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE schedule_firings SET result = ? WHERE schedule = ? "
-                       "AND occurrence = ?", (result, schedule, occurrence))
+            note_fired(db, schedule, occurrence, result)
 
     def fired(self) -> dict[str, Firing]:
-        rows = self._db().execute("SELECT schedule, occurrence, worker, claimed_at, result "
-                                  "FROM schedule_firings").fetchall()
-        return {row[0]: Firing(*row) for row in rows}
+        return fired(self._db())
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
@@ -360,6 +326,21 @@ class EmbeddedQueue:
     def read_log(self, entry_id: str, attempt: int, offset: int = 0) -> LogChunk:
         chunk = read_local_log(self.attempt_dir(entry_id, attempt) / "output.log", offset)
         return chunk if chunk is not None else LogChunk(b"", offset, None)
+
+    def stats(self, now: float) -> QueueStats:
+        return read_stats(self._db(), now)
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        with self._tx() as db:
+            announce(db, worker, queues, now + lease, now, tags)
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        return live_workers(self._db(), now)
+
+    def retire_worker(self, worker: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

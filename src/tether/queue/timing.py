@@ -1,13 +1,13 @@
-"""The worker's clocks: heartbeat and retry backoff delays, and the tick loop that lets
-a caller act periodically inside a worker (the feedback layer fires due schedules)."""
+"""The worker's clocks: the heartbeat delay, and the tick loop that lets a caller act
+periodically inside a worker (the feedback layer fires due schedules). Retry backoff
+lives with the attempt's outcome (`outcome.py`)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
-log = logging.getLogger("tether.queue.worker")
+from tether.logs import get_logger
 
 Tick = Callable[[float], object]
 
@@ -18,11 +18,6 @@ def next_heartbeat_delay(delay: float, ok: bool, interval: float, cap: float) ->
     if ok:
         return interval
     return min(max(interval, cap), delay * 2)
-
-
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2·base, 4·base... capped."""
-    return float(min(cap, base * 2 ** max(0, failures - 1)))
 
 
 def start_ticks(tick: Tick | None, every: float, clock: Callable[[], float],
@@ -37,8 +32,8 @@ def start_ticks(tick: Tick | None, every: float, clock: Callable[[], float],
             try:
                 tick(clock())
             except Exception as exc:  # the state store away for a moment: next tick
-                log.warning("worker tick failed (%s: %s); trying again", type(exc).__name__,
-                            exc)
+                get_logger("tether.queue.worker").warning(
+                    "tick_failed", error=f"{type(exc).__name__}: {exc}", retrying=True)
             stop.wait(every)
 
     thread = threading.Thread(target=loop, daemon=True, name="tether-ticks")

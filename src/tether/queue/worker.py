@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,14 +26,10 @@ from typing import Any
 from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, prune_stale, remove_worktree
 from tether.layout import queue_dir, worktrees_dir
+from tether.logs import bind, get_logger
 from tether.queue.base import (
-    CANCELLED,
     DEFAULT_QUEUE,
-    DONE,
     FAILED,
-    MAX_LOST,
-    QUEUED,
-    RETRYING,
     RUNNING,
     WAITING,
     Entry,
@@ -42,24 +37,27 @@ from tether.queue.base import (
     Outcome,
     QueueBackend,
     QueueEvent,
+    can_run,
 )
 from tether.queue.failed import scrub_attempt
-from tether.queue.timing import Tick, backoff_delay, next_heartbeat_delay, start_ticks
+from tether.queue.outcome import attempt_outcome
+from tether.queue.timing import Tick, next_heartbeat_delay, start_ticks
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
-from tether.status import INTERRUPTED, STALLED, SUCCESS, TIMEOUT
+from tether.status import STALLED, TIMEOUT
 from tether.structs import field, replace, struct
 
 ON_TERM = ("finish", "requeue")
 # Heartbeats failing (state store unreachable) are retried at least this often
 # (and at least three times per lease).
 HEARTBEAT_BACKOFF_MAX = 5.0
-log = logging.getLogger("tether.queue.worker")
+HOST = socket.gethostname()
 
 
 @struct
 class WorkerOptions:
     queues: list[str] = field(default_factory=lambda: [DEFAULT_QUEUE])
+    tags: tuple[str, ...] = ()  # what this worker can run (see Entry.requires)
     jobs: int = 1
     lease: float = 60.0
     exit_when_idle: bool = False
@@ -97,7 +95,7 @@ class Worker:
         self.git = Git(root)
         self.backend = backend
         self.options = options
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{HOST}:{os.getpid()}"
         self.draining = threading.Event()
         self.requeue_on_stop = options.on_term == "requeue"
         self.summary = WorkerSummary()
@@ -180,13 +178,17 @@ class Worker:
     # -- slots ------------------------------------------------------------
 
     def _slot(self) -> None:
+        with bind(worker=self.id, host=HOST):  # on every line of this slot's thread
+            self._take_entries()
+
+    def _take_entries(self) -> None:
         opts = self.options
         while not self.draining.is_set():
             now = opts.clock()
             self.backend.requeue_expired(now)
-            entry = self.backend.claim(opts.queues, self.id, now, opts.lease)
+            entry = self.backend.claim(opts.queues, self.id, now, opts.lease, opts.tags)
             if entry is None:
-                if opts.exit_when_idle and self._idle():
+                if opts.exit_when_idle and not runnable_busy(self.backend, opts):
                     return
                 self.draining.wait(opts.poll)
                 continue
@@ -195,13 +197,17 @@ class Worker:
                 self.summary.ran += 1
                 self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
 
-    def _idle(self) -> bool:
-        """Nothing waiting or running in our queues (a lost worker's entry comes back)."""
-        busy = self.backend.entries(states=(*WAITING, RUNNING), queues=self.options.queues)
-        return not busy
-
     def execute(self, entry: Entry) -> str:
         """Run one claimed attempt to its end and report it; returns the new state."""
+        with bind(**self.context_of(entry)):  # every line about this attempt carries it
+            return self._execute(entry)
+
+    def context_of(self, entry: Entry) -> dict[str, Any]:
+        """The log context of an attempt (tether.logs.CONTEXT_KEYS)."""
+        return {"run_id": entry.run_id, "exp": entry.name, "entry": entry.id,
+                "attempt": entry.attempt, "worker": self.id, "queue": entry.queue, "host": HOST}
+
+    def _execute(self, entry: Entry) -> str:
         attempt_dir = self.backend.attempt_dir(entry.id, entry.attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         worktree = worktrees_dir(self.root) / f"queue-{entry.id}-{entry.attempt}"
@@ -213,7 +219,10 @@ class Worker:
             result = {"outcome": "crashed", "error": f"{type(exc).__name__}: {exc}"}
         finally:
             remove_worktree(self.git, worktree)
-        outcome = self._outcome(entry, result)
+        opts = self.options
+        outcome = attempt_outcome(entry, result, opts.clock(), backoff=opts.backoff,
+                                  backoff_max=opts.backoff_max,
+                                  requeue=self.requeue_on_stop and self.draining.is_set())
         if outcome is None:
             return RUNNING  # the lease was taken over: the new owner reports
         if outcome.state == FAILED and outcome.result_ref is None:
@@ -258,6 +267,7 @@ class Worker:
             "reproduces": entry.reproduces,
             "stage_failures": entry.stage_failures, "state_root": str(attempt_dir),
             "lock_path": str(self._lock_path(entry)), "channel_fd": write_fd,
+            "log_context": self.context_of(entry),
         }
         job_path = attempt_dir / "job.json"
         job_path.write_text(json.dumps(job))
@@ -306,33 +316,6 @@ class Worker:
         result["abandoned"] = active.abandoned
         return result
 
-    def _outcome(self, entry: Entry, result: dict[str, Any]) -> Outcome | None:
-        now = self.options.clock()
-        kind = result.get("outcome")
-        if kind == "recorded":
-            status = result.get("status")
-            state = {SUCCESS: DONE, INTERRUPTED: CANCELLED}.get(str(status), FAILED)
-            return Outcome(state, status=status, result_ref=result.get("ref"))
-        if kind == "retry":
-            failures = dict(entry.stage_failures)
-            failures[result["stage"]] = failures.get(result["stage"], 0) + 1
-            delay = backoff_delay(failures[result["stage"]], self.options.backoff,
-                                  self.options.backoff_max)
-            code = result.get("exit_code")
-            error = f"stage {result['stage']} {result['status']}" + (
-                f" (exit {code})" if code is not None else "") + f"; retry in {delay:g}s"
-            return Outcome(RETRYING, error=error, not_before=now + delay, stage_failures=failures)
-        if kind == "abandoned" or result.get("abandoned"):
-            if self.requeue_on_stop and self.draining.is_set():
-                return Outcome(QUEUED, error="requeued: the worker was stopped")
-            return None
-        if kind == "stopped":
-            return Outcome(CANCELLED, error="killed before its first stage")
-        if kind == "crashed" and entry.attempt < MAX_LOST:
-            delay = backoff_delay(entry.attempt, self.options.backoff, self.options.backoff_max)
-            return Outcome(RETRYING, error=result["error"], not_before=now + delay)
-        return Outcome(FAILED, error=str(result.get("error")))
-
     # -- heartbeats and kills ---------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -346,8 +329,21 @@ class Worker:
         interval = max(0.05, min(self.options.lease / 3, 1.0))
         cap = min(HEARTBEAT_BACKOFF_MAX, self.options.lease / 3)
         delay = interval
+        self.announce()
         while not self._done.wait(delay):
-            delay = next_heartbeat_delay(delay, self.beat_once(), interval, cap)
+            ok = self.beat_once() & self.announce()
+            delay = next_heartbeat_delay(delay, ok, interval, cap)
+        with contextlib.suppress(Exception):  # else its announcement expires by itself
+            self.backend.retire_worker(self.id)
+
+    def announce(self) -> bool:
+        """Renew this worker's presence (`tether_workers`); False if the store failed."""
+        try:
+            self.backend.announce_worker(self.id, self.options.queues, self.options.clock(),
+                                         self.options.lease, self.options.tags)
+        except Exception:  # an outage: beat_once() says so, and the next round retries
+            return False
+        return True
 
     def beat_once(self) -> bool:
         """Renew the lease of every active attempt; False if the store failed for any."""
@@ -360,8 +356,9 @@ class Worker:
                                               self.options.clock(), self.options.lease)
             except Exception as exc:  # a broker or state-store outage: retried, never fatal
                 if ok:
-                    log.warning("heartbeat for entry %s failed (%s: %s); retrying",
-                                item.entry.id, type(exc).__name__, exc)
+                    get_logger("tether.queue.worker").warning(
+                        "heartbeat_failed", **self.context_of(item.entry),
+                        error=f"{type(exc).__name__}: {exc}", retrying=True)
                 ok = False
                 continue
             if not beat.owned and not item.abandoned:
@@ -389,3 +386,9 @@ class Worker:
         """Remove the worktrees of attempts and `--temp` runs whose process was killed."""
         prune_stale(self.git, worktrees_dir(self.root))
 
+
+def runnable_busy(backend: QueueBackend, options: WorkerOptions) -> bool:
+    """Is anything this worker could run waiting or running in its queues? (An entry
+    running elsewhere counts: it comes back if its worker dies.)"""
+    busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
+    return any(can_run(entry.requires, options.tags) for entry in busy)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tether.errors import ExperimentError
 from tether.layout import (
+    LOCK_FILE,
     LOG_HEAD_TAIL,
     LOG_INLINE_CAP,
     RECORD_LOGS_DIR,
@@ -272,3 +273,22 @@ def clean_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
     return value
+
+
+def as_committed(record: RunRecord) -> bool:
+    """Whether `record` ran its baseline commit as committed: no `-S` override, and no
+    uncommitted change or untracked file at start but `tether.lock` (which tether
+    writes itself, and which only decides what is skipped)."""
+    code = record.code
+    if record.overrides or not isinstance(dirty := code.get("dirty"), bool):
+        return False
+    if not dirty:
+        return True
+    diff, untracked = code.get("diff"), code.get("untracked")
+    if code.get("diff_truncated") or not isinstance(diff, str) \
+            or not isinstance(untracked, list) or any(p != LOCK_FILE for p in untracked):
+        return False
+    return all(line == _LOCK_DIFF for line in diff.splitlines() if line.startswith("diff --git "))
+
+
+_LOCK_DIFF = f"diff --git a/{LOCK_FILE} b/{LOCK_FILE}"

@@ -9,7 +9,7 @@ from typing import TypeVar
 from tether.errors import close_matches
 from tether.spec.model import ParamRef
 from tether.spec.nodes import Entry, Node, Problems, describe
-from tether.spec.values import describe_value, normalize_path
+from tether.spec.values import TAG, describe_value, normalize_path
 
 T = TypeVar("T")
 
@@ -116,6 +116,15 @@ def as_commands(value: object) -> tuple[str, ...]:
             f"expected a non-empty command or list of commands, found {describe_value(value)}"
         )
     return tuple(str(c) for c in commands)
+
+
+def as_tag(value: object) -> str:
+    """A worker tag a stage requires (`require: [gpu, a100]`)."""
+    text = as_text(value, "a worker tag such as gpu")
+    if not TAG.fullmatch(text):
+        raise ValueError(f"expected a worker tag (letters, digits and _ . : = + -, such as gpu "
+                         f"or cuda=12), found {text!r}")
+    return text
 
 
 def unique(values: list[str]) -> list[str]:

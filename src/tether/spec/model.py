@@ -70,6 +70,7 @@ class Stage:
     expected: float | None = None
     retries: int = 0
     retry_on: tuple[int, ...] = ()
+    require: tuple[str, ...] = ()  # worker tags a queued run of this stage needs
     line: int | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class Stage:
             "expected": self.expected,
             "retries": self.retries,
             "retry_on": list(self.retry_on),
+            "require": list(self.require),
         }
 
 
@@ -165,6 +167,10 @@ class Pipeline:
                 wanted.add(name)
                 pending.extend(self._upstream[name])
         return topological_order(self.stages, self._upstream, only=wanted)
+
+    def requirements(self, stages: Sequence[str]) -> tuple[str, ...]:
+        """The worker tags needed to run `stages` (the union of their `require`), sorted."""
+        return tuple(sorted({tag for name in stages for tag in self.stages[name].require}))
 
     def _expand_target(self, target: str) -> list[str]:
         if target in self.stages:

@@ -14,6 +14,7 @@ from tether.spec.fields import (
     as_commands,
     as_integer,
     as_param,
+    as_tag,
     as_text,
     check_keys,
     read_env,
@@ -40,6 +41,7 @@ STAGE_FIELDS = (
     "expected",
     "retries",
     "retry_on",
+    "require",
 )
 TEMPLATE_KEYS = ("foreach", "do", "matrix")
 METRIC_KEYS = ("direction", "tolerance", "warn", "gate", "allow_missing")
@@ -155,6 +157,7 @@ def _stage(decl: StageBody, problems: Problems) -> Stage | None:
     }
     retries = field.get("retries", 0, lambda v: as_integer(v, 0, None))
     retry_on = tuple(field.each("retry_on", lambda v: as_integer(v, 0, 255), single=False))
+    require = tuple(sorted(set(field.each("require", as_tag))))
     if problems.reported != before:
         return None
     return Stage(
@@ -172,6 +175,7 @@ def _stage(decl: StageBody, problems: Problems) -> Stage | None:
         expected=durations["expected"],
         retries=retries,
         retry_on=retry_on,
+        require=require,
         line=decl.line,
     )
 

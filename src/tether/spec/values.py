@@ -7,6 +7,9 @@ import posixpath
 import re
 from typing import Literal
 
+# A worker tag (`tether worker --tags`, a stage's `require:`, `run --queue --require`).
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:=+-]{0,62}")
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)([dhms])")
 _DURATION_FULL = re.compile(r"(?:(?:\d+(?:\.\d+)?|\.\d+)[dhms])+")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}

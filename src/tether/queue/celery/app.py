@@ -20,7 +20,6 @@ experiment ref back before it reports the entry done.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import threading
@@ -41,20 +40,42 @@ except ImportError:
 from tether.errors import GitError
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, exp_ref
-from tether.queue.base import FAILED, RUNNING, WAITING, Entry, Outcome
-from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
+from tether.logs import bind, get_logger
+from tether.queue.base import FAILED, WAITING, Entry, Outcome
+from tether.queue.worker import HOST, Worker, WorkerOptions, WorkerSummary, runnable_busy
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
     from tether.queue.celery.backend import CeleryQueue
 
 TASK_NAME = "tether.run_entry"
-log = logging.getLogger("tether.queue.celery")
+LOGGER = "tether.queue.celery"
 
 
-def celery_queue_name(namespace: str, queue: str) -> str:
-    """The broker queue that carries wake-ups for tether queue `queue`."""
-    return f"tether.{namespace}.{queue}"
+# A worker consumes one broker queue per subset of its tags (2**tags of them).
+MAX_CELERY_TAGS = 8
+
+
+def celery_queue_name(namespace: str, queue: str, requires: Sequence[str] = ()) -> str:
+    """The broker queue that carries wake-ups for entries of tether queue `queue` that
+    require exactly `requires`: `tether.<namespace>.<queue>`, plus `+tag` per requirement."""
+    return f"tether.{namespace}.{queue}" + "".join(f"+{tag}" for tag in sorted(set(requires)))
+
+
+def consumed_queues(namespace: str, queues: Sequence[str], tags: Sequence[str]) -> list[str]:
+    """The broker queues a worker with `tags` consumes: one per tether queue and subset of
+    its tags, so it is only ever woken for entries it can run."""
+    from itertools import combinations
+
+    from tether.errors import UsageError
+
+    unique = sorted(set(tags))
+    if len(unique) > MAX_CELERY_TAGS:
+        raise UsageError(f"--tags: {len(unique)} tags; a Celery worker takes at most "
+                         f"{MAX_CELERY_TAGS} (it consumes a broker queue per subset of them)",
+                         hint="give the worker only the tags entries actually require")
+    subsets = [combo for size in range(len(unique) + 1) for combo in combinations(unique, size)]
+    return [celery_queue_name(namespace, queue, subset) for queue in queues for subset in subsets]
 
 
 def make_app(broker: str, transport_options: dict[str, Any] | None = None) -> Celery:
@@ -104,7 +125,7 @@ def install_sender(backend: CeleryQueue) -> Celery:
             delay = max(0.0, entry.not_before - now)
             app.send_task(
                 TASK_NAME, args=[entry.id],
-                queue=celery_queue_name(backend.namespace, entry.queue),
+                queue=celery_queue_name(backend.namespace, entry.queue, entry.requires),
                 countdown=delay or None,
                 # The wake-up has no result: without these Celery would set up (and
                 # import) a result backend and build an AsyncResult for each send.
@@ -128,6 +149,10 @@ class _Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, entry_id: str) -> str:
+        with bind(worker=self.worker.id, host=HOST):  # on every line of this task's thread
+            return self._run(entry_id)
+
+    def _run(self, entry_id: str) -> str:
         now = time.time()
         current = self.backend.get(entry_id)
         if current is None:
@@ -135,13 +160,18 @@ class _Runtime:
         if current.state in WAITING and current.not_before > now:
             self.backend.dispatch([current], now)  # woken early (clock skew): wake again later
             return "early"
-        entry = self.backend.start(entry_id, self.worker.id, now, self.lease)
+        entry = self.backend.start(entry_id, self.worker.id, now, self.lease,
+                                   self.worker.options.tags)
         if entry is None:
-            log.info("wake-up for entry %s ignored: it is %s (attempt %s)", entry_id,
-                     current.state, current.attempt)
+            get_logger(LOGGER).info("wakeup_ignored", entry=entry_id, state=current.state,
+                                    attempt=current.attempt, run_id=current.run_id)
             return "skipped"
         with self.lock:
             self.active.add(entry.id)
+        with bind(**self.worker.context_of(entry)):
+            return self._run_started(entry)
+
+    def _run_started(self, entry: Entry) -> str:
         try:
             try:
                 self._fetch(entry)
@@ -198,6 +228,7 @@ class _Runtime:
                     raise
                 time.sleep(delay)
                 delay *= 2
+        get_logger(LOGGER).info("result_pushed", ref=result_ref, remote=self.git_remote)
         self._publish_artifacts(result_ref)
 
     def _publish_artifacts(self, result_ref: str) -> None:
@@ -206,10 +237,13 @@ class _Runtime:
         from tether.share.transfer import push_artifacts
 
         try:
-            push_artifacts(self.root, [result_ref])
+            moved = push_artifacts(self.root, [result_ref])
+            if moved is not None:
+                get_logger(LOGGER).info("artifacts_pushed", ref=result_ref, sent=len(moved.sent),
+                                        present=moved.present, bytes=moved.bytes,
+                                        failed=len(moved.failed) or None)
         except TetherError as exc:  # the run is recorded and published; say what is missing
-            log.warning("%s: its outputs were not pushed to the artifact remote: %s",
-                         result_ref, exc)
+            get_logger(LOGGER).warning("artifacts_not_pushed", ref=result_ref, error=str(exc))
 
 
 def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
@@ -231,7 +265,9 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         worker.stop(requeue=options.on_term == "requeue")
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
-    queues = [celery_queue_name(backend.namespace, name) for name in options.queues]
+    # Celery's own lines go through tether.logs (the root logger's handler), as logfmt.
+    celery_signals.setup_logging.connect(_keep_logging, weak=False)
+    queues = consumed_queues(backend.namespace, options.queues, options.tags)
     celery_worker = app.Worker(
         hostname=f"tether-{os.getpid()}@{socket.gethostname()}", pool="threads",
         concurrency=options.jobs, queues=queues, loglevel=loglevel, quiet=True,
@@ -252,6 +288,7 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
             ticks.join(5)
         worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
+        celery_signals.setup_logging.disconnect(_keep_logging)
         sweeper.join(10)  # it may be blocked on the state store for one interval
         beats.join(5)
         worker.sweep_worktrees()
@@ -260,6 +297,10 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
         backend.sender = None
         app.close()
     return worker.summary
+
+
+def _keep_logging(**kwargs: Any) -> None:
+    """Connected to Celery's setup_logging signal: Celery then configures no logging."""
 
 
 def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> None:
@@ -283,9 +324,9 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
             with runtime.lock:
                 free = len(runtime.active) < options.jobs
             if free:
-                backend.dispatch_waiting(now, stale_after=stale_after)
+                backend.dispatch_waiting(now, stale_after=stale_after, tags=options.tags)
             if options.exit_when_idle:
-                busy = backend.entries(states=(*WAITING, RUNNING), queues=options.queues)
+                busy = runnable_busy(backend, options)
                 with runtime.lock:
                     mine = bool(runtime.active)
                 idle_rounds = 0 if busy or mine else idle_rounds + 1
@@ -294,7 +335,7 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
                     return
             backend.wait_for_wakeup(interval)
         except Exception as exc:  # a broker or store hiccup: next round
-            log.warning("queue sweep failed (%s); trying again", exc)
+            get_logger(LOGGER).warning("queue_sweep_failed", error=str(exc), retrying=True)
             stop.wait(interval)
 
 
@@ -314,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".")
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--queue", dest="queues", action="append")
+    parser.add_argument("--tags", action="append", default=[])
     parser.add_argument("--lease", type=float, default=60.0)
     parser.add_argument("--exit-when-idle", action="store_true")
     parser.add_argument("--on-term", choices=("finish", "requeue"), default="finish")
@@ -328,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                "--log-level", args.loglevel, "--ok-on-failed-runs"]
     for queue in args.queues or ():
         command += ["--queue", queue]
+    for tags in args.tags:
+        command += ["--tags", tags]
     if args.exit_when_idle:
         command.append("--exit-when-idle")
     sys.stdout.flush()

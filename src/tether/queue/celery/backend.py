@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tether.layout import queue_dir
-from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome
+from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome, can_run
 from tether.queue.celery.settings import CeleryConfig, load_celery_config, push_snapshots
 from tether.queue.celery.state import RedisState
 
@@ -91,14 +91,16 @@ class CeleryQueue(RedisState):
             self.dispatch_waiting(now)
         return changed
 
-    def dispatch_waiting(self, now: float, *, stale_after: float | None = None) -> list[Entry]:
+    def dispatch_waiting(self, now: float, *, stale_after: float | None = None,
+                         tags: Sequence[str] = ()) -> list[Entry]:
         """Wake-ups for the waiting entries that need one (in a worker); returns those.
 
         An entry never woken for (queued by a client) gets one at once. One that
         waited `redispatch_after` since its last (a message lost with a crashed
         broker) gets another — or `stale_after`, when the calling worker has a free
         slot: an entry it could have run has waited that long, so its message is held
-        by a worker that died before starting it (or by a busy one). The wait doubles
+        by a worker that died before starting it (or by a busy one); only an entry the
+        caller's `tags` can run counts as one it could have run. The wait doubles
         with each re-send, so a long backlog costs a few duplicate messages per entry
         at most, and a duplicate is a no-op (`start()` refuses an entry that is not
         waiting).
@@ -106,15 +108,15 @@ class CeleryQueue(RedisState):
         waiting = self.waiting_entries()
         if not waiting:
             return []
-        after = self.config.redispatch_after
-        if stale_after is not None:
-            after = min(after, stale_after)
-        due = [
-            entry for entry, (at, count) in zip(
-                waiting, self.dispatch_info([e.id for e in waiting]), strict=True)
+        usual = self.config.redispatch_after
+        soon = usual if stale_after is None else min(usual, stale_after)
+        due = []
+        for entry, (at, count) in zip(waiting, self.dispatch_info([e.id for e in waiting]),
+                                      strict=True):
+            after = soon if can_run(entry.requires, tags) else usual
             if count == 0 or (entry.not_before <= now and
-                              now - max(at, entry.not_before) > after * 2 ** max(0, count - 1))
-        ]
+                              now - max(at, entry.not_before) > after * 2 ** max(0, count - 1)):
+                due.append(entry)
         if due:
             self.dispatch(due, now)
         return due

@@ -9,6 +9,11 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
   ids → lease end;
 - `P log:<id>:<attempt>` and `P logat:<id>:<attempt>`: an attempt's shipped output
   and when output last arrived;
+- `P queues`, `P qwait:<queue>`, `P qrun:<queue>`, `P qindex`: the per-queue index of
+  waiting and running entries (see `tether.queue.celery.lua`);
+- `P counters`: a hash of the `retries` and `lost_workers` counters (the Lua scripts
+  count them); `P workers`: zset of `<worker>\t<queue>\t<tags>` (tags joined by
+  commas) → end of the worker's presence lease, renewed with its heartbeats;
 - `P wakeups`: a list of at most one item, pushed whenever entries become waiting
   with no wake-up sent for them (enqueue, `tether queue retry`, a requeue seen by a
   client). Celery workers block on it and send the wake-ups themselves, so a client
@@ -27,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from tether.errors import QueueError
-from tether.queue.base import QUEUED, Entry
+from tether.queue.base import QUEUED, Entry, Firing, QueueStats, WorkerInfo, workers_from_rows
 
 if TYPE_CHECKING:
     import redis
@@ -94,10 +99,15 @@ def write_entries(conn: redis.Redis, prefix: str, entries: Sequence[Entry],
             "attempt": 0, "lost": 0, "stage_failures": "{}",
             "created_at": number(entry.created_at or now),
             "not_before": number(entry.not_before), "kill_requested": "0", "seq": seq,
+            "requires": ",".join(sorted(set(entry.requires))),
         }
         pipe.hset(entry_key(prefix, entry.id), mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(f"{prefix}all", {entry.id: seq})
         pipe.zadd(f"{prefix}waiting", {entry.id: seq})
+        # The per-queue index of `STATS` (tether.queue.celery.lua): waiting since.
+        pipe.sadd(f"{prefix}queues", entry.queue)
+        pipe.zadd(f"{prefix}qwait:{entry.queue}",
+                  {entry.id: max(entry.created_at or now, entry.not_before)})
     _wakeup_note(pipe, prefix, len(entries))
     pipe.execute()
 
@@ -153,3 +163,70 @@ def redacted(url: str) -> str:
     from tether.urls import mask_urls
 
     return mask_urls(url)
+
+
+# An announcement this long expired belongs to a worker that died without retiring.
+FORGET_WORKERS_AFTER = 86400.0
+
+
+def announce_worker(conn: redis.Redis, prefix: str, worker: str, queues: Sequence[str],
+                    until: float, now: float, tags: Sequence[str] = ()) -> None:
+    """Note that `worker` serves `queues` with `tags` until `until` (and forget long-dead
+    workers)."""
+    joined = ",".join(sorted(set(tags)))
+    pipe = conn.pipeline(transaction=True)
+    pipe.zadd(f"{prefix}workers", {f"{worker}\t{queue}\t{joined}": until for queue in queues})
+    pipe.zremrangebyscore(f"{prefix}workers", "-inf", now - FORGET_WORKERS_AFTER)
+    pipe.execute()
+
+
+def retire_worker(conn: redis.Redis, prefix: str, worker: str) -> None:
+    """Forget `worker`'s announcements."""
+    members = cast("list[bytes]", conn.zrange(f"{prefix}workers", 0, -1))
+    mine = [m for m in members if m.decode().partition("\t")[0] == worker]
+    if mine:
+        conn.zrem(f"{prefix}workers", *mine)
+
+
+def live_workers(conn: redis.Redis, prefix: str, now: float) -> list[WorkerInfo]:
+    """The workers whose announcement runs at `now`, by id."""
+    members = cast("list[tuple[bytes, float]]", conn.zrangebyscore(
+        f"{prefix}workers", number(now), "+inf", withscores=True))
+    rows = []
+    for member, until in members:
+        worker, _, rest = member.decode().partition("\t")
+        queue, _, tags = rest.partition("\t")
+        rows.append((worker, queue, float(until), tags))
+    return workers_from_rows(rows)
+
+
+def stats_from_json(raw: bytes) -> QueueStats:
+    """The `QueueStats` of the STATS script's reply."""
+    data = json.loads(raw)
+    queues = data["queues"] if isinstance(data["queues"], dict) else {}  # {} encodes as []
+    workers: dict[str, int] = {}
+    for member in data["workers"] if isinstance(data["workers"], list) else []:
+        queue = str(member).split("\t")[1]
+        workers[queue] = workers.get(queue, 0) + 1
+    return QueueStats(
+        waiting={q: int(f[0]) for q, f in queues.items() if f[0]},
+        running={q: int(f[1]) for q, f in queues.items() if f[1]},
+        waiting_since={q: float(f[2]) for q, f in queues.items() if f[2] is not False},
+        workers=workers, retries=int(data["retries"]), lost_workers=int(data["lost_workers"]),
+        queues=sorted(set(queues) | set(workers)),
+    )
+
+
+def read_firings(conn: redis.Redis, prefix: str) -> dict[str, Firing]:
+    """The last claimed occurrence of each schedule (`QueueBackend.fired`)."""
+    members = cast(set[bytes], conn.smembers(f"{prefix}schedules"))
+    names = sorted(name.decode() for name in members)
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(f"{prefix}firing:{name}")
+    found = {}
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        found[name] = Firing(name, float(data["occurrence"]), data["worker"],
+                             float(data["claimed_at"]), data.get("result", ""))
+    return found

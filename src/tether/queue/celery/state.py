@@ -38,6 +38,8 @@ from tether.queue.base import (
     LogChunk,
     Outcome,
     QueueEvent,
+    QueueStats,
+    WorkerInfo,
     read_local_log,
     unknown_entry,
 )
@@ -69,6 +71,7 @@ def entry_from_hash(raw: dict[bytes, bytes]) -> Entry:
             values[name] = float(data[name])
     values["stage_failures"] = json.loads(data.get("stage_failures", "{}"))
     values["kill_requested"] = data.get("kill_requested") == "1"
+    values["requires"] = tuple(tag for tag in data.get("requires", "").split(",") if tag)
     return Entry(**values).with_payload(json.loads(data.get("payload", "{}")))
 
 
@@ -94,7 +97,7 @@ class RedisState:
             name: self.redis.register_script(getattr(lua, name))
             for name in ("CLAIM", "START", "HEARTBEAT", "FINISH", "REQUEUE_EXPIRED",
                          "REQUEST_KILL", "REMOVE", "RETRY", "APPEND_LOG", "CLAIM_OCCURRENCE",
-                         "NOTE_FIRED")
+                         "NOTE_FIRED", "STATS")
         }
         self._shipping: dict[tuple[str, int], int] = {}  # attempt -> bytes shipped
         self._ship_lock = threading.Lock()
@@ -169,12 +172,16 @@ class RedisState:
         return self._retrying(
             lambda: keys.reserved_names(self.redis, self.prefix, baseline))
 
-    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("CLAIM", worker, number(now), number(now + lease), *queues)
+    def claim(self, queues: Sequence[str], worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        raw = self._script("CLAIM", worker, number(now), number(now + lease),
+                           json.dumps(list(tags)), *queues)
         return self._started(raw, worker)
 
-    def start(self, entry_id: str, worker: str, now: float, lease: float) -> Entry | None:
-        raw = self._script("START", entry_id, worker, number(now), number(now + lease))
+    def start(self, entry_id: str, worker: str, now: float, lease: float,
+              tags: Sequence[str] = ()) -> Entry | None:
+        raw = self._script("START", entry_id, worker, number(now), number(now + lease),
+                           json.dumps(list(tags)))
         return self._started(raw, worker)
 
     def _started(self, raw: list[bytes] | None, worker: str) -> Entry | None:
@@ -271,20 +278,21 @@ class RedisState:
         self._script("NOTE_FIRED", schedule, number(occurrence), result)
 
     def fired(self) -> dict[str, Firing]:
-        def read() -> dict[str, Firing]:
-            members = cast(set[bytes], self.redis.smembers(f"{self.prefix}schedules"))
-            names = sorted(name.decode() for name in members)
-            pipe = self.redis.pipeline(transaction=False)
-            for name in names:
-                pipe.hgetall(f"{self.prefix}firing:{name}")
-            found = {}
-            for name, raw in zip(names, pipe.execute(), strict=True):
-                data = {k.decode(): v.decode() for k, v in raw.items()}
-                found[name] = Firing(name, float(data["occurrence"]), data["worker"],
-                                     float(data["claimed_at"]), data.get("result", ""))
-            return found
+        return self._retrying(lambda: keys.read_firings(self.redis, self.prefix))
 
-        return self._retrying(read)
+    def stats(self, now: float) -> QueueStats:
+        return keys.stats_from_json(self._script("STATS", number(now)))
+
+    def announce_worker(self, worker: str, queues: Sequence[str], now: float,
+                        lease: float, tags: Sequence[str] = ()) -> None:
+        self._retrying(lambda: keys.announce_worker(self.redis, self.prefix, worker, queues,
+                                                    now + lease, now, tags))
+
+    def live_workers(self, now: float) -> list[WorkerInfo]:
+        return self._retrying(lambda: keys.live_workers(self.redis, self.prefix, now))
+
+    def retire_worker(self, worker: str) -> None:
+        self._retrying(lambda: keys.retire_worker(self.redis, self.prefix, worker))
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)
