@@ -4,6 +4,7 @@ workers; catch-up after downtime (an injected clock); `tether schedule list|run`
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import time
@@ -116,11 +117,14 @@ def _each_occurrence_once(project: Path, workers: list[subprocess.Popen[str]], m
     for proc in workers:
         proc.send_signal(signal.SIGTERM)
     logs = [proc.communicate(timeout=120)[1] for proc in workers]
-    lines = [line for log in logs for line in log.splitlines() if "schedule smoke (" in line]
-    occurrences = [line.split("(", 1)[1].split(")", 1)[0] for line in lines]
+    # The workers' logfmt lines: event=schedule_fired schedule=smoke occurrence=... result=...
+    lines = [dict(pair.split("=", 1) for pair in shlex.split(line) if "=" in pair)
+             for log in logs for line in log.splitlines() if "event=schedule_fired" in line]
+    lines = [line for line in lines if line.get("schedule") == "smoke"]
+    occurrences = [line["occurrence"] for line in lines]
     assert len(set(occurrences)) >= 5, logs
     assert Counter(occurrences).most_common(1)[0][1] == 1, lines  # never twice
-    assert all(": queued " in line for line in lines), lines
+    assert all(line["result"].startswith("queued ") for line in lines), lines
     queue = open_queue(project)
     try:
         entries = [e for e in queue.entries() if e.name != "warm-up"]
