@@ -48,10 +48,12 @@ def check_format(value: str, where: str) -> str:
 
 
 def chosen_format(stream: TextIO | None = None) -> str:
-    """The format this process logs in (see the module docstring)."""
+    """The format this process logs in (see the module docstring). An unknown value of
+    FORMAT_ENV counts as unset here: `tether` refuses it at start, and a library logging
+    from a background thread must not fail on it."""
     value = os.environ.get(FORMAT_ENV, "")
-    if value:
-        return check_format(value, FORMAT_ENV)
+    if value in FORMATS:
+        return value
     target = stream or sys.stderr
     try:
         tty = target.isatty()
@@ -82,7 +84,6 @@ def configure(log_format: str | None = None, stream: TextIO | None = None,
     renderer = _renderer(chosen)
     shared: list[Any] = [
         _merge_context,
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,14 +142,15 @@ def test_follow_once_runs_new_branches_skips_and_pushes_back(world: dict[str, Pa
     # A second pass finds nothing new and runs nothing.
     again = run_tether(follower, "worker", "--follow", "origin", "--once")
     assert again.returncode == 0, again.stderr
-    assert "queued" not in again.stderr and "ran 0 attempt(s)" in again.stderr
+    assert "event=push_queued" not in again.stderr
+    assert "event=worker_stopped" in again.stderr and "ran=0" in again.stderr
     assert remote_refs(bare, EXPS_REFS) == exps
 
     # Another follower, new to this remote, finds them all run (or opted out).
     other = run_tether(world["follower2"], "worker", "--follow", "origin", "--once")
     assert other.returncode == 0, other.stderr
     assert other.stderr.count("already has an experiment") == 3, other.stderr
-    assert "queued as" not in other.stderr
+    assert "event=push_queued" not in other.stderr
 
     # A new commit on a followed branch is a new experiment.
     git(dev, "switch", "-q", "exp/lr-small")
@@ -175,7 +177,7 @@ def test_two_followers_run_a_commit_once(world: dict[str, Path]) -> None:
     assert [ref for ref in remote_refs(bare, EXPS_REFS) if sha in ref] == [
         f"{EXPS_REFS}{sha}/race"]
     ran = [name for name, (_, err) in zip(("follower", "follower2"), outs, strict=True)
-           if "queued as race" in err]
+           if re.search(r"event=push_queued .*exp=race", err)]
     assert len(ran) == 1, outs
     other = "follower2" if ran == ["follower"] else "follower"
     assert not git(world[other], "for-each-ref", f"{EXPS_REFS}{sha}")

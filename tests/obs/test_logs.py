@@ -100,3 +100,16 @@ def test_a_bad_log_format_is_a_usage_error(pipeline_project: Path) -> None:
     proc = tether(pipeline_project, "worker", "--exit-when-idle", check=False,
                   env={"TETHER_LOG_FORMAT": "yaml"})
     assert proc.returncode == 2 and "TETHER_LOG_FORMAT 'yaml'" in proc.stderr
+
+
+def test_a_run_imports_no_logging_library(pipeline_project: Path) -> None:
+    """Binding the run's context is free: structlog comes only with a first log line."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom tether.cli.main import main\ncode = main(['run'])\n"
+              "print(code, sorted(m for m in ('structlog', 'prometheus_client', 'rich')"
+              " if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=pipeline_project,
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.split("\n")[-2] == "0 []", proc.stdout + proc.stderr

@@ -12,11 +12,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import git, write
 from feedback.receivers import free_port, http_receiver
 from obs.conftest import tether
+from queueing.servers import RedisServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -168,3 +170,20 @@ def test_a_busy_port_is_a_usage_error(pipeline_project: Path) -> None:
         proc = tether(pipeline_project, "metrics", "--port", str(port), "--bind", "127.0.0.1",
                       check=False)
     assert proc.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_a_state_store_away_leaves_the_queue_gauges_out(
+    pipeline_project: Path, tmp_path: Path, redis_server: RedisServer,
+) -> None:
+    """The gauges vanish (alert on absent()) and the rest is served, in seconds."""
+    own = RedisServer(tmp_path / "own-redis")
+    own.start()
+    write(pipeline_project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
+        "backend": "celery", "broker": own.url, "namespace": "away"}}))
+    tether(pipeline_project, "run", "--queue", "-n", "waiting")
+    assert value(metrics(pipeline_project), "tether_queue_depth", queue="default") == 1
+    own.stop()
+    proc = tether(pipeline_project, "metrics", "--once", timeout=30)
+    names = {name for name, _ in scrape(proc.stdout)}
+    assert "tether_queue_depth" not in names and "tether_runs_total" in names
+    assert "event=queue_stats_failed" in proc.stderr and "unreachable" in proc.stderr

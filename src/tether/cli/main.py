@@ -228,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tether.logs import FORMAT_ENV, check_format
 
             os.environ[FORMAT_ENV] = check_format(args.log_format, "--log-format")
+        elif os.environ.get("TETHER_LOG_FORMAT"):  # tether.logs.FORMAT_ENV
+            from tether.logs import FORMAT_ENV, check_format
+
+            check_format(os.environ[FORMAT_ENV], FORMAT_ENV)
         if args.directory is not None and not cwd.is_dir():
             problem = "is not a directory" if cwd.exists() else "does not exist"
             raise UsageError(f"-C {args.directory}: {cwd} {problem}",

@@ -41,12 +41,11 @@ def handle(args: argparse.Namespace) -> int:
     import threading
 
     from tether.gitstore.git import find_root
-    from tether.obs.metrics import ProjectMetrics, exposition, serve
-    from tether.queue.client import open_queue
+    from tether.obs.metrics import ProjectMetrics, exposition, open_for_scrapes, serve
 
     check_port(args.port)
     root = find_root(args.cwd)
-    backend = open_queue(root)
+    backend = open_for_scrapes(root)
     try:
         collector = ProjectMetrics(root, backend)
         if args.once:

@@ -227,11 +227,10 @@ def _serve_metrics(root: Path, args: argparse.Namespace) -> Callable[[], None]:
     if args.metrics_port is None:
         return lambda: None
     from tether.cli.metrics import check_port
-    from tether.obs.metrics import ProjectMetrics, serve
-    from tether.queue.client import open_queue
+    from tether.obs.metrics import ProjectMetrics, open_for_scrapes, serve
 
     check_port(args.metrics_port, "--metrics-port")
-    backend = open_queue(root)
+    backend = open_for_scrapes(root)
     stop = serve(ProjectMetrics(root, backend), args.metrics_port, args.metrics_bind)
     get_logger("tether.worker").info(
         "serving_metrics", url=f"http://{args.metrics_bind}:{args.metrics_port}/metrics")

@@ -35,6 +35,9 @@ DURATION_BOUNDS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 18
 RUN_STATUSES = (SUCCESS, FAILED, TIMEOUT, STALLED, INTERRUPTED)
 # tether_stage_timeouts_total{kind}: a stage's status -> its kind label.
 TIMEOUT_KINDS = {TIMEOUT: "timeout", STALLED: "stall"}
+# How long a scrape waits for a state store that does not answer (a worker waits a
+# minute); then the queue's metrics are left out, well within a scrape timeout.
+STORE_WAIT = 2.0
 
 
 def prometheus_missing(exc: ImportError) -> UsageError:
@@ -201,6 +204,16 @@ def _stage_families(rows: list[tuple[Any, ...]]) -> Iterator[Any]:
 
 def _bound(value: float) -> str:
     return repr(value) if value != int(value) else f"{value:.1f}"
+
+
+def open_for_scrapes(root: Path) -> QueueBackend:
+    """The project's queue backend, waiting at most STORE_WAIT for its state store."""
+    from tether.queue.client import open_queue
+
+    backend = open_queue(root)
+    if hasattr(backend, "reconnect_window"):  # the Redis state store retries outages
+        backend.reconnect_window = STORE_WAIT
+    return backend
 
 
 def registry_of(collector: ProjectMetrics) -> CollectorRegistry:
