@@ -31,6 +31,7 @@ EXIT_LOCAL_STATE = 14
 EXIT_MISSING_INPUT = 15
 EXIT_REGRESSED = 16
 EXIT_NO_BASELINE = 17
+EXIT_MISSING_EXTRA = 20  # an optional feature's extra is not installed
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -208,3 +209,9 @@ class NoBaselineError(TetherError):
     to compare with (`--allow-no-baseline` passes with a warning instead)."""
 
     exit_code = EXIT_NO_BASELINE
+
+
+class MissingExtraError(TetherError):
+    """An optional feature needs an extra that is not installed (`pip install 'tether[X]'`)."""
+
+    exit_code = EXIT_MISSING_EXTRA

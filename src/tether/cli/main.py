@@ -29,7 +29,7 @@ COMMANDS = (
     "init", "run", "status", "spec", "show",
     "diff", "plots", "logs", "apply", "branch", "rename", "remove",
     "add", "checkout", "remote", "push", "pull", "ls-remote", "gc",
-    "queue", "worker", "gate", "report", "ci", "notify",
+    "queue", "worker", "gate", "report", "ci", "notify", "view",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the
