@@ -208,6 +208,7 @@ class Catalog:
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
+        self._summary_lock = threading.Lock()
         self._refreshing = False
         common = self.git.out("rev-parse", "--git-common-dir")
         self._common_dir = (root / common).resolve()
@@ -255,9 +256,13 @@ class Catalog:
             total, rows = sqlpage.page(connection, column, descending, offset, limit)
             summary: dict[str, Any] | None = self._table.get((generation, "summary"))
             if summary is None:
-                summary = sqlpage.summary(connection, total, self.labels(),
-                                          self.subjects(sqlpage.baselines(connection)))
-                self._table.put((generation, "summary"), summary)
+                with self._summary_lock:  # one computes it, the others wait for it
+                    summary = self._table.get((generation, "summary"))
+                    if summary is None:
+                        summary = sqlpage.summary(
+                            connection, total, self.labels(),
+                            self.subjects(sqlpage.baselines(connection)))
+                        self._table.put((generation, "summary"), summary)
         finally:
             connection.close()
         return total, rows, summary
