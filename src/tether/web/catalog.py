@@ -89,10 +89,6 @@ class Snapshot:
         self._selections = LRU(QUERIES_KEPT)
         self.summaries = LRU(QUERIES_KEPT)  # filter expression → Selection.summary
 
-    @property
-    def labels(self) -> dict[str, list[str]]:
-        return self.catalog.labels()
-
     def select(self, expression: str, sort: str, descending: bool) -> Selection:
         """The experiments `expression` accepts, sorted by `sort` (a column of the filter)."""
         key = (expression, sort, descending)
