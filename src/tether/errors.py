@@ -33,6 +33,7 @@ EXIT_REGRESSED = 16
 EXIT_NO_BASELINE = 17
 EXIT_NOT_REPRODUCED = 18
 EXIT_DATA_SOURCE = 19
+EXIT_MISSING_EXTRA = 20  # an optional feature's extra is not installed
 EXIT_INTERNAL = 70
 EXIT_TIMEOUT = 124
 EXIT_STALLED = 125
@@ -225,3 +226,9 @@ class DataSourceError(TetherError):
     failed. Nothing half-fetched is left in the cache."""
 
     exit_code = EXIT_DATA_SOURCE
+
+
+class MissingExtraError(TetherError):
+    """An optional feature needs an extra that is not installed (`pip install 'tether[X]'`)."""
+
+    exit_code = EXIT_MISSING_EXTRA

@@ -30,6 +30,7 @@ COMMANDS = (
     "diff", "plots", "logs", "apply", "branch", "rename", "remove",
     "add", "data", "checkout", "remote", "push", "pull", "ls-remote", "gc",
     "queue", "worker", "schedule", "gate", "report", "ci", "notify", "repro", "metrics",
+    "view",
 )
 
 # Commands that end with nothing left to finish but flushing the terminal: the

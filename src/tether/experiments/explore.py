@@ -23,6 +23,7 @@ from tether.record.validate import Skipped
 from tether.status import SUCCESS
 
 if TYPE_CHECKING:
+    from tether.experiments.filtering import Predicate
     from tether.experiments.index import IndexedExperiment, Progress
 
 
@@ -233,6 +234,22 @@ def best_values(
     return {m: d for m, d in directions.items() if m in metric_keys}, best
 
 
+def matching(
+    experiments: Sequence[IndexedExperiment], predicate: Predicate
+) -> list[IndexedExperiment]:
+    """The experiments a compiled `--filter` expression accepts, in their order."""
+    from tether.experiments.filtering import Row
+
+    return [
+        exp for exp in experiments
+        if predicate(Row(
+            {"name": exp.name, "status": exp.status, "baseline": exp.baseline,
+             "created": exp.created_at, "duration": exp.duration, "message": exp.message},
+            exp.params, exp.metrics,
+        ))
+    ]
+
+
 def baseline_labels(git: Git) -> dict[str, list[str]]:
     """Commit sha → branch and tag names pointing at it (annotated tags peeled), one git call."""
     labels: dict[str, list[str]] = {}
@@ -265,7 +282,7 @@ def show_experiments(
 
     predicate = None
     if filter_expression is not None:
-        from tether.experiments.filtering import Row, parse_filter
+        from tether.experiments.filtering import parse_filter
 
         predicate = parse_filter(filter_expression)
     if sort_by is not None:
@@ -290,14 +307,7 @@ def show_experiments(
     total = len(experiments)
     in_scope = experiments
     if predicate is not None:
-        experiments = [
-            exp for exp in experiments
-            if predicate(Row(
-                {"name": exp.name, "status": exp.status, "baseline": exp.baseline,
-                 "created": exp.created_at, "duration": exp.duration, "message": exp.message},
-                exp.params, exp.metrics,
-            ))
-        ]
+        experiments = matching(experiments, predicate)
     if last is not None:
         experiments = experiments[-last:]  # oldest first, so the newest N
     if sort_by is not None:

@@ -78,13 +78,24 @@ class Row:
 Predicate = Callable[[Row], bool]
 
 
-def filter_error(expression: str, position: int, problem: str) -> UsageError:
+class FilterError(UsageError):
+    """An invalid filter expression; `position` is where its caret points (0-based)."""
+
+    def __init__(self, expression: str, position: int, problem: str) -> None:
+        caret = " " * position + "^"
+        super().__init__(
+            f"invalid --filter expression: {problem}\n  {expression}\n  {caret}",
+            hint="example: metrics.acc > 0.9 and params.train.lr <= 0.01 "
+            "and status == 'success'",
+        )
+        self.expression = expression
+        self.position = position
+        self.problem = problem
+
+
+def filter_error(expression: str, position: int, problem: str) -> FilterError:
     """A UsageError quoting the expression with a caret under `position`."""
-    caret = " " * position + "^"
-    return UsageError(
-        f"invalid --filter expression: {problem}\n  {expression}\n  {caret}",
-        hint="example: metrics.acc > 0.9 and params.train.lr <= 0.01 and status == 'success'",
-    )
+    return FilterError(expression, position, problem)
 
 
 def tokenize(expression: str) -> list[Token]:

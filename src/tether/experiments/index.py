@@ -38,7 +38,7 @@ WRITE_BATCH = 500  # rows per transaction, so a writer holds the lock only brief
 # A skipped ref (invalid name or record) has status UNREADABLE; its message column says why.
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
-_FIELDS = (
+FIELDS = (  # the columns `indexed` takes, in its order
     "ref, commit_sha, baseline, name, status, created_at, duration, message, params, metrics,"
     " rules, summary, as_committed"
 )
@@ -116,6 +116,19 @@ class IndexedExperiment:
 
     def __repr__(self) -> str:
         return f"IndexedExperiment({self.ref!r}, {self.commit[:10]!r}, {self.status!r})"
+
+
+
+
+def indexed(row: tuple[Any, ...], rules_seen: dict[str, dict[str, Any]]) -> IndexedExperiment:
+    """The experiment of one row of FIELDS; `rules_seen` memoizes decoded metric rules."""
+    (ref, commit, base, name, status, created_at, duration, message,
+     params, metrics, rules, summary, committed) = row
+    parsed_rules = rules_seen.get(rules)
+    if parsed_rules is None:
+        parsed_rules = rules_seen[rules] = json.loads(rules)
+    return IndexedExperiment(ref, commit, base, name, status, created_at, duration, message,
+                             params, metrics, parsed_rules, summary, bool(committed))
 
 
 def index_path(root: Path) -> Path:
@@ -232,28 +245,17 @@ class Index:
 
     def experiments(self, baseline: str | None = None) -> list[IndexedExperiment]:
         """Recorded experiments (of one baseline when given), oldest first."""
-        query = f"SELECT {_FIELDS} FROM experiments"
+        query = f"SELECT {FIELDS} FROM experiments"
         args: tuple[str, ...] = ()
         if baseline is not None:
             query += " WHERE baseline = ?"
             args = (baseline,)
         rules_seen: dict[str, dict[str, Any]] = {}
-        found = []
         refs = self.refs
-        for (ref, commit, base, name, status, created_at, duration, message,
-             params, metrics, rules, summary, committed) in self._connection.execute(
-                 query + " ORDER BY created_at", args):
-            # A concurrent refresh may hold a newer or older view: the refs we read win.
-            if refs.get(ref) != commit or status == UNREADABLE:
-                continue
-            parsed_rules = rules_seen.get(rules)
-            if parsed_rules is None:
-                parsed_rules = rules_seen[rules] = json.loads(rules)
-            found.append(IndexedExperiment(
-                ref, commit, base, name, status, created_at, duration, message,
-                params, metrics, parsed_rules, summary, bool(committed),
-            ))
-        return found
+        # A concurrent refresh may hold a newer or older view: the refs we read win.
+        return [indexed(row, rules_seen) for row in self._connection.execute(
+                    query + " ORDER BY created_at, rowid", args)
+                if refs.get(row[0]) == row[1] and row[4] != UNREADABLE]
 
     def run_counts(self) -> dict[str, int]:
         """How many readable experiments the refs hold, by run status."""
@@ -374,7 +376,7 @@ def _add(
     if progress:
         progress(0, total)
     rules_text: dict[str, str] = {}
-    insert = f"INSERT OR REPLACE INTO experiments ({_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    insert = f"INSERT OR REPLACE INTO experiments ({FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
     for chunk in _chunks(total, WRITE_BATCH):
         rows, stage_rows = [], []
         for position in chunk:
