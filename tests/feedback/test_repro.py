@@ -194,7 +194,11 @@ def test_queued_reproduction_runs_on_the_embedded_worker(
     with http_receiver() as receiver:
         worker = tether(project, "worker", "--exit-when-idle", DRIFT="0.1",
                         TETHER_NOTIFY=receiver.url())
-    assert "base-repro not-reproduced (base): acc" in worker.stderr
+    # The worker's logfmt line for the verdict.
+    [judged] = [line for line in worker.stderr.splitlines()
+                if "event=reproduction_judged" in line]
+    assert "exp=base-repro" in judged
+    assert "verdict=not-reproduced original=base differing=acc" in judged
     [(_, record)] = new_records(project, before)
     assert record["reproduces"]["name"] == "base"
     assert record["reproduces"]["tolerances"] == {"rows": {"kind": "abs", "value": 0.0}}
