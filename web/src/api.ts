@@ -1,0 +1,148 @@
+// The JSON API of docs/view.md: typed fetches, the CSRF header on writes, errors with carets.
+
+export interface Session {
+  repo: string;
+  read_only: boolean;
+  csrf: string;
+  version: string;
+}
+
+export interface ErrorBody {
+  message: string;
+  code: number;
+  caret: number | null;
+  column: number | null;
+  text: string | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody,
+  ) {
+    super(body.message);
+  }
+}
+
+export type Query = Record<string, string | number | undefined | null>;
+
+export function url(path: string, query: Query = {}): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+async function parse<T>(response: Response): Promise<T> {
+  if (response.ok) return (await response.json()) as T;
+  let body: ErrorBody = { message: `${response.status} ${response.statusText}`, code: 0, caret: null, column: null, text: null };
+  try {
+    const json = (await response.json()) as { error?: ErrorBody };
+    if (json.error) body = json.error;
+  } catch {
+    // not JSON: keep the status line
+  }
+  throw new ApiError(response.status, body);
+}
+
+export async function getJSON<T>(path: string, query: Query = {}, signal?: AbortSignal): Promise<T> {
+  return parse<T>(await fetch(url(path, query), { signal, headers: { Accept: "application/json" } }));
+}
+
+let session: Session | null = null;
+
+export async function loadSession(): Promise<Session> {
+  session ??= await getJSON<Session>("/api/session");
+  return session;
+}
+
+export async function post(path: string): Promise<void> {
+  const { csrf } = await loadSession();
+  await parse<unknown>(await fetch(path, { method: "POST", headers: { "X-Tether-CSRF": csrf } }));
+}
+
+export interface ExperimentRow {
+  name: string;
+  ref: string;
+  baseline: string;
+  baseline_names: string[];
+  created: string;
+  status: string;
+  duration: number | null;
+  params: Record<string, unknown>;
+  metrics: Record<string, number | string>;
+}
+
+export interface MetricColumn {
+  name: string;
+  direction: "max" | "min" | null;
+}
+
+export interface ExperimentsPage {
+  total: number;
+  offset: number;
+  rows: ExperimentRow[];
+  columns: { params: string[]; all_params: string[]; metrics: MetricColumn[] };
+  best: Record<string, { value: number; names: string[] }>;
+  baselines: { sha: string; names: string[]; subject: string; count: number }[];
+}
+
+export interface Experiment extends ExperimentRow {
+  stages: { name: string; status: string; duration: number | null; exit_code: number | null }[];
+  environment: Record<string, unknown>;
+  diff: string;
+  outputs: { path: string; hash: string; size: number | null }[];
+  commit: string;
+  branch: string | null;
+  step_metrics: string[];
+  running: boolean;
+}
+
+export interface StepSeries {
+  name: string;
+  x: number[];
+  y: (number | null)[];
+}
+
+export interface Steps {
+  metric: string;
+  x: string;
+  series: StepSeries[];
+}
+
+export interface Comparison {
+  names: string[];
+  params_differing: Record<string, Record<string, unknown>>;
+  metrics: Record<
+    string,
+    {
+      direction: string | null;
+      values: Record<string, unknown>;
+      best: string | null;
+      marks: Record<string, "better" | "worse" | "same" | null>;
+    }
+  >;
+  gate: Record<string, unknown> | null;
+  step_metrics: string[];
+}
+
+export interface QueueEntry {
+  id: string;
+  name: string;
+  state: string;
+  attempt: number | null;
+  worker: string | null;
+  host: string | null;
+  elapsed: number | null;
+  silence: number | null;
+  retries: number | null;
+  queued_at: string | null;
+}
+
+export interface QueueState {
+  entries: QueueEntry[];
+  workers: { id: string; host: string; last_heartbeat: string | null; state: string }[];
+  backend: string;
+}
