@@ -71,6 +71,7 @@ export interface ExperimentRow {
   created: string;
   status: string;
   duration: number | null;
+  message?: string;
   params: Record<string, unknown>;
   metrics: Record<string, number | string>;
 }

@@ -78,6 +78,7 @@ export function experimentView(root: HTMLElement, route: Route): () => void {
     const plots = h("div", { class: "plots" });
     root.replaceChildren(
       h("h1", null, exp.name, " ", status),
+      h("p", { class: "message" }, exp.message ?? ""),
       h("p", { class: "muted" }, `created ${formatCreated(exp.created)} · ${formatDuration(exp.duration)} · `, baselineLink(exp)),
       section("Stages", stagesTable(exp)),
       h("div", { class: "columns2" }, section("Params", keyValueTable(Object.entries(exp.params))), section("Metrics", keyValueTable(Object.entries(exp.metrics)))),
