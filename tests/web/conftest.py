@@ -1,249 +1,126 @@
-"""Fixtures for the viewer's browser tests: a project with real runs, `tether view` on
-loopback, and Debian's Chromium driven by Playwright (never `playwright install`)."""
+"""A recorded project for the viewer's tests, and clients of the viewer serving it.
+
+The project is realistic: two stages (train logs step metrics with `tether.log`,
+evaluate writes metrics), an output directory, git-ignored data, a failing variant, a
+second baseline on a branch, and hostile text (script and onerror payloads) in a
+message, a param and a log line. It is recorded once per module with real `tether run`s.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
-from conftest import PINNED_ENV, git, write
+from conftest import PINNED_ENV, run_tether, write
+from tether.web.app import create_app
+from web.browser import big_visit, browser, browser_project, server, visit  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).parent / "screenshots"
-XSS_IMG = "<img src=x onerror=alert(1)>"
-XSS_SCRIPT = "<script>alert(2)</script>"
-XSS_TAG = "<svg/onload=alert(3)>"
+XSS = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 
 SPEC = """\
 stages:
   train:
     cmd: python train.py
-    deps: [train.py]
-    params: [train.lr, train.note, train.hold]
-    metrics: [metrics.json]
+    deps: [train.py, data/raw.csv]
+    params: [train.lr, train.tag, train.fail]
+    outs: [models/]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [evaluate.py, models/]
+    metrics: [eval/metrics.json]
 metrics:
   acc: {direction: max}
   loss: {direction: min}
 """
-# Logs its note and a loss curve; with `hold` set, prints a tick every 0.2 s until that
-# file exists (the live test's running experiment).
+
 TRAIN = """\
-import json, os, time
+import os, sys
 import tether
 p = tether.params()["train"]
-print("note:", p["note"], flush=True)
-for step in range(20):
-    tether.log(step=step, loss=p["lr"] * 10 / (step + 1))
-tick = 0
-while p["hold"] and not os.path.exists(p["hold"]) and tick < 900:
-    print(f"tick {tick}", flush=True)
-    tick += 1
-    time.sleep(0.2)
-json.dump({"acc": round(1 - p["lr"], 4), "loss": p["lr"]}, open("metrics.json", "w"))
+os.makedirs("models", exist_ok=True)
+for step in range(50):
+    loss = 1 / (1 + step * p["lr"])
+    tether.log(step=step, loss=loss, acc=1 - loss)
+print("training with tag", p["tag"])
+if p["fail"]:
+    sys.exit("diverged")
+open("models/model.txt", "w").write(str(p["lr"]))
 """
-PARAMS = "train:\n  lr: 0.1\n  note: plain\n  hold: ''\n"
-RUNS = {"a": "0.1", "b": "0.01", "c": "0.5"}
+
+EVALUATE = """\
+import json, os
+lr = float(open("models/model.txt").read())
+print("evaluated", lr)
+os.makedirs("eval", exist_ok=True)
+json.dump({"acc": round(0.5 + lr, 3), "loss": round(1 - lr, 3)},
+          open("eval/metrics.json", "w"))
+"""
 
 
-class Project:
-    """A repository with experiments recorded by `tether run`, and the env to run tether."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-
-    def tether(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tether", *args], cwd=self.root,
-                              capture_output=True, text=True, env=self.env, timeout=timeout)
-
-    def tether_ok(self, *args: str) -> str:
-        proc = self.tether(*args)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "tether", *args], cwd=self.root,
-                                env=self.env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-
-
-def project_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "TETHER_"))}
-    env.update(PINNED_ENV, HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
-               PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"])
-    src = str(REPO / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env.update(PINNED_ENV, HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     return env
 
 
-def new_repo(root: Path, env: dict[str, str]) -> None:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
+def record(root: Path, *args: str, env: dict[str, str]) -> None:
+    proc = run_tether(root, "run", *args, env=env)
+    assert proc.returncode in (0, 1), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five experiments: three on main (one failed, one hostile), two on branch `wide`."""
+    base = tmp_path_factory.mktemp("viewer")
+    env = _env(base / "home")
+    (base / "home").mkdir()
+    root = base / "project"
+    root.mkdir()
+    git_env(root, env, "init", "-q", "-b", "main")
     write(root / "tether.yaml", SPEC)
+    write(root / "params.yaml", "train:\n  lr: 0.1\n  tag: plain\n  fail: false\n")
     write(root / "train.py", TRAIN)
-    write(root / "params.yaml", PARAMS)
-    write(root / ".gitignore", "metrics.json\n")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "start")
+    write(root / "evaluate.py", EVALUATE)
+    write(root / "data" / "raw.csv", "x,y\n1,2\n")
+    write(root / ".gitignore", "data/\n")
+    git_env(root, env, "add", "-A")
+    git_env(root, env, "commit", "-q", "-m", "pipeline")
+    record(root, "-n", "slow", "-S", "train.lr=0.1", env=env)
+    record(root, "-n", "fast", "-S", "train.lr=0.3", env=env)
+    record(root, "-n", "broken", "-S", "train.fail=true", "-S", "train.lr=0.2", env=env)
+    record(root, "-n", "hostile", "-S", "train.lr=0.05", "-S", "train.fail=false",
+           "-S", f"train.tag={XSS}",
+           "-m", XSS, env=env)
+    git_env(root, env, "checkout", "-q", "-b", "wide")
+    write(root / "params.yaml", "train:\n  lr: 0.4\n  tag: wide\n  fail: false\n")
+    git_env(root, env, "commit", "-qam", "wider")
+    record(root, "-n", "wider", env=env)
+    record(root, "-n", "slow", "-S", "train.lr=0.15", env=env)  # same name, other baseline
+    git_env(root, env, "checkout", "-qf", "main")
+    return root
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """Runs a, b, c (lr 0.1, 0.01, 0.5) and `xss`, whose note, message and baseline tag
-    are script payloads, all recorded by real `tether run`s."""
-    env = project_env(tmp_path_factory.mktemp("home"))
-    root = tmp_path_factory.mktemp("view") / "project"
-    new_repo(root, env)
-    project = Project(root, env)
-    for name, lr in RUNS.items():
-        project.tether_ok("run", "-n", name, "-S", f"train.lr={lr}", "-m", f"lr {lr}")
-    project.tether_ok("run", "-n", "xss", "-S", "train.lr=0.3", "-S", f"train.note={XSS_IMG}",
-                      "-m", XSS_SCRIPT)
-    git(root, "tag", XSS_TAG)
-    return project
+def git_env(root: Path, env: dict[str, str], *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
 
-def ensure_front_end() -> None:
-    """Build web/ into the package when it is missing or stale (a no-op otherwise)."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "build-web.sh")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-class Server:
-    """`tether view --port 0 --no-open` in a subprocess; its URL from its first line."""
-
-    def __init__(self, project: Project, *args: str) -> None:
-        self.proc = project.start("view", "--port", "0", "--no-open", *args)
-        self.output: list[str] = []
-        found = threading.Event()
-        self.url = ""
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-                if match and not self.url:
-                    self.url = match.group(0)
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(60):
-            self.stop()
-            pytest.fail("tether view printed no URL:\n" + "".join(self.output))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def server(project: Project) -> Iterator[Server]:
-    ensure_front_end()
-    server = Server(project)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium; missing, the tests fail under CI and are skipped elsewhere."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium (scripts/ensure-services.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Visit:
-    """A page that records every request and dialog, and saves screenshots."""
-
-    def __init__(self, page: Any, base: str) -> None:
-        self.page = page
-        self.base = base
-        self.requests: list[str] = []
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        page.on("request", lambda request: self.requests.append(request.url))
-        page.on("dialog", self._dialog)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def go(self, hash_path: str) -> Any:
-        self.page.goto(self.base + hash_path)
-        return self.page
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-    def offsite(self) -> list[str]:
-        """Requests that went anywhere but the server on loopback."""
-        return [url for url in self.requests
-                if not url.startswith((self.base, "data:", "blob:"))]
-
-
-def open_visit(browser: Any, server: Server) -> tuple[Any, Visit]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    return context, Visit(context.new_page(), server.url)
+def client_for(root: Path, **options: object) -> TestClient:
+    """A client of the viewer of `root`, as a browser on loopback would reach it."""
+    return TestClient(create_app(root, **options),  # type: ignore[arg-type]
+                      base_url="http://127.0.0.1:8765")
 
 
 @pytest.fixture
-def visit(browser: Any, server: Server) -> Iterator[Visit]:
-    """A fresh page on the server; no dialog, off-site request or page error allowed."""
-    context, visit = open_visit(browser, server)
-    yield visit
-    context.close()
-    assert visit.dialogs == [], f"a dialog fired: {visit.dialogs}"
-    assert visit.offsite() == [], f"requests left loopback: {visit.offsite()}"
-    assert visit.errors == [], f"errors in the page: {visit.errors}"
+def client(project: Path) -> Iterator[TestClient]:
+    with client_for(project) as test_client:
+        yield test_client
 
 
-@pytest.fixture(scope="module")
-def big_visit(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Visit]:
-    """A page on a server of 10,000 experiments, written by one `git fast-import`."""
-    sys.path.insert(0, str(REPO / "bench"))
-    import view_data
-
-    env = project_env(tmp_path_factory.mktemp("home"))
-    root = tmp_path_factory.mktemp("big") / "project"
-    new_repo(root, env)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        view_data.generate(root, 10_000)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    ensure_front_end()
-    server = Server(Project(root, env))
-    context, visit = open_visit(browser, server)
-    yield visit
-    context.close()
-    server.stop()
-    assert visit.offsite() == [] and visit.dialogs == [] and visit.errors == []

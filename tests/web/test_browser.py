@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from web.conftest import XSS_IMG, XSS_SCRIPT, XSS_TAG, Project, Visit
+from web.browser import XSS_IMG, XSS_SCRIPT, XSS_TAG, Project, Visit
 
 TIMEOUT = 20_000
 COLUMN_JS = """(key) => {
@@ -102,9 +102,10 @@ def test_compare_overlays_the_curves_of_the_selected_rows(visit: Visit) -> None:
     visit.shot("compare")
 
 
-def test_a_running_experiments_log_grows_live(visit: Visit, project: Project) -> None:
-    release = project.root.parent / "release-live"
-    run = project.start("run", "-n", "live", "-S", "train.lr=0.2", "-S", f"train.hold={release}")
+def test_a_running_experiments_log_grows_live(visit: Visit, browser_project: Project) -> None:
+    release = browser_project.root.parent / "release-live"
+    run = browser_project.start("run", "-n", "live", "-S", "train.lr=0.2",
+                                "-S", f"train.hold={release}")
     try:
         page = visit.go("#/exp/live")
         until(page, "document.querySelector('#logs')?.textContent.includes('tick 2')",
@@ -121,8 +122,8 @@ def test_a_running_experiments_log_grows_live(visit: Visit, project: Project) ->
     until(page, "document.querySelector('#exp-status')?.textContent === 'success'")
 
 
-def test_a_queue_entry_can_be_killed(visit: Visit, project: Project) -> None:
-    project.tether_ok("run", "--queue", "-n", "queued", "-S", "train.lr=0.7")
+def test_a_queue_entry_can_be_killed(visit: Visit, browser_project: Project) -> None:
+    browser_project.tether_ok("run", "--queue", "-n", "queued", "-S", "train.lr=0.7")
     page = visit.go("#/queue")
     row = page.wait_for_selector('tr:has(a:text-is("queued"))', timeout=TIMEOUT)
     visit.shot("queue")
@@ -132,7 +133,8 @@ def test_a_queue_entry_can_be_killed(visit: Visit, project: Project) -> None:
              tr.querySelector('a')?.textContent === 'queued');
            return !row || !/^(queued|running)$/.test(row.querySelector('.status').textContent);
         })()""")
-    entries = [json.loads(line) for line in project.tether_ok("queue", "status", "--json").splitlines()]
+    listing = browser_project.tether_ok("queue", "status", "--json")
+    entries = [json.loads(line) for line in listing.splitlines()]
     states = [entry.get("state") for entry in entries if entry.get("name") == "queued"]
     assert states in ([], ["cancelled"]), entries
 

@@ -129,10 +129,9 @@ def _logs(root: Any, backend: Any, args: argparse.Namespace) -> int:
 
 
 def _kill(root: Any, backend: Any, args: argparse.Namespace) -> int:
-    from tether.queue.client import resolve_entries
+    from tether.queue.client import kill, resolve_entries
 
-    for entry in resolve_entries(backend, args.ids):
-        after = backend.request_kill(entry.id, time.time())
+    for after in kill(backend, resolve_entries(backend, args.ids)):
         what = "cancelled" if after.state == "cancelled" else "stop requested"
         print(f"tether: {after.id} {after.name}: {what}", file=sys.stderr)
     return 0

@@ -205,13 +205,22 @@ def gate_experiments(
     index = refresh(gate.git)
     try:
         chosen = select_experiments(gate.git, index, names, every=every)
-        found, search, index = find_main_commit(
-            gate.git, index, gate.rev, skip=frozenset(e.baseline for e in chosen),
-            depth=gate.settings.depth, remote=gate.remote, fetch=gate.fetch)
-        return [judge_experiment(exp, found.build_for(exp.name) if found else None, search)
-                for exp in chosen]
+        results, index = judge_against_main(gate, index, chosen)
+        return results
     finally:
         index.close()
+
+
+def judge_against_main(
+    gate: Gate, index: Index, chosen: list[IndexedExperiment]
+) -> tuple[list[GateResult], Index]:
+    """Each of `chosen` judged against the last main build, and the index (refreshed
+    when main's refs were fetched: the caller closes that one)."""
+    found, search, index = find_main_commit(
+        gate.git, index, gate.rev, skip=frozenset(e.baseline for e in chosen),
+        depth=gate.settings.depth, remote=gate.remote, fetch=gate.fetch)
+    return [judge_experiment(exp, found.build_for(exp.name) if found else None, search)
+            for exp in chosen], index
 
 
 def overall(results: list[GateResult]) -> str:

@@ -58,13 +58,14 @@ def load_experiments(git: Git, names: list[str], *, limit: int = DEFAULT_LIMIT
             raise ExperimentError("no experiment is recorded against HEAD",
                                   hint="name experiments (`tether show -A` lists them), or "
                                   "`tether run` one")
-    return [_experiment_data(git, exp.ref.name, exp.ref.commit,
+    return [experiment_data(git, exp.ref.name, exp.ref.commit,
                              exp.record.to_json() if exp.record is not None else {})
             for exp in found]
 
 
-def _experiment_data(git: Git, name: str, commit: str, record: dict[str, Any]
-                     ) -> ExperimentData:
+def experiment_data(git: Git, name: str, commit: str, record: dict[str, Any]
+                    ) -> ExperimentData:
+    """The series and metrics of the experiment `name` at `commit`, whose record is given."""
     steps = record.get("steps") or {}
     series = [Series(source, rows) for source, rows in steps.items()
               if isinstance(rows, list) and rows]

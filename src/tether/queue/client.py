@@ -236,6 +236,12 @@ def resolve_entries(
     return list(chosen.values())
 
 
+def kill(backend: QueueBackend, entries: list[Entry], now: float | None = None) -> list[Entry]:
+    """Cancel waiting entries and ask the workers of running ones to stop them."""
+    now = time.time() if now is None else now
+    return [backend.request_kill(entry.id, now) for entry in entries]
+
+
 def remove(root: Path, backend: QueueBackend, entries: list[Entry],
            now: float | None = None) -> list[Entry]:
     """Forget entries (not running), their logs, and snapshots nobody uses any more."""

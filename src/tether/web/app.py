@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from tether.errors import TetherError
-from tether.web import listing
+from tether.web import comparing, detail, listing, queueing, steps, stream
 from tether.web.catalog import Catalog
 from tether.web.responses import JSON, error_json, tether_error
 from tether.web.security import Guard, Policy
@@ -24,6 +24,13 @@ def _routes(static_dir: Path) -> list[BaseRoute]:
     return [
         Route("/api/session", listing.session),
         Route("/api/experiments", listing.experiments),
+        Route("/api/experiments/{name}", detail.experiment),
+        Route("/api/experiments/{name}/logs", detail.logs),
+        Route("/api/experiments/{name}/live", stream.live),
+        Route("/api/steps", steps.steps),
+        Route("/api/compare", comparing.compare_experiments),
+        Route("/api/queue", queueing.queue),
+        Route("/api/queue/{entry}/{action}", queueing.act, methods=["POST"]),
         Route("/api/{rest:path}", _unknown_api, methods=["GET", "POST", "HEAD"]),
         Mount("/", app=SinglePage(static_dir)),
     ]
@@ -41,6 +48,7 @@ async def _tether_error(request: Request, exc: Exception) -> Any:
 def create_app(
     root: Path, *, host: str = "127.0.0.1", token: str | None = None, read_only: bool = False,
     csrf: str | None = None, catalog: Catalog | None = None, static_dir: Path = STATIC_DIR,
+    live_poll: float = 0.25,
 ) -> Starlette:
     """The viewer of the repository at `root`, as served on `host`."""
     policy = Policy(host, token=token, csrf=csrf or secrets.token_urlsafe(24),
@@ -50,5 +58,5 @@ def create_app(
         middleware=[Middleware(Guard, policy=policy)],
         exception_handlers={TetherError: _tether_error},
     )
-    app.state.viewer = Viewer(root, catalog or Catalog(root), policy)
+    app.state.viewer = Viewer(root, catalog or Catalog(root), policy, live_poll=live_poll)
     return app

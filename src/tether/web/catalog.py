@@ -33,6 +33,28 @@ MAX_LIMIT = 5000
 QUERIES_KEPT = 16  # sorted selections remembered per snapshot (paging reuses them)
 
 
+class LRU:
+    """A small thread-safe cache of the most recently used answers."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class Selection:
     """One filtered, sorted selection of a snapshot, with what the table needs about it."""
 
@@ -60,8 +82,7 @@ class Snapshot:
             self.by_name.setdefault(exp.name, []).append(exp)
         self._labels: dict[str, list[str]] | None = None
         self._subjects: dict[str, str] | None = None
-        self._selections: OrderedDict[tuple[str, str, bool], Selection] = OrderedDict()
-        self._lock = threading.Lock()
+        self._selections = LRU(QUERIES_KEPT)
 
     @property
     def labels(self) -> dict[str, list[str]]:
@@ -87,11 +108,9 @@ class Snapshot:
     def select(self, expression: str, sort: str, descending: bool) -> Selection:
         """The experiments `expression` accepts, sorted by `sort` (a column of the filter)."""
         key = (expression, sort, descending)
-        with self._lock:
-            cached = self._selections.get(key)
-            if cached is not None:
-                self._selections.move_to_end(key)
-                return cached
+        cached: Selection | None = self._selections.get(key)
+        if cached is not None:
+            return cached
         found: list[IndexedExperiment] = self.experiments
         if expression.strip():
             from tether.experiments.filtering import parse_filter
@@ -102,10 +121,7 @@ class Snapshot:
         else:
             found = sort_experiments(found, sort, descending=descending)
         selection = Selection(found)
-        with self._lock:
-            self._selections[key] = selection
-            while len(self._selections) > QUERIES_KEPT:
-                self._selections.popitem(last=False)
+        self._selections.put(key, selection)
         return selection
 
 

@@ -63,3 +63,64 @@ def running_run(root: Path) -> RunningRun | None:
     started = info.get("started")
     return RunningRun(name, run_id, started if isinstance(started, int | float) else None,
                       directory)
+
+
+# -- the files of a run, read a little more each time ---------------------------------
+
+
+def _read_from(path: Path, offset: int, *, final: bool) -> tuple[bytes, int]:
+    """The complete lines of `path` after `offset` (everything, when `final`)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except OSError:
+        return b"", offset
+    if not final:
+        chunk = chunk[: chunk.rfind(b"\n") + 1]
+    return chunk, offset + len(chunk)
+
+
+def _files(folder: Path, suffix: str) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.endswith(suffix) and p.is_file()),
+                  key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def read_new_lines(
+    directory: Path, offsets: dict[str, int], *, final: bool = True
+) -> list[tuple[str, list[str]]]:
+    """(stage, new log lines) of a run's stage logs since `offsets` (updated in place)."""
+    found = []
+    for path in _files(directory / "logs", ".log"):
+        stage = path.name[: -len(".log")]
+        chunk, offsets[stage] = _read_from(path, offsets.get(stage, 0), final=final)
+        if chunk:
+            found.append((stage, chunk.decode(errors="replace").splitlines()))
+    return found
+
+
+def read_new_steps(
+    directory: Path, offsets: dict[str, int], *, final: bool = True
+) -> dict[str, list[list[Any]]]:
+    """Metric → new [step, value, wall time] points of a run's step files since `offsets`."""
+    points: dict[str, list[list[Any]]] = {}
+    for path in _files(directory / "steps", ".jsonl"):
+        chunk, offsets[path.name] = _read_from(path, offsets.get(path.name, 0), final=final)
+        for line in chunk.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a torn or foreign line: the record's reader reports it
+            if not isinstance(row, dict):
+                continue
+            for key, value in row.items():
+                if key not in ("step", "ts"):
+                    points.setdefault(key, []).append([row.get("step"), value, row.get("ts")])
+    return points
+
+
+def step_names(directory: Path) -> list[str]:
+    """The step metrics a run has logged so far."""
+    return sorted(read_new_steps(directory, {}))

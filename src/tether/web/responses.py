@@ -27,11 +27,12 @@ class JSON(Response):
 
 
 def error_json(message: str, *, status: int, code: int, caret: int | None = None,
-               text: str | None = None) -> JSON:
-    """The API's error object: message, exit code and, for a filter, where the caret is."""
+               text: str | None = None, hint: str | None = None) -> JSON:
+    """The API's error object: message, exit code, a hint, and for a filter where the
+    caret is (`caret` 0-based into `text`, `column` 1-based)."""
     return JSON({"error": {
         "message": message, "code": code, "caret": caret,
-        "column": None if caret is None else caret + 1, "text": text,
+        "column": None if caret is None else caret + 1, "text": text, "hint": hint,
     }}, status_code=status)
 
 
@@ -41,10 +42,10 @@ def tether_error(exc: TetherError) -> JSON:
 
     if isinstance(exc, FilterError):
         return error_json(exc.problem, status=400, code=exc.exit_code, caret=exc.position,
-                          text=exc.expression)
+                          text=exc.expression, hint=exc.hint)
     status = 400 if isinstance(exc, UsageError) else 404 if isinstance(
         exc, ExperimentError) else 409 if isinstance(exc, QueueError) else 500
-    return error_json(str(exc), status=status, code=exc.exit_code)
+    return error_json(exc.message, status=status, code=exc.exit_code, hint=exc.hint)
 
 
 def forbidden(message: str) -> JSON:

@@ -7,17 +7,20 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tether.web.catalog import Catalog
+from tether.web.catalog import LRU, Catalog
 from tether.web.security import Policy
 
 
 class Viewer:
     """One served repository."""
 
-    def __init__(self, root: Path, catalog: Catalog, policy: Policy) -> None:
+    def __init__(self, root: Path, catalog: Catalog, policy: Policy, *,
+                 live_poll: float = 0.25) -> None:
         self.root = root
         self.catalog = catalog
         self.policy = policy
+        self.live_poll = live_poll  # seconds between two looks at a running run's files
+        self.series_cache = LRU(512)  # downsampled step series of recorded experiments
 
     def running_json(self) -> list[dict[str, Any]]:
         """The in-place run in progress in the work tree, if any (name, run id, start)."""
