@@ -85,13 +85,27 @@ export interface ExperimentsPage {
   total: number;
   offset: number;
   rows: ExperimentRow[];
+  running?: { name: string; run_id: string; started: number }[];
   columns: { params: string[]; all_params: string[]; metrics: MetricColumn[] };
   best: Record<string, { value: number; names: string[] }>;
   baselines: { sha: string; names: string[]; subject: string; count: number }[];
 }
 
-export interface Experiment extends ExperimentRow {
-  stages: { name: string; status: string; duration: number | null; exit_code: number | null }[];
+export interface Stage {
+  name: string;
+  status: string;
+  duration: number | null;
+  exit_code: number | null;
+  reasons?: string[] | null;
+  error?: string | null;
+  attempt?: number | null;
+}
+
+export interface Experiment extends Omit<ExperimentRow, "baseline"> {
+  baseline: string | null;
+  stages: Stage[];
+  error?: string | null;
+  code?: Record<string, unknown>;
   environment: Record<string, unknown>;
   diff: string;
   outputs: { path: string; hash: string; size: number | null }[];
@@ -125,7 +139,7 @@ export interface Comparison {
       marks: Record<string, "better" | "worse" | "same" | null>;
     }
   >;
-  gate: Record<string, unknown> | null;
+  gate: { rev?: string; verdicts?: Record<string, string>; results?: unknown[] } | null;
   step_metrics: string[];
 }
 
@@ -139,11 +153,13 @@ export interface QueueEntry {
   elapsed: number | null;
   silence: number | null;
   retries: number | null;
-  queued_at: string | null;
+  queued_at: string | number | null;
+  error?: string | null;
+  kill_requested?: boolean;
 }
 
 export interface QueueState {
   entries: QueueEntry[];
-  workers: { id: string; host: string; last_heartbeat: string | null; state: string }[];
+  workers: { id: string; host: string; last_heartbeat: string | number | null; state: string }[];
   backend: string;
 }

@@ -87,9 +87,10 @@ export class StepChart {
       title: this.title,
       width,
       height: 260,
-      scales: { x: { time: this.settings.time }, y: { distr: this.settings.log ? 3 : 1 } },
+      // x = time is seconds since the series' first point (docs/view.md), not a date.
+      scales: { x: { time: false }, y: { distr: this.settings.log ? 3 : 1 } },
       series: [
-        { label: this.settings.time ? "time" : "step" },
+        { label: this.settings.time ? "seconds" : "step" },
         ...this.series.map((one, index) => ({
           label: one.name,
           stroke: color(index),

@@ -49,14 +49,25 @@ function metricsTable(cmp: Comparison): HTMLElement {
   );
 }
 
-function gateBlock(gate: Record<string, unknown> | null): HTMLElement {
+function gateBlock(gate: Comparison["gate"]): HTMLElement {
   if (!gate) return h("p", { class: "muted" }, "no gate verdict (no main build to compare against)");
-  const verdict = show(gate.verdict ?? gate.status ?? "");
+  const verdicts = Object.entries(gate.verdicts ?? {});
   return h(
     "div",
     null,
-    verdict ? h("p", { class: `verdict v-${verdict.replace(/[^a-z]/g, "")}` }, verdict) : null,
-    h("pre", { class: "mono" }, JSON.stringify(gate, null, 2)),
+    h("p", { class: "muted" }, `against ${gate.rev ?? "the main build"}`),
+    h(
+      "table",
+      { class: "grid" },
+      h(
+        "tbody",
+        null,
+        verdicts.map(([name, verdict]) =>
+          h("tr", null, h("th", null, expLink(name)), h("td", { class: `verdict v-${verdict.replace(/[^a-z-]/g, "")}` }, verdict)),
+        ),
+      ),
+    ),
+    gate.results?.length ? h("details", null, h("summary", null, "details"), h("pre", { class: "mono" }, JSON.stringify(gate.results, null, 2))) : null,
   );
 }
 
@@ -146,7 +157,7 @@ export function compareView(root: HTMLElement, route: Route): () => void {
     root.replaceChildren(
       h("h1", null, `Compare ${cmp.names.length} experiments`),
       section("Params that differ", paramsTable(cmp)),
-      section("Metrics", metricsTable(cmp)),
+      section("Metrics", h("p", { class: "muted" }, `marks against ${cmp.names[0]}`), metricsTable(cmp)),
       section("Gate", gateBlock(cmp.gate)),
       section("Step metrics", controls, cmp.step_metrics.length ? plots : h("p", { class: "muted" }, "no step metric in common")),
     );

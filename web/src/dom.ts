@@ -54,8 +54,10 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${Math.floor(minutes / 60)}h ${minutes % 60}m`;
 }
 
-export function formatCreated(iso: string | null | undefined): string {
-  if (!iso) return "";
+/** An ISO 8601 string or seconds since the epoch, as `YYYY-MM-DD HH:MM` (UTC). */
+export function formatCreated(when: string | number | null | undefined): string {
+  if (when === null || when === undefined || when === "") return "";
+  const iso = typeof when === "number" ? new Date(when * 1000).toISOString() : when;
   return iso.replace("T", " ").slice(0, 16);
 }
 

@@ -55,7 +55,12 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
             { "data-entry": entry.id },
             h("td", { class: "mono" }, entry.id),
             h("td", null, expLink(entry.name)),
-            h("td", null, h("span", { class: `status s-${entry.state.replace(/[^a-z-]/g, "")}` }, entry.state)),
+            h(
+              "td",
+              { title: entry.error ?? "" },
+              h("span", { class: `status s-${entry.state.replace(/[^a-z-]/g, "")}` }, entry.state),
+              entry.kill_requested ? " (kill requested)" : "",
+            ),
             h("td", null, show(entry.attempt)),
             h("td", null, show(entry.worker)),
             h("td", null, show(entry.host)),

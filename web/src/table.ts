@@ -3,7 +3,7 @@
 
 import { ApiError, type ErrorBody, type ExperimentsPage } from "./api";
 import { allColumnKeys, columnPicker, dataColumns, defaultColumnKeys, FIXED, type Column } from "./columns";
-import { h } from "./dom";
+import { expLink, h } from "./dom";
 import { href, replaceQuery, type Route } from "./route";
 import { RowSource, type TableQuery } from "./rows";
 import { VirtualList } from "./virtual";
@@ -66,6 +66,7 @@ export function tableView(root: HTMLElement, route: Route): () => void {
   const pickerButton = h("button", { type: "button" }, "Columns");
   const pickerSlot = h("div", { class: "picker-slot" });
   const baselineBar = h("div", { class: "baselines" });
+  const runningBar = h("div", { class: "running-bar" });
   const head = h("div", { class: "thead" });
   const body = h("div", { class: "tbody" });
   const scroller = h("div", { class: "table-scroll" }, head, body);
@@ -73,6 +74,7 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     h("div", { class: "toolbar" }, filterInput, pickerButton, compareButton, totalLabel),
     errorSlot,
     pickerSlot,
+    runningBar,
     baselineBar,
     scroller,
   );
@@ -152,11 +154,26 @@ export function tableView(root: HTMLElement, route: Route): () => void {
       ...current.baselines.map((baseline) =>
         h(
           "span",
-          { class: "chip", title: baseline.subject },
+          {
+            class: "chip",
+            title: baseline.subject,
+            onclick: () => {
+              filterInput.value = `baseline == '${baseline.sha}'`;
+              applyFilter();
+            },
+          },
           baseline.names.length ? baseline.names.join(", ") : baseline.sha.slice(0, 8),
           h("span", { class: "muted" }, ` ${baseline.sha.slice(0, 7)} · ${baseline.count}`),
         ),
       ),
+    );
+  }
+
+  function renderRunning(current: ExperimentsPage): void {
+    const running = current.running ?? [];
+    runningBar.replaceChildren(
+      ...(running.length ? ["running now: "] : []),
+      ...running.flatMap((run, index) => [index ? ", " : "", expLink(run.name)]),
     );
   }
 
@@ -182,6 +199,7 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     chooseColumns(page);
     renderHead();
     renderBaselines(page);
+    renderRunning(page);
     list.setCount(page.total);
     painted();
   }
