@@ -51,10 +51,14 @@ export async function getJSON<T>(path: string, query: Query = {}, signal?: Abort
   return parse<T>(await fetch(url(path, query), { signal, headers: { Accept: "application/json" } }));
 }
 
-let session: Session | null = null;
+let session: Promise<Session> | null = null;
 
-export async function loadSession(): Promise<Session> {
-  session ??= await getJSON<Session>("/api/session");
+/** The session (CSRF token, read-only), asked once per page. */
+export function loadSession(): Promise<Session> {
+  session ??= getJSON<Session>("/api/session").catch((error: unknown) => {
+    session = null;
+    throw error;
+  });
   return session;
 }
 

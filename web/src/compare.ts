@@ -120,7 +120,6 @@ export function compareView(root: HTMLElement, route: Route): () => void {
     const width = Math.max(300, plots.clientWidth || 800);
     const steps = await getJSON<Steps>("/api/steps", { names: names.join(","), metric, x: settings.time ? "time" : "step", points: 2 * width });
     if (!stopped) chart.set(steps.series, { ...settings });
-    performance.mark(`tether:compare-chart:${metric}`);
   }
 
   /** Smoothing and the log axis redraw the data at hand; x = time asks the server again. */
@@ -162,8 +161,12 @@ export function compareView(root: HTMLElement, route: Route): () => void {
       section("Step metrics", controls, cmp.step_metrics.length ? plots : h("p", { class: "muted" }, "no step metric in common")),
     );
     await Promise.all(cmp.step_metrics.map((metric) => loadSteps(metric)));
-    document.body.dataset.compareReady = "1";
-    performance.mark("tether:compare-painted");
+    requestAnimationFrame(() =>
+      setTimeout(() => {
+        document.body.dataset.compareReady = "1";
+        performance.mark("tether:compare-painted");
+      }, 0),
+    );
   }
 
   void load();

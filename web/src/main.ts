@@ -28,12 +28,14 @@ function render(): void {
   stop = pick(route.path)(root, route);
 }
 
-async function start(): Promise<void> {
+function start(): void {
   const bar = document.getElementById("bar") as HTMLElement;
-  const session = await loadSession().catch(() => null);
+  const repo = h("span", { class: "repo" });
+  const badge = h("span", { class: "badge", hidden: true }, "read-only");
+  const version = h("span", { class: "version" });
   bar.append(
     h("a", { class: "brand", href: "#/" }, "tether"),
-    h("span", { class: "repo" }, session?.repo ?? ""),
+    repo,
     h(
       "nav",
       null,
@@ -41,11 +43,19 @@ async function start(): Promise<void> {
       h("a", { href: "#/compare", "data-path": "/compare" }, "Compare"),
       h("a", { href: "#/queue", "data-path": "/queue" }, "Queue"),
     ),
-    h("span", { class: "badge", hidden: !session?.read_only }, "read-only"),
-    h("span", { class: "version" }, session ? `v${session.version}` : ""),
+    badge,
+    version,
   );
+  // The session only labels the bar: the page does not wait for it.
+  loadSession()
+    .then((session) => {
+      repo.textContent = session.repo;
+      badge.hidden = !session.read_only;
+      version.textContent = `v${session.version}`;
+    })
+    .catch(() => undefined);
   window.addEventListener("hashchange", render);
   render();
 }
 
-void start();
+start();
