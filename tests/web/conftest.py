@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +124,41 @@ def client(project: Path) -> Iterator[TestClient]:
         yield test_client
 
 
+
+
+class Served:
+    """The viewer served by uvicorn on a free loopback port, in a thread of the test."""
+
+    def __init__(self, root: Path, **options: object) -> None:
+        import threading
+
+        import uvicorn
+
+        from tether.web.server import bind
+
+        self.sock = bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        app = create_app(root, **options)  # type: ignore[arg-type]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                                    timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[..., Served]]:
+    started: list[Served] = []
+
+    def serve(root: Path, **options: object) -> Served:
+        started.append(Served(root, **options))
+        return started[-1]
+
+    yield serve
+    for server in started:
+        server.close()

@@ -39,8 +39,8 @@ def handle(args: argparse.Namespace) -> int:
     try:
         from tether.web.server import ServeOptions, needs_token, serve
     except ImportError as exc:
-        raise MissingExtraError(f"tether view needs the web extra ({exc.name} is missing)",
-                                hint="pip install 'tether[view]'") from None
+        raise MissingExtraError(f"tether view needs its extra ({exc.name} is missing): "
+                                "pip install 'tether[view]'") from None
     token = args.token
     if token is None and needs_token(args.host):
         token = secrets.token_urlsafe(18)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,14 @@ async def _tether_error(request: Request, exc: Exception) -> Any:
     return tether_error(exc)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Read the index into memory while the browser opens, not when the table asks."""
+    viewer: Viewer = app.state.viewer
+    threading.Thread(target=viewer.catalog.warm, daemon=True).start()
+    yield
+
+
 def create_app(
     root: Path, *, host: str = "127.0.0.1", token: str | None = None, read_only: bool = False,
     csrf: str | None = None, catalog: Catalog | None = None, static_dir: Path = STATIC_DIR,
@@ -57,6 +68,7 @@ def create_app(
         routes=_routes(static_dir),
         middleware=[Middleware(Guard, policy=policy)],
         exception_handlers={TetherError: _tether_error},
+        lifespan=_lifespan,
     )
     app.state.viewer = Viewer(root, catalog or Catalog(root), policy, live_poll=live_poll)
     return app

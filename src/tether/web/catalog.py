@@ -9,6 +9,7 @@ through a sorted, filtered selection of 100,000 experiments sorts and filters it
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -203,6 +204,11 @@ class Catalog:
             self._refreshing = True
             threading.Thread(target=self._refresh_quietly, daemon=True).start()
         return current
+
+    def warm(self) -> None:
+        """Load the first snapshot now (in a thread at startup); errors wait for a request."""
+        with contextlib.suppress(Exception):
+            self.snapshot()
 
     def refresh_now(self) -> Snapshot:
         """Read the refs again now (after a write, or in tests)."""

@@ -1,0 +1,98 @@
+"""The viewer's queue page and buttons (`/api/queue`), on both backends."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from conftest import git, write
+from queueing.conftest import start_worker, tether
+from tether.web.app import create_app
+
+
+@pytest.fixture(params=["embedded", "celery"])
+def backend(request: pytest.FixtureRequest, project: Path) -> str:
+    if request.param == "celery":
+        redis = request.getfixturevalue("redis_server")
+        write(project / ".tether" / "config.yaml", yaml.safe_dump({"queue": {
+            "backend": "celery", "broker": redis.url,
+            "namespace": f"t{uuid.uuid4().hex[:10]}"}}))
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", "celery queue")
+    name: str = request.param
+    return name
+
+
+def viewer(root: Path, **options: object) -> TestClient:
+    return TestClient(create_app(root, **options),  # type: ignore[arg-type]
+                      base_url="http://127.0.0.1:8765")
+
+
+def entries(client: TestClient) -> dict[str, dict[str, object]]:
+    return {e["name"]: e for e in client.get("/api/queue").json()["entries"]}
+
+
+def test_queue_lists_entries_and_its_buttons_act(project: Path, backend: str) -> None:
+    tether(project, "run", "--queue", "-n", "first", "-S", "lr=0.2")
+    tether(project, "run", "--queue", "-n", "second", "-S", "lr=0.3")
+    with viewer(project) as client:
+        body = client.get("/api/queue").json()
+        assert body["backend"] == backend and body["workers"] == []
+        found = entries(client)
+        assert [found[n]["state"] for n in ("first", "second")] == ["queued", "queued"]
+        first = found["first"]
+        assert first["attempt"] == 0 and first["elapsed"] is None and first["queued_at"]
+        kill = f"/api/queue/{first['id']}/kill"
+        assert client.post(kill).status_code == 403  # no CSRF header: nothing happens
+        assert entries(client)["first"]["state"] == "queued"
+        csrf = {"X-Tether-CSRF": client.get("/api/session").json()["csrf"]}
+        answer = client.post(kill, headers=csrf).json()
+        assert answer == {"ok": True, "entries": [
+            {"id": first["id"], "name": "first", "state": "cancelled"}]}
+        retried = client.post(f"/api/queue/{first['id']}/retry", headers=csrf).json()
+        assert retried["entries"][0]["name"] == "first-r2"
+        assert entries(client)["first-r2"]["state"] == "queued"
+        # the retried entry is queued again; the second, still waiting, cannot be retried
+        refused = client.post(f"/api/queue/{found['second']['id']}/retry", headers=csrf)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == 10
+        removed = client.post(f"/api/queue/{found['second']['id']}/kill", headers=csrf)
+        assert removed.status_code == 200
+        client.post(f"/api/queue/{found['second']['id']}/remove", headers=csrf)
+        assert "second" not in entries(client)
+        assert client.post(f"/api/queue/{first['id']}/explode", headers=csrf).status_code == 400
+    with viewer(project, read_only=True) as client:
+        csrf = {"X-Tether-CSRF": client.get("/api/session").json()["csrf"]}
+        response = client.post(f"/api/queue/{entries(client)['first-r2']['id']}/kill",
+                               headers=csrf)
+        assert response.status_code == 403
+        assert entries(client)["first-r2"]["state"] == "queued"
+
+
+def test_a_running_entry_shows_its_worker_and_can_be_killed(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    tether(project, "run", "--queue", "-n", "long")
+    workers.append(start_worker(project, env={"TRAIN_SLEEP": "120"}))
+    with viewer(project) as client:
+        deadline = time.monotonic() + 60
+        while entries(client)["long"]["state"] != "running":
+            assert time.monotonic() < deadline, "the worker never started the entry"
+            time.sleep(0.2)
+        body = client.get("/api/queue").json()
+        entry = body["entries"][0]
+        assert entry["worker"] and entry["host"] and entry["attempt"] == 1
+        assert entry["elapsed"] is not None and entry["silence"] is not None
+        assert body["workers"][0]["id"] == entry["worker"]
+        assert body["workers"][0]["last_heartbeat"] is not None
+        csrf = {"X-Tether-CSRF": client.get("/api/session").json()["csrf"]}
+        assert client.post(f"/api/queue/{entry['id']}/kill", headers=csrf).json()["ok"]
+        while entries(client)["long"]["state"] == "running":
+            assert time.monotonic() < deadline + 60, "the kill never landed"
+            time.sleep(0.2)
+        assert entries(client)["long"]["state"] == "cancelled"
