@@ -1,15 +1,17 @@
 """Time `tether view` in headless Chromium, next to the MLflow UI on the same kind of runs.
 
 For each --n (default 10,000 and 100,000) a repository gets that many recorded experiments
-(bench/view_data.py: one `git fast-import`), `tether view --port 0` starts, and we time:
+over 10 baselines (bench/view_server.py's one `git fast-import` stream), `tether view
+--port 0` starts, and we time:
 
 - server ready: from spawning `tether view` to its first `/api/experiments` answer;
 - table first paint: a fresh browser page opened on `#/` until the first rows are painted
   (the page's `tether:table-painted` mark, and the wall clock seen by Playwright);
 - sort and filter (at the smallest n): a click on a column header / Enter in the filter
   box until the re-sorted or re-filtered rows are painted, measured inside the page;
-- compare: --compare-runs experiments with --compare-steps steps each, `#/compare` opened
-  until every chart is drawn (`tether:compare-painted`).
+- compare: --compare-runs experiments recorded by real `tether run`s, each logging
+  --compare-steps steps with `tether.log`; `#/compare` opened until every chart is drawn
+  (`tether:compare-painted`).
 
 MLflow: a private venv bench/.venv-mlflow (created here with pip; never the project's),
 --mlflow-n runs logged with the same params, metrics and step metric into a SQLite store,
@@ -49,7 +51,24 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 sys.path.insert(0, str(BENCH_DIR))
-import view_data  # noqa: E402
+import view_server  # noqa: E402
+
+COMPARE_SPEC = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    params: [train.seed, train.steps]
+metrics:
+  loss: {direction: min}
+"""
+COMPARE_TRAIN = """\
+import tether
+p = tether.params()["train"]
+rate = 1 + p["seed"] / 7
+for step in range(p["steps"]):
+    tether.log(step=step, loss=1 / (1 + rate * step / 1000) + (step * 7919 % 13) / 1300)
+"""
 
 # In-page timers: the action, then wait until the table says it has painted again.
 TIMED_ACTION_JS = """async ([kind, value]) => {
@@ -75,9 +94,11 @@ def summarize(samples: list[float]) -> dict[str, Any]:
 
 def bench_env(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "TETHER_"))}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     home = scratch / "home"
     home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT / "src"),
@@ -85,19 +106,27 @@ def bench_env(scratch: Path) -> dict[str, str]:
     return env
 
 
-def make_repo(root: Path, env: dict[str, str], count: int, steps: int = 0) -> float:
+def make_repo(root: Path, env: dict[str, str], count: int) -> float:
     """A repository with `count` recorded experiments; seconds it took."""
     start = time.perf_counter()
     root.mkdir(parents=True)
-    for argv in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "start"]):
+    view_server.generate(root, count, env)
+    return time.perf_counter() - start
+
+
+def make_compare_repo(root: Path, env: dict[str, str], runs: int, steps: int) -> float:
+    """`runs` experiments cmp-00… by real `tether run`s logging `steps` steps each."""
+    start = time.perf_counter()
+    root.mkdir(parents=True)
+    (root / "tether.yaml").write_text(COMPARE_SPEC)
+    (root / "train.py").write_text(COMPARE_TRAIN)
+    (root / "params.yaml").write_text(f"train:\n  seed: 0\n  steps: {steps}\n")
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "start"]):
         subprocess.run(["git", *argv], cwd=root, env=env, check=True)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        view_data.generate(root, count, steps=steps)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    for i in range(runs):
+        subprocess.run([sys.executable, "-m", "tether", "run", "-n", f"cmp-{i:02d}",
+                        "-S", f"train.seed={i}"], cwd=root, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -173,8 +202,8 @@ def bench_table(browser: Any, url: str, repeat: int, actions: bool) -> dict[str,
 
 def bench_compare(browser: Any, root: Path, env: dict[str, str], runs: int, steps: int,
                   repeat: int) -> dict[str, Any]:
-    generate_s = make_repo(root, env, runs, steps=steps)
-    names = ",".join(f"exp-{i:06d}" for i in range(runs))
+    generate_s = make_compare_repo(root, env, runs, steps)
+    names = ",".join(f"cmp-{i:02d}" for i in range(runs))
     marks, walls = [], []
     with tether_view(root, env) as (url, _):
         for _ in range(repeat + 1):  # the first opening reads the records: reported apart
@@ -304,7 +333,7 @@ def main() -> int:
         "benchmark": "view", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "repeat": args.repeat,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
     }
     try:
         with sync_playwright() as playwright:

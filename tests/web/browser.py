@@ -155,7 +155,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(browser_project: Project) -> Iterator[Server]:
+def browser_server(browser_project: Project) -> Iterator[Server]:
     ensure_front_end()
     server = Server(browser_project)
     yield server
@@ -215,9 +215,9 @@ def open_visit(browser: Any, server: Server) -> tuple[Any, Visit]:
 
 
 @pytest.fixture
-def visit(browser: Any, server: Server) -> Iterator[Visit]:
+def visit(browser: Any, browser_server: Server) -> Iterator[Visit]:
     """A fresh page on the server; no dialog, off-site request or page error allowed."""
-    context, visit = open_visit(browser, server)
+    context, visit = open_visit(browser, browser_server)
     yield visit
     context.close()
     assert visit.dialogs == [], f"a dialog fired: {visit.dialogs}"
@@ -227,20 +227,15 @@ def visit(browser: Any, server: Server) -> Iterator[Visit]:
 
 @pytest.fixture(scope="module")
 def big_visit(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Visit]:
-    """A page on a server of 10,000 experiments, written by one `git fast-import`."""
+    """A page on a server of 10,000 experiments over 10 baselines, written by one
+    `git fast-import` stream (bench/view_server.py)."""
     sys.path.insert(0, str(REPO / "bench"))
-    import view_data
+    import view_server
 
     env = project_env(tmp_path_factory.mktemp("home"))
     root = tmp_path_factory.mktemp("big") / "project"
-    new_repo(root, env)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        view_data.generate(root, 10_000)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    root.mkdir()
+    view_server.generate(root, 10_000, env)
     ensure_front_end()
     server = Server(Project(root, env))
     context, visit = open_visit(browser, server)
