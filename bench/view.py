@@ -283,7 +283,7 @@ def bench_mlflow(browser: Any, scratch: Path, count: int, repeat: int) -> dict[s
         start = time.perf_counter()
         wait_http(f"http://127.0.0.1:{port}/health")
         ready_s = time.perf_counter() - start
-        url = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}"
+        url = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"  # its runs table
         for _ in range(repeat):
             context, _page, wall = fresh_page(
                 browser, url,

@@ -19,13 +19,6 @@ const DEFAULT_LIMIT = 40;
 
 export const FIXED: Column[] = [
   { key: "name", label: "name", width: 220, sortable: true, cell: (row) => expLink(row.name) },
-  {
-    key: "baseline",
-    label: "baseline",
-    width: 150,
-    sortable: false,
-    cell: (row) => (row.baseline_names.length ? row.baseline_names.join(", ") : row.baseline.slice(0, 8)),
-  },
   { key: "created", label: "created", width: 140, sortable: true, cell: (row) => formatCreated(row.created) },
   {
     key: "status",

@@ -5,7 +5,7 @@ import { ApiError, type ErrorBody, type ExperimentsPage } from "./api";
 import { allColumnKeys, columnPicker, dataColumns, defaultColumnKeys, FIXED, type Column } from "./columns";
 import { expLink, h } from "./dom";
 import { href, replaceQuery, type Route } from "./route";
-import { RowSource, type TableQuery } from "./rows";
+import { RowSource, type Baseline, type TableQuery } from "./rows";
 import { VirtualList } from "./virtual";
 
 const ROW_HEIGHT = 26;
@@ -126,11 +126,25 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     body.style.width = `${width()}px`;
   }
 
+  function renderHeader(baseline: Baseline): HTMLElement {
+    return h(
+      "div",
+      { class: "tr group", "data-baseline": baseline.sha, style: `width:${width()}px` },
+      h(
+        "div",
+        { class: "td" },
+        "baseline ",
+        h("b", null, baseline.names.length ? baseline.names.join(", ") : baseline.sha.slice(0, 8)),
+        h("span", { class: "muted" }, ` ${baseline.sha.slice(0, 7)} · ${baseline.subject} · ${baseline.count.toLocaleString()}`),
+      ),
+    );
+  }
+
   function renderRow(index: number): HTMLElement {
-    const row = source.row(index);
+    const item = source.item(index);
+    if (item?.kind === "header") return renderHeader(item.baseline);
+    const row = item?.row;
     if (!row) return h("div", { class: "tr loading", style: `width:${width()}px` }, h("div", { class: "td muted" }, "…"));
-    const previous = index > 0 ? source.row(index - 1) : undefined;
-    const groupStart = !previous || previous.baseline !== row.baseline;
     const box = h("input", { type: "checkbox", "aria-label": "select" });
     box.checked = selected.has(row.name);
     box.addEventListener("change", () => {
@@ -140,18 +154,9 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     });
     return h(
       "div",
-      { class: `tr${groupStart ? " group-start" : ""}`, "data-name": row.name, style: `width:${width()}px` },
+      { class: "tr", "data-name": row.name, style: `width:${width()}px` },
       h("div", { class: "td sel", style: `width:${SELECT_WIDTH}px` }, box),
-      columns.map((column) =>
-        h(
-          "div",
-          {
-            class: `td${column.best?.(row) ? " best" : ""}${column.key === "baseline" && !groupStart ? " muted" : ""}`,
-            style: `width:${column.width}px`,
-          },
-          column.cell(row),
-        ),
-      ),
+      columns.map((column) => h("div", { class: `td${column.best?.(row) ? " best" : ""}`, style: `width:${column.width}px` }, column.cell(row))),
     );
   }
 
@@ -168,8 +173,8 @@ export function tableView(root: HTMLElement, route: Route): () => void {
               applyFilter();
             },
           },
-          baseline.names.length ? baseline.names.join(", ") : baseline.sha.slice(0, 8),
-          h("span", { class: "muted" }, ` ${baseline.sha.slice(0, 7)} · ${baseline.count}`),
+          baseline.names.length ? `${baseline.names.join(", ")} ` : "",
+          h("span", { class: "muted" }, `${baseline.sha.slice(0, 7)} · ${baseline.count.toLocaleString()}`),
         ),
       ),
     );
@@ -206,7 +211,7 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     renderHead();
     renderBaselines(page);
     renderRunning(page);
-    list.setCount(page.total);
+    list.setCount(source.total);
     painted();
   }
 
