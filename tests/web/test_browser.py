@@ -88,6 +88,19 @@ def test_filter_with_the_servers_language_and_its_caret_error(visit: Visit) -> N
     assert column(page, "name") == ["c"]
 
 
+def test_column_picker_searches_hides_and_shows_columns(visit: Visit) -> None:
+    page = open_table(visit)
+    assert page.locator('.th[data-key="param:train.note"]').count() == 1  # it differs
+    page.click("text=Columns")
+    page.fill(".picker-search", "note")
+    assert page.locator(".picker-row").all_text_contents() == ["param:train.note"]
+    page.uncheck('.picker-row input[data-key="param:train.note"]')
+    page.wait_for_selector('.th[data-key="param:train.note"]', state="detached")
+    assert "cols=" in page.url and "train.note" not in page.url.split("cols=")[1]
+    page.check('.picker-row input[data-key="param:train.note"]')
+    page.wait_for_selector('.th[data-key="param:train.note"]')
+
+
 def test_compare_overlays_the_curves_of_the_selected_rows(visit: Visit) -> None:
     page = open_table(visit)
     for name in ("a", "b", "c"):

@@ -2,7 +2,7 @@
 // column picker, a searchable virtualized list so thousands of columns never freeze the page.
 
 import type { ExperimentRow, ExperimentsPage } from "./api";
-import { expLink, formatCreated, formatDuration, h, show } from "./dom";
+import { expLink, formatCreated, formatDuration, h, show, statusLabel } from "./dom";
 import { VirtualList } from "./virtual";
 
 export interface Column {
@@ -25,7 +25,7 @@ export const FIXED: Column[] = [
     label: "status",
     width: 80,
     sortable: true,
-    cell: (row) => h("span", { class: `status s-${row.status.replace(/[^a-z-]/g, "")}` }, row.status),
+    cell: (row) => statusLabel(row.status),
   },
   { key: "duration", label: "duration", width: 80, sortable: true, cell: (row) => formatDuration(row.duration) },
 ];

@@ -3,7 +3,7 @@
 
 import { getJSON, type Comparison, type Steps } from "./api";
 import { StepChart, type ChartSettings } from "./chart";
-import { expLink, h, section, show } from "./dom";
+import { expLink, grid, h, section, show } from "./dom";
 import { replaceQuery, type Route } from "./route";
 
 const MARK = { better: "▲ better", worse: "▼ worse", same: "= same" } as const;
@@ -11,39 +11,31 @@ const MARK = { better: "▲ better", worse: "▼ worse", same: "= same" } as con
 function paramsTable(cmp: Comparison): HTMLElement {
   const params = Object.entries(cmp.params_differing);
   if (params.length === 0) return h("p", { class: "muted" }, "no param differs");
-  return h(
-    "table",
-    { class: "grid" },
-    h("thead", null, h("tr", null, h("th", null, "param"), cmp.names.map((name) => h("th", null, expLink(name))))),
-    h("tbody", null, params.map(([param, values]) => h("tr", null, h("th", null, param), cmp.names.map((name) => h("td", null, show(values[name])))))),
+  return grid(
+    ["param", ...cmp.names.map(expLink)],
+    params.map(([param, values]) => h("tr", null, h("th", null, param), cmp.names.map((name) => h("td", null, show(values[name]))))),
   );
 }
 
 function metricsTable(cmp: Comparison): HTMLElement {
   const metrics = Object.entries(cmp.metrics);
   if (metrics.length === 0) return h("p", { class: "muted" }, "no metrics");
-  return h(
-    "table",
-    { class: "grid" },
-    h("thead", null, h("tr", null, h("th", null, "metric"), cmp.names.map((name) => h("th", null, expLink(name))))),
-    h(
-      "tbody",
-      null,
-      metrics.map(([metric, info]) =>
-        h(
-          "tr",
-          null,
-          h("th", null, metric, info.direction ? ` (${info.direction})` : ""),
-          cmp.names.map((name) => {
-            const mark = info.marks[name];
-            return h(
-              "td",
-              { class: `${mark ?? ""}${info.best === name ? " best" : ""}` },
-              show(info.values[name]),
-              mark ? h("span", { class: "mark" }, ` ${MARK[mark]}`) : "",
-            );
-          }),
-        ),
+  return grid(
+    ["metric", ...cmp.names.map(expLink)],
+    metrics.map(([metric, info]) =>
+      h(
+        "tr",
+        null,
+        h("th", null, metric, info.direction ? ` (${info.direction})` : ""),
+        cmp.names.map((name) => {
+          const mark = info.marks[name];
+          return h(
+            "td",
+            { class: `${mark ?? ""}${info.best === name ? " best" : ""}` },
+            show(info.values[name]),
+            mark ? h("span", { class: "mark" }, ` ${MARK[mark]}`) : "",
+          );
+        }),
       ),
     ),
   );

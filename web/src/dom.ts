@@ -71,8 +71,18 @@ export function keyValueTable(entries: [string, unknown][], empty = "none"): HTM
   );
 }
 
+/** A table of rows under a header line. */
+export function grid(headings: (string | Node)[], rows: Node[]): HTMLElement {
+  return h("table", { class: "grid" }, h("thead", null, h("tr", null, headings.map((title) => h("th", null, title)))), h("tbody", null, rows));
+}
+
 export function section(title: string, ...body: (Child | Child[])[]): HTMLElement {
   return h("section", { class: "panel" }, h("h2", null, title), ...body);
+}
+
+/** A status word, colored by its class. */
+export function statusLabel(status: string): HTMLElement {
+  return h("span", { class: `status s-${status.replace(/[^a-z-]/g, "")}` }, status);
 }
 
 export function expLink(name: string): HTMLAnchorElement {

@@ -3,14 +3,16 @@
 
 import { ApiError, getJSON, type Experiment, type Steps } from "./api";
 import { StepChart } from "./chart";
-import { formatCreated, formatDuration, h, keyValueTable, section, show } from "./dom";
+import { formatCreated, formatDuration, grid, h, keyValueTable, section, show, statusLabel } from "./dom";
 import { href, type Route } from "./route";
 
 const LOG_TAIL = 500;
 const RETRY_MS = 1000;
 
 function statusBadge(status: string): HTMLElement {
-  return h("span", { class: `status s-${status.replace(/[^a-z-]/g, "")}`, id: "exp-status" }, status);
+  const badge = statusLabel(status);
+  badge.id = "exp-status";
+  return badge;
 }
 
 function lineage(exp: Experiment): HTMLElement {
@@ -26,26 +28,19 @@ function lineage(exp: Experiment): HTMLElement {
 
 function stagesTable(exp: Experiment): HTMLElement {
   if (exp.stages.length === 0) return h("p", { class: "muted" }, exp.running ? "running…" : "no stages");
-  const headings = ["stage", "status", "duration", "exit", "attempt", "why it ran", "error"];
-  return h(
-    "table",
-    { class: "grid" },
-    h("thead", null, h("tr", null, headings.map((title) => h("th", null, title)))),
-    h(
-      "tbody",
-      null,
-      exp.stages.map((stage) =>
-        h(
-          "tr",
-          { "data-stage": stage.name },
-          h("td", null, stage.name),
-          h("td", null, h("span", { class: `status s-${stage.status.replace(/[^a-z-]/g, "")}` }, stage.status)),
-          h("td", null, formatDuration(stage.duration)),
-          h("td", null, show(stage.exit_code)),
-          h("td", null, show(stage.attempt)),
-          h("td", null, (stage.reasons ?? []).join("; ")),
-          h("td", { class: "bad" }, show(stage.error)),
-        ),
+  return grid(
+    ["stage", "status", "duration", "exit", "attempt", "why it ran", "error"],
+    exp.stages.map((stage) =>
+      h(
+        "tr",
+        { "data-stage": stage.name },
+        h("td", null, stage.name),
+        h("td", null, statusLabel(stage.status)),
+        h("td", null, formatDuration(stage.duration)),
+        h("td", null, show(stage.exit_code)),
+        h("td", null, show(stage.attempt)),
+        h("td", null, (stage.reasons ?? []).join("; ")),
+        h("td", { class: "bad" }, show(stage.error)),
       ),
     ),
   );
@@ -53,15 +48,9 @@ function stagesTable(exp: Experiment): HTMLElement {
 
 function outputsTable(exp: Experiment): HTMLElement {
   if (exp.outputs.length === 0) return h("p", { class: "muted" }, "no outputs");
-  return h(
-    "table",
-    { class: "grid" },
-    h("thead", null, h("tr", null, h("th", null, "path"), h("th", null, "hash"), h("th", null, "size"))),
-    h(
-      "tbody",
-      null,
-      exp.outputs.map((out) => h("tr", null, h("td", null, out.path), h("td", { class: "mono" }, out.hash), h("td", null, show(out.size)))),
-    ),
+  return grid(
+    ["path", "hash", "size"],
+    exp.outputs.map((out) => h("tr", null, h("td", null, out.path), h("td", { class: "mono" }, out.hash), h("td", null, show(out.size)))),
   );
 }
 

@@ -2,7 +2,7 @@
 // POST with the CSRF header and are disabled when the server is read-only.
 
 import { getJSON, loadSession, post, type QueueEntry, type QueueState } from "./api";
-import { expLink, formatCreated, formatDuration, h, section, show } from "./dom";
+import { expLink, formatCreated, formatDuration, grid, h, section, show, statusLabel } from "./dom";
 import type { Route } from "./route";
 
 const REFRESH_MS = 2000;
@@ -41,35 +41,23 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
 
   function entriesTable(state: QueueState): HTMLElement {
     if (state.entries.length === 0) return h("p", { class: "muted" }, "the queue is empty");
-    const headings = ["id", "name", "state", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""];
-    return h(
-      "table",
-      { class: "grid" },
-      h("thead", null, h("tr", null, headings.map((title) => h("th", null, title)))),
-      h(
-        "tbody",
-        null,
-        state.entries.map((entry) =>
-          h(
-            "tr",
-            { "data-entry": entry.id },
-            h("td", { class: "mono" }, entry.id),
-            h("td", null, expLink(entry.name)),
-            h(
-              "td",
-              { title: entry.error ?? "" },
-              h("span", { class: `status s-${entry.state.replace(/[^a-z-]/g, "")}` }, entry.state),
-              entry.kill_requested ? " (kill requested)" : "",
-            ),
-            h("td", null, show(entry.attempt)),
-            h("td", null, show(entry.worker)),
-            h("td", null, show(entry.host)),
-            h("td", null, formatDuration(entry.elapsed)),
-            h("td", null, formatDuration(entry.silence)),
-            h("td", null, show(entry.retries)),
-            h("td", null, formatCreated(entry.queued_at)),
-            h("td", null, actionButtons(entry)),
-          ),
+    return grid(
+      ["id", "name", "state", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""],
+      state.entries.map((entry) =>
+        h(
+          "tr",
+          { "data-entry": entry.id },
+          h("td", { class: "mono" }, entry.id),
+          h("td", null, expLink(entry.name)),
+          h("td", { title: entry.error ?? "" }, statusLabel(entry.state), entry.kill_requested ? " (kill requested)" : ""),
+          h("td", null, show(entry.attempt)),
+          h("td", null, show(entry.worker)),
+          h("td", null, show(entry.host)),
+          h("td", null, formatDuration(entry.elapsed)),
+          h("td", null, formatDuration(entry.silence)),
+          h("td", null, show(entry.retries)),
+          h("td", null, formatCreated(entry.queued_at)),
+          h("td", null, actionButtons(entry)),
         ),
       ),
     );
@@ -77,16 +65,10 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
 
   function workersTable(state: QueueState): HTMLElement {
     if (state.workers.length === 0) return h("p", { class: "muted" }, "no workers");
-    return h(
-      "table",
-      { class: "grid" },
-      h("thead", null, h("tr", null, ["id", "host", "state", "last heartbeat"].map((title) => h("th", null, title)))),
-      h(
-        "tbody",
-        null,
-        state.workers.map((worker) =>
-          h("tr", null, h("td", { class: "mono" }, worker.id), h("td", null, worker.host), h("td", null, worker.state), h("td", null, formatCreated(worker.last_heartbeat))),
-        ),
+    return grid(
+      ["id", "host", "state", "last heartbeat"],
+      state.workers.map((worker) =>
+        h("tr", null, h("td", { class: "mono" }, worker.id), h("td", null, worker.host), h("td", null, worker.state), h("td", null, formatCreated(worker.last_heartbeat))),
       ),
     );
   }
