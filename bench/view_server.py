@@ -120,6 +120,8 @@ def one_round(root: Path, env: dict[str, str]) -> dict[str, float]:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
+        if "http://" not in line:
+            raise RuntimeError(f"tether view did not start: {line}{proc.communicate()[1]}")
         base = line[line.index("http://"):].split()[0].rstrip("/")
         while True:
             try:

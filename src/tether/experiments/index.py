@@ -109,6 +109,20 @@ class IndexedExperiment:
         return f"IndexedExperiment({self.ref!r}, {self.commit[:10]!r}, {self.status!r})"
 
 
+FIELDS = _FIELDS  # the columns `indexed` takes, in its order
+
+
+def indexed(row: tuple[Any, ...], rules_seen: dict[str, dict[str, Any]]) -> IndexedExperiment:
+    """The experiment of one row of FIELDS; `rules_seen` memoizes decoded metric rules."""
+    (ref, commit, base, name, status, created_at, duration, message,
+     params, metrics, rules, summary) = row
+    parsed_rules = rules_seen.get(rules)
+    if parsed_rules is None:
+        parsed_rules = rules_seen[rules] = json.loads(rules)
+    return IndexedExperiment(ref, commit, base, name, status, created_at, duration, message,
+                             params, metrics, parsed_rules, summary)
+
+
 def index_path(root: Path) -> Path:
     return root / STATE_DIR / INDEX_FILE
 
@@ -223,22 +237,11 @@ class Index:
             query += " WHERE baseline = ?"
             args = (baseline,)
         rules_seen: dict[str, dict[str, Any]] = {}
-        found = []
         refs = self.refs
-        for (ref, commit, base, name, status, created_at, duration, message,
-             params, metrics, rules, summary) in self._connection.execute(
-                 query + " ORDER BY created_at", args):
-            # A concurrent refresh may hold a newer or older view: the refs we read win.
-            if refs.get(ref) != commit or status == UNREADABLE:
-                continue
-            parsed_rules = rules_seen.get(rules)
-            if parsed_rules is None:
-                parsed_rules = rules_seen[rules] = json.loads(rules)
-            found.append(IndexedExperiment(
-                ref, commit, base, name, status, created_at, duration, message,
-                params, metrics, parsed_rules, summary,
-            ))
-        return found
+        # A concurrent refresh may hold a newer or older view: the refs we read win.
+        return [indexed(row, rules_seen) for row in self._connection.execute(
+                    query + " ORDER BY created_at, rowid", args)
+                if refs.get(row[0]) == row[1] and row[4] != UNREADABLE]
 
     def skipped(self, baseline: str | None = None) -> list[Skipped]:
         """Refs left out because their name or record is invalid (of one baseline when given).

@@ -50,13 +50,20 @@ def owner_alive(worktree: Path) -> bool:
         pid = int(pid_text)
     except (OSError, ValueError):
         return False
+    if not pid_alive(pid):
+        return False
+    return not started or _start_time(pid) in ("", started)  # else: the pid was reused
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (someone else's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's live process
-    return not started or _start_time(pid) in ("", started)  # else: the pid was reused
+    return True
 
 
 def prune_stale(git: Git, folder: Path) -> list[Path]:

@@ -10,6 +10,7 @@ through a sorted, filtered selection of 100,000 experiments sorts and filters it
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from tether.experiments.explore import (
     sort_experiments,
     varying_params,
 )
-from tether.experiments.index import IndexedExperiment, refresh
+from tether.experiments.index import IndexedExperiment, index_path, refresh
 from tether.gitstore.git import Git
 
 SORT_KEYS = ("name", "created", "status", "duration")
@@ -59,52 +60,38 @@ class LRU:
 class Selection:
     """One filtered, sorted selection of a snapshot, with what the table needs about it."""
 
-    def __init__(self, experiments: list[IndexedExperiment]) -> None:
+    def __init__(self, experiments: list[IndexedExperiment], expression: str) -> None:
         self.experiments = experiments
-        self._summary: dict[str, Any] | None = None
+        self.expression = expression
 
     def summary(self, snapshot: Snapshot) -> dict[str, Any]:
-        """Columns, best values and baselines of the whole selection (computed once)."""
-        if self._summary is None:
-            self._summary = _summarize(self.experiments, snapshot)
-        return self._summary
+        """Columns, best values and baselines of the whole selection (computed once per
+        filter: sorting it another way changes none of them)."""
+        found: dict[str, Any] | None = snapshot.summaries.get(self.expression)
+        if found is None:
+            found = _summarize(self.experiments, snapshot)
+            snapshot.summaries.put(self.expression, found)
+        return found
 
 
 class Snapshot:
-    """The experiments as of one reading of the refs, and per-snapshot caches."""
+    """The experiments of one generation of the index, in memory, with recent selections."""
 
-    def __init__(self, git: Git, experiments: list[IndexedExperiment],
-                 refs: dict[str, str]) -> None:
-        self.git = git
+    def __init__(self, catalog: Catalog, experiments: list[IndexedExperiment],
+                 generation: int) -> None:
+        self.catalog = catalog
+        self.git = catalog.git
         self.experiments = experiments  # oldest first
-        self.refs = refs
+        self.generation = generation
         self.by_name: dict[str, list[IndexedExperiment]] = {}
         for exp in experiments:
             self.by_name.setdefault(exp.name, []).append(exp)
-        self._labels: dict[str, list[str]] | None = None
-        self._subjects: dict[str, str] | None = None
         self._selections = LRU(QUERIES_KEPT)
+        self.summaries = LRU(QUERIES_KEPT)  # filter expression → Selection.summary
 
     @property
     def labels(self) -> dict[str, list[str]]:
-        """Baseline sha → branch and tag names."""
-        if self._labels is None:
-            self._labels = baseline_labels(self.git)
-        return self._labels
-
-    @property
-    def subjects(self) -> dict[str, str]:
-        """Baseline sha → the subject line of its commit (one git call for all)."""
-        if self._subjects is None:
-            shas = sorted({exp.baseline for exp in self.experiments if exp.baseline})
-            proc = self.git.run("log", "--no-walk=unsorted", "--stdin", "--format=%H %s",
-                                input="".join(f"{sha}\n" for sha in shas), check=False)
-            found = {}
-            for line in proc.stdout.decode(errors="replace").splitlines():
-                sha, _, subject = line.partition(" ")
-                found[sha] = subject
-            self._subjects = found
-        return self._subjects
+        return self.catalog.labels()
 
     def select(self, expression: str, sort: str, descending: bool) -> Selection:
         """The experiments `expression` accepts, sorted by `sort` (a column of the filter)."""
@@ -121,7 +108,7 @@ class Snapshot:
             found = found[::-1] if descending else list(found)
         else:
             found = sort_experiments(found, sort, descending=descending)
-        selection = Selection(found)
+        selection = Selection(found, expression)
         self._selections.put(key, selection)
         return selection
 
@@ -130,14 +117,16 @@ def _summarize(experiments: list[IndexedExperiment], snapshot: Snapshot) -> dict
     metric_keys = sorted({k for exp in experiments for k in exp.metrics})
     directions, best = best_values(experiments, metric_keys)
     best_names: dict[str, list[str]] = {metric: [] for metric in best}
-    for exp in experiments:
+    newest: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for exp in sorted(experiments, key=lambda e: e.created_at):
         for metric, value in best.items():
             if exp.status == "success" and exp.metrics.get(metric) == value:
                 best_names[metric].append(exp.name)
-    counts: dict[str, int] = {}
-    for exp in experiments:
         counts[exp.baseline] = counts.get(exp.baseline, 0) + 1
-    labels, subjects = snapshot.labels, snapshot.subjects
+        newest[exp.baseline] = exp.created_at
+    labels = snapshot.catalog.labels()
+    subjects = snapshot.catalog.subjects(list(counts))
     return {
         "columns": {
             "params": varying_params(experiments),
@@ -147,7 +136,8 @@ def _summarize(experiments: list[IndexedExperiment], snapshot: Snapshot) -> dict
         "best": {m: {"value": v, "names": best_names[m]} for m, v in best.items()},
         "baselines": [{"sha": sha, "names": labels.get(sha, []),
                        "subject": subjects.get(sha, ""), "count": count}
-                      for sha, count in counts.items()],
+                      for sha, count in sorted(counts.items(),
+                                               key=lambda item: -newest[item[0]])],
     }
 
 
@@ -178,49 +168,137 @@ def row_json(exp: IndexedExperiment, labels: dict[str, list[str]]) -> dict[str, 
     }
 
 
+def refs_fingerprint(common_dir: Path) -> tuple[Any, ...] | None:
+    """What changes whenever an experiment ref is added, moved or deleted: the stat of
+    `packed-refs` and the mtimes of the folders of loose experiment refs (one per
+    baseline). None when the refs are not files (reftable): then read them every time."""
+    if not (common_dir / "refs").is_dir():
+        return None
+    parts: list[Any] = []
+    for path in (common_dir / "packed-refs", common_dir / "refs" / "tether" / "exps"):
+        try:
+            stat = path.stat()
+        except OSError:
+            parts.append(None)
+            continue
+        parts.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    with contextlib.suppress(OSError), os.scandir(common_dir / "refs" / "tether" / "exps") as it:
+        parts += sorted((entry.name, entry.stat().st_mtime_ns) for entry in it)
+    return tuple(parts)
+
+
 class Catalog:
-    """The current snapshot of the experiments of the repository at `root`."""
+    """The experiments of the repository at `root`: the index kept in line with the refs,
+    read in SQL for unfiltered tables (`sqlpage.py`) and held in memory for filters.
+
+    Every `ttl` seconds at most, a look at the refs' files (`refs_fingerprint`, a few
+    stat calls) decides whether to read the refs again, in a background thread: a server
+    left open on 100,000 experiments costs nothing while nobody records. Each change of
+    the refs is a new generation; what was computed for an older one is dropped.
+    """
 
     def __init__(self, root: Path, *, ttl: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.git = Git(root)
+        self.path = index_path(root)
         self.ttl = ttl
+        self.generation = 0  # 0: the index was never read
         self._clock = clock
+        self._refs: dict[str, str] | None = None
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
         self._refreshing = False
+        common = self.git.out("rev-parse", "--git-common-dir")
+        self._common_dir = (root / common).resolve()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._labels: tuple[int, dict[str, list[str]]] | None = None
+        self._subjects: dict[str, str] = {}  # a commit's subject never changes
+        self._table = LRU(QUERIES_KEPT)  # (generation, what) → unfiltered SQL answers
+
+    def current(self) -> int:
+        """The generation of an index in line with the refs (read now the first time;
+        then re-read in the background when the refs' files changed)."""
+        if self.generation == 0:
+            with self._lock:
+                if self.generation == 0:
+                    self._refresh()
+            return self.generation
+        if self._clock() - self._read_at >= self.ttl and not self._refreshing:
+            self._read_at = self._clock()
+            fingerprint = refs_fingerprint(self._common_dir)
+            if fingerprint is None or fingerprint != self._fingerprint:
+                self._refreshing = True
+                threading.Thread(target=self._refresh_quietly, daemon=True).start()
+        return self.generation
 
     def snapshot(self) -> Snapshot:
-        """The latest snapshot; an old one starts a refresh in the background."""
+        """The experiments of the current generation, in memory (read when needed)."""
+        generation = self.current()
         current = self._snapshot
-        if current is None:
-            with self._lock:
-                if self._snapshot is None:
-                    self._refresh()
+        if current is not None and current.generation == generation:
+            return current
+        with self._lock:
+            if self._snapshot is None or self._snapshot.generation != self.generation:
+                self._load()
             assert self._snapshot is not None
             return self._snapshot
-        if self._clock() - self._read_at >= self.ttl and not self._refreshing:
-            self._refreshing = True
-            threading.Thread(target=self._refresh_quietly, daemon=True).start()
-        return current
+
+    def table(self, column: str, descending: bool, offset: int, limit: int
+              ) -> tuple[int, list[IndexedExperiment], dict[str, Any]]:
+        """(total, page, columns/best/baselines) of every experiment, in SQL."""
+        from tether.web import sqlpage
+
+        generation = self.current()
+        connection = sqlpage.connect(self.path)
+        try:
+            total, rows = sqlpage.page(connection, column, descending, offset, limit)
+            summary: dict[str, Any] | None = self._table.get((generation, "summary"))
+            if summary is None:
+                summary = sqlpage.summary(connection, total, self.labels(),
+                                          self.subjects(sqlpage.baselines(connection)))
+                self._table.put((generation, "summary"), summary)
+        finally:
+            connection.close()
+        return total, rows, summary
+
+    def labels(self) -> dict[str, list[str]]:
+        """Baseline sha → branch and tag names (read once per generation)."""
+        held = self._labels
+        if held is None or held[0] != self.generation:
+            held = self._labels = (self.generation, baseline_labels(self.git))
+        return held[1]
+
+    def subjects(self, shas: list[str]) -> dict[str, str]:
+        """Commit sha → its subject line (one git call for those not known yet)."""
+        missing = sorted({sha for sha in shas if sha and sha not in self._subjects})
+        if missing:
+            proc = self.git.run("log", "--no-walk=unsorted", "--stdin", "--format=%H %s",
+                                input="".join(f"{sha}\n" for sha in missing), check=False)
+            for line in proc.stdout.decode(errors="replace").splitlines():
+                sha, _, subject = line.partition(" ")
+                self._subjects[sha] = subject
+        return self._subjects
 
     def warm(self) -> None:
-        """Load the first snapshot now (in a thread at startup); errors wait for a request."""
+        """Read the index and the table's first answer now (in a thread at startup), then
+        the experiments into memory for filters; errors are left for a request to report."""
         with contextlib.suppress(Exception):
+            self.table("created", True, 0, 1)
             self.snapshot()
 
     def refresh_now(self) -> Snapshot:
         """Read the refs again now (after a write, or in tests)."""
         with self._lock:
             self._refresh()
-        assert self._snapshot is not None
-        return self._snapshot
+        return self.snapshot()
 
     def _refresh_quietly(self) -> None:
         try:
             with self._lock:
                 self._refresh()
+                if self._snapshot is not None:  # filters were used: keep them fast
+                    self._load()
         except Exception:  # the next request tries again; the old view stays meanwhile
             pass
         finally:
@@ -228,11 +306,21 @@ class Catalog:
 
     def _refresh(self) -> None:
         self._read_at = self._clock()
+        self._fingerprint = refs_fingerprint(self._common_dir)  # before: a change after counts
         index = refresh(self.git)
         try:
-            old = self._snapshot
-            if old is not None and old.refs == index.refs:
-                return
-            self._snapshot = Snapshot(self.git, index.experiments(None), dict(index.refs))
+            if index.refs != self._refs:
+                self._refs = dict(index.refs)
+                self.generation += 1
+        finally:
+            index.close()
+
+    def _load(self) -> None:
+        index = refresh(self.git)
+        try:
+            if index.refs != self._refs:
+                self._refs = dict(index.refs)
+                self.generation += 1
+            self._snapshot = Snapshot(self, index.experiments(None), self.generation)
         finally:
             index.close()

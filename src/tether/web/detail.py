@@ -82,10 +82,9 @@ def experiment(request: Request) -> JSON:
         return JSON(_running_json(run))
     exp = find_experiment(viewer, name)
     record = one_experiment(viewer.catalog.git, _ref_of(exp)).run_record
-    snapshot = viewer.catalog.snapshot()
     code = dict(record.code)
     body = {
-        **row_json(exp, snapshot.labels),
+        **row_json(exp, viewer.catalog.labels()),
         "stages": [{"name": s.name, "status": s.status, "duration": s.duration,
                     "exit_code": s.exit_code, "reasons": s.reasons, "error": s.error,
                     "attempt": s.attempt} for s in record.stages],

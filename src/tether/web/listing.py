@@ -11,6 +11,7 @@ from tether.errors import UsageError
 from tether.web.catalog import DEFAULT_LIMIT, MAX_LIMIT, row_json, sort_column
 from tether.web.responses import JSON
 from tether.web.security import CSRF_COOKIE
+from tether.web.sqlpage import can_sort
 from tether.web.state import viewer_of
 
 
@@ -45,14 +46,18 @@ def experiments(request: Request) -> JSON:
     column = sort_column(query.get("sort") or "created")
     offset = _int_arg(request, "offset", 0, low=0, high=1 << 40)
     limit = _int_arg(request, "limit", DEFAULT_LIMIT, low=0, high=MAX_LIMIT)
-    snapshot = viewer.catalog.snapshot()
-    selection = snapshot.select(query.get("filter", ""), column, order == "desc")
-    labels = snapshot.labels
-    page = selection.experiments[offset:offset + limit]
+    catalog = viewer.catalog
+    expression = query.get("filter", "")
+    if not expression.strip() and can_sort(column):
+        total, page, summary = catalog.table(column, order == "desc", offset, limit)
+    else:
+        snapshot = catalog.snapshot()
+        selection = snapshot.select(expression, column, order == "desc")
+        total, summary = len(selection.experiments), selection.summary(snapshot)
+        page = selection.experiments[offset:offset + limit]
+    labels = catalog.labels()
     body: dict[str, Any] = {
-        "total": len(selection.experiments), "offset": offset,
-        "rows": [row_json(exp, labels) for exp in page],
-        **selection.summary(snapshot),
-        "running": viewer.running_json(),
+        "total": total, "offset": offset, "rows": [row_json(exp, labels) for exp in page],
+        **summary, "running": viewer.running_json(),
     }
     return JSON(body)

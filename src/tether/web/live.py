@@ -9,7 +9,6 @@ there. The viewer reads that file rather than probing the lock: taking even a sh
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,9 @@ class RunningRun:
 
 
 def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from tether.gitstore.worktrees import pid_alive
+
+    return isinstance(pid, int) and pid > 0 and pid_alive(pid)
 
 
 def running_run(root: Path) -> RunningRun | None:
