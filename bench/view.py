@@ -126,7 +126,7 @@ def make_compare_repo(root: Path, env: dict[str, str], runs: int, steps: int) ->
     for i in range(runs):
         subprocess.run([sys.executable, "-m", "tether", "run", "-n", f"cmp-{i:02d}",
                         "-S", f"train.seed={i}"], cwd=root, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

@@ -60,6 +60,11 @@ export class StepChart {
     this.host.dataset.points = String(data[0].length);
   }
 
+  /** The width the chart draws at, in CSS pixels. */
+  width(): number {
+    return Math.max(300, Math.min(this.host.clientWidth || 640, 1400));
+  }
+
   restyle(settings: ChartSettings): void {
     this.set(this.series, settings);
   }
@@ -82,7 +87,7 @@ export class StepChart {
 
   private build(data: uPlot.AlignedData): void {
     this.plot?.destroy();
-    const width = Math.max(300, Math.min(this.host.clientWidth || 640, 1400));
+    const width = this.width();
     const options: uPlot.Options = {
       title: this.title,
       width,

@@ -109,8 +109,8 @@ export function compareView(root: HTMLElement, route: Route): () => void {
       chart = new StepChart(host, metric, settings);
       charts.set(metric, chart);
     }
-    const width = Math.max(300, plots.clientWidth || 800);
-    const steps = await getJSON<Steps>("/api/steps", { names: names.join(","), metric, x: settings.time ? "time" : "step", points: 2 * width });
+    // about two points per pixel: the server downsamples to that
+    const steps = await getJSON<Steps>("/api/steps", { names: names.join(","), metric, x: settings.time ? "time" : "step", points: 2 * chart.width() });
     if (!stopped) chart.set(steps.series, { ...settings });
   }
 

@@ -89,7 +89,7 @@ export function experimentView(root: HTMLElement, route: Route): () => void {
     root.replaceChildren(
       h("h1", null, exp.name, " ", status),
       h("p", { class: "message" }, exp.message ?? ""),
-      h("p", { class: "muted" }, `created ${formatCreated(exp.created)} · ${formatDuration(exp.duration)} · `, lineage(exp)),
+      h("p", { class: "muted" }, [`created ${formatCreated(exp.created)}`, formatDuration(exp.duration)].filter(Boolean).join(" · "), exp.baseline ? " · " : "", lineage(exp)),
       exp.error ? h("pre", { class: "filter-error" }, exp.error) : "",
       section("Stages", stagesTable(exp)),
       h("div", { class: "columns2" }, section("Params", keyValueTable(Object.entries(exp.params))), section("Metrics", keyValueTable(Object.entries(exp.metrics)))),

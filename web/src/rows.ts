@@ -36,14 +36,19 @@ function fetchPage(query: TableQuery, page: number): Promise<ExperimentsPage> {
 class PagedRows {
   private readonly pages = new Map<number, ExperimentRow[]>();
   private readonly pending = new Set<number>();
+  private partial = false; // page 0 holds only a known prefix of its rows
 
+  /** `prefix`: the first rows, already known; page 0 is fetched if they are fewer than `count`. */
   constructor(
     private readonly query: TableQuery,
     private readonly alive: () => boolean,
     private readonly loaded: (first: number, last: number) => void,
-    first?: ExperimentRow[],
+    prefix: ExperimentRow[],
+    count: number,
   ) {
-    if (first) this.pages.set(0, first);
+    if (prefix.length === 0) return;
+    this.pages.set(0, prefix);
+    this.partial = prefix.length < Math.min(count, PAGE);
   }
 
   row(index: number): ExperimentRow | undefined {
@@ -52,12 +57,13 @@ class PagedRows {
 
   ensure(first: number, last: number): void {
     for (let page = Math.floor(first / PAGE); page <= Math.floor(last / PAGE); page++) {
-      if (this.pages.has(page) || this.pending.has(page)) continue;
+      if ((this.pages.has(page) && !(page === 0 && this.partial)) || this.pending.has(page)) continue;
       this.pending.add(page);
       fetchPage(this.query, page)
         .then((result) => {
           if (!this.alive()) return;
           this.pages.set(page, result.rows);
+          if (page === 0) this.partial = false;
           this.loaded(page * PAGE, page * PAGE + result.rows.length - 1);
         })
         .catch(() => undefined)
@@ -94,7 +100,9 @@ export class RowSource {
     this.groups = page.baselines.map((baseline) => {
       const group: Group = { baseline, start, rows: undefined as unknown as PagedRows };
       const groupQuery = single ? query : { ...query, filter: within(baseline.sha, query.filter) };
-      group.rows = new PagedRows(groupQuery, alive, (first, last) => this.onPage(group.start + 1 + first, group.start + 1 + last), single ? page.rows : undefined);
+      // Sorted the same way, a baseline's rows among the first page are its first rows.
+      const prefix = single ? page.rows : page.rows.filter((row) => row.baseline === baseline.sha);
+      group.rows = new PagedRows(groupQuery, alive, (first, last) => this.onPage(group.start + 1 + first, group.start + 1 + last), prefix, baseline.count);
       start += baseline.count + 1;
       return group;
     });
