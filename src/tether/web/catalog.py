@@ -89,10 +89,6 @@ class Snapshot:
         self._selections = LRU(QUERIES_KEPT)
         self.summaries = LRU(QUERIES_KEPT)  # filter expression → Selection.summary
 
-    @property
-    def labels(self) -> dict[str, list[str]]:
-        return self.catalog.labels()
-
     def select(self, expression: str, sort: str, descending: bool) -> Selection:
         """The experiments `expression` accepts, sorted by `sort` (a column of the filter)."""
         key = (expression, sort, descending)
@@ -208,6 +204,7 @@ class Catalog:
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
+        self._summary_lock = threading.Lock()
         self._refreshing = False
         common = self.git.out("rev-parse", "--git-common-dir")
         self._common_dir = (root / common).resolve()
@@ -255,9 +252,13 @@ class Catalog:
             total, rows = sqlpage.page(connection, column, descending, offset, limit)
             summary: dict[str, Any] | None = self._table.get((generation, "summary"))
             if summary is None:
-                summary = sqlpage.summary(connection, total, self.labels(),
-                                          self.subjects(sqlpage.baselines(connection)))
-                self._table.put((generation, "summary"), summary)
+                with self._summary_lock:  # one computes it, the others wait for it
+                    summary = self._table.get((generation, "summary"))
+                    if summary is None:
+                        summary = sqlpage.summary(
+                            connection, total, self.labels(),
+                            self.subjects(sqlpage.baselines(connection)))
+                        self._table.put((generation, "summary"), summary)
         finally:
             connection.close()
         return total, rows, summary

@@ -51,10 +51,14 @@ def page(connection: sqlite3.Connection, column: str, descending: bool, offset: 
     """(every readable experiment, the page of them in this order)."""
     total = connection.execute(f"SELECT COUNT(*) FROM experiments WHERE {_READABLE}")
     rules_seen: dict[str, dict[str, Any]] = {}
-    rows = connection.execute(
-        f"SELECT {FIELDS} FROM experiments WHERE {_READABLE} "
-        f"ORDER BY {_order_by(column, descending)} LIMIT ? OFFSET ?", (limit, offset))
-    return int(total.fetchone()[0]), [indexed(row, rules_seen) for row in rows]
+    # Sorted by rowid alone first (a small sorter), then the page's rows are read.
+    order = [rowid for (rowid,) in connection.execute(
+        f"SELECT rowid FROM experiments WHERE {_READABLE} "
+        f"ORDER BY {_order_by(column, descending)} LIMIT ? OFFSET ?", (limit, offset))]
+    marks = ", ".join("?" * len(order))
+    rows = {row[0]: row[1:] for row in connection.execute(
+        f"SELECT rowid, {FIELDS} FROM experiments WHERE rowid IN ({marks})", order)}
+    return int(total.fetchone()[0]), [indexed(rows[rowid], rules_seen) for rowid in order]
 
 
 def baselines(connection: sqlite3.Connection) -> list[str]:
