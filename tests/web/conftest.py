@@ -18,6 +18,13 @@ from starlette.testclient import TestClient
 
 from conftest import PINNED_ENV, run_tether, write
 from tether.web.app import create_app
+from web.browser import (  # noqa: F401  (the browser tests' fixtures)
+    big_visit,
+    browser,
+    browser_project,
+    browser_server,
+    visit,
+)
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 
