@@ -212,6 +212,9 @@ class Catalog:
         self._labels: tuple[int, dict[str, list[str]]] | None = None
         self._subjects: dict[str, str] = {}  # a commit's subject never changes
         self._table = LRU(QUERIES_KEPT)  # (generation, what) → unfiltered SQL answers
+        from tether.web.summary import Summaries
+
+        self._summaries = Summaries(root)  # the unfiltered summary, folded and saved
 
     def current(self) -> int:
         """The generation of an index in line with the refs (read now the first time;
@@ -255,9 +258,11 @@ class Catalog:
                 with self._summary_lock:  # one computes it, the others wait for it
                     summary = self._table.get((generation, "summary"))
                     if summary is None:
-                        summary = sqlpage.summary(
-                            connection, total, self.labels(),
-                            self.subjects(sqlpage.baselines(connection)))
+                        from tether.web.summary import render
+
+                        state = self._summaries.state_for(self._refs or {}, connection)
+                        summary = render(state, self.labels(),
+                                         self.subjects(list(state["baselines"])))
                         self._table.put((generation, "summary"), summary)
         finally:
             connection.close()
