@@ -154,12 +154,12 @@ class Summaries:
         if self._refs is not None and self._state is not None and all(
                 refs.get(ref) == commit for ref, commit in self._refs.items()):
             added = [ref for ref, commit in refs.items() if ref not in self._refs]
-            state = json.loads(json.dumps(self._state))  # the old one may be being read
+            state: dict[str, Any] = json.loads(json.dumps(self._state))  # may be being read
         else:
             added, state = list(refs), empty_state()
         if len(added) == len(refs):
-            fold(state, connection.execute(
-                f"SELECT {_COLUMNS} FROM experiments WHERE {_READABLE} ORDER BY created_at, rowid"), refs)
+            fold(state, connection.execute(f"SELECT {_COLUMNS} FROM experiments WHERE "
+                                           f"{_READABLE} ORDER BY created_at, rowid"), refs)
         else:
             for start in range(0, len(added), _BATCH):
                 chunk = added[start:start + _BATCH]
