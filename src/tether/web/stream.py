@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from tether.web.live import RunningRun, read_new_lines, read_new_steps, running_run
+from tether.web.live import RunningRun, find_running, read_new_lines, read_new_steps
 from tether.web.state import viewer_of
 
 
@@ -48,13 +48,11 @@ def _poll(run: RunningRun, log_offsets: dict[str, int], step_offsets: dict[str, 
 async def _follow(request: Request, run: RunningRun, poll: float) -> AsyncIterator[bytes]:
     from anyio import to_thread
 
-    root = viewer_of(request).root
     log_offsets: dict[str, int] = {}
     step_offsets: dict[str, int] = {}
     yield sse("status", {"status": "running", "name": run.name, "run_id": run.run_id})
     while True:
-        finished = (run.directory / "record.json").exists() or (
-            await to_thread.run_sync(running_run, root) is None)
+        finished = await to_thread.run_sync(run.finished)
         for event in await to_thread.run_sync(_poll, run, log_offsets, step_offsets, finished):
             yield event
         if finished:
@@ -78,8 +76,8 @@ async def live(request: Request) -> StreamingResponse:
 
     viewer = viewer_of(request)
     name = request.path_params["name"]
-    run = await to_thread.run_sync(running_run, viewer.root)
-    if run is not None and run.name == name:
+    run = await to_thread.run_sync(find_running, viewer.root, name)
+    if run is not None:
         body = _follow(request, run, viewer.live_poll)
     else:
         exp = await to_thread.run_sync(find_experiment, viewer, name)
