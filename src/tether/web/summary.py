@@ -28,7 +28,7 @@ from typing import Any
 from tether.atomic import write_text
 from tether.layout import tmp_dir
 
-FORMAT = 1
+FORMAT = 2
 _COLUMNS = "ref, commit_sha, name, status, created_at, baseline, params, metrics, rules"
 _READABLE = "status != 'unreadable'"
 _BATCH = 500  # refs per `IN (...)` query
@@ -78,12 +78,11 @@ def fold(state: dict[str, Any], rows: Any, refs: dict[str, str]) -> None:
             continue
         state["total"] += 1
         for key, value in json.loads(params_text).items():
-            text = json.dumps(value, separators=(",", ":"))
             held = params.get(key)
             if held is None:
-                params[key] = [text, False, 1]
-            else:
-                held[1] = held[1] or held[0] != text
+                params[key] = [value, False, 1]
+            else:  # another value: 1 and 1.0 and true differ, as in JSON
+                held[1] = held[1] or type(held[0]) is not type(value) or held[0] != value
                 held[2] += 1
         metrics = json.loads(metrics_text)
         metric_keys.update(metrics)
