@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -149,3 +150,45 @@ def entries_of(root: Path) -> dict[str, str]:
         return {e.name: e.state for e in backend.entries()}
     finally:
         backend.close()
+
+
+def test_an_attempt_running_elsewhere_streams_its_output(project: Path) -> None:
+    """A running entry of a worker on another machine (its run folder is not here) is
+    still live: its combined output through the queue."""
+    from tether.queue.base import Outcome
+    from tether.queue.client import open_queue
+
+    tether(project, "run", "--queue", "-n", "remote")
+    now = time.time()
+    backend = open_queue(project)
+    try:
+        entry = backend.claim(["default"], "elsewhere:1", now, 600.0, ())
+        assert entry is not None
+        output = backend.attempt_dir(entry.id, entry.attempt) / "output.log"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("epoch 1 <img src=x onerror=alert(1)>\npartial")
+    finally:
+        backend.close()
+    with viewer(project) as client:
+        running = client.get("/api/experiments").json()["running"]
+        assert [(r["name"], r["where"]) for r in running] == [("remote", "queued")]
+        logs = client.get("/api/experiments/remote/logs").json()
+        assert logs["lines"] == ["epoch 1 <img src=x onerror=alert(1)>", "partial"]
+
+        def finish() -> None:  # while the stream is open, as the worker elsewhere would
+            time.sleep(1.0)
+            done = open_queue(project)
+            try:
+                done.finish(entry.id, entry.attempt, "elsewhere:1",
+                            Outcome(state="done", status="success"), time.time())
+            finally:
+                done.close()
+
+        finisher = threading.Thread(target=finish)
+        finisher.start()
+        body = client.get("/api/experiments/remote/live").text
+        finisher.join()
+    # complete lines while it runs; the unfinished last one once it ended
+    assert '"lines":["epoch 1 <img src=x onerror=alert(1)>"]' in body
+    assert '"lines":["partial"]' in body
+    assert '{"status":"success"}' in body and body.rstrip().endswith('{"name":"remote"}')

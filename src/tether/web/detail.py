@@ -19,7 +19,7 @@ from tether.experiments.resolve import head_or_none, one_experiment, resolve_exp
 from tether.gitstore.experiments import ExperimentRef
 from tether.record.record import RunRecord
 from tether.web.catalog import Snapshot, iso, row_json
-from tether.web.live import RunningRun, find_running, read_new_lines, step_names
+from tether.web.live import RunningRun, find_running
 from tether.web.responses import JSON
 from tether.web.state import Viewer, viewer_of
 
@@ -110,7 +110,7 @@ def _running_json(run: RunningRun) -> dict[str, Any]:
         "created": iso(run.started) if run.started else None, "status": "running",
         "duration": None, "message": "", "params": {}, "metrics": {}, "stages": [],
         "environment": {}, "diff": "", "code": {}, "outputs": [], "code_commit": None,
-        "branch": None, "error": None, "step_metrics": step_names(run.directory),
+        "branch": None, "error": None, "step_metrics": sorted(run.new_steps({})),
         "running": True, "run_id": run.run_id, "where": run.where,
     }
 
@@ -135,7 +135,7 @@ def logs(request: Request) -> JSON:
     tail = _tail_arg(request)
     run = find_running(viewer.root, name)
     if run is not None:
-        texts = [(s, "\n".join(lines)) for s, lines in read_new_lines(run.directory, {})
+        texts = [(s, "\n".join(lines)) for s, lines in run.new_lines({})
                  if stage is None or s == stage]
     else:
         exp = find_experiment(viewer, name)

@@ -22,24 +22,99 @@ from tether.layout import RUN_INFO, runs_dir, state_dir
 class RunningRun:
     """A run still in progress, and the folder its files grow in."""
 
-    __slots__ = ("directory", "name", "pid", "run_id", "started", "where")
+    __slots__ = ("attempt", "directory", "name", "pid", "run_id", "started", "where")
 
     def __init__(self, name: str, run_id: str, started: float | None, directory: Path,
-                 pid: int | None = None, where: str = "in-place") -> None:
+                 pid: int | None = None, where: str = "in-place",
+                 attempt: QueuedAttempt | None = None) -> None:
         self.name = name
         self.run_id = run_id
         self.started = started
         self.directory = directory
         self.pid = pid
         self.where = where  # in-place | temp | queued
+        self.attempt = attempt  # a queued attempt whose folder is not here: its output only
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "run_id": self.run_id, "started": self.started,
                 "where": self.where}
 
     def finished(self) -> bool:
-        """Recorded, or its process is gone."""
+        """Recorded, or its process is gone (for an attempt elsewhere: no longer running)."""
+        if self.attempt is not None:
+            return bool(self.attempt.entry().state != "running")
         return (self.directory / "record.json").exists() or not _alive(self.pid)
+
+    def new_lines(self, offsets: dict[str, int], *, final: bool = True
+                  ) -> list[tuple[str, list[str]]]:
+        """(stage, new lines) since `offsets` (an attempt elsewhere: its whole output)."""
+        if self.attempt is not None:
+            return self.attempt.new_lines(offsets, final=final)
+        return read_new_lines(self.directory, offsets, final=final)
+
+    def new_steps(self, offsets: dict[str, int], *, final: bool = True
+                  ) -> dict[str, list[list[Any]]]:
+        """Metric → new points since `offsets` (none from an attempt elsewhere)."""
+        if self.attempt is not None:
+            return {}
+        return read_new_steps(self.directory, offsets, final=final)
+
+    def final_status(self) -> str:
+        """The status recorded at the end (interrupted when there is none)."""
+        if self.attempt is not None:
+            entry = self.attempt.entry()
+            return entry.status or ("interrupted" if entry.state != "done" else "success")
+        try:
+            record = json.loads((self.directory / "record.json").read_text())
+        except (OSError, ValueError):
+            return "interrupted"
+        status = record.get("status") if isinstance(record, dict) else None
+        return status if isinstance(status, str) else "interrupted"
+
+
+class QueuedAttempt:
+    """A queue attempt run on another machine: its combined output through the queue
+    (`read_log`: Celery's store, or `output.log` when the folders are shared)."""
+
+    OUTPUT = "output"  # the stage name its lines are sent under
+
+    def __init__(self, root: Path, entry_id: str, number: int) -> None:
+        self.root = root
+        self.entry_id = entry_id
+        self.number = number
+
+    def _backend(self) -> Any:
+        from tether.queue.client import open_queue
+
+        return open_queue(self.root)
+
+    def entry(self) -> Any:
+        backend = self._backend()
+        try:
+            entry = backend.get(self.entry_id)
+        finally:
+            backend.close()
+        if entry is None or entry.attempt != self.number:
+            return _Gone()
+        return entry
+
+    def new_lines(self, offsets: dict[str, int], *, final: bool
+                  ) -> list[tuple[str, list[str]]]:
+        backend = self._backend()
+        try:
+            chunk = backend.read_log(self.entry_id, self.number, offsets.get(self.OUTPUT, 0))
+        finally:
+            backend.close()
+        data = chunk.data if final else chunk.data[: chunk.data.rfind(b"\n") + 1]
+        offsets[self.OUTPUT] = offsets.get(self.OUTPUT, 0) + len(data)
+        return [(self.OUTPUT, data.decode(errors="replace").splitlines())] if data else []
+
+
+class _Gone:
+    """An entry removed or retried meanwhile."""
+
+    state = "gone"
+    status = None
 
 
 def _alive(pid: Any) -> bool:
@@ -117,12 +192,24 @@ def queued_runs(root: Path) -> list[RunningRun]:
                 continue
             attempt = backend.attempt_dir(entry.id, entry.attempt)
             directory = runs_dir(attempt) / entry.run_id
-            run = _run_in(directory, _read_info(directory / RUN_INFO), "queued")
+            info = _read_info(directory / RUN_INFO)
+            run = _run_in(directory, info, "queued")
+            if run is None and not info and _elsewhere(entry.worker):  # another machine
+                run = RunningRun(entry.name, entry.run_id, entry.started_at, directory,
+                                 where="queued", attempt=QueuedAttempt(
+                                     root, entry.id, entry.attempt))
             if run is not None:
                 found.append(run)
         return found
     finally:
         backend.close()
+
+
+def _elsewhere(worker: str | None) -> bool:
+    """Whether the worker `host:pid` runs on another machine (its files are not here)."""
+    import socket
+
+    return bool(worker) and str(worker).rsplit(":", 1)[0] != socket.gethostname()
 
 
 def find_running(root: Path, name: str) -> RunningRun | None:
@@ -185,8 +272,3 @@ def read_new_steps(
                 if key not in ("step", "ts"):
                     points.setdefault(key, []).append([row.get("step"), value, row.get("ts")])
     return points
-
-
-def step_names(directory: Path) -> list[str]:
-    """The step metrics a run has logged so far."""
-    return sorted(read_new_steps(directory, {}))

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from tether.web.live import RunningRun, find_running, read_new_lines, read_new_steps
+from tether.web.live import RunningRun, find_running
 from tether.web.state import viewer_of
 
 
@@ -26,22 +26,12 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _recorded_status(run: RunningRun) -> str:
-    try:
-        record = json.loads((run.directory / "record.json").read_text())
-    except (OSError, ValueError):
-        return "interrupted"
-    status = record.get("status") if isinstance(record, dict) else None
-    return status if isinstance(status, str) else "interrupted"
-
-
 def _poll(run: RunningRun, log_offsets: dict[str, int], step_offsets: dict[str, int],
           final: bool) -> list[bytes]:
     events = [sse("log", {"stage": stage, "lines": lines})
-              for stage, lines in read_new_lines(run.directory, log_offsets, final=final)]
+              for stage, lines in run.new_lines(log_offsets, final=final)]
     events += [sse("step", {"metric": metric, "points": points})
-               for metric, points in read_new_steps(run.directory, step_offsets,
-                                                    final=final).items()]
+               for metric, points in run.new_steps(step_offsets, final=final).items()]
     return events
 
 
@@ -56,7 +46,7 @@ async def _follow(request: Request, run: RunningRun, poll: float) -> AsyncIterat
         for event in await to_thread.run_sync(_poll, run, log_offsets, step_offsets, finished):
             yield event
         if finished:
-            yield sse("status", {"status": _recorded_status(run)})
+            yield sse("status", {"status": await to_thread.run_sync(run.final_status)})
             yield sse("end", {"name": run.name})
             return
         if await request.is_disconnected():
