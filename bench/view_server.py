@@ -140,13 +140,16 @@ def one_round(root: Path, env: dict[str, str]) -> dict[str, float]:
         proc.wait(timeout=30)
 
 
-def bench(count: int, repeat: int, env: dict[str, str]) -> dict[str, Any]:
+def bench(count: int, repeat: int, env: dict[str, str], keep: Path | None = None
+          ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch) / "project"
-        root.mkdir()
-        begin = time.perf_counter()
-        generate(root, count, env)
-        generated = time.perf_counter() - begin
+        root = (keep or Path(scratch)) / f"project-{count}"
+        generated = 0.0
+        if not (root / ".git").is_dir():  # --keep: generated once, timed again and again
+            root.mkdir(parents=True)
+            begin = time.perf_counter()
+            generate(root, count, env)
+            generated = time.perf_counter() - begin
         begin = time.perf_counter()
         subprocess.run([sys.executable, "-m", "tether", "show", "-A", "--json"], cwd=root,
                        env=env, check=True, capture_output=True)
@@ -163,11 +166,13 @@ def main() -> int:
     parser.add_argument("--n", type=int, action="append", help="experiments (repeatable)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--keep", type=Path, help="generate the projects in this folder "
+                        "once and reuse them (to compare two versions on the same data)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "TETHER_"))}
     env.update(GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
                GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com")
-    results = [bench(n, args.repeat, env) for n in args.n or [10_000, 100_000]]
+    results = [bench(n, args.repeat, env, args.keep) for n in args.n or [10_000, 100_000]]
     print("| experiments | index build (once) | ready | first page | sort | filter | page |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:

@@ -46,6 +46,9 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
+RUN_INFO = "run.json"  # in a run's folder while it runs: name, run id, pid, start
+
+
 def runs_dir(root: Path) -> Path:
     """Per-run scratch: logs, step files, effective params, while and after a run."""
     return root / STATE_DIR / "runs"

@@ -72,6 +72,19 @@ def test_filter_uses_the_show_language(client: TestClient) -> None:
     assert none["total"] == 0 and none["rows"] == [] and none["best"] == {}
 
 
+def test_all_0_keeps_heads_commit_only_as_show_without_a(client: TestClient) -> None:
+    mains = client.get("/api/experiments", params={"all": "0"}).json()
+    assert sorted(names(mains)) == ["broken", "fast", "hostile", "slow"]
+    assert mains["total"] == 4 and [b["count"] for b in mains["baselines"]] == [4]
+    assert mains["baselines"][0]["names"] == ["main"]
+    filtered = client.get("/api/experiments", params={
+        "all": "0", "filter": "params.train.lr > 0.1", "sort": "name", "order": "asc"}).json()
+    assert names(filtered) == ["broken", "fast"]
+    assert client.get("/api/experiments", params={"all": "1"}).json()["total"] == 6
+    refused = client.get("/api/experiments", params={"all": "yes"})
+    assert refused.status_code == 400 and "all must be 0 or 1" in refused.text
+
+
 def test_filter_error_says_where_with_a_caret(client: TestClient) -> None:
     response = client.get("/api/experiments", params={"filter": "metrics.acc >> 1"})
     assert response.status_code == 400

@@ -27,7 +27,7 @@ from tether.gitstore.fastrecord import start_status
 from tether.gitstore.git import Git, GitJob, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_run_id
-from tether.layout import runs_dir, tmp_dir
+from tether.layout import RUN_INFO, runs_dir, tmp_dir
 from tether.lockfile import read_lock
 from tether.logs import bind
 from tether.parameters import (
@@ -271,6 +271,11 @@ def _run_named(run: _Run, name: str, taken: set[str], code: dict[str, Any],
         "expected": {d.name: run.pipeline.stages[d.name].expected
                      for d in run.plan.decisions if d.action == "run"},
     }))
+    # Who runs here, for `tether view` to find runs that hold no in-place lock (--temp,
+    # queued): the folder is theirs until `record.json` appears.
+    write_text(run_dir / RUN_INFO, json.dumps({
+        "name": name, "run_id": run.run_id, "pid": os.getpid(), "started": run.started,
+        "temp": run.workspace.temporary}), fsync=False)
     _write_params(run, run_dir)
     # The environment does not depend on the workspace: described while stages run.
     environment = Background(lambda: capture_environment(os.environ))

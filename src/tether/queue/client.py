@@ -348,11 +348,14 @@ def blocked_reason(entry: Entry, workers: Sequence[WorkerInfo]) -> str | None:
             (f" (no worker has {','.join(missing)})" if missing else "") + f"; {seen}")
 
 
-def status(root: Path, backend: QueueBackend, now: float | None = None) -> list[StatusRow]:
+def status(root: Path, backend: QueueBackend, now: float | None = None, *,
+           requeue: bool = True) -> list[StatusRow]:
     """Every entry with host, elapsed time, silence, and why a waiting one no live worker
-    can take waits (requeues expired leases first)."""
+    can take waits (requeues expired leases first unless `requeue` is False: a read-only
+    look, as the viewer's `--read-only` takes, writes nothing)."""
     now = time.time() if now is None else now
-    backend.requeue_expired(now)
+    if requeue:
+        backend.requeue_expired(now)
     workers = backend.live_workers(now)
     rows = []
     for entry in backend.entries():

@@ -33,6 +33,7 @@ SORT_KEYS = ("name", "created", "status", "duration")
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 QUERIES_KEPT = 16  # sorted selections remembered per snapshot (paging reuses them)
+WARM_PATIENCE = 3.0  # seconds the experiments wait to be read into memory for the first page
 
 
 class LRU:
@@ -60,17 +61,20 @@ class LRU:
 class Selection:
     """One filtered, sorted selection of a snapshot, with what the table needs about it."""
 
-    def __init__(self, experiments: list[IndexedExperiment], expression: str) -> None:
+    def __init__(self, experiments: list[IndexedExperiment], expression: str,
+                 baseline: str | None = None) -> None:
         self.experiments = experiments
         self.expression = expression
+        self.baseline = baseline
 
     def summary(self, snapshot: Snapshot) -> dict[str, Any]:
         """Columns, best values and baselines of the whole selection (computed once per
         filter: sorting it another way changes none of them)."""
-        found: dict[str, Any] | None = snapshot.summaries.get(self.expression)
+        key = (self.expression, self.baseline)
+        found: dict[str, Any] | None = snapshot.summaries.get(key)
         if found is None:
             found = _summarize(self.experiments, snapshot)
-            snapshot.summaries.put(self.expression, found)
+            snapshot.summaries.put(key, found)
         return found
 
 
@@ -89,13 +93,17 @@ class Snapshot:
         self._selections = LRU(QUERIES_KEPT)
         self.summaries = LRU(QUERIES_KEPT)  # filter expression → Selection.summary
 
-    def select(self, expression: str, sort: str, descending: bool) -> Selection:
-        """The experiments `expression` accepts, sorted by `sort` (a column of the filter)."""
-        key = (expression, sort, descending)
+    def select(self, expression: str, sort: str, descending: bool,
+               baseline: str | None = None) -> Selection:
+        """The experiments `expression` accepts (of `baseline` only, if given), sorted by
+        `sort` (a column of the filter)."""
+        key = (expression, sort, descending, baseline)
         cached: Selection | None = self._selections.get(key)
         if cached is not None:
             return cached
         found: list[IndexedExperiment] = self.experiments
+        if baseline is not None:
+            found = [exp for exp in found if exp.baseline == baseline]
         if expression.strip():
             from tether.experiments.filtering import parse_filter
 
@@ -104,7 +112,7 @@ class Snapshot:
             found = found[::-1] if descending else list(found)
         else:
             found = sort_experiments(found, sort, descending=descending)
-        selection = Selection(found, expression)
+        selection = Selection(found, expression, baseline)
         self._selections.put(key, selection)
         return selection
 
@@ -212,6 +220,10 @@ class Catalog:
         self._labels: tuple[int, dict[str, list[str]]] | None = None
         self._subjects: dict[str, str] = {}  # a commit's subject never changes
         self._table = LRU(QUERIES_KEPT)  # (generation, what) → unfiltered SQL answers
+        self.answered = threading.Event()  # set once a table page was sent
+        from tether.web.summary import Summaries
+
+        self._summaries = Summaries(root)  # the unfiltered summary, folded and saved
 
     def current(self) -> int:
         """The generation of an index in line with the refs (read now the first time;
@@ -255,9 +267,11 @@ class Catalog:
                 with self._summary_lock:  # one computes it, the others wait for it
                     summary = self._table.get((generation, "summary"))
                     if summary is None:
-                        summary = sqlpage.summary(
-                            connection, total, self.labels(),
-                            self.subjects(sqlpage.baselines(connection)))
+                        from tether.web.summary import render
+
+                        state = self._summaries.state_for(self._refs or {}, connection)
+                        summary = render(state, self.labels(),
+                                         self.subjects(list(state["baselines"])))
                         self._table.put((generation, "summary"), summary)
         finally:
             connection.close()
@@ -281,11 +295,14 @@ class Catalog:
                 self._subjects[sha] = subject
         return self._subjects
 
-    def warm(self) -> None:
+    def warm(self, patience: float = WARM_PATIENCE) -> None:
         """Read the index and the table's first answer now (in a thread at startup), then
-        the experiments into memory for filters; errors are left for a request to report."""
+        the experiments into memory for filters, once the first table was answered (or
+        after `patience` seconds): reading 100,000 experiments into Python would slow that
+        answer down. Errors are left for a request to report."""
         with contextlib.suppress(Exception):
             self.table("created", True, 0, 1)
+            self.answered.wait(patience)
             self.snapshot()
 
     def refresh_now(self) -> Snapshot:

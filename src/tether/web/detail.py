@@ -19,7 +19,7 @@ from tether.experiments.resolve import head_or_none, one_experiment, resolve_exp
 from tether.gitstore.experiments import ExperimentRef
 from tether.record.record import RunRecord
 from tether.web.catalog import Snapshot, iso, row_json
-from tether.web.live import RunningRun, read_new_lines, running_run, step_names
+from tether.web.live import RunningRun, find_running
 from tether.web.responses import JSON
 from tether.web.state import Viewer, viewer_of
 
@@ -77,8 +77,8 @@ def _outputs(viewer: Viewer, record: RunRecord) -> list[dict[str, Any]]:
 def experiment(request: Request) -> JSON:
     viewer = viewer_of(request)
     name = request.path_params["name"]
-    run = running_run(viewer.root)
-    if run is not None and run.name == name:
+    run = find_running(viewer.root, name)
+    if run is not None:
         return JSON(_running_json(run))
     exp = find_experiment(viewer, name)
     record = one_experiment(viewer.catalog.git, _ref_of(exp)).run_record
@@ -110,8 +110,8 @@ def _running_json(run: RunningRun) -> dict[str, Any]:
         "created": iso(run.started) if run.started else None, "status": "running",
         "duration": None, "message": "", "params": {}, "metrics": {}, "stages": [],
         "environment": {}, "diff": "", "code": {}, "outputs": [], "code_commit": None,
-        "branch": None, "error": None, "step_metrics": step_names(run.directory),
-        "running": True, "run_id": run.run_id,
+        "branch": None, "error": None, "step_metrics": sorted(run.new_steps({})),
+        "running": True, "run_id": run.run_id, "where": run.where,
     }
 
 
@@ -133,9 +133,9 @@ def logs(request: Request) -> JSON:
     name = request.path_params["name"]
     stage = request.query_params.get("stage") or None
     tail = _tail_arg(request)
-    run = running_run(viewer.root)
-    if run is not None and run.name == name:
-        texts = [(s, "\n".join(lines)) for s, lines in read_new_lines(run.directory, {})
+    run = find_running(viewer.root, name)
+    if run is not None:
+        texts = [(s, "\n".join(lines)) for s, lines in run.new_lines({})
                  if stage is None or s == stage]
     else:
         exp = find_experiment(viewer, name)

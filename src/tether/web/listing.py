@@ -48,11 +48,16 @@ def experiments(request: Request) -> JSON:
     limit = _int_arg(request, "limit", DEFAULT_LIMIT, low=0, high=MAX_LIMIT)
     catalog = viewer.catalog
     expression = query.get("filter", "")
-    if not expression.strip() and can_sort(column):
+    every = query.get("all", "1")
+    if every not in ("0", "1"):
+        raise UsageError(f"all must be 0 or 1, not {every!r}",
+                         hint="all=1 (the default): every baseline; all=0: HEAD's commit only")
+    baseline = None if every == "1" else catalog.git.head_commit()
+    if not expression.strip() and can_sort(column) and baseline is None:
         total, page, summary = catalog.table(column, order == "desc", offset, limit)
     else:
         snapshot = catalog.snapshot()
-        selection = snapshot.select(expression, column, order == "desc")
+        selection = snapshot.select(expression, column, order == "desc", baseline)
         total, summary = len(selection.experiments), selection.summary(snapshot)
         page = selection.experiments[offset:offset + limit]
     labels = catalog.labels()
@@ -60,4 +65,6 @@ def experiments(request: Request) -> JSON:
         "total": total, "offset": offset, "rows": [row_json(exp, labels) for exp in page],
         **summary, "running": viewer.running_json(),
     }
-    return JSON(body)
+    response = JSON(body)
+    catalog.answered.set()  # the first page is out: filters may warm up now
+    return response

@@ -1,8 +1,11 @@
 """`/api/queue` and its actions (kill, retry, remove), over `queue/client.py`.
 
 Both backends (embedded SQLite, Celery) answer through the same client functions as
-`tether queue`. Workers are those holding an entry now, with their last heartbeat: the
-queue keeps no separate roster of idle workers.
+`tether queue`. Workers are every live one (its announcement, renewed with each
+heartbeat, has not run out), busy or idle, with the queues it serves and its tags; a
+waiting entry says why no live worker can take it. In `--read-only` the look writes
+nothing: expired leases are left for a worker or `tether queue status` to requeue, and
+a project without a queue yet gets none made.
 """
 
 from __future__ import annotations
@@ -19,32 +22,61 @@ from tether.web.state import viewer_of
 ACTIONS = ("kill", "retry", "remove")
 
 
+def _entry_json(row: Any) -> dict[str, Any]:
+    e = row.entry
+    return {
+        "id": e.id, "name": e.name, "state": e.state, "attempt": e.attempt,
+        "worker": e.worker, "host": row.host, "elapsed": row.elapsed,
+        "silence": row.since_output, "retries": max(0, e.attempt - 1),
+        "queued_at": e.created_at, "queue": e.queue, "status": e.status,
+        "error": e.error, "ref": e.result_ref, "kill_requested": e.kill_requested,
+        "requires": list(e.requires), "blocked": row.blocked,
+    }
+
+
+def _workers_json(live: list[Any], rows: list[Any]) -> list[dict[str, Any]]:
+    """Every live worker, busy ones with their entries and their lease's last renewal."""
+    busy: dict[str, list[Any]] = {}
+    for row in rows:
+        if row.entry.worker and row.entry.state == "running":
+            busy.setdefault(row.entry.worker, []).append(row.entry)
+    found = []
+    for worker in live:
+        held = busy.pop(worker.id, [])
+        found.append(_worker_json(worker.id, held, list(worker.queues), list(worker.tags),
+                                  worker.until))
+    for worker_id, held in sorted(busy.items()):  # its announcement ran out: lease only
+        found.append(_worker_json(worker_id, held, sorted({e.queue for e in held}), [], None))
+    return found
+
+
+def _worker_json(worker_id: str, held: list[Any], queues: list[str], tags: list[str],
+                 until: float | None) -> dict[str, Any]:
+    beats = [e.heartbeat_at for e in held if e.heartbeat_at is not None]
+    return {"id": worker_id, "host": worker_id.rsplit(":", 1)[0],
+            "state": "busy" if held else "idle", "entries": [e.id for e in held],
+            "queues": queues, "tags": tags, "until": until,
+            "last_heartbeat": max(beats) if beats else None}
+
+
 def queue(request: Request) -> JSON:
+    from tether.layout import queue_db
     from tether.queue.client import backend_name, open_queue, status
 
-    root = viewer_of(request).root
+    viewer = viewer_of(request)
+    root, read_only = viewer.root, viewer.policy.read_only
+    name = backend_name(root)
+    if read_only and name == "embedded" and not queue_db(root).exists():
+        return JSON({"entries": [], "workers": [], "backend": name})
     now = time.time()
     backend = open_queue(root)
     try:
-        rows = status(root, backend, now)
+        rows = status(root, backend, now, requeue=not read_only)
+        live = backend.live_workers(now)
     finally:
         backend.close()
-    entries: list[dict[str, Any]] = []
-    workers: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        e = row.entry
-        entries.append({
-            "id": e.id, "name": e.name, "state": e.state, "attempt": e.attempt,
-            "worker": e.worker, "host": row.host, "elapsed": row.elapsed,
-            "silence": row.since_output, "retries": max(0, e.attempt - 1),
-            "queued_at": e.created_at, "queue": e.queue, "status": e.status,
-            "error": e.error, "ref": e.result_ref, "kill_requested": e.kill_requested,
-        })
-        if e.worker and e.state == "running":
-            workers[e.worker] = {"id": e.worker, "host": row.host,
-                                 "last_heartbeat": e.heartbeat_at, "state": "busy"}
-    return JSON({"entries": entries, "workers": list(workers.values()),
-                 "backend": backend_name(root)})
+    return JSON({"entries": [_entry_json(row) for row in rows],
+                 "workers": _workers_json(live, rows), "backend": name})
 
 
 def act(request: Request) -> JSON:

@@ -23,11 +23,11 @@ class Viewer:
         self.series_cache = LRU(512)  # downsampled step series of recorded experiments
 
     def running_json(self) -> list[dict[str, Any]]:
-        """The in-place run in progress in the work tree, if any (name, run id, start)."""
-        from tether.web.live import running_run
+        """The runs in progress (in place, --temp, queued on this machine), not yet
+        recorded: name, run id, start, where."""
+        from tether.web.live import running_runs
 
-        run = running_run(self.root)
-        return [] if run is None else [run.to_json()]
+        return [run.to_json() for run in running_runs(self.root)]
 
 
 def viewer_of(request: Request) -> Viewer:

@@ -71,11 +71,11 @@ def _recorded_rows(viewer: Viewer, name: str, metric: str) -> tuple[str, list[di
 
 
 def _series(viewer: Viewer, name: str, metric: str, x_axis: str, points: int) -> dict[str, Any]:
-    from tether.web.live import read_new_steps, running_run
+    from tether.web.live import find_running
 
-    run = running_run(viewer.root)
-    if run is not None and run.name == name:  # in progress: read now, keep nothing
-        found = read_new_steps(run.directory, {}).get(metric, [])
+    run = find_running(viewer.root, name)
+    if run is not None:  # in progress: read now, keep nothing
+        found = run.new_steps({}).get(metric, [])
         rows = [{"step": step, "ts": ts, metric: value} for step, value, ts in found]
         return _downsampled(name, rows, metric, x_axis, points)
     commit, rows = _recorded_rows(viewer, name, metric)

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from tether.web.live import RunningRun, read_new_lines, read_new_steps, running_run
+from tether.web.live import RunningRun, find_running
 from tether.web.state import viewer_of
 
 
@@ -26,39 +26,27 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _recorded_status(run: RunningRun) -> str:
-    try:
-        record = json.loads((run.directory / "record.json").read_text())
-    except (OSError, ValueError):
-        return "interrupted"
-    status = record.get("status") if isinstance(record, dict) else None
-    return status if isinstance(status, str) else "interrupted"
-
-
 def _poll(run: RunningRun, log_offsets: dict[str, int], step_offsets: dict[str, int],
           final: bool) -> list[bytes]:
     events = [sse("log", {"stage": stage, "lines": lines})
-              for stage, lines in read_new_lines(run.directory, log_offsets, final=final)]
+              for stage, lines in run.new_lines(log_offsets, final=final)]
     events += [sse("step", {"metric": metric, "points": points})
-               for metric, points in read_new_steps(run.directory, step_offsets,
-                                                    final=final).items()]
+               for metric, points in run.new_steps(step_offsets, final=final).items()]
     return events
 
 
 async def _follow(request: Request, run: RunningRun, poll: float) -> AsyncIterator[bytes]:
     from anyio import to_thread
 
-    root = viewer_of(request).root
     log_offsets: dict[str, int] = {}
     step_offsets: dict[str, int] = {}
     yield sse("status", {"status": "running", "name": run.name, "run_id": run.run_id})
     while True:
-        finished = (run.directory / "record.json").exists() or (
-            await to_thread.run_sync(running_run, root) is None)
+        finished = await to_thread.run_sync(run.finished)
         for event in await to_thread.run_sync(_poll, run, log_offsets, step_offsets, finished):
             yield event
         if finished:
-            yield sse("status", {"status": _recorded_status(run)})
+            yield sse("status", {"status": await to_thread.run_sync(run.final_status)})
             yield sse("end", {"name": run.name})
             return
         if await request.is_disconnected():
@@ -78,8 +66,8 @@ async def live(request: Request) -> StreamingResponse:
 
     viewer = viewer_of(request)
     name = request.path_params["name"]
-    run = await to_thread.run_sync(running_run, viewer.root)
-    if run is not None and run.name == name:
+    run = await to_thread.run_sync(find_running, viewer.root, name)
+    if run is not None:
         body = _follow(request, run, viewer.live_poll)
     else:
         exp = await to_thread.run_sync(find_experiment, viewer, name)
