@@ -85,11 +85,19 @@ export interface MetricColumn {
   direction: "max" | "min" | null;
 }
 
+/** A run in progress, not recorded yet: in the work tree, a `--temp` folder or a queue attempt here. */
+export interface RunningNow {
+  name: string;
+  run_id: string;
+  started: number;
+  where?: "in-place" | "temp" | "queued";
+}
+
 export interface ExperimentsPage {
   total: number;
   offset: number;
   rows: ExperimentRow[];
-  running?: { name: string; run_id: string; started: number }[];
+  running?: RunningNow[];
   columns: { params: string[]; all_params: string[]; metrics: MetricColumn[] };
   best: Record<string, { value: number; names: string[] }>;
   baselines: { sha: string; names: string[]; subject: string; count: number }[];
@@ -160,10 +168,27 @@ export interface QueueEntry {
   queued_at: string | number | null;
   error?: string | null;
   kill_requested?: boolean;
+  queue?: string;
+  requires?: string[];
+  /** Why no live worker can take this waiting entry, else null. */
+  blocked?: string | null;
+}
+
+/** A live worker, busy or idle: its announcement (`until`) has not run out. */
+export interface QueueWorker {
+  id: string;
+  host: string;
+  state: string;
+  entries?: string[];
+  queues?: string[];
+  tags?: string[];
+  until?: number | null;
+  /** Newest lease renewal of its entries; null when idle. */
+  last_heartbeat: string | number | null;
 }
 
 export interface QueueState {
   entries: QueueEntry[];
-  workers: { id: string; host: string; last_heartbeat: string | number | null; state: string }[];
+  workers: QueueWorker[];
   backend: string;
 }

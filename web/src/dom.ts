@@ -54,11 +54,17 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${Math.floor(minutes / 60)}h ${minutes % 60}m`;
 }
 
-/** An ISO 8601 string or seconds since the epoch, as `YYYY-MM-DD HH:MM` (UTC). */
-export function formatCreated(when: string | number | null | undefined): string {
+/** An ISO 8601 string or seconds since the epoch, as `YYYY-MM-DD HH:MM` (UTC), with `:SS` if `seconds`. */
+export function formatCreated(when: string | number | null | undefined, seconds = false): string {
   if (when === null || when === undefined || when === "") return "";
   const iso = typeof when === "number" ? new Date(when * 1000).toISOString() : when;
-  return iso.replace("T", " ").slice(0, 16);
+  return iso.replace("T", " ").slice(0, seconds ? 19 : 16);
+}
+
+/** Tags (or queue names) as small labels; `empty` when there are none. */
+export function tagList(tags: string[] | undefined, empty = ""): HTMLElement {
+  if (!tags?.length) return h("span", { class: "muted" }, empty);
+  return h("span", { class: "tags" }, tags.map((tag) => h("span", { class: "tag" }, tag)));
 }
 
 /** A two-column table of key → value, for params, metrics and the environment. */

@@ -1,12 +1,19 @@
 // The queue: entries and workers, refreshed every two seconds; kill/retry/remove buttons
 // POST with the CSRF header and are disabled when the server is read-only.
 
-import { getJSON, loadSession, post, type QueueEntry, type QueueState } from "./api";
-import { expLink, formatCreated, formatDuration, grid, h, section, show, statusLabel } from "./dom";
+import { getJSON, loadSession, post, type QueueEntry, type QueueState, type QueueWorker } from "./api";
+import { expLink, formatCreated, formatDuration, grid, h, section, show, statusLabel, tagList } from "./dom";
 import type { Route } from "./route";
 
 const REFRESH_MS = 2000;
 const ACTIONS = ["kill", "retry", "remove"] as const;
+
+/** A busy worker's last lease renewal, else how long its announcement keeps it live. */
+function presence(worker: QueueWorker): string {
+  if (worker.last_heartbeat !== null && worker.last_heartbeat !== undefined) return formatCreated(worker.last_heartbeat, true);
+  if (worker.until !== null && worker.until !== undefined) return `presence until ${formatCreated(worker.until, true)}`;
+  return "";
+}
 
 export function queueView(root: HTMLElement, _route: Route): () => void {
   let timer = 0;
@@ -42,14 +49,21 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
   function entriesTable(state: QueueState): HTMLElement {
     if (state.entries.length === 0) return h("p", { class: "muted" }, "the queue is empty");
     return grid(
-      ["id", "name", "state", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""],
+      ["id", "name", "state", "needs", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""],
       state.entries.map((entry) =>
         h(
           "tr",
-          { "data-entry": entry.id },
+          { "data-entry": entry.id, class: entry.blocked ? "blocked" : null },
           h("td", { class: "mono" }, entry.id),
           h("td", null, expLink(entry.name)),
-          h("td", { title: entry.error ?? "" }, statusLabel(entry.state), entry.kill_requested ? " (kill requested)" : ""),
+          h(
+            "td",
+            { title: entry.error ?? "" },
+            statusLabel(entry.state),
+            entry.kill_requested ? " (kill requested)" : "",
+            entry.blocked ? h("div", { class: "blocked-reason" }, `blocked: ${entry.blocked}`) : null,
+          ),
+          h("td", { class: "needs" }, tagList(entry.requires)),
           h("td", null, show(entry.attempt)),
           h("td", null, show(entry.worker)),
           h("td", null, show(entry.host)),
@@ -66,9 +80,19 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
   function workersTable(state: QueueState): HTMLElement {
     if (state.workers.length === 0) return h("p", { class: "muted" }, "no workers");
     return grid(
-      ["id", "host", "state", "last heartbeat"],
+      ["id", "host", "state", "queues", "tags", "entries", "heartbeat"],
       state.workers.map((worker) =>
-        h("tr", null, h("td", { class: "mono" }, worker.id), h("td", null, worker.host), h("td", null, worker.state), h("td", null, formatCreated(worker.last_heartbeat))),
+        h(
+          "tr",
+          { "data-worker": worker.id },
+          h("td", { class: "mono" }, worker.id),
+          h("td", null, worker.host),
+          h("td", null, statusLabel(worker.state)),
+          h("td", { class: "queues" }, tagList(worker.queues)),
+          h("td", { class: "worker-tags" }, tagList(worker.tags, "no tags")),
+          h("td", { class: "mono" }, (worker.entries ?? []).join(", ")),
+          h("td", { class: "presence" }, presence(worker)),
+        ),
       ),
     );
   }

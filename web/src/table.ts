@@ -184,7 +184,10 @@ export function tableView(root: HTMLElement, route: Route): () => void {
     const running = current.running ?? [];
     runningBar.replaceChildren(
       ...(running.length ? ["running now: "] : []),
-      ...running.flatMap((run, index) => [index ? ", " : "", expLink(run.name)]),
+      ...running.flatMap((run, index) => [
+        index ? ", " : "",
+        h("span", { class: "running-run", "data-where": run.where ?? null }, expLink(run.name), run.where ? h("span", { class: "muted" }, ` (${run.where})`) : null),
+      ]),
     );
   }
 
