@@ -4,6 +4,7 @@ serving a repository whose experiments were recorded by real `tether run`s."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from web.browser import XSS_IMG, XSS_SCRIPT, XSS_TAG, Project, Visit
@@ -128,6 +129,12 @@ def test_a_running_experiments_log_grows_live(visit: Visit, browser_project: Pro
         until(page, "document.querySelector('#logs').textContent.length > arg", len(first) + 20)
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         visit.shot("experiment-live")
+        # the table lists it above the rows as running now, with where it runs
+        page = visit.go("#/")
+        page.wait_for_selector('.running-run[data-where="in-place"] a:text-is("live")',
+                               timeout=TIMEOUT)
+        assert "live (in-place)" in page.locator(".running-bar").text_content()
+        page = visit.go("#/exp/live")
     finally:
         release.write_text("go")
         out, _ = run.communicate(timeout=120)
@@ -150,6 +157,45 @@ def test_a_queue_entry_can_be_killed(visit: Visit, browser_project: Project) -> 
     entries = [json.loads(line) for line in listing.splitlines()]
     states = [entry.get("state") for entry in entries if entry.get("name") == "queued"]
     assert states in ([], ["cancelled"]), entries
+
+
+def test_idle_workers_and_why_an_entry_waits(visit: Visit, browser_project: Project) -> None:
+    """An idle worker (announced as `tether worker --tags gpu` does, with a hostile tag)
+    shows with its tags and presence; an entry needing a tag no worker has says why it
+    waits, as text."""
+    from tether.queue.client import open_queue
+
+    backend = open_queue(browser_project.root)
+    worker, tags = "gpu-box:4242", sorted(["gpu", XSS_IMG])  # the store keeps them sorted
+    backend.announce_worker(worker, ["default"], time.time(), 600, tags)
+    browser_project.tether_ok("run", "--queue", "--require", "tpu", "-n", "needs-tpu",
+                              "-S", "train.lr=0.9")
+    try:
+        page = visit.go("#/queue")
+        row = page.wait_for_selector('tr:has(a:text-is("needs-tpu"))', timeout=TIMEOUT)
+        assert row.query_selector("td.needs").text_content() == "tpu"
+        assert row.query_selector(".blocked-mark").text_content().strip() == "blocked"
+        entry = row.get_attribute("data-entry")
+        reason = page.locator(f'tr[data-blocked-for="{entry}"] .blocked-reason').text_content()
+        assert reason.startswith("no live worker can take it: needs tags tpu")
+        assert "no worker has tpu" in reason and f"{worker} has {','.join(tags)}" in reason
+        idle = page.wait_for_selector(f'tr[data-worker="{worker}"]', timeout=TIMEOUT)
+        assert idle.query_selector(".status").text_content() == "idle"
+        shown = [tag.text_content() for tag in idle.query_selector_all(".worker-tags .tag")]
+        assert shown == tags
+        assert idle.query_selector("td.queues").text_content() == "default"
+        assert idle.query_selector("td.presence").text_content().startswith("presence until ")
+        assert page.locator("img[src=x]").count() == 0
+        visit.shot("queue-blocked")
+    finally:
+        backend.retire_worker(worker)
+        backend.close()
+        entries = [json.loads(line) for line in
+                   browser_project.tether_ok("queue", "status", "--json").splitlines()]
+        for entry in entries:
+            if entry.get("name") == "needs-tpu":
+                browser_project.tether_ok("queue", "kill", entry["id"])
+                browser_project.tether_ok("queue", "remove", entry["id"])
 
 
 def test_script_payloads_stay_text(visit: Visit) -> None:

@@ -8,6 +8,13 @@ import type { Route } from "./route";
 const REFRESH_MS = 2000;
 const ACTIONS = ["kill", "retry", "remove"] as const;
 
+const HEADINGS = ["id", "name", "state", "needs", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""];
+
+/** The reason no live worker can take a waiting entry, on a full-width line under it. */
+function blockedRow(id: string, reason: string): HTMLTableRowElement {
+  return h("tr", { class: "blocked-row", "data-blocked-for": id }, h("td", { colspan: HEADINGS.length }, h("div", { class: "blocked-reason" }, reason)));
+}
+
 /** A busy worker's last lease renewal, else how long its announcement keeps it live. */
 function presence(worker: QueueWorker): string {
   if (worker.last_heartbeat !== null && worker.last_heartbeat !== undefined) return formatCreated(worker.last_heartbeat, true);
@@ -49,8 +56,8 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
   function entriesTable(state: QueueState): HTMLElement {
     if (state.entries.length === 0) return h("p", { class: "muted" }, "the queue is empty");
     return grid(
-      ["id", "name", "state", "needs", "attempt", "worker", "host", "elapsed", "silence", "retries", "queued", ""],
-      state.entries.map((entry) =>
+      HEADINGS,
+      state.entries.flatMap((entry) => [
         h(
           "tr",
           { "data-entry": entry.id, class: entry.blocked ? "blocked" : null },
@@ -61,7 +68,7 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
             { title: entry.error ?? "" },
             statusLabel(entry.state),
             entry.kill_requested ? " (kill requested)" : "",
-            entry.blocked ? h("div", { class: "blocked-reason" }, `blocked: ${entry.blocked}`) : null,
+            entry.blocked ? h("span", { class: "blocked-mark", title: entry.blocked }, " blocked") : null,
           ),
           h("td", { class: "needs" }, tagList(entry.requires)),
           h("td", null, show(entry.attempt)),
@@ -73,7 +80,8 @@ export function queueView(root: HTMLElement, _route: Route): () => void {
           h("td", null, formatCreated(entry.queued_at)),
           h("td", null, actionButtons(entry)),
         ),
-      ),
+        entry.blocked ? blockedRow(entry.id, entry.blocked) : null,
+      ]).filter((row): row is HTMLTableRowElement => row !== null),
     );
   }
 
