@@ -74,16 +74,10 @@ def _gate(viewer: Viewer, chosen: list[IndexedExperiment]) -> dict[str, Any] | N
 
 
 def _step_metrics(viewer: Viewer, chosen: list[IndexedExperiment]) -> list[str]:
-    """The step metrics every chosen experiment recorded (from their records)."""
-    from tether.experiments.explore import read_records
-
-    common: set[str] | None = None
-    for record in read_records(viewer.catalog.git, [e.commit for e in chosen]):
-        names = set() if record is None else {
-            k for rows in record.steps.values() if isinstance(rows, list)
-            for row in rows if isinstance(row, dict) for k in row} - {"step", "ts"}
-        common = names if common is None else common & names
-    return sorted(common or ())
+    """The step metrics every chosen experiment recorded (from their records, read once
+    per commit by `web/series.py`, which keeps their columns for the plots to come)."""
+    found = viewer.steps_store.metric_names(viewer.catalog.git, [e.commit for e in chosen])
+    return sorted(frozenset.intersection(*found)) if found else []
 
 
 def compare_experiments(request: Request) -> JSON:

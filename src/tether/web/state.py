@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from tether.web.catalog import LRU, Catalog
 from tether.web.security import Policy
+from tether.web.series import SeriesStore
 
 
 class Viewer:
@@ -21,6 +22,7 @@ class Viewer:
         self.policy = policy
         self.live_poll = live_poll  # seconds between two looks at a running run's files
         self.series_cache = LRU(512)  # downsampled step series of recorded experiments
+        self.steps_store = SeriesStore()  # their step metric columns, by commit
 
     def running_json(self) -> list[dict[str, Any]]:
         """The runs in progress (in place, --temp, queued on this machine), not yet

@@ -2,26 +2,33 @@
 
 Series come from what `tether plots` reads (`plots/data.py`: the record's `tether.log`
 steps per stage, dvclive's files in the experiment's tree), or from the step files of
-the run in progress. Each is cut to about `points` points with LTTB. Answers are kept
-per (commit, metric, x, points): records never change, so a compare page re-plotted or
-re-opened costs nothing the second time.
+the run in progress. Each is cut to about `points` points with LTTB. Records never
+change: their columns are kept per (commit, metric) by `web/series.py`, which reads all
+the records a request lacks in one batch, and the answers per (commit, metric, x,
+points), so a compare page re-plotted or re-opened costs nothing the second time.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from array import array
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
 from tether.errors import UsageError
 from tether.web.downsample import lttb
 from tether.web.responses import JSON
+from tether.web.series import Columns, RecordSteps, axis
 from tether.web.state import Viewer, viewer_of
+
+if TYPE_CHECKING:
+    from tether.web.live import RunningRun
 
 MAX_NAMES = 100
 MAX_POINTS = 100_000
 _X_AXES = ("step", "time")
+_NO_COLUMNS: Columns = (array("d"), array("d"), array("d"))
 
 
 def _number(value: Any) -> float | None:
@@ -54,44 +61,53 @@ def points_of(rows: list[dict[str, Any]], metric: str, x_axis: str
     return [x for x, _ in pairs], [y for _, y in pairs]
 
 
-def _recorded_rows(viewer: Viewer, name: str, metric: str) -> tuple[str, list[dict[str, Any]]]:
-    """(commit, rows of the first series holding `metric`) of a recorded experiment."""
-    from tether.experiments.explore import read_records
+def _dvclive_columns(viewer: Viewer, name: str, commit: str, metric: str) -> Columns:
+    """The columns of `metric` in dvclive's files of the experiment's tree (what
+    `tether plots` reads after the record's steps), empty when none has it."""
     from tether.plots.data import experiment_data
+
+    data = experiment_data(viewer.catalog.git, name, commit, {})
+    for series in data.series:
+        if any(isinstance(row, dict) and metric in row for row in series.rows):
+            return RecordSteps({"dvclive": series.rows}).columns(metric) or _NO_COLUMNS
+    return _NO_COLUMNS
+
+
+def _live(run: RunningRun, metric: str, x_axis: str, points: int) -> dict[str, Any]:
+    found = run.new_steps({}).get(metric, [])
+    rows = [{"step": step, "ts": ts, metric: value} for step, value, ts in found]
+    return _downsampled(run.name, points_of(rows, metric, x_axis), points)
+
+
+def _recorded(viewer: Viewer, names: list[str], metric: str, x_axis: str, points: int
+              ) -> dict[str, dict[str, Any]]:
+    """The downsampled series of recorded experiments: the answers kept per (commit,
+    metric, x, points), the others from their records read in one batch."""
     from tether.web.detail import find_experiment
 
-    exp = find_experiment(viewer, name)
-    record = read_records(viewer.catalog.git, [exp.commit])[0]
-    data = experiment_data(viewer.catalog.git, exp.name, exp.commit,
-                           record.to_json() if record is not None else {})
-    for series in data.series:
-        if any(metric in row for row in series.rows):
-            return exp.commit, series.rows
-    return exp.commit, []
+    commits = {name: find_experiment(viewer, name).commit for name in names}
+    answers: dict[str, dict[str, Any]] = {}
+    for name, commit in commits.items():
+        cached = viewer.series_cache.get((commit, metric, x_axis, points))
+        if cached is not None:
+            answers[name] = cached
+    todo = [name for name in names if name not in answers]
+    found = viewer.steps_store.series(viewer.catalog.git, [commits[n] for n in todo], metric)
+    for name, columns in zip(todo, found, strict=True):
+        commit = commits[name]
+        if columns is None:
+            columns = _dvclive_columns(viewer, name, commit, metric)
+            viewer.steps_store.remember(commit, metric, columns)
+        answer = _downsampled(name, axis(columns, x_axis), points)
+        viewer.series_cache.put((commit, metric, x_axis, points), answer)
+        answers[name] = answer
+    return answers
 
 
-def _series(viewer: Viewer, name: str, metric: str, x_axis: str, points: int) -> dict[str, Any]:
-    from tether.web.live import find_running
-
-    run = find_running(viewer.root, name)
-    if run is not None:  # in progress: read now, keep nothing
-        found = run.new_steps({}).get(metric, [])
-        rows = [{"step": step, "ts": ts, metric: value} for step, value, ts in found]
-        return _downsampled(name, rows, metric, x_axis, points)
-    commit, rows = _recorded_rows(viewer, name, metric)
-    key = (commit, metric, x_axis, points)
-    cached: dict[str, Any] | None = viewer.series_cache.get(key)
-    if cached is None:
-        cached = _downsampled(name, rows, metric, x_axis, points)
-        viewer.series_cache.put(key, cached)
-    return cached
-
-
-def _downsampled(name: str, rows: list[dict[str, Any]], metric: str, x_axis: str,
-                 points: int) -> dict[str, Any]:
-    xs, ys = points_of(rows, metric, x_axis)
-    kept_x, kept_y = lttb(xs, ys, points)
-    return {"name": name, "x": kept_x, "y": kept_y, "total": len(xs)}
+def _downsampled(name: str, xy: tuple[list[float], list[float]], points: int
+                 ) -> dict[str, Any]:
+    kept_x, kept_y = lttb(xy[0], xy[1], points)
+    return {"name": name, "x": kept_x, "y": kept_y, "total": len(xy[0])}
 
 
 def _args(request: Request) -> tuple[list[str], str, str, int]:
@@ -115,8 +131,13 @@ def _args(request: Request) -> tuple[list[str], str, str, int]:
 
 
 def steps(request: Request) -> JSON:
+    from tether.web.live import running_runs
+
     viewer = viewer_of(request)
     names, metric, x_axis, points = _args(request)
-    series = [{**_series(viewer, name, metric, x_axis, points), "name": name}
-              for name in names]
+    live = {run.name: run for run in running_runs(viewer.root) if run.name in names}
+    answers = _recorded(viewer, [n for n in names if n not in live], metric, x_axis, points)
+    for name, run in live.items():  # in progress: read now, keep nothing (the newest run)
+        answers[name] = _live(run, metric, x_axis, points)
+    series = [{**answers[name], "name": name} for name in names]
     return JSON({"metric": metric, "x": x_axis, "series": series})

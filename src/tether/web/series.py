@@ -1,0 +1,179 @@
+"""Step series of recorded experiments, read once per commit and kept as float arrays.
+
+A commit's record never changes, so what is parsed from it stays true: the names of its
+step metrics, and per metric the (step, seconds, value) columns of the first stage that
+logged it. Records of many commits are read in one `git cat-file --batch`; each is
+decoded and validated once (`load_record`, as the index reads them) and the rows turned
+into `array('d')` columns with list comprehensions, NaN where a row has no number.
+Everything is kept in a least-recently-used cache bounded by the floats it holds, so
+20 runs × 100,000 steps cost one read, and a hostile record can only make its own
+series empty or short (rows that are not objects, values that are not finite numbers
+and oversized integers are left out, as `steps.points_of` leaves them).
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any
+
+from tether.gitstore.git import Git
+
+_NAN = float("nan")
+_NOT_METRICS = frozenset(("step", "ts"))
+EAGER_METRICS = 8  # metrics of a record turned into columns when it is read; others lazily
+DEFAULT_FLOATS = 24_000_000  # ≈ 190 MB of columns
+
+# step (or row position), seconds, value
+Columns = tuple["array[float]", "array[float]", "array[float]"]
+_EMPTY: Columns = (array("d"), array("d"), array("d"))
+
+
+class FloatLRU:
+    """A thread-safe least-recently-used cache bounded by the floats of its columns."""
+
+    def __init__(self, max_floats: int) -> None:
+        self.max_floats = max_floats
+        self.floats = 0
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: Any, value: Any, floats: int) -> None:
+        if floats > self.max_floats:
+            return  # bigger than the whole cache: used once, not kept
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.floats -= old[1]
+            self._items[key] = (value, floats)
+            self.floats += floats
+            while self.floats > self.max_floats:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.floats -= dropped
+
+
+def _floats(values: list[Any]) -> array[float]:
+    """The values as doubles; NaN for what is not an int or float (bools included)."""
+    try:
+        return array("d", [v if type(v) is float or type(v) is int else _NAN for v in values])
+    except OverflowError:  # an integer too big for a double: left out like a non-number
+        return array("d", [_as_float(v) for v in values])
+
+
+def _as_float(value: Any) -> float:
+    if type(value) is not float and type(value) is not int:
+        return _NAN
+    try:
+        return float(value)
+    except OverflowError:
+        return _NAN
+
+
+def _seconds(row: dict[str, Any]) -> Any:
+    """A row's wall time: `ts` in seconds, else dvclive's `timestamp` in milliseconds."""
+    stamp = row.get("timestamp")
+    if type(stamp) is float or type(stamp) is int:
+        return _as_float(stamp) / 1000.0
+    return None
+
+
+class RecordSteps:
+    """What one record holds of step metrics: names, and its rows while being read."""
+
+    def __init__(self, steps: dict[str, Any]) -> None:
+        self._stages: list[tuple[list[dict[str, Any]], set[str]]] = []
+        self._axes: dict[int, tuple[array[float], array[float]]] = {}
+        for rows in steps.values():
+            if isinstance(rows, list) and rows:
+                dicts = [row if type(row) is dict else {} for row in rows]
+                self._stages.append((dicts, set().union(*dicts)))
+        self.names = frozenset().union(*(keys for _, keys in self._stages)) - _NOT_METRICS
+
+    def columns(self, metric: str) -> Columns | None:
+        """The columns of the first stage whose rows name `metric`; None when none does."""
+        for index, (rows, keys) in enumerate(self._stages):
+            if metric in keys:
+                steps, seconds = self._stage_axes(index)
+                return steps, seconds, _floats([row.get(metric) for row in rows])
+        return None
+
+    def _stage_axes(self, index: int) -> tuple[array[float], array[float]]:
+        if index not in self._axes:
+            rows = self._stages[index][0]
+            stamps = [row.get("ts") for row in rows]
+            self._axes[index] = (
+                _floats([row.get("step", position) for position, row in enumerate(rows)]),
+                _floats([t if type(t) is float or type(t) is int else _seconds(row)
+                         for t, row in zip(stamps, rows, strict=True)]))
+        return self._axes[index]
+
+
+def axis(columns: Columns, x_axis: str) -> tuple[list[float], list[float]]:
+    """The finite (x, y) of `columns` sorted by x: x the step (or row position), or the
+    seconds since the first timed point — what `steps.points_of` makes of the rows."""
+    steps, seconds, values = columns
+    xs = steps if x_axis == "step" else seconds
+    pairs = [(x, y) for x, y in zip(xs, values, strict=True) if x - x == 0.0 and y - y == 0.0]
+    if x_axis != "step" and pairs:
+        start = pairs[0][0]
+        pairs = [(x - start, y) for x, y in pairs]
+    pairs.sort(key=itemgetter(0))
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def _weight(columns: Columns) -> int:
+    return sum(len(column) for column in columns)
+
+
+class SeriesStore:
+    """Step metrics of recorded experiments by commit, read in batches and cached."""
+
+    def __init__(self, max_floats: int = DEFAULT_FLOATS) -> None:
+        self.columns = FloatLRU(max_floats)  # (commit, metric) → Columns, _EMPTY if absent
+        self.names = FloatLRU(1_000_000)  # commit → frozenset of step metric names
+        self.reads = 0  # records decoded: what the tests count
+
+    def metric_names(self, git: Git, commits: list[str]) -> list[frozenset[str]]:
+        """The step metric names of each commit's record (empty for an unreadable one)."""
+        self._read(git, [c for c in commits if self.names.get(c) is None], ())
+        return [self.names.get(c) or frozenset() for c in commits]
+
+    def series(self, git: Git, commits: list[str], metric: str) -> list[Columns | None]:
+        """Each commit's columns of `metric`; None where its record's steps lack it (or
+        the record cannot be read), so other sources may be looked at."""
+        missing = [c for c in dict.fromkeys(commits) if self.columns.get((c, metric)) is None]
+        self._read(git, missing, (metric,))
+        found = [self.columns.get((c, metric)) for c in commits]
+        return [None if f is None or f is _EMPTY else f for f in found]
+
+    def remember(self, commit: str, metric: str, columns: Columns) -> None:
+        """Columns of `metric` found elsewhere than the record (dvclive's files)."""
+        self.columns.put((commit, metric), columns, _weight(columns))
+
+    def _read(self, git: Git, commits: list[str], wanted: Iterable[str]) -> None:
+        from tether.gitstore.experiments import read_record_blobs
+        from tether.record.record import load_record
+
+        if not commits:
+            return
+        for commit, blob in zip(commits, read_record_blobs(git, commits), strict=True):
+            record = load_record(blob)[0]
+            self.reads += 1
+            parsed = RecordSteps(record.steps if record is not None else {})
+            self.names.put(commit, parsed.names, len(parsed.names) + 1)
+            eager = sorted(parsed.names)[:EAGER_METRICS]
+            for metric in dict.fromkeys([*wanted, *eager]):
+                found = parsed.columns(metric)
+                self.columns.put((commit, metric), found or _EMPTY,
+                                 _weight(found) if found else 1)
