@@ -114,8 +114,8 @@ class RecordSteps:
             stamps = [row.get("ts") for row in rows]
             self._axes[index] = (
                 _floats([row.get("step", position) for position, row in enumerate(rows)]),
-                _floats([t if type(t) is float or type(t) is int else _seconds(row)
-                         for t, row in zip(stamps, rows, strict=True)]))
+                _floats([t if (type(t) is float or type(t) is int) and t - t == 0
+                         else _seconds(row) for t, row in zip(stamps, rows, strict=True)]))
         return self._axes[index]
 
 
