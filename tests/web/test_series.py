@@ -8,14 +8,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import git
 from helpers import exp_refs, record_of
 from tether.gitstore.git import Git
+from tether.web import seriesfiles
+from tether.web.catalog import LRU
 from tether.web.downsample import lttb
 from tether.web.series import FloatLRU, RecordSteps, SeriesStore, axis
+from tether.web.seriesfiles import SeriesFiles
 from tether.web.steps import points_of
 from web.conftest import _env, client_for, record
 
@@ -121,6 +125,26 @@ def test_hostile_records_stay_to_themselves(project: Path, tmp_path: Path) -> No
     assert store.reads == len(commits)
     assert store.series(Git(root), [commits["good"]], "loss")[0] == found[0]
     assert store.reads == len(commits)
+
+
+def test_series_files_serve_a_new_viewer_and_bad_ones_are_made_again(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seriesfiles, "MIN_POINTS", 1)
+    with client_for(project) as client:
+        viewer = client.app.state.viewer  # type: ignore[attr-defined]
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        url = "/api/steps?names=fast,broken&metric=acc&x=time&points=9"
+        first = client.get(url).json()
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        viewer.series_cache = LRU(8)
+        assert client.get(url).json() == first and viewer.steps_store.reads == 0
+        for path in (tmp_path / "steps").rglob("*.*"):
+            path.write_bytes(path.read_bytes()[:-1])  # a torn file: ignored, made again
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        viewer.series_cache = LRU(8)
+        assert client.get(url).json() == first and viewer.steps_store.reads == 2
+    assert not list((tmp_path / "steps").rglob(".tmp-*"))
+    assert SeriesFiles(tmp_path / "steps").load("../../etc", "acc") is None
 
 
 def test_the_cache_holds_at_most_its_floats() -> None:

@@ -21,14 +21,13 @@ from operator import itemgetter
 from typing import Any
 
 from tether.gitstore.git import Git
+from tether.web.seriesfiles import Columns, SeriesFiles
 
 _NAN = float("nan")
 _NOT_METRICS = frozenset(("step", "ts"))
 EAGER_METRICS = 8  # metrics of a record turned into columns when it is read; others lazily
 DEFAULT_FLOATS = 24_000_000  # ≈ 190 MB of columns
 
-# step (or row position), seconds, value
-Columns = tuple["array[float]", "array[float]", "array[float]"]
 _EMPTY: Columns = (array("d"), array("d"), array("d"))
 
 
@@ -98,6 +97,7 @@ class RecordSteps:
             if isinstance(rows, list) and rows:
                 dicts = [row if type(row) is dict else {} for row in rows]
                 self._stages.append((dicts, set().union(*dicts)))
+        self.rows = sum(len(rows) for rows, _ in self._stages)
         self.names = frozenset().union(*(keys for _, keys in self._stages)) - _NOT_METRICS
 
     def columns(self, metric: str) -> Columns | None:
@@ -137,29 +137,52 @@ def _weight(columns: Columns) -> int:
 
 
 class SeriesStore:
-    """Step metrics of recorded experiments by commit, read in batches and cached."""
+    """Step metrics of recorded experiments by commit, read in batches and cached in
+    memory, and on disk when `files` is given (`web/seriesfiles.py`)."""
 
-    def __init__(self, max_floats: int = DEFAULT_FLOATS) -> None:
+    def __init__(self, files: SeriesFiles | None = None,
+                 max_floats: int = DEFAULT_FLOATS) -> None:
+        self.files = files
         self.columns = FloatLRU(max_floats)  # (commit, metric) → Columns, _EMPTY if absent
         self.names = FloatLRU(1_000_000)  # commit → frozenset of step metric names
         self.reads = 0  # records decoded: what the tests count
 
     def metric_names(self, git: Git, commits: list[str]) -> list[frozenset[str]]:
         """The step metric names of each commit's record (empty for an unreadable one)."""
-        self._read(git, [c for c in commits if self.names.get(c) is None], ())
+        missing = []
+        for commit in dict.fromkeys(commits):
+            if self.names.get(commit) is None:
+                kept = self.files.load_names(commit) if self.files else None
+                if kept is None:
+                    missing.append(commit)
+                else:
+                    self.names.put(commit, kept, len(kept) + 1)
+        self._read(git, missing, ())
         return [self.names.get(c) or frozenset() for c in commits]
 
     def series(self, git: Git, commits: list[str], metric: str) -> list[Columns | None]:
         """Each commit's columns of `metric`; None where its record's steps lack it (or
         the record cannot be read), so other sources may be looked at."""
-        missing = [c for c in dict.fromkeys(commits) if self.columns.get((c, metric)) is None]
+        missing = []
+        for commit in dict.fromkeys(commits):
+            if self.columns.get((commit, metric)) is None:
+                kept = self.files.load(commit, metric) if self.files else None
+                if kept is None:
+                    missing.append(commit)
+                else:
+                    self.columns.put((commit, metric), kept, _weight(kept))
         self._read(git, missing, (metric,))
         found = [self.columns.get((c, metric)) for c in commits]
-        return [None if f is None or f is _EMPTY else f for f in found]
+        return [None if f is None or not f[0] else f for f in found]
 
     def remember(self, commit: str, metric: str, columns: Columns) -> None:
         """Columns of `metric` found elsewhere than the record (dvclive's files)."""
-        self.columns.put((commit, metric), columns, _weight(columns))
+        self._keep(commit, metric, columns)
+
+    def _keep(self, commit: str, metric: str, columns: Columns) -> None:
+        self.columns.put((commit, metric), columns, max(_weight(columns), 1))
+        if self.files is not None:
+            self.files.save(commit, metric, columns)
 
     def _read(self, git: Git, commits: list[str], wanted: Iterable[str]) -> None:
         from tether.gitstore.experiments import read_record_blobs
@@ -172,8 +195,8 @@ class SeriesStore:
             self.reads += 1
             parsed = RecordSteps(record.steps if record is not None else {})
             self.names.put(commit, parsed.names, len(parsed.names) + 1)
+            if self.files is not None:
+                self.files.save_names(commit, parsed.names, parsed.rows)
             eager = sorted(parsed.names)[:EAGER_METRICS]
             for metric in dict.fromkeys([*wanted, *eager]):
-                found = parsed.columns(metric)
-                self.columns.put((commit, metric), found or _EMPTY,
-                                 _weight(found) if found else 1)
+                self._keep(commit, metric, parsed.columns(metric) or _EMPTY)

@@ -7,9 +7,11 @@ from typing import Any
 
 from starlette.requests import Request
 
+from tether.layout import state_dir
 from tether.web.catalog import LRU, Catalog
 from tether.web.security import Policy
 from tether.web.series import SeriesStore
+from tether.web.seriesfiles import SeriesFiles
 
 
 class Viewer:
@@ -22,7 +24,8 @@ class Viewer:
         self.policy = policy
         self.live_poll = live_poll  # seconds between two looks at a running run's files
         self.series_cache = LRU(512)  # downsampled step series of recorded experiments
-        self.steps_store = SeriesStore()  # their step metric columns, by commit
+        # their step metric columns by commit, in memory and in .tether/view/steps/
+        self.steps_store = SeriesStore(SeriesFiles(state_dir(root) / "view" / "steps"))
 
     def running_json(self) -> list[dict[str, Any]]:
         """The runs in progress (in place, --temp, queued on this machine), not yet

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from tether.errors import UsageError
 from tether.web.downsample import lttb
 from tether.web.responses import JSON
-from tether.web.series import Columns, RecordSteps, axis
+from tether.web.series import RecordSteps, axis
+from tether.web.seriesfiles import Columns
 from tether.web.state import Viewer, viewer_of
 
 if TYPE_CHECKING:

@@ -1,0 +1,107 @@
+"""Step series kept on disk between two `tether view`s, under `.tether/view/steps/`.
+
+A commit's record never changes, so the columns `web/series.py` makes of it stay true:
+one file per (commit, metric) — a header, the point count, then the step, seconds and
+value columns as little-endian doubles — and one per commit with its step metric
+names. Files are written whole under a temporary name then renamed, so a reader sees
+an old file or a new one; one whose size does not match its header is ignored (and
+made again). Only long series are kept (reading a short record costs less than a
+file). The directory is a cache: deleting it loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+from array import array
+from pathlib import Path
+
+_MAGIC = b"tether-steps 1\n"
+_COUNT = 8  # bytes of the point count after the header
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+MIN_POINTS = 10_000  # shorter series are not written: their record reads fast enough
+
+Columns = tuple["array[float]", "array[float]", "array[float]"]
+
+
+class SeriesFiles:
+    """The series files of one repository (`directory`: where they live)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, commit: str, what: str) -> Path | None:
+        if not _COMMIT.fullmatch(commit):
+            return None
+        digest = hashlib.sha256(what.encode(errors="surrogatepass")).hexdigest()[:32]
+        return self.directory / commit[:2] / f"{commit[2:]}.{digest}"
+
+    def load(self, commit: str, metric: str) -> Columns | None:
+        """The columns kept of `metric` at `commit`; None when none are (or they are bad)."""
+        path = self._path(commit, "metric:" + metric)
+        try:
+            data = path.read_bytes() if path is not None else b""
+        except OSError:
+            return None
+        head = len(_MAGIC) + _COUNT
+        if not data.startswith(_MAGIC) or len(data) < head:
+            return None
+        count = int.from_bytes(data[len(_MAGIC):head], "little")
+        if len(data) != head + 24 * count:
+            return None
+        columns = []
+        for start in range(head, head + 24 * count, 8 * count):
+            column = array("d")
+            column.frombytes(data[start:start + 8 * count])
+            if sys.byteorder != "little":
+                column.byteswap()
+            columns.append(column)
+        return columns[0], columns[1], columns[2]
+
+    def save(self, commit: str, metric: str, columns: Columns) -> None:
+        """Keep `columns` (if long enough to be worth a file); a failure to write is no error."""
+        count = len(columns[0])
+        if count < MIN_POINTS or any(len(column) != count for column in columns):
+            return
+        parts = [_MAGIC, count.to_bytes(_COUNT, "little")]
+        for column in columns:
+            if sys.byteorder != "little":
+                column = array("d", column)
+                column.byteswap()
+            parts.append(column.tobytes())
+        self._write(self._path(commit, "metric:" + metric), b"".join(parts))
+
+    def load_names(self, commit: str) -> frozenset[str] | None:
+        path = self._path(commit, "names")
+        try:
+            names = json.loads(path.read_bytes()) if path is not None else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        return frozenset(names)
+
+    def save_names(self, commit: str, names: frozenset[str], points: int) -> None:
+        if points >= MIN_POINTS:
+            self._write(self._path(commit, "names"), json.dumps(sorted(names)).encode())
+
+    def _write(self, path: Path | None, data: bytes) -> None:
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError:  # a read-only checkout: the cache is only a cache
+            return
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except OSError:  # a full disk: no file rather than half of one
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
