@@ -8,14 +8,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import git
 from helpers import exp_refs, record_of
 from tether.gitstore.git import Git
-from tether.web import seriesfiles
 from tether.web.catalog import LRU
 from tether.web.downsample import lttb
 from tether.web.series import FloatLRU, RecordSteps, SeriesStore, axis
@@ -117,6 +115,7 @@ def test_hostile_records_stay_to_themselves(project: Path, tmp_path: Path) -> No
     }
     store = SeriesStore()
     found = store.series(Git(root), list(commits.values()), "loss")
+    assert found[0] is not None and found[1] is not None
     assert axis(found[0], "step") == points_of(good["steps"]["train"], "loss", "step")
     assert axis(found[1], "step") == ([5.0, 9.0], [0.5, 0.25])  # the rest left out
     assert found[2:] == [None, None, None]  # unreadable: other sources may be looked at
@@ -128,19 +127,25 @@ def test_hostile_records_stay_to_themselves(project: Path, tmp_path: Path) -> No
 
 
 def test_series_files_serve_a_new_viewer_and_bad_ones_are_made_again(
-        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seriesfiles, "MIN_POINTS", 1)
+        project: Path, tmp_path: Path) -> None:
     with client_for(project) as client:
         viewer = client.app.state.viewer  # type: ignore[attr-defined]
-        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps", min_points=1))
         url = "/api/steps?names=fast,broken&metric=acc&x=time&points=9"
         first = client.get(url).json()
-        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps", min_points=1))
         viewer.series_cache = LRU(8)
         assert client.get(url).json() == first and viewer.steps_store.reads == 0
+        viewer.series_cache = LRU(8)
+        for path in (tmp_path / "steps").rglob("*.*"):  # only the columns are left
+            if path.read_bytes().startswith(b"["):
+                path.unlink()
+        other = "/api/steps?names=fast,broken&metric=acc&x=time&points=8"
+        assert client.get(url).json() == first and client.get(other).status_code == 200
+        assert viewer.steps_store.reads == 0
         for path in (tmp_path / "steps").rglob("*.*"):
             path.write_bytes(path.read_bytes()[:-1])  # a torn file: ignored, made again
-        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps"))
+        viewer.steps_store = SeriesStore(SeriesFiles(tmp_path / "steps", min_points=1))
         viewer.series_cache = LRU(8)
         assert client.get(url).json() == first and viewer.steps_store.reads == 2
     assert not list((tmp_path / "steps").rglob(".tmp-*"))

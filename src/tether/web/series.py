@@ -124,12 +124,23 @@ def axis(columns: Columns, x_axis: str) -> tuple[list[float], list[float]]:
     seconds since the first timed point — what `steps.points_of` makes of the rows."""
     steps, seconds, values = columns
     xs = steps if x_axis == "step" else seconds
+    if x_axis == "step" and _finite(xs) and _finite(values):
+        ordered = xs.tolist()
+        if sorted(ordered) == ordered:  # the usual case, all in C: no pair per point
+            return ordered, values.tolist()
     pairs = [(x, y) for x, y in zip(xs, values, strict=True) if x - x == 0.0 and y - y == 0.0]
     if x_axis != "step" and pairs:
         start = pairs[0][0]
         pairs = [(x - start, y) for x, y in pairs]
     pairs.sort(key=itemgetter(0))
     return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def _finite(column: array[float]) -> bool:
+    """Whether every value is finite: their sum is, unless one is not (or it overflows,
+    which only sends such columns the long way)."""
+    total = sum(column)
+    return total - total == 0.0
 
 
 def _weight(columns: Columns) -> int:

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from array import array
 from pathlib import Path
+from typing import Any
 
 _MAGIC = b"tether-steps 1\n"
 _COUNT = 8  # bytes of the point count after the header
@@ -32,8 +33,9 @@ Columns = tuple["array[float]", "array[float]", "array[float]"]
 class SeriesFiles:
     """The series files of one repository (`directory`: where they live)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, min_points: int = MIN_POINTS) -> None:
         self.directory = directory
+        self.min_points = min_points  # shorter series are not kept
 
     def _path(self, commit: str, what: str) -> Path | None:
         if not _COMMIT.fullmatch(commit):
@@ -66,7 +68,7 @@ class SeriesFiles:
     def save(self, commit: str, metric: str, columns: Columns) -> None:
         """Keep `columns` (if long enough to be worth a file); a failure to write is no error."""
         count = len(columns[0])
-        if count < MIN_POINTS or any(len(column) != count for column in columns):
+        if count < self.min_points or any(len(column) != count for column in columns):
             return
         parts = [_MAGIC, count.to_bytes(_COUNT, "little")]
         for column in columns:
@@ -77,18 +79,25 @@ class SeriesFiles:
         self._write(self._path(commit, "metric:" + metric), b"".join(parts))
 
     def load_names(self, commit: str) -> frozenset[str] | None:
-        path = self._path(commit, "names")
-        try:
-            names = json.loads(path.read_bytes()) if path is not None else None
-        except (OSError, ValueError):
-            return None
+        names = self.load_json(commit, "names")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return None
         return frozenset(names)
 
     def save_names(self, commit: str, names: frozenset[str], points: int) -> None:
-        if points >= MIN_POINTS:
-            self._write(self._path(commit, "names"), json.dumps(sorted(names)).encode())
+        if points >= self.min_points:
+            self.save_json(commit, "names", sorted(names))
+
+    def load_json(self, commit: str, what: str) -> Any:
+        """What `save_json` kept under `what` for `commit`; None when nothing readable."""
+        path = self._path(commit, what)
+        try:
+            return json.loads(path.read_bytes()) if path is not None else None
+        except (OSError, ValueError, RecursionError):
+            return None
+
+    def save_json(self, commit: str, what: str, value: Any) -> None:
+        self._write(self._path(commit, what), json.dumps(value).encode())
 
     def _write(self, path: Path | None, data: bytes) -> None:
         if path is None:

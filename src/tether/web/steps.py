@@ -90,6 +90,8 @@ def _recorded(viewer: Viewer, names: list[str], metric: str, x_axis: str, points
     answers: dict[str, dict[str, Any]] = {}
     for name, commit in commits.items():
         cached = viewer.series_cache.get((commit, metric, x_axis, points))
+        if cached is None:
+            cached = _kept_answer(viewer, name, (commit, metric, x_axis, points))
         if cached is not None:
             answers[name] = cached
     todo = [name for name in names if name not in answers]
@@ -101,8 +103,30 @@ def _recorded(viewer: Viewer, names: list[str], metric: str, x_axis: str, points
             viewer.steps_store.remember(commit, metric, columns)
         answer = _downsampled(name, axis(columns, x_axis), points)
         viewer.series_cache.put((commit, metric, x_axis, points), answer)
+        files = viewer.steps_store.files
+        if files is not None and answer["total"] >= files.min_points:  # long: worth a file
+            files.save_json(commit, _answer_file(metric, x_axis, points),
+                            [answer["x"], answer["y"], answer["total"]])
         answers[name] = answer
     return answers
+
+
+def _answer_file(metric: str, x_axis: str, points: int) -> str:
+    return f"answer {x_axis} {points} {metric}"
+
+
+def _kept_answer(viewer: Viewer, name: str, key: tuple[str, str, str, int]
+                 ) -> dict[str, Any] | None:
+    """The answer kept on disk by an earlier viewer, if it is whole."""
+    files = viewer.steps_store.files
+    kept = files.load_json(key[0], _answer_file(*key[1:])) if files is not None else None
+    if not (isinstance(kept, list) and len(kept) == 3 and isinstance(kept[0], list)
+            and isinstance(kept[1], list) and len(kept[0]) == len(kept[1])
+            and type(kept[2]) is int):
+        return None
+    answer = {"name": name, "x": kept[0], "y": kept[1], "total": kept[2]}
+    viewer.series_cache.put(key, answer)
+    return answer
 
 
 def _downsampled(name: str, xy: tuple[list[float], list[float]], points: int
