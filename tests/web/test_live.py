@@ -66,6 +66,8 @@ def follow(url: str, name: str, release: Path, where: str) -> list[tuple[str, di
         assert (running["name"], running["where"]) == (name, where)
         page = client.get(f"/api/experiments/{name}").json()
         assert page["running"] is True and page["status"] == "running"
+        growing = client.get(f"/api/steps?names={name}&metric=loss").json()["series"][0]
+        assert growing["name"] == name and growing["total"] <= 2  # read now, not kept
         seen: list[tuple[str, dict[str, Any]]] = []
         with client.stream("GET", f"/api/experiments/{name}/live") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -93,6 +95,8 @@ def check_recorded(url: str, name: str) -> None:
     with httpx.Client(base_url=url, timeout=60) as client:
         page = client.get(f"/api/experiments/{name}").json()
         assert page["running"] is False and page["status"] == "success"
+        steps = client.get(f"/api/steps?names={name}&metric=loss").json()["series"][0]
+        assert (steps["x"], steps["y"], steps["total"]) == ([0.0, 1.0], [1.0, 0.5], 2)
         body = client.get(f"/api/experiments/{name}/live").text
         assert body.startswith("event: status") and "event: end" in body
 
