@@ -67,12 +67,21 @@ def configured() -> bool:
     return _configured is not None
 
 
+def requested() -> bool:
+    """Whether a command that logs only on request should log: this process logs
+    already (a worker, a queue attempt), or a machine format was asked for
+    (`--log-format logfmt|json` or FORMAT_ENV). A person at a terminal who asked
+    for nothing gets no log lines beside a command's own output."""
+    return _configured is not None or os.environ.get(FORMAT_ENV) in ("logfmt", "json")
+
+
 def configure(log_format: str | None = None, stream: TextIO | None = None,
-              level: str = "INFO") -> str:
+              level: str = "INFO", libraries: str | None = None) -> str:
     """Configure structlog, and the stdlib's root logger, for this process; the format.
 
-    tether's lines are kept from `level` up; other libraries' from WARNING (or `level`
-    when it is lower: `--loglevel DEBUG` shows Celery's debug lines too).
+    tether's lines are kept from `level` up; other libraries' (Celery, kombu, apprise)
+    from `libraries` up (`tether worker --log-level`), by default from WARNING (or
+    `level` when it is lower).
     """
     global _configured
     import logging
@@ -107,7 +116,8 @@ def configure(log_format: str | None = None, stream: TextIO | None = None,
             root.removeHandler(old)
         handler._tether = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-        root.setLevel(min(logging.WARNING, _level(level)))
+        root.setLevel(_level(libraries) if libraries
+                      else min(logging.WARNING, _level(level)))
         logging.captureWarnings(True)
         _configured = chosen
     return chosen

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from conftest import git
 from feedback.receivers import http_receiver
 from obs.conftest import parse_logfmt, tether
 
@@ -102,14 +104,109 @@ def test_a_bad_log_format_is_a_usage_error(pipeline_project: Path) -> None:
     assert proc.returncode == 2 and "TETHER_LOG_FORMAT 'yaml'" in proc.stderr
 
 
-def test_a_run_imports_no_logging_library(pipeline_project: Path) -> None:
-    """Binding the run's context is free: structlog comes only with a first log line."""
+@pytest.mark.parametrize("how", [["run"], ["run", "--queue", "-n", "queued"]])
+def test_a_run_imports_no_logging_library(pipeline_project: Path, how: list[str]) -> None:
+    """Binding the run's context is free: structlog comes only with a first log line;
+    in place or queued, a run that succeeds logs nothing and imports neither."""
     import subprocess
     import sys
 
-    script = ("import sys\nfrom tether.cli.main import main\ncode = main(['run'])\n"
+    script = ("import sys\nfrom tether.cli.main import main\ncode = main(sys.argv[1:])\n"
               "print(code, sorted(m for m in ('structlog', 'prometheus_client', 'rich')"
               " if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=pipeline_project,
+    proc = subprocess.run([sys.executable, "-c", script, *how], cwd=pipeline_project,
                           capture_output=True, text=True, check=True)
     assert proc.stdout.split("\n")[-2] == "0 []", proc.stdout + proc.stderr
+
+
+def test_scheduler_lines_are_logfmt_with_their_keys(pipeline_project: Path) -> None:
+    """A schedule that breaks in an unexpected way is one logfmt line, traceback and all;
+    the worker goes on (the failure is in the result)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom tether.logs import bind\n"
+        "from tether.feedback import scheduler\nfrom tether.feedback.schedules import Schedule\n"
+        "def broken(*args):\n    raise RuntimeError('broker\\ngone')\n"
+        "scheduler._enqueue = broken\n"
+        "with bind(worker='vm:1', host='vm'):\n"
+        "    fired = scheduler.fire(Path('.'), None, Schedule(name='nightly', every=60.0),"
+        " now=120.0, occurrence=60.0, worker='vm:1')\n"
+        "print(fired.result)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=pipeline_project,
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "TETHER_LOG_FORMAT": "logfmt"})
+    assert proc.stdout == "failed: RuntimeError: broker\ngone\n"
+    [line] = proc.stderr.splitlines()
+    fields = parse_logfmt(line)
+    assert list(fields)[:5] == [*LEADING, "worker", "host"]
+    assert (fields["event"], fields["level"]) == ("schedule_failed", "error")
+    assert fields["schedule"] == "nightly" and fields["occurrence"] == "1970-01-01T00:01:00Z"
+    assert fields["logger"] == "tether.feedback.scheduler"
+    assert "RuntimeError: broker\ngone" in fields["exception"]
+
+
+def test_other_libraries_follow_their_level_and_tethers_lines_stay_at_info() -> None:
+    """`tether worker --log-level` is the transport's level (configure(libraries=...));
+    tether's own lines are kept from INFO whatever it is."""
+    import subprocess
+    import sys
+
+    script = ("import logging, sys\nfrom tether.logs import configure, get_logger\n"
+              "configure('logfmt', level='INFO', libraries=sys.argv[1])\n"
+              "logging.getLogger('kombu.connection').debug('kombu_debug')\n"
+              "logging.getLogger('celery.worker').warning('celery_warning')\n"
+              "get_logger('tether.worker').debug('tether_debug')\n"
+              "get_logger('tether.worker').info('tether_info')\n")
+    events = {}
+    for level in ("DEBUG", "ERROR"):
+        proc = subprocess.run([sys.executable, "-c", script, level], capture_output=True,
+                              text=True, check=True)
+        events[level] = [parse_logfmt(line)["event"] for line in proc.stderr.splitlines()]
+    assert events["DEBUG"] == ["kombu_debug", "celery_warning", "tether_info"]
+    assert events["ERROR"] == ["tether_info"]
+
+
+@pytest.mark.parametrize("backend_project", ["celery-redis"], indirect=True)
+def test_a_queued_run_is_grepped_by_its_run_id_through_its_push(
+    backend_project: Path, tmp_path: Path,
+) -> None:
+    root = backend_project
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    secret_url = "https://ci:s3cret@git.example.invalid/lab/origin.git"
+    git(root, "config", f"url.{origin}.insteadOf", secret_url)  # credentials in the URL
+    git(root, "remote", "add", "origin", secret_url)
+    git(root, "push", "-q", "origin", "main")
+    tether(root, "remote", "add", "store", str(tmp_path / "store"), "--default")
+    tether(root, "run", "--queue", "-n", "shipped")
+    [entry] = map(json.loads, tether(root, "queue", "status", "--json").stdout.splitlines())
+    # --log-level is Celery's: tether's own lines (info) stay, the transport's are ERROR up.
+    worker = tether(root, "worker", "--exit-when-idle", "--log-level", "ERROR")
+    assert "s3cret" not in worker.stderr
+    lines = [parse_logfmt(line) for line in worker.stderr.splitlines()]
+    ours = [line for line in lines if line.get("run_id") == entry["run_id"]]
+    events = [line["event"] for line in ours]
+    assert "entry_done" in events and lines[-1]["event"] == "worker_stopped"
+    [push] = [line for line in ours if line["event"] == "push"]
+    assert set(push) >= ATTEMPT_KEYS and push["entry"] == entry["id"]
+    assert push["refs"] == "1" and int(push["objects_sent"]) >= 2  # data/ and model/
+    assert push["remote"] == "origin"  # as named; a URL is logged masked (below)
+    assert push["ref"] == git(origin, "for-each-ref", "--format=%(refname)",
+                              "refs/tether/exps/").strip()
+
+    # A person's push and pull: the report as before; log lines only when asked for.
+    human = tether(root, "push", "origin", "-A")
+    assert "ts=" not in human.stderr and "refs: 1 up-to-date" in human.stderr
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    git(clone, "config", f"url.{origin}.insteadOf", secret_url)
+    tether(clone, "remote", "add", "store", str(tmp_path / "store"), "--default")
+    pulled = tether(clone, "--log-format", "json", "pull", secret_url, "-A")
+    [line] = [json.loads(text) for text in pulled.stderr.splitlines() if text.startswith("{")]
+    assert list(line)[:3] == LEADING and line["event"] == "pull"
+    assert (line["refs"], line["refs_new"]) == (1, 1) and line["objects_received"] >= 2
+    assert line["remote"] == "https://ci:***@git.example.invalid/lab/origin.git"
+    assert "s3cret" not in pulled.stderr + pulled.stdout
+    assert "tether: pull refs: 1 new" in pulled.stderr  # the report is unchanged

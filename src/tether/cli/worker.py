@@ -60,8 +60,9 @@ def register(sub: Any) -> None:
                         help="first retry delay of a retryable failure; doubles each time")
     parser.add_argument("--log-level", metavar="LEVEL", type=str.upper,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="Celery backend: log the worker's transport at LEVEL (DEBUG, "
-                        "INFO, WARNING; default WARNING, on stderr)")
+                        help="Celery backend: log the worker's transport (Celery, kombu) at "
+                        "LEVEL (DEBUG, INFO, WARNING, ERROR; default WARNING, on stderr); "
+                        "tether's own lines are logged from INFO whatever LEVEL")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="also serve `tether metrics` on this port while working")
     parser.add_argument("--metrics-bind", default="0.0.0.0", metavar="ADDR",
@@ -147,10 +148,10 @@ def handle(args: argparse.Namespace) -> int:
             from tether.queue.celery.app import run_worker
 
             level = args.log_level or "WARNING"
-            if args.log_level:
+            if args.log_level:  # the transport's lines; tether's own stay at INFO
                 from tether.logs import configure
 
-                configure(level=level)
+                configure(level="INFO", libraries=level)
             summary = run_worker(root, backend, options,  # type: ignore[arg-type]
                                  loglevel=level)
         else:
@@ -283,8 +284,11 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
 
     def on_result(result: FollowedResult) -> None:
         entry = result.published.entry
-        log.info("result_pushed", exp=entry.name, commit=entry.snapshot[:10],
-                 status=entry.status, remote=args.follow, push=result.published.status)
+        from tether.urls import mask_urls
+
+        log.info("result_pushed", run_id=entry.run_id, exp=entry.name, entry=entry.id,
+                 commit=entry.snapshot[:10], status=entry.status,
+                 remote=mask_urls(args.follow), push=result.published.status)
         if result.published.note:
             log.warning("result_push_note", exp=entry.name, note=result.published.note)
         if result.gate is not None:

@@ -230,6 +230,9 @@ def push_for_feedback(
         raise TransferRejected(f"pushing {branch} to {remote} failed: "
                                f"{said[-1] if said else proc.returncode}",
                                hint="another push took the name? choose one with -n")
+    from tether.share.sharelog import PUSH, log_transfer
+
+    log_transfer(PUSH, remote, [branch], exp=name, branch=branch, commit=commit[:10])
     return PushedRun(remote, branch, name, commit, _ci_workflows(root))
 
 

@@ -16,7 +16,6 @@ effect at a worker's next tick: the committed config is read again when it chang
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from tether.feedback.watch import Feedback
 
 FIRED_EVENT = "schedule.fired"
-log = logging.getLogger("tether.feedback.scheduler")
+LOGGER = "tether.feedback.scheduler"
 
 
 @struct(frozen=True)
@@ -92,7 +91,10 @@ def fire(root: Path, backend: QueueBackend, schedule: Schedule, *, now: float,
         text = exc.message
         return Fired(schedule, occurrence, worker, now, result=f"failed: {text}", error=text)
     except Exception as exc:  # a worker's schedules never take the worker down
-        log.exception("schedule %s failed", schedule.name)
+        from tether.logs import get_logger
+
+        get_logger(LOGGER).exception("schedule_failed", schedule=schedule.name,
+                                     occurrence=iso(occurrence) if occurrence else None)
         text = f"{type(exc).__name__}: {exc}"
         return Fired(schedule, occurrence, worker, now, result=f"failed: {text}", error=text)
     return Fired(schedule, occurrence, worker, now, entries=entries, result=_queued(entries))

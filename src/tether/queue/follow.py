@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tether.errors import TetherError, TransferRejected
 from tether.gitstore.git import Git
@@ -40,6 +41,9 @@ from tether.ids import new_id, new_run_id
 from tether.layout import CLAIMS_REFS, EXPS_REFS, FOLLOW_REFS, QUEUE_REFS
 from tether.queue.base import DEFAULT_QUEUE, FINAL, Entry, QueueBackend
 from tether.structs import field, struct
+
+if TYPE_CHECKING:
+    from tether.cache.remote import TransferResult
 
 DEFAULT_BRANCHES = ("exp/*",)
 SKIP_MARKER = "[skip tether]"
@@ -281,28 +285,31 @@ class Follower:
                 f"pushing results to {self.remote!r} failed: "
                 f"{proc.stderr.decode(errors='replace').strip() or proc.returncode}",
                 hint="the follower needs push access to the remote")
+        from tether.logs import bind
+        from tether.share.sharelog import PUSH, log_transfer
+        from tether.share.transfer import RefResult
+
         published = []
         for entry in done:
             ref = str(entry.result_ref)
             state = status.get(ref, "rejected")
-            note = ""
-            if state == "new":
-                note = self._push_outputs(ref)
+            note, moved = self._push_outputs(ref) if state == "new" else ("", None)
+            with bind(run_id=entry.run_id, exp=entry.name, entry=entry.id, queue=entry.queue):
+                log_transfer(PUSH, self.remote, [RefResult(ref, state)], artifacts=moved,
+                             ref=ref)
             published.append(Published(entry, state, note))
         return published
 
-    def _push_outputs(self, ref: str) -> str:
+    def _push_outputs(self, ref: str) -> tuple[str, TransferResult | None]:
         from tether.config import list_remotes
         from tether.share.transfer import push_artifacts
 
         try:
             if not any(remote.default for remote in list_remotes(self.root)):
-                return ""  # no artifact remote: outputs stay in this clone's cache
-
-            push_artifacts(self.root, [ref])
+                return "", None  # no artifact remote: outputs stay in this clone's cache
+            return "", push_artifacts(self.root, [ref])
         except TetherError as exc:
-            return f"its outputs were not pushed to the artifact remote: {exc}"
-        return ""
+            return f"its outputs were not pushed to the artifact remote: {exc}", None
 
     def note_verdict(self, commit: str, text: str) -> bool:
         """Add `text` (the gate's verdict) to the commit's claim on the remote, as a child

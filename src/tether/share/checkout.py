@@ -12,7 +12,7 @@ from tether.experiments.artifacts import record_outputs, tracked_data
 from tether.experiments.explore import read_records
 from tether.gitstore.git import Git
 from tether.layout import LOCK_FILE
-from tether.share.transfer import resolve_local
+from tether.share.choose import resolve_local
 from tether.structs import field, struct
 
 

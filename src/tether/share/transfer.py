@@ -14,18 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from tether.cache.remote import Progress, TransferResult
-from tether.errors import (
-    ExperimentError,
-    GitStateError,
-    TransferRejected,
-    UsageError,
-)
+from tether.errors import GitStateError, TransferRejected
 from tether.experiments.artifacts import record_outputs, run_cache_entries, tracked_data
 from tether.experiments.explore import read_records
-from tether.gitstore.experiments import ExperimentRef, list_experiments, parse_exp_ref
+from tether.gitstore.experiments import parse_exp_ref
 from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS
 from tether.record.record import RunRecord
+from tether.share.choose import select_local, select_remote, split_remote
+from tether.share.sharelog import PULL, PUSH, log_transfer
 from tether.structs import field, struct
 
 
@@ -79,73 +76,8 @@ class RemoteExperiment:
         return "same" if self.local == self.commit else "diverged"
 
 
-# -- choosing experiments ---------------------------------------------------------
-
-
 # A pull that creates this many refs packs them (git would only at its next gc).
 PACK_REFS_AFTER = 100
-
-
-def resolve_local(git: Git, text: str) -> ExperimentRef:
-    try:
-        from tether.experiments.resolve import resolve_experiment
-    except ImportError:  # pragma: no cover - resolve.py ships with explore
-        every = [e for e in list_experiments(git) if text in (e.ref, e.name)]
-        if len(every) != 1:
-            from tether.errors import ExperimentError
-
-            raise ExperimentError(f"no single experiment named {text!r}") from None
-        return every[0]
-    return resolve_experiment(git, text)
-
-
-def _looks_like_remote(git: Git, text: str) -> bool:
-    """Whether git would take `text` as a remote: a configured one, a URL or a path."""
-    if text in git.out("remote").split():
-        return True
-    if "://" in text or text.endswith(".git") or (git.root / text).exists():
-        return True
-    host, colon, _ = text.partition(":")  # scp-like user@host:path
-    return bool(colon) and "/" not in host
-
-
-def split_remote(git: Git, first: str, names: Sequence[str], *,
-                 local: bool) -> tuple[str, list[str]]:
-    """`tether push|pull [REMOTE] [EXP...]`: the git remote and the experiment names.
-
-    The first word is the remote unless git could not take it as one; then it is the
-    first experiment and the remote is origin. For push it must name a local experiment.
-    """
-    if _looks_like_remote(git, first):
-        return first, list(names)
-    if local:
-        try:
-            resolve_local(git, first)
-        except ExperimentError:
-            raise UsageError(
-                f"{first!r} is neither a git remote nor an experiment",
-                hint="`git remote -v` lists the remotes, `tether show -A` the experiments",
-            ) from None
-    return "origin", [first, *names]
-
-
-def _baseline_sha(git: Git, rev: str) -> str:
-    sha = git.resolve(rev)
-    if sha is None:
-        raise UsageError(f"--baseline {rev!r} names no commit")
-    return sha
-
-
-def select_local(git: Git, names: Sequence[str], *, every: bool = False,
-                 baseline: str | None = None) -> list[ExperimentRef]:
-    """The experiments to push: named ones, all, or those of a baseline (default HEAD)."""
-    if names and (every or baseline):
-        raise UsageError("give experiment names, --all or --baseline, not several")
-    if names:
-        return list({e.ref: e for e in (resolve_local(git, n) for n in names)}.values())
-    if every:
-        return list_experiments(git)
-    return list_experiments(git, _baseline_sha(git, baseline or "HEAD"))
 
 
 # -- git side ----------------------------------------------------------------------
@@ -287,6 +219,8 @@ def push(
                           progress=progress)
         if moved:
             report.artifacts, report.remote = moved
+        log_transfer(PUSH, git_remote, [], artifacts=report.artifacts,
+                     artifact_remote=report.remote)
         return report
     plus = "+" if force else ""
     if every:
@@ -312,6 +246,8 @@ def push(
         if moved:
             report.artifacts, report.remote = moved
             report.owners = _owners(kept, data)
+    log_transfer(PUSH, git_remote, report.refs, artifacts=report.artifacts,
+                 artifact_remote=report.remote)
     return report
 
 
@@ -329,27 +265,6 @@ def push_artifacts(root: Path, refs: Sequence[str], *, remote: str | None = None
     return moved[0] if moved else None
 
 
-def _select_remote(git: Git, found: list[RemoteExperiment], names: Sequence[str], every: bool,
-                   baseline: str | None) -> list[RemoteExperiment]:
-    if names and (every or baseline):
-        raise UsageError("give experiment names, --all or --baseline, not several")
-    if every:
-        return found
-    if names:
-        chosen = []
-        for text in names:
-            match = [e for e in found if text in (e.ref, e.name, f"{e.baseline}/{e.name}")
-                     or (text.count("/") == 1 and e.name == text.split("/")[1]
-                         and e.baseline.startswith(text.split("/")[0]))]
-            if not match:
-                raise ExperimentError(f"the git remote has no experiment {text!r}",
-                                      hint="`tether ls-remote` lists them")
-            chosen.extend(match)
-        return list({e.ref: e for e in chosen}.values())
-    sha = git.resolve(baseline or "HEAD") or (baseline or "")
-    return [e for e in found if e.baseline == sha]
-
-
 def pull(
     root: Path, git_remote: str = "origin", names: Sequence[str] = (), *, every: bool = False,
     baseline: str | None = None, artifacts: bool = True, force: bool = False,
@@ -359,7 +274,7 @@ def pull(
     git = Git(root)
     _check_not_shallow(git)
     git_remote, names = split_remote(git, git_remote, names, local=False)
-    selected = _select_remote(git, ls_remote(root, git_remote), names, every, baseline)
+    selected = select_remote(git, ls_remote(root, git_remote), names, every, baseline)
     report = ShareReport()
     fetch = [e for e in selected if e.state == "new" or (force and e.state == "diverged")]
     for exp in selected:
@@ -394,4 +309,6 @@ def pull(
         if moved:
             report.artifacts, report.remote = moved
             report.owners = _owners(pairs, data)
+    log_transfer(PULL, git_remote, report.refs, artifacts=report.artifacts,
+                 artifact_remote=report.remote)
     return report

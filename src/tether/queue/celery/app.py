@@ -46,6 +46,7 @@ from tether.queue.worker import HOST, Worker, WorkerOptions, WorkerSummary, runn
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
+    from tether.cache.remote import TransferResult
     from tether.queue.celery.backend import CeleryQueue
 
 TASK_NAME = "tether.run_entry"
@@ -228,22 +229,21 @@ class _Runtime:
                     raise
                 time.sleep(delay)
                 delay *= 2
-        get_logger(LOGGER).info("result_pushed", ref=result_ref, remote=self.git_remote)
-        self._publish_artifacts(result_ref)
+        moved = self._publish_artifacts(result_ref)
+        from tether.share.sharelog import PUSH, log_transfer
 
-    def _publish_artifacts(self, result_ref: str) -> None:
+        log_transfer(PUSH, self.git_remote, [result_ref], artifacts=moved, ref=result_ref)
+
+    def _publish_artifacts(self, result_ref: str) -> TransferResult | None:
         """Outputs go to the artifact remote, so the experiment is restorable anywhere."""
         from tether.errors import TetherError
         from tether.share.transfer import push_artifacts
 
         try:
-            moved = push_artifacts(self.root, [result_ref])
-            if moved is not None:
-                get_logger(LOGGER).info("artifacts_pushed", ref=result_ref, sent=len(moved.sent),
-                                        present=moved.present, bytes=moved.bytes,
-                                        failed=len(moved.failed) or None)
+            return push_artifacts(self.root, [result_ref])
         except TetherError as exc:  # the run is recorded and published; say what is missing
             get_logger(LOGGER).warning("artifacts_not_pushed", ref=result_ref, error=str(exc))
+            return None
 
 
 def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
