@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist processes for `make test` (tests marked xdist_group share one). The
+# suite mostly waits on subprocesses, so 2 fit the 2-core machines; pytest exits
+# non-zero (5) when it collects no test, and make fails with it.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck unit bench docs clean
 
@@ -28,7 +32,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_sizes.py
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest -q -x
