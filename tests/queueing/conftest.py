@@ -98,16 +98,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on the private RabbitMQ node run in one xdist worker: each worker would start
-    its own node (the fixture is per process), and an Erlang VM's start costs seconds of
-    both cores. Grouped, only one worker starts it (with `--dist loadgroup`)."""
-    for item in items:
-        if "rabbit_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
-
-
 @pytest.fixture(scope="session")
 def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
     if RABBITMQ_SERVER is None:
