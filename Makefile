@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# pytest-xdist processes for `make test` (tests marked xdist_group share one). The
-# suite mostly waits on subprocesses, so 2 fit the 2-core machines; pytest exits
-# non-zero (5) when it collects no test, and make fails with it.
+# pytest-xdist processes for `make test` (0: none). The suite mostly waits on
+# subprocesses, so 2 fit the 2-core machines; pytest exits non-zero (5) when it
+# collects no test, and make fails with it.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck unit bench docs clean
