@@ -25,9 +25,9 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 demo: $(VENV)/.demo-installed
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
+## Install test dependencies, lint, type-check, check layering and unit sizes, run the suite.
 # The demo's install too, before the suite: tests/test_readme.py runs `make demo`, which
 # would otherwise reinstall tether while the other xdist process's tests import it.
-## Install test dependencies, lint, type-check, check layering and unit sizes, run the suite.
 test: $(VENV)/.test-installed $(VENV)/.demo-installed
 	bash scripts/ensure-services.sh
 	$(BIN)/ruff check src tests bench examples scripts
