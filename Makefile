@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist processes for `make test` (0: none). The suite mostly waits on
+# subprocesses, so 2 fit the 2-core machines; pytest exits non-zero (5) when it
+# collects no test, and make fails with it.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck unit bench docs clean web wheel
 
@@ -34,14 +38,16 @@ wheel: $(BIN)/python
 	$(BIN)/pip wheel --no-deps -w dist .
 
 ## Install test dependencies, lint, type-check, check layering and unit sizes, run the suite.
-test: $(VENV)/.test-installed
+# The demo's install too, before the suite: tests/test_readme.py runs `make demo`, which
+# would otherwise reinstall tether while the other xdist process's tests import it.
+test: $(VENV)/.test-installed $(VENV)/.demo-installed
 	bash scripts/ensure-services.sh
 	bash scripts/build-web.sh
 	$(BIN)/ruff check src tests bench examples scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_sizes.py
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest -q -x
