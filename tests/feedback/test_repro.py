@@ -317,3 +317,29 @@ def test_a_bare_command_in_a_subfolder_reproduces(repo: Path) -> None:
     assert record["kind"] == "command" and record["metrics"] == {"v": 1.5, "seed": 7}
     assert record["spec"]["stages"]["run"]["timeout"] == 60
     assert "1.5" in tether(repo, "repro", "cmd", code=18, DRIFT="1").stdout
+
+
+def test_a_queued_reproduction_needs_the_tags_its_stages_required(project: Path) -> None:
+    """The original's stages `require: [gpu]`: its reproduction waits for a gpu worker, as
+    `run --queue` of the same spec would, instead of running on any worker."""
+    import yaml
+
+    from tether.feedback.repro import enqueue_repro
+    from tether.queue.client import open_queue
+
+    spec = yaml.safe_load((project / "tether.yaml").read_text())
+    first = next(iter(spec["stages"]))
+    spec["stages"][first]["require"] = ["gpu"]
+    (project / "tether.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    git(project, "add", "-f", "tether.yaml", "data/raw.txt")
+    git(project, "commit", "-qm", "the first stage needs a gpu")
+    tether(project, "run", "-n", "base")
+    entry_id = enqueue_repro(project, "base")
+    tether(project, "worker", "--exit-when-idle")  # no tags: nothing it can run
+    backend = open_queue(project)
+    try:
+        entry = backend.get(entry_id)
+    finally:
+        backend.close()
+    assert entry is not None and entry.requires == ("gpu",)
+    assert entry.state == "queued" and entry.attempt == 0

@@ -203,7 +203,7 @@ def enqueue_repro(project_root: Path, target: str, *,
         baseline = exp.ref.baseline
         name = repro_name(exp, taken_names(git, baseline) | backend.reserved_names(baseline))
         commit = snapshot_commit(git, exp)
-        _check_inputs(git, commit, record)
+        _check_inputs(git, commit, record, getattr(backend, "git_remote", None))
         snapshot_ref = f"{QUEUE_REFS}{new_id()}"
         git.update_ref(snapshot_ref, commit, old="")
         entry = Entry(
@@ -214,7 +214,7 @@ def enqueue_repro(project_root: Path, target: str, *,
             limits=arguments["limits"], wdir=arguments["wdir"],
             env={SEED: seed} if (seed := recorded_seed(record)) is not None else {},
             message=f"reproduction of {exp.ref.name}", force=True, created_at=now,
-            reproduces=reproduces,
+            reproduces=reproduces, requires=_requirements(record),
         )
         try:
             backend.enqueue([entry], now)
@@ -229,9 +229,24 @@ def enqueue_repro(project_root: Path, target: str, *,
     return entry.id
 
 
-def _check_inputs(git: Git, commit: str, record: RunRecord) -> None:
+def _requirements(record: RunRecord) -> tuple[str, ...]:
+    """The worker tags the original's stages `require`d (from its recorded spec), so the
+    reproduction goes to a worker that can run it, as `run --queue` would send it."""
+    from tether.queue.base import check_tags
+
+    stages = record.spec.get("stages") if record.kind != "command" else None
+    if not isinstance(stages, dict):
+        return ()
+    wanted = [str(tag) for ran in record.stages if isinstance(spec := stages.get(ran.name), dict)
+              and isinstance(spec.get("require"), list) for tag in spec["require"]]
+    return check_tags(wanted, f"the `require:` recorded by {record.name!r}")
+
+
+def _check_inputs(git: Git, commit: str, record: RunRecord,
+                  remote_workers: str | None) -> None:
     """Refuse to queue a reproduction whose worker would lack an input (as `run --queue`):
-    the dependencies no stage of the original's spec produces, with the hashes it read."""
+    the dependencies no stage of the original's spec produces, with the hashes it read.
+    `remote_workers`: as for `check_queued_inputs` (Celery workers on other machines)."""
     from tether.project import object_store
     from tether.queue.inputs import NeededInput, check_needed_inputs
 
@@ -248,7 +263,7 @@ def _check_inputs(git: Git, commit: str, record: RunRecord) -> None:
                        for out in produced):
                 key = ran.deps.get(dep)
                 needed.append(NeededInput(ran.name, dep, key if isinstance(key, str) else None))
-    check_needed_inputs(git, commit, needed, lambda: object_store(git.root))
+    check_needed_inputs(git, commit, needed, lambda: object_store(git.root), remote_workers)
 
 
 @struct
