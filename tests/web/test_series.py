@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from conftest import git
 from helpers import exp_refs, record_of
 from tether.gitstore.git import Git
-from tether.web.catalog import LRU
 from tether.web.downsample import lttb
-from tether.web.series import FloatLRU, RecordSteps, SeriesStore, axis
+from tether.web.lru import LRU
+from tether.web.series import RecordSteps, SeriesStore, axis
 from tether.web.seriesfiles import SeriesFiles
 from tether.web.steps import points_of
 from web.conftest import _env, client_for, record
@@ -153,14 +153,14 @@ def test_series_files_serve_a_new_viewer_and_bad_ones_are_made_again(
 
 
 def test_the_cache_holds_at_most_its_floats() -> None:
-    cache = FloatLRU(10)
+    cache = LRU(10)
     cache.put("a", 1, 4)
     cache.put("b", 2, 4)
     assert cache.get("a") == 1  # now the most recent
     cache.put("c", 3, 4)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     cache.put("huge", 4, 11)
-    assert cache.get("huge") is None and cache.floats == 8
+    assert cache.get("huge") is None and cache.weight == 8
 
 
 def test_missing_git_object_is_not_a_crash(tmp_path: Path) -> None:

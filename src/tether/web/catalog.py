@@ -13,7 +13,6 @@ import contextlib
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,34 +27,13 @@ from tether.experiments.explore import (
 )
 from tether.experiments.index import IndexedExperiment, index_path, refresh
 from tether.gitstore.git import Git
+from tether.web.lru import LRU
 
 SORT_KEYS = ("name", "created", "status", "duration")
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 QUERIES_KEPT = 16  # sorted selections remembered per snapshot (paging reuses them)
 WARM_PATIENCE = 3.0  # seconds the experiments wait to be read into memory for the first page
-
-
-class LRU:
-    """A small thread-safe cache of the most recently used answers."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
 
 class Selection:

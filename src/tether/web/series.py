@@ -14,15 +14,14 @@ and oversized integers are left out, as `steps.points_of` leaves them).
 from __future__ import annotations
 
 import contextlib
-import threading
 from array import array
-from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 from tether.gitstore.git import Git
+from tether.web.lru import LRU
 from tether.web.seriesfiles import Columns, SeriesFiles
 
 _NAN = float("nan")
@@ -32,37 +31,6 @@ EAGER_METRICS = 8  # metrics of a record turned into columns when it is read; ot
 DEFAULT_FLOATS = 24_000_000  # ≈ 190 MB of columns
 
 _EMPTY: Columns = (array("d"), array("d"), array("d"))
-
-
-class FloatLRU:
-    """A thread-safe least-recently-used cache bounded by the floats of its columns."""
-
-    def __init__(self, max_floats: int) -> None:
-        self.max_floats = max_floats
-        self.floats = 0
-        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return None
-            self._items.move_to_end(key)
-            return found[0]
-
-    def put(self, key: Any, value: Any, floats: int) -> None:
-        if floats > self.max_floats:
-            return  # bigger than the whole cache: used once, not kept
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.floats -= old[1]
-            self._items[key] = (value, floats)
-            self.floats += floats
-            while self.floats > self.max_floats:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self.floats -= dropped
 
 
 def _floats(values: list[Any]) -> array[float]:
@@ -190,8 +158,8 @@ class SeriesStore:
     def __init__(self, files: SeriesFiles | None = None,
                  max_floats: int = DEFAULT_FLOATS) -> None:
         self.files = files
-        self.columns = FloatLRU(max_floats)  # (commit, metric) → Columns, _EMPTY if absent
-        self.names = FloatLRU(1_000_000)  # commit → frozenset of step metric names
+        self.columns = LRU(max_floats)  # (commit, metric) → Columns, _EMPTY if absent
+        self.names = LRU(1_000_000)  # commit → frozenset of step metric names
         self.reads = 0  # records decoded: what the tests count
 
     def metric_names(self, git: Git, commits: list[str]) -> list[frozenset[str]]:

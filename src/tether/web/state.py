@@ -8,7 +8,8 @@ from typing import Any
 from starlette.requests import Request
 
 from tether.layout import state_dir
-from tether.web.catalog import LRU, Catalog
+from tether.web.catalog import Catalog
+from tether.web.lru import LRU
 from tether.web.security import Policy
 from tether.web.series import SeriesStore
 from tether.web.seriesfiles import SeriesFiles
