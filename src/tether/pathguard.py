@@ -69,6 +69,12 @@ def check_relpath(path: str, *, where: str) -> str:
     return path
 
 
+def overlaps(path: str, other: str) -> bool:
+    """Whether two work-tree paths (`/`-separated, relative) are the same, or one is a
+    folder holding the other."""
+    return path == other or path.startswith(other + "/") or other.startswith(path + "/")
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 

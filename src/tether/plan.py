@@ -16,6 +16,7 @@ from tether.errors import ParamsError, SpecError
 from tether.layout import DEFAULT_PARAMS
 from tether.lockfile import StageLock
 from tether.parameters import Params
+from tether.pathguard import overlaps
 from tether.spec import Pipeline, Stage
 from tether.structs import field, struct
 
@@ -193,5 +194,4 @@ def make_plan(
 
 
 def _produced_by_pipeline(dep: str, produced: set[str]) -> bool:
-    return any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
-               for out in produced)
+    return any(overlaps(dep, out) for out in produced)

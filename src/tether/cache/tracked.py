@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tether.errors import UnsafePathError, UsageError
+from tether.pathguard import overlaps
 from tether.structs import struct
 
 if TYPE_CHECKING:
@@ -237,7 +238,6 @@ def external_deps(pipeline: Pipeline, order: list[str]) -> list[tuple[str, str]]
     found = []
     for name in order:
         for dep in pipeline.stages[name].deps:
-            if not any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
-                       for out in produced):
+            if not any(overlaps(dep, out) for out in produced):
                 found.append((name, dep))
     return found

@@ -33,7 +33,7 @@ from tether.cache.sources import Progress, SourceIdentity, describe_change, fetc
 from tether.errors import DataSourceError, RemoteError, TetherError
 from tether.layout import CACHE_DIR, cache_root, tmp_dir
 from tether.lockfile import SourcePin, read_pins, write_pins
-from tether.pathguard import WorkTreeGuard
+from tether.pathguard import WorkTreeGuard, overlaps
 from tether.spec import DataSource, Pipeline
 from tether.structs import field, struct
 from tether.urls import mask_urls
@@ -64,14 +64,10 @@ def project_access(root: Path,
                         remote=lambda: open_remote(root), progress=progress)
 
 
-def _covers(path: str, dep: str) -> bool:
-    return path == dep or path.startswith(dep + "/") or dep.startswith(path + "/")
-
-
 def needed_sources(pipeline: Pipeline, order: Iterable[str]) -> list[DataSource]:
     """The sources a stage in `order` depends on (by path, or a folder around it)."""
     deps = [dep for name in order for dep in pipeline.stages[name].deps]
-    return [s for s in pipeline.data.values() if any(_covers(s.path, dep) for dep in deps)]
+    return [s for s in pipeline.data.values() if any(overlaps(s.path, dep) for dep in deps)]
 
 
 def _current_pin(source: DataSource, pins: dict[str, SourcePin]) -> SourcePin | None:

@@ -27,7 +27,7 @@ from tether.feedback.reproverdict import ReproVerdict, judge_reproduction, parse
 from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git, ident_of
 from tether.layout import RECORD_LOGS_DIR, RECORD_PATH, STATE_DIR
-from tether.pathguard import check_relpath
+from tether.pathguard import check_relpath, overlaps
 from tether.record.record import RunRecord
 from tether.structs import struct
 
@@ -259,8 +259,7 @@ def _check_inputs(git: Git, commit: str, record: RunRecord,
     for ran in record.stages:
         for dep in (stages.get(ran.name) or {}).get("deps") or ():
             dep = check_relpath(str(dep), where=f"the spec recorded by {record.name!r}")
-            if not any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
-                       for out in produced):
+            if not any(overlaps(dep, out) for out in produced):
                 key = ran.deps.get(dep)
                 needed.append(NeededInput(ran.name, dep, key if isinstance(key, str) else None))
     check_needed_inputs(git, commit, needed, lambda: object_store(git.root), remote_workers)

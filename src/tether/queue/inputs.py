@@ -22,6 +22,7 @@ from tether.errors import MissingInputError
 from tether.gitstore.git import Git
 from tether.gitstore.submodules import in_submodules
 from tether.lockfile import StageLock
+from tether.pathguard import overlaps
 from tether.spec import Pipeline
 from tether.structs import struct
 
@@ -47,8 +48,7 @@ def external_inputs(
     needed: list[NeededInput] = []
     fetched = [source.path for source in pipeline.data.values()]
     for name, dep in external_deps(pipeline, order):
-        if any(dep == path or dep.startswith(path + "/") or path.startswith(dep + "/")
-               for path in fetched):
+        if any(overlaps(dep, path) for path in fetched):
             continue  # a declared data source: the run puts it in place (see below)
         locked = lock.get(name)
         key = locked.deps.get(dep) if locked is not None else None

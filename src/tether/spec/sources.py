@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from types import MappingProxyType
 
+from tether.pathguard import overlaps
 from tether.spec.fields import check_keys
 from tether.spec.model import DataSource, Stage
 from tether.spec.nodes import Entry, Node, Problems, describe
@@ -142,8 +143,7 @@ def check_sources_against_stages(sources: dict[str, DataSource], stages: dict[st
     output."""
     for source in sources.values():
         for stage in stages.values():
-            clash = [out for out in stage.outs if out == source.path
-                     or source.path.startswith(out + "/") or out.startswith(source.path + "/")]
+            clash = [out for out in stage.outs if overlaps(out, source.path)]
             if clash:
                 problems.add(source.line, f"data.{source.name}.path",
                              f"{source.path} is also an output of stage {stage.name!r} "
