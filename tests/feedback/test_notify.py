@@ -126,7 +126,7 @@ stages:
                                 env={**os.environ, **env},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            [reminder] = receiver.wait_for(1)
+            reminder = receiver.wait_for(1)[0]  # the next one is due 1 s later
             assert proc.poll() is None  # still running
             (repo / "go").write_text("")
             _, err = proc.communicate(timeout=60)
@@ -341,14 +341,18 @@ def test_a_reminder_with_a_learned_expected_duration(repo: Path) -> None:
                                 cwd=repo, env={**os.environ, **env}, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            [reminder] = receiver.wait_for(1)
+            # The learned duration of a stage this short is a fraction of a second, so
+            # reminders 2 and 3 may land before the test thread wakes: the first one counts.
+            reminders = receiver.wait_for(1)
             (repo / "go").write_text("")
             _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == 0, err
-    message = reminder.json()["message"]
+    assert 1 <= len(reminders) <= 3
+    assert all("Reminder" in r.json()["message"] for r in reminders), [r.json() for r in reminders]
+    message = reminders[0].json()["message"]
     assert "learned: p90 of the last 5 successful runs" in message, message
 
 

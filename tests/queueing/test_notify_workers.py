@@ -75,7 +75,8 @@ def test_a_queued_run_gets_a_learned_reminder_and_then_succeeds(project: Path,
             env={**os.environ, **env}, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
         try:
-            [reminder] = receiver.wait_for(1, timeout=60)
+            # Reminders 2 and 3 of a learned sub-second duration may already be in.
+            reminder = receiver.wait_for(1, timeout=60)[0]
             assert worker.poll() is None  # the run goes on
             gate.write_text("")
             _, err = worker.communicate(timeout=120)
