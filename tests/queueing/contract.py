@@ -305,11 +305,11 @@ class QueueContract:
         backend.announce_worker("host:1", ["default", "gpu"], T0, 10, ("gpu", "a100"))
         backend.announce_worker("host:2", ["default"], T0, 10)
         assert backend.live_workers(T0 + 5) == [
-            WorkerInfo("host:1", ("default", "gpu"), ("a100", "gpu"), T0 + 10),
-            WorkerInfo("host:2", ("default",), (), T0 + 10)]
+            WorkerInfo("host:1", ("default", "gpu"), ("a100", "gpu"), T0 + 10, T0),
+            WorkerInfo("host:2", ("default",), (), T0 + 10, T0)]
         assert backend.stats(T0 + 5).workers == {"default": 2, "gpu": 1}
         backend.announce_worker("host:1", ["default", "gpu"], T0 + 8, 10, ("gpu", "a100"))
-        assert [w.id for w in backend.live_workers(T0 + 12)] == ["host:1"]  # host:2 went quiet
+        assert [(w.id, w.seen) for w in backend.live_workers(T0 + 12)] == [("host:1", T0 + 8)]
         backend.retire_worker("host:1")
         assert backend.live_workers(T0 + 12) == []
 

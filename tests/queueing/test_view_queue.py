@@ -127,6 +127,7 @@ def test_queue_lists_idle_workers_and_why_an_entry_waits_and_reads_only(
         idle = workers["cpubox:7"]
         assert idle["state"] == "idle" and idle["tags"] == ["cpu"]
         assert idle["queues"] == ["default"] and idle["until"] == pytest.approx(now + 600)
+        assert idle["last_heartbeat"] == pytest.approx(now)  # its announcement, though idle
         assert workers["gone:9"]["state"] == "busy" and workers["gone:9"]["until"] is None
     assert entries_of(project)["lost"] == "running"
     with viewer(project) as client:

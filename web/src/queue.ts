@@ -15,7 +15,7 @@ function blockedRow(id: string, reason: string): HTMLTableRowElement {
   return h("tr", { class: "blocked-row", "data-blocked-for": id }, h("td", { colspan: HEADINGS.length }, h("div", { class: "blocked-reason" }, reason)));
 }
 
-/** A busy worker's last lease renewal, else how long its announcement keeps it live. */
+/** A worker's last heartbeat (announcement or lease renewal), else how long its announcement keeps it live. */
 function presence(worker: QueueWorker): string {
   if (worker.last_heartbeat !== null && worker.last_heartbeat !== undefined) return formatCreated(worker.last_heartbeat, true);
   if (worker.until !== null && worker.until !== undefined) return `presence until ${formatCreated(worker.until, true)}`;

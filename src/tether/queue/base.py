@@ -150,16 +150,22 @@ class WorkerInfo:
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     tags: tuple[str, ...] = ()
     until: float = 0.0  # no heartbeat by then: the worker is gone
+    seen: float | None = None  # its last announcement (heartbeat round); None: not kept
 
 
-def workers_from_rows(rows: Iterable[tuple[str, str, float, str]]) -> list[WorkerInfo]:
-    """Live workers, by id, from (worker, queue, until, comma-joined tags) announcements."""
+def workers_from_rows(
+    rows: Iterable[tuple[str, str, float, str, float | None]],
+) -> list[WorkerInfo]:
+    """Live workers, by id, from (worker, queue, until, comma-joined tags, announced at)
+    announcements."""
     found: dict[str, WorkerInfo] = {}
-    for worker, queue, until, tags in rows:
+    for worker, queue, until, tags, seen in rows:
         known = found.get(worker)
         queues = (*known.queues, queue) if known else (queue,)
+        seens = [s for s in (seen, known.seen if known else None) if s is not None]
         found[worker] = WorkerInfo(worker, queues, tuple(t for t in tags.split(",") if t),
-                                   max(until, known.until if known else until))
+                                   max(until, known.until if known else until),
+                                   max(seens) if seens else None)
     return [found[worker] for worker in sorted(found)]
 
 

@@ -78,12 +78,12 @@ class EmbeddedQueue:
         try:
             db = self._db()
             db.executescript(SCHEMA)  # idempotent; manages its transaction
-            for table, column, default in (("entries", "requires", "'[]'"),
-                                           ("workers", "tags", "''")):
+            for table, column, declared in (("entries", "requires", "TEXT NOT NULL DEFAULT '[]'"),
+                                            ("workers", "tags", "TEXT NOT NULL DEFAULT ''"),
+                                            ("workers", "seen", "REAL")):
                 columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                if column not in columns:  # a queue made before requirements existed
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL "
-                               f"DEFAULT {default}")
+                if column not in columns:  # a queue made before that column existed
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         except sqlite3.DatabaseError as exc:
             raise _unusable(path, exc) from exc
 

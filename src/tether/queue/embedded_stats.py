@@ -29,6 +29,7 @@ MONITORING_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT NOT NULL, queue TEXT NOT NULL, until REAL NOT NULL, tags TEXT NOT NULL DEFAULT '',
+    seen REAL,
     PRIMARY KEY (id, queue)
 );
 CREATE INDEX IF NOT EXISTS entries_waiting ON entries (queue, {_SINCE})
@@ -58,14 +59,15 @@ def announce(db: sqlite3.Connection, worker: str, queues: Sequence[str], until: 
     """Note that `worker` serves `queues` with `tags` until `until`, inside the caller's
     transaction."""
     joined = ",".join(sorted(set(tags)))
-    db.executemany("INSERT OR REPLACE INTO workers (id, queue, until, tags) VALUES (?, ?, ?, ?)",
-                   [(worker, queue, until, joined) for queue in queues])
+    db.executemany("INSERT OR REPLACE INTO workers (id, queue, until, tags, seen) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   [(worker, queue, until, joined, now) for queue in queues])
     db.execute("DELETE FROM workers WHERE until < ?", (now - FORGET_WORKERS_AFTER,))
 
 
 def live_workers(db: sqlite3.Connection, now: float) -> list[WorkerInfo]:
     """The workers whose announcement runs at `now`, by id."""
-    rows = db.execute("SELECT id, queue, until, tags FROM workers WHERE until >= ? "
+    rows = db.execute("SELECT id, queue, until, tags, seen FROM workers WHERE until >= ? "
                       "ORDER BY id, queue", (now,))
     return workers_from_rows(rows)
 

@@ -44,15 +44,18 @@ def _workers_json(live: list[Any], rows: list[Any]) -> list[dict[str, Any]]:
     for worker in live:
         held = busy.pop(worker.id, [])
         found.append(_worker_json(worker.id, held, list(worker.queues), list(worker.tags),
-                                  worker.until))
+                                  worker.until, worker.seen))
     for worker_id, held in sorted(busy.items()):  # its announcement ran out: lease only
-        found.append(_worker_json(worker_id, held, sorted({e.queue for e in held}), [], None))
+        found.append(_worker_json(worker_id, held, sorted({e.queue for e in held}), [], None,
+                                  None))
     return found
 
 
 def _worker_json(worker_id: str, held: list[Any], queues: list[str], tags: list[str],
-                 until: float | None) -> dict[str, Any]:
+                 until: float | None, seen: float | None) -> dict[str, Any]:
+    """`last_heartbeat`: the newest of its presence announcement and its leases' renewals."""
     beats = [e.heartbeat_at for e in held if e.heartbeat_at is not None]
+    beats += [seen] if seen is not None else []
     return {"id": worker_id, "host": worker_id.rsplit(":", 1)[0],
             "state": "busy" if held else "idle", "entries": [e.id for e in held],
             "queues": queues, "tags": tags, "until": until,

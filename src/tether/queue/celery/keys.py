@@ -14,6 +14,7 @@ Keys, under the prefix `P` = `tether:<namespace>:`:
 - `P counters`: a hash of the `retries` and `lost_workers` counters (the Lua scripts
   count them); `P workers`: zset of `<worker>\t<queue>\t<tags>` (tags joined by
   commas) → end of the worker's presence lease, renewed with its heartbeats;
+  `P workers_seen`: zset of `<worker>` → when it last announced itself;
 - `P wakeups`: a list of at most one item, pushed whenever entries become waiting
   with no wake-up sent for them (enqueue, `tether queue retry`, a requeue seen by a
   client). Celery workers block on it and send the wake-ups themselves, so a client
@@ -176,7 +177,9 @@ def announce_worker(conn: redis.Redis, prefix: str, worker: str, queues: Sequenc
     joined = ",".join(sorted(set(tags)))
     pipe = conn.pipeline(transaction=True)
     pipe.zadd(f"{prefix}workers", {f"{worker}\t{queue}\t{joined}": until for queue in queues})
+    pipe.zadd(f"{prefix}workers_seen", {worker: now})
     pipe.zremrangebyscore(f"{prefix}workers", "-inf", now - FORGET_WORKERS_AFTER)
+    pipe.zremrangebyscore(f"{prefix}workers_seen", "-inf", now - FORGET_WORKERS_AFTER)
     pipe.execute()
 
 
@@ -184,20 +187,26 @@ def retire_worker(conn: redis.Redis, prefix: str, worker: str) -> None:
     """Forget `worker`'s announcements."""
     members = cast("list[bytes]", conn.zrange(f"{prefix}workers", 0, -1))
     mine = [m for m in members if m.decode().partition("\t")[0] == worker]
+    pipe = conn.pipeline(transaction=True)
     if mine:
-        conn.zrem(f"{prefix}workers", *mine)
+        pipe.zrem(f"{prefix}workers", *mine)
+    pipe.zrem(f"{prefix}workers_seen", worker)
+    pipe.execute()
 
 
 def live_workers(conn: redis.Redis, prefix: str, now: float) -> list[WorkerInfo]:
     """The workers whose announcement runs at `now`, by id."""
     members = cast("list[tuple[bytes, float]]", conn.zrangebyscore(
         f"{prefix}workers", number(now), "+inf", withscores=True))
-    rows = []
+    parsed = []
     for member, until in members:
         worker, _, rest = member.decode().partition("\t")
         queue, _, tags = rest.partition("\t")
-        rows.append((worker, queue, float(until), tags))
-    return workers_from_rows(rows)
+        parsed.append((worker, queue, float(until), tags))
+    ids = sorted({row[0] for row in parsed})
+    scores = conn.zmscore(f"{prefix}workers_seen", ids) if ids else []
+    seen = dict(zip(ids, scores, strict=True))
+    return workers_from_rows((*row, seen.get(row[0])) for row in parsed)
 
 
 def stats_from_json(raw: bytes) -> QueueStats:
