@@ -238,6 +238,19 @@ class QueueContract:
         assert backend.claim_occurrence("nightly", T0 + 2 * 86400, "w2", T0 + 2 * 86400)
         assert backend.fired()["nightly"].worker == "w2"
 
+    def test_a_run_by_hand_is_kept_apart_from_the_occurrences(
+        self, backend: QueueBackend
+    ) -> None:
+        assert backend.by_hand() == {}
+        assert backend.claim_occurrence("nightly", T0, "w1", T0 + 1)
+        backend.note_by_hand("nightly", "laptop:7", T0 + 50, "queued e1 calm-fox")
+        backend.note_by_hand("nightly", "laptop:8", T0 + 60, "queued e2 bold-owl")
+        [hand] = backend.by_hand().values()
+        assert (hand.schedule, hand.occurrence, hand.worker, hand.result) == (
+            "nightly", T0 + 60, "laptop:8", "queued e2 bold-owl")
+        assert backend.fired()["nightly"].occurrence == T0  # the claims are untouched
+        assert backend.claim_occurrence("nightly", T0 + 30, "w2", T0 + 30)
+
     def test_concurrent_claims_of_one_occurrence_have_one_winner(
         self, backend: QueueBackend
     ) -> None:

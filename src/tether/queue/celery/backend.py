@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tether.layout import queue_dir
-from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome, can_run
+from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Firing, Outcome, can_run
+from tether.queue.celery import keys
 from tether.queue.celery.settings import CeleryConfig, load_celery_config, push_snapshots
 from tether.queue.celery.state import RedisState
 
@@ -120,6 +121,13 @@ class CeleryQueue(RedisState):
         if due:
             self.dispatch(due, now)
         return due
+
+    def note_by_hand(self, schedule: str, worker: str, at: float, result: str) -> None:
+        self._retrying(lambda: keys.write_by_hand(self.redis, self.prefix, schedule, worker,
+                                                  at, result))
+
+    def by_hand(self) -> dict[str, Firing]:
+        return self._retrying(lambda: keys.read_by_hand(self.redis, self.prefix))
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
         entry = super().retry(entry_id, name=name, run_id=run_id, now=now)
