@@ -23,6 +23,7 @@ from helpers import exp_refs, record_of
 from queueing.conftest import start_worker, tether
 from queueing.servers import RedisServer
 from tether.feedback.scheduler import BY_HAND, SCHEDULED, Scheduler, list_schedules, run_now
+from tether.queue.base import Entry
 from tether.queue.client import open_queue
 from tether.queue.embedded import EmbeddedQueue
 from tether.queue.worker import Worker, WorkerOptions
@@ -101,16 +102,51 @@ def test_two_celery_workers_enqueue_each_occurrence_exactly_once(
     _each_occurrence_once(project, workers, main, 2)
 
 
+def test_a_following_worker_fires_and_runs_schedules_once_beside_a_plain_one(
+    project: Path, workers: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    main = _commit_schedules(project, SMOKE)
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(project, "remote", "add", "origin", str(bare))
+    git(project, "push", "-q", "origin", "HEAD:refs/heads/main")
+    # Alone, with passes 30 s apart: what a schedule queues runs at once all the same.
+    follower = start_worker(project, "--follow", "origin")
+    workers.append(follower)
+    deadline = time.monotonic() + 90
+    done: list[str] = []
+    while time.monotonic() < deadline and len(done) < 2:
+        time.sleep(0.5)
+        done = [e.message for e in _entries(project) if e.state == "done"]
+    follower.send_signal(signal.SIGTERM)
+    log = follower.communicate(timeout=120)[1]
+    assert len(done) >= 2 and all(m.startswith("schedule:smoke (") for m in done), log
+    assert "event=schedule_fired" in log and "event=entry_done" in log
+    workers.remove(follower)
+    # Beside a plain worker: each occurrence once, whichever of them claims it.
+    _each_occurrence_once(project, workers, main, [(), ("--follow", "origin")])
+
+
+def _entries(project: Path) -> list[Entry]:
+    queue = open_queue(project)
+    try:
+        return queue.entries()
+    finally:
+        queue.close()
+
+
 def _each_occurrence_once(project: Path, workers: list[subprocess.Popen[str]], main: str,
-                          count: int) -> None:
+                          count: int | list[tuple[str, ...]]) -> None:
     tether(project, "run", "--queue", "-n", "warm-up")  # creates the queue's state
-    for _ in range(count):
-        workers.append(start_worker(project))
+    before = {entry.id for entry in _entries(project)}
+    for args in [()] * count if isinstance(count, int) else count:
+        workers.append(start_worker(project, *args))
     deadline = time.monotonic() + 90
     fired: list[str] = []
+    earlier = json.loads(tether(project, "schedule", "list", "--json").stdout)["last"]
     while time.monotonic() < deadline:
         listed = json.loads(tether(project, "schedule", "list", "--json").stdout)
-        if listed["last"] is not None:
+        if listed["last"] not in (None, earlier):
             fired.append(listed["last"]["occurrence"])
         if len(set(fired)) >= 5:
             break
@@ -126,11 +162,7 @@ def _each_occurrence_once(project: Path, workers: list[subprocess.Popen[str]], m
     assert len(set(occurrences)) >= 5, logs
     assert Counter(occurrences).most_common(1)[0][1] == 1, lines  # never twice
     assert all(line["result"].startswith("queued ") for line in lines), lines
-    queue = open_queue(project)
-    try:
-        entries = [e for e in queue.entries() if e.name != "warm-up"]
-    finally:
-        queue.close()
+    entries = [e for e in _entries(project) if e.name != "warm-up" and e.id not in before]
     messages = [entry.message for entry in entries]
     assert sorted(messages) == sorted(f"schedule:smoke ({o})" for o in occurrences)
     assert len(set(messages)) == len(messages)
