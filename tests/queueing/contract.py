@@ -66,6 +66,23 @@ class QueueContract:
         assert backend.get("nope") is None
         assert backend.entries(states=[RUNNING]) == []
 
+    def test_entries_by_state_agree_with_all_entries(self, backend: QueueBackend) -> None:
+        entries = [make_entry(queue=q) for q in ("a", "b", "a", "a", "b")]
+        backend.enqueue(entries, T0)
+        one = backend.claim(["a"], "w1", T0, 60)
+        two = backend.claim(["b"], "w1", T0, 60)
+        assert one is not None and two is not None
+        backend.finish(one.id, one.attempt, "w1", Outcome(DONE), T0 + 1)
+        backend.finish(two.id, two.attempt, "w1", Outcome(RETRYING, not_before=T0 + 9), T0)
+        assert backend.claim(["a"], "w2", T0 + 2, 60) is not None
+        everything = backend.entries()
+        assert [e.id for e in everything] == [e.id for e in entries]
+        for states in ([QUEUED], [RUNNING], [QUEUED, RETRYING, RUNNING], [RETRYING, DONE]):
+            for queues in (None, ["a"], ["b", "c"]):
+                expected = [e for e in everything if e.state in states
+                            and (queues is None or e.queue in queues)]
+                assert backend.entries(states=states, queues=queues) == expected
+
     def test_a_reproduction_keeps_its_link_to_the_original(self, backend: QueueBackend) -> None:
         link = {"id": "run0", "ref": "refs/tether/exps/" + "b" * 40 + "/base", "commit": "c" * 40,
                 "name": "base", "tolerances": {"acc": {"kind": "rel", "value": 0.01}},

@@ -39,7 +39,7 @@ from tether.queue.follow import (
     remote_branches,
     remote_slug,
 )
-from tether.queue.timing import start_ticks
+from tether.queue.timing import Ticker
 from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
 from tether.structs import field, replace, struct
 
@@ -80,27 +80,20 @@ def follow(
     (it enqueued) ends the wait for the next pass, so what it queued runs at once."""
     stop = stop or threading.Event()
     wake = threading.Event()
-    ticks_stop = threading.Event()
-    ticks = _start_ticks(options.worker, stop, wake, ticks_stop)
+    tick = options.worker.on_tick
+
+    def ticking(now: float) -> None:
+        if tick is not None and not stop.is_set() and tick(now):
+            wake.set()
+
+    ticker = Ticker(ticking if tick is not None else None, options.worker.tick_every,
+                    options.worker.clock)
+    ticker.tick_now()  # what is due now is queued before the first pass looks (--once)
+    ticker.start()
     try:
         return _follow_loop(root, backend, options, stop, wake, on_pass, on_result)
     finally:
-        ticks_stop.set()
-        if ticks is not None:
-            ticks.join(5)
-
-
-def _start_ticks(worker: WorkerOptions, stop: threading.Event, wake: threading.Event,
-                 ticks_stop: threading.Event) -> threading.Thread | None:
-    tick = worker.on_tick
-    if tick is None:
-        return None
-
-    def ticking(now: float) -> None:
-        if not stop.is_set() and tick(now):
-            wake.set()
-
-    return start_ticks(ticking, worker.tick_every, worker.clock, ticks_stop)
+        ticker.stop(5)
 
 
 def _follow_loop(

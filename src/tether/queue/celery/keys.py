@@ -257,3 +257,20 @@ def read_by_hand(conn: redis.Redis, prefix: str) -> dict[str, Firing]:
             at = float(data["at"])
             found[name] = Firing(name, at, data["worker"], at, data.get("result", ""))
     return found
+
+
+def live_ids(conn: redis.Redis, prefix: str) -> list[str]:
+    """The ids of the waiting and running entries (`P waiting`, `P leases`, read in one
+    transaction), in enqueue order: what a worker deciding whether it is idle reads,
+    without going through every entry kept."""
+    pipe = conn.pipeline(transaction=True)
+    pipe.zrange(f"{prefix}waiting", 0, -1)
+    pipe.zrange(f"{prefix}leases", 0, -1)
+    waiting, running = pipe.execute()
+    ids = list(dict.fromkeys(value.decode() for value in [*waiting, *running]))
+    if not ids:
+        return []
+    seqs = conn.zmscore(f"{prefix}all", ids)
+    order = {entry_id: seq if seq is not None else float("inf")
+             for entry_id, seq in zip(ids, seqs, strict=True)}
+    return sorted(ids, key=order.__getitem__)
