@@ -66,6 +66,23 @@ class QueueContract:
         assert backend.get("nope") is None
         assert backend.entries(states=[RUNNING]) == []
 
+    def test_entries_by_state_agree_with_all_entries(self, backend: QueueBackend) -> None:
+        entries = [make_entry(queue=q) for q in ("a", "b", "a", "a", "b")]
+        backend.enqueue(entries, T0)
+        one = backend.claim(["a"], "w1", T0, 60)
+        two = backend.claim(["b"], "w1", T0, 60)
+        assert one is not None and two is not None
+        backend.finish(one.id, one.attempt, "w1", Outcome(DONE), T0 + 1)
+        backend.finish(two.id, two.attempt, "w1", Outcome(RETRYING, not_before=T0 + 9), T0)
+        assert backend.claim(["a"], "w2", T0 + 2, 60) is not None
+        everything = backend.entries()
+        assert [e.id for e in everything] == [e.id for e in entries]
+        for states in ([QUEUED], [RUNNING], [QUEUED, RETRYING, RUNNING], [RETRYING, DONE]):
+            for queues in (None, ["a"], ["b", "c"]):
+                expected = [e for e in everything if e.state in states
+                            and (queues is None or e.queue in queues)]
+                assert backend.entries(states=states, queues=queues) == expected
+
     def test_a_reproduction_keeps_its_link_to_the_original(self, backend: QueueBackend) -> None:
         link = {"id": "run0", "ref": "refs/tether/exps/" + "b" * 40 + "/base", "commit": "c" * 40,
                 "name": "base", "tolerances": {"acc": {"kind": "rel", "value": 0.01}},
@@ -237,6 +254,19 @@ class QueueContract:
         assert backend.fired()["nightly"].result == ""
         assert backend.claim_occurrence("nightly", T0 + 2 * 86400, "w2", T0 + 2 * 86400)
         assert backend.fired()["nightly"].worker == "w2"
+
+    def test_a_run_by_hand_is_kept_apart_from_the_occurrences(
+        self, backend: QueueBackend
+    ) -> None:
+        assert backend.by_hand() == {}
+        assert backend.claim_occurrence("nightly", T0, "w1", T0 + 1)
+        backend.note_by_hand("nightly", "laptop:7", T0 + 50, "queued e1 calm-fox")
+        backend.note_by_hand("nightly", "laptop:8", T0 + 60, "queued e2 bold-owl")
+        [hand] = backend.by_hand().values()
+        assert (hand.schedule, hand.occurrence, hand.worker, hand.result) == (
+            "nightly", T0 + 60, "laptop:8", "queued e2 bold-owl")
+        assert backend.fired()["nightly"].occurrence == T0  # the claims are untouched
+        assert backend.claim_occurrence("nightly", T0 + 30, "w2", T0 + 30)
 
     def test_concurrent_claims_of_one_occurrence_have_one_winner(
         self, backend: QueueBackend

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -21,7 +22,8 @@ from feedback.receivers import http_receiver
 from helpers import exp_refs, record_of
 from queueing.conftest import start_worker, tether
 from queueing.servers import RedisServer
-from tether.feedback.scheduler import Scheduler
+from tether.feedback.scheduler import BY_HAND, SCHEDULED, Scheduler, list_schedules, run_now
+from tether.queue.base import Entry
 from tether.queue.client import open_queue
 from tether.queue.embedded import EmbeddedQueue
 from tether.queue.worker import Worker, WorkerOptions
@@ -100,16 +102,51 @@ def test_two_celery_workers_enqueue_each_occurrence_exactly_once(
     _each_occurrence_once(project, workers, main, 2)
 
 
+def test_a_following_worker_fires_and_runs_schedules_once_beside_a_plain_one(
+    project: Path, workers: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    main = _commit_schedules(project, SMOKE)
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(project, "remote", "add", "origin", str(bare))
+    git(project, "push", "-q", "origin", "HEAD:refs/heads/main")
+    # Alone, with passes 30 s apart: what a schedule queues runs at once all the same.
+    follower = start_worker(project, "--follow", "origin")
+    workers.append(follower)
+    deadline = time.monotonic() + 90
+    done: list[str] = []
+    while time.monotonic() < deadline and len(done) < 2:
+        time.sleep(0.5)
+        done = [e.message for e in _entries(project) if e.state == "done"]
+    follower.send_signal(signal.SIGTERM)
+    log = follower.communicate(timeout=120)[1]
+    assert len(done) >= 2 and all(m.startswith("schedule:smoke (") for m in done), log
+    assert "event=schedule_fired" in log and "event=entry_done" in log
+    workers.remove(follower)
+    # Beside a plain worker: each occurrence once, whichever of them claims it.
+    _each_occurrence_once(project, workers, main, [(), ("--follow", "origin")])
+
+
+def _entries(project: Path) -> list[Entry]:
+    queue = open_queue(project)
+    try:
+        return queue.entries()
+    finally:
+        queue.close()
+
+
 def _each_occurrence_once(project: Path, workers: list[subprocess.Popen[str]], main: str,
-                          count: int) -> None:
+                          count: int | list[tuple[str, ...]]) -> None:
     tether(project, "run", "--queue", "-n", "warm-up")  # creates the queue's state
-    for _ in range(count):
-        workers.append(start_worker(project))
+    before = {entry.id for entry in _entries(project)}
+    for args in [()] * count if isinstance(count, int) else count:
+        workers.append(start_worker(project, *args))
     deadline = time.monotonic() + 90
     fired: list[str] = []
+    earlier = json.loads(tether(project, "schedule", "list", "--json").stdout)["last"]
     while time.monotonic() < deadline:
         listed = json.loads(tether(project, "schedule", "list", "--json").stdout)
-        if listed["last"] is not None:
+        if listed["last"] not in (None, earlier):
             fired.append(listed["last"]["occurrence"])
         if len(set(fired)) >= 5:
             break
@@ -125,11 +162,7 @@ def _each_occurrence_once(project: Path, workers: list[subprocess.Popen[str]], m
     assert len(set(occurrences)) >= 5, logs
     assert Counter(occurrences).most_common(1)[0][1] == 1, lines  # never twice
     assert all(line["result"].startswith("queued ") for line in lines), lines
-    queue = open_queue(project)
-    try:
-        entries = [e for e in queue.entries() if e.name != "warm-up"]
-    finally:
-        queue.close()
+    entries = [e for e in _entries(project) if e.name != "warm-up" and e.id not in before]
     messages = [entry.message for entry in entries]
     assert sorted(messages) == sorted(f"schedule:smoke ({o})" for o in occurrences)
     assert len(set(messages)) == len(messages)
@@ -158,9 +191,46 @@ def test_schedule_run_enqueues_now_and_list_shows_it(project: Path) -> None:
     assert record_of(project, ref)["params"]["params.yaml"]["lr"] == 0.5  # type: ignore[index]
     listed = tether(project, "schedule", "list").stdout
     assert "nightly: cron 0 3 * * * (UTC), run -S lr=0.5 (queue default, catchup once)" in listed
-    assert "last: never fired" in listed  # by hand is not an occurrence
+    [last] = [line for line in listed.splitlines() if line.startswith("  last: ")]
+    assert last.endswith(f" by hand by {socket.gethostname()}:{_pid_of(last)}: "
+                         f"queued {entry_id} {name}"), listed
+    assert "  last scheduled: never fired" in listed  # by hand is not an occurrence
+    [row] = [json.loads(line) for line in tether(project, "schedule", "list",
+                                                 "--json").stdout.splitlines()]
+    assert row["last"]["how"] == "by hand" and row["last"]["occurrence"] is None
+    assert row["last_by_hand"] == row["last"] and row["last_scheduled"] is None
     missing = tether(project, "schedule", "run", "nightli", check=False)
     assert missing.returncode == 2 and "did you mean 'nightly'?" in missing.stderr
+
+
+def _pid_of(line: str) -> str:
+    return line.split(": queued")[0].rsplit(":", 1)[1]
+
+
+def test_a_run_by_hand_takes_no_occurrences_place(project: Path) -> None:
+    """By hand between two occurrences: the next one fires; by hand after a missed
+    one: it is still caught up. `list` shows the latest of either kind."""
+    _commit_schedules(project, NIGHTLY.replace("CATCHUP", "once"))
+    queue = EmbeddedQueue(project / ".tether" / "queue.db", project / ".tether" / "logs")
+    try:
+        scheduler = Scheduler(project, queue, worker="host-a:1")
+        assert len(scheduler.tick(at("2026-11-30T03:00:10"))) == 1
+        hand = run_now(project, queue, "nightly", now=at("2026-11-30T10:00:00"))
+        [row] = list_schedules(project, queue, now=at("2026-11-30T10:00:01"))
+        assert row.latest == (BY_HAND, queue.by_hand()["nightly"])
+        assert row.last is not None and row.last.occurrence == at("2026-11-30T03:00:00")
+        assert row.by_hand is not None and row.by_hand.result == hand.result
+        [fired] = scheduler.tick(at("2026-12-01T03:00:01"))  # not swallowed
+        assert fired.occurrence == at("2026-12-01T03:00:00")
+        [row] = list_schedules(project, queue, now=at("2026-12-01T03:00:02"))
+        assert row.latest is not None and row.latest[0] == SCHEDULED
+        # No worker on the night of the 2nd; by hand at 10:00, a worker again at 11:00.
+        run_now(project, queue, "nightly", now=at("2026-12-02T10:00:00"))
+        [caught] = scheduler.tick(at("2026-12-02T11:00:00"))
+        assert caught.occurrence == at("2026-12-02T03:00:00")
+        assert len(queue.entries()) == 5  # 3 occurrences, 2 by hand
+    finally:
+        queue.close()
 
 
 def test_a_bad_schedule_stops_the_worker_with_a_clear_error(project: Path) -> None:
@@ -214,20 +284,40 @@ def test_a_fired_schedule_is_a_cloudevent(project: Path) -> None:
 
 def test_a_repro_schedule_queues_a_reproduction_of_the_last_main_build(project: Path) -> None:
     _commit_schedules(project, 'schedules:\n  nightly-repro: {cron: "0 3 * * *", '
-                      'repro: last-main-build}\n')
+                      'repro: last-main-build, queue: checks}\n')
     tether(project, "run", "-n", "base")
     before = set(exp_refs(project))
     queue = EmbeddedQueue(project / ".tether" / "queue.db", project / ".tether" / "logs")
     try:
         [fired] = Scheduler(project, queue, worker="host-a:1").tick(at("2026-11-30T03:00:05"))
-        assert fired.error is None and [e.name for e in fired.entries] == ["base-repro"]
+        assert fired.error is None and [(e.name, e.queue) for e in fired.entries] == [
+            ("base-repro", "checks")]  # the schedule's queue:
         assert queue.fired()["nightly-repro"].result == (
             f"queued {fired.entries[0].id} base-repro")
     finally:
         queue.close()
-    tether(project, "worker", "--exit-when-idle")
+    tether(project, "worker", "--exit-when-idle")  # serves default: not its queue
+    assert {r for r in set(exp_refs(project)) - before if r.startswith("refs/tether/exps/")} \
+        == set()
+    tether(project, "worker", "--queue", "checks", "--exit-when-idle")
     [ref] = {r for r in set(exp_refs(project)) - before if r.startswith("refs/tether/exps/")}
     record = record_of(project, ref)
     assert record["status"] == "success"
     assert record["reproduces"]["name"] == "base"  # type: ignore[index]
     assert record["reproduces"]["origin"] == "schedule:nightly-repro"  # type: ignore[index]
+
+
+def test_repro_queue_takes_a_queue_name_as_run_queue_does(project: Path) -> None:
+    tether(project, "run", "-n", "base")
+    named = tether(project, "repro", "base", "--queue", "checks").stdout
+    bare = tether(project, "repro", "--queue", "base").stdout  # EXP, on the default queue
+    assert "on queue checks" in named and "on queue default" in bare
+    queue = open_queue(project)
+    try:
+        assert sorted(e.queue for e in queue.entries()) == ["checks", "default"]
+    finally:
+        queue.close()
+    bad = tether(project, "repro", "base", "--queue", "a b", check=False)
+    assert bad.returncode == 2 and "--queue" in bad.stderr
+    none = tether(project, "repro", "--queue", check=False)
+    assert none.returncode == 2 and "EXP" in none.stderr

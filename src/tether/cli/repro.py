@@ -1,4 +1,4 @@
-"""`tether repro EXP [--tolerance METRIC=VALUE[%] ...] [--queue | --check]`: run an
+"""`tether repro EXP [--tolerance METRIC=VALUE[%] ...] [--queue [NAME] | --check]`: run an
 experiment again from its record and say whether it reproduced."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tether.feedback.reproverdict import (
     split_tolerance_options,
     tolerance_text,
 )
+from tether.queue.base import DEFAULT_QUEUE
 
 MARKS = {"same": "= same", "different": "≠ DIFFERENT", "missing": "? MISSING", "new": "+ NEW"}
 
@@ -40,16 +41,17 @@ def register(sub: Any) -> None:
         "notification is sent); the run's own code (1, 124, 125, 130) when the "
         "reproduction failed; 5: no such experiment.",
     )
-    parser.add_argument("exp", metavar="EXP",
+    parser.add_argument("exp", metavar="EXP", nargs="?",
                         help=f"experiment: name, commit prefix, ref, or {LAST_MAIN_BUILD}")
     parser.add_argument("--tolerance", action="append", default=[],
                         metavar="METRIC=VALUE[%]",
                         help="allowed difference for a metric: absolute, or relative with %% "
                         "(repeatable; over the spec's)")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--queue", action="store_true",
-                      help="queue the reproduction for a worker instead (prints the entry "
-                      "id; the worker records it and sends the notification)")
+    mode.add_argument("--queue", nargs="?", const=DEFAULT_QUEUE, default=None, metavar="NAME",
+                      help="queue the reproduction on queue NAME (default: default) for a "
+                      "worker instead (prints the entry id; the worker records it and sends "
+                      "the notification); `--queue EXP` alone is EXP on the default queue")
     mode.add_argument("--check", action="store_true",
                       help="judge EXP, a reproduction already recorded (e.g. by a worker), "
                       "without running anything")
@@ -63,6 +65,12 @@ def handle(args: argparse.Namespace) -> int:
     from tether.gitstore.git import find_root
 
     root = find_root(args.cwd)
+    if args.exp is None and args.queue not in (None, DEFAULT_QUEUE):
+        args.exp, args.queue = args.queue, DEFAULT_QUEUE  # `repro --queue EXP`
+    if args.exp is None:
+        from tether.errors import UsageError
+
+        raise UsageError("which experiment? give EXP", hint="tether repro last-main-build")
     target = check_target(args.exp)
     tolerances = split_tolerance_options(args.tolerance)
     if args.check and tolerances:
@@ -70,11 +78,14 @@ def handle(args: argparse.Namespace) -> int:
 
         raise UsageError("--tolerance and --check: a recorded reproduction keeps the "
                          "tolerances it was run with")
-    if args.queue:
+    if args.queue is not None:
         from tether.feedback.repro import enqueue_repro
+        from tether.queue.base import check_queue_name
 
-        entry_id = enqueue_repro(root, target, tolerances=tolerances, origin="cli")
-        print(f"queued reproduction of {target} as entry {entry_id}; "
+        check_queue_name(args.queue, "--queue")
+        entry_id = enqueue_repro(root, target, tolerances=tolerances, origin="cli",
+                                 queue=args.queue)
+        print(f"queued reproduction of {target} as entry {entry_id} on queue {args.queue}; "
               "see `tether queue status`, then `tether repro --check <name>-repro`")
         return 0
     if args.check:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.queue.base import Firing
 
 # At exit, how long `schedule run` waits for its event to be delivered.
 EVENT_WAIT = 5.0
@@ -22,21 +25,24 @@ def register(sub: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
-        "list", help="each schedule, its next occurrence and the last one fired",
-        description="Name, spec, action, next occurrence, and the last occurrence fired: "
-        "when, by which worker (host:pid) and what it enqueued. Times are UTC.")
+        "list", help="each schedule, its next occurrence and when it last ran",
+        description="Name, spec, action, next occurrence, and its last run: when, how "
+        "(scheduled, or by hand with `schedule run`), by which worker or user (host:pid) "
+        "and what it enqueued; when the last run was by hand, also the last scheduled "
+        "occurrence. Times are UTC.")
     listing.add_argument("--json", action="store_true", help="one JSON object per schedule")
     listing.set_defaults(handler=handle_list)
     run = actions.add_parser(
         "run", help="enqueue what a schedule does, once, now",
-        description="Enqueue what schedule NAME does, now, once (its next occurrence "
-        "still fires as usual).")
+        description="Enqueue what schedule NAME does, now, once. It is shown as the "
+        "schedule's last run, by hand, in `schedule list`; it claims no occurrence, so the "
+        "next one still fires as usual (and a missed one is still caught up).")
     run.add_argument("name", metavar="NAME", help="the schedule's name")
     run.set_defaults(handler=handle_run)
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    from tether.feedback.scheduler import list_schedules
+    from tether.feedback.scheduler import BY_HAND, SCHEDULED, list_schedules
     from tether.feedback.schedules import iso
     from tether.gitstore.git import find_root
     from tether.queue.client import open_queue
@@ -49,14 +55,15 @@ def handle_list(args: argparse.Namespace) -> int:
         backend.close()
     if args.json:
         for row in rows:
-            last = row.last
+            latest = row.latest
             print(json.dumps({
                 "name": row.schedule.name, "spec": row.schedule.spec, "what": row.schedule.what,
                 "catchup": row.schedule.catchup, "queue": row.schedule.queue,
                 "next": iso(row.next_at),
-                "last": None if last is None else {
-                    "occurrence": iso(last.occurrence), "worker": last.worker,
-                    "claimed_at": iso(last.claimed_at), "result": last.result},
+                "last": None if latest is None else _run_json(*latest),
+                "last_scheduled": None if row.last is None else _run_json(SCHEDULED, row.last),
+                "last_by_hand": None if row.by_hand is None else _run_json(BY_HAND,
+                                                                           row.by_hand),
             }))
         return 0
     if not rows:
@@ -67,13 +74,31 @@ def handle_list(args: argparse.Namespace) -> int:
         print(f"{schedule.name}: {schedule.spec}, {schedule.what} "
               f"(queue {schedule.queue}, catchup {schedule.catchup})")
         print(f"  next: {iso(row.next_at)}")
-        last = row.last
-        if last is None:
-            print("  last: never fired")
-        else:
-            print(f"  last: {iso(last.occurrence)} by {last.worker}: "
-                  f"{last.result or 'enqueueing...'}")
+        latest = row.latest
+        if latest is None:
+            print("  last: never ran")
+            continue
+        print(f"  last: {_run_text(*latest)}")
+        if latest[0] == BY_HAND:  # what decides the next occurrence and the catch-up
+            print("  last scheduled: " + (_run_text(SCHEDULED, row.last) if row.last
+                                          else "never fired"))
     return 0
+
+
+def _run_text(how: str, run: Firing) -> str:
+    from tether.feedback.schedules import iso
+
+    return f"{iso(run.occurrence)} {how} by {run.worker}: {run.result or 'enqueueing...'}"
+
+
+def _run_json(how: str, run: Firing) -> dict[str, Any]:
+    """A run, scheduled (`at` is the occurrence's time) or by hand (`at`: when it ran)."""
+    from tether.feedback.scheduler import SCHEDULED
+    from tether.feedback.schedules import iso
+
+    return {"how": how, "at": iso(run.occurrence),
+            "occurrence": iso(run.occurrence) if how == SCHEDULED else None,
+            "worker": run.worker, "claimed_at": iso(run.claimed_at), "result": run.result}
 
 
 def handle_run(args: argparse.Namespace) -> int:

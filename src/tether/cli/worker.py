@@ -75,7 +75,8 @@ def register(sub: Any) -> None:
         "experiment ref and outputs back, and gates it against the main build. The "
         "experiment is recorded against the pushed commit itself, named after the branch's "
         "last component. `[skip tether]` in a commit message opts out; a `Tether-Stages: "
-        "train,eval` trailer chooses the stages.")
+        "train,eval` trailer chooses the stages. It also runs whatever else waits in its "
+        "queues, and fires the schedules as every worker does.")
     follow.add_argument("--follow", metavar="REMOTE",
                         help="follow this git remote (a name or URL)")
     follow.add_argument("--branches", dest="branches", action="append", metavar="GLOB",
@@ -130,7 +131,7 @@ def handle(args: argparse.Namespace) -> int:
         root, show,
         lambda entry: opened[0].attempt_dir(entry.id, entry.attempt) / "output.log")
     if args.follow is not None:
-        return _follow(root, args, hook, feedback, opened)
+        return _follow(root, args, hook, feedback, opened, tags)
     backend = open_queue(root, on_event=hook)
     opened.append(backend)
     stop_metrics = _serve_metrics(root, args)
@@ -257,7 +258,7 @@ def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
 
 
 def _follow(root: Path, args: argparse.Namespace, show: EventHook,
-            feedback: Feedback | None, opened: list[Any]) -> int:
+            feedback: Feedback | None, opened: list[Any], tags: tuple[str, ...]) -> int:
     """`tether worker --follow REMOTE`: pass, run, push, gate; again after --interval.
 
     `show` is the event hook (notifications included); a regression the gate finds
@@ -268,7 +269,7 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
     from tether.cli.gate import render
     from tether.feedback.follow import FollowOptions, follow
     from tether.feedback.gate import REGRESSED
-    from tether.queue.client import open_queue
+    from tether.queue.client import backend_name, open_queue
     from tether.queue.worker import WorkerOptions
 
     log = get_logger("tether.worker")
@@ -306,19 +307,26 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     backend = open_queue(root, on_event=show, backend="embedded")
     opened.append(backend)
+    # Schedules are claimed and queued in the project's queue, as by every worker: this
+    # embedded one, or the Celery state store every other worker shares.
+    project_queue = backend if backend_name(root) == "embedded" else open_queue(root)
     try:
+        scheduler = _scheduler(root, project_queue, feedback)
         options = FollowOptions(
             remote=args.follow, patterns=args.branches or [], interval=args.interval,
             once=args.once, gate=args.gate,
             worker=WorkerOptions(queues=args.queues or ["default"], jobs=args.jobs,
                                  lease=args.lease, on_term=args.on_term,
-                                 backoff=args.backoff, on_event=show))
+                                 backoff=args.backoff, on_event=show, tags=tags,
+                                 on_tick=scheduler.tick, tick_every=scheduler.tick_every))
         try:
             summary = follow(root, backend, options, on_pass=on_pass, on_result=on_result,
                              stop=stop)
         except KeyboardInterrupt:
             return 130
     finally:
+        if project_queue is not backend:
+            project_queue.close()
         backend.close()
         signal.signal(signal.SIGTERM, previous)
         if feedback is not None:

@@ -1,10 +1,12 @@
 """Push to run, without a CI server: the following worker's loop and `tether run --push`.
 
 `follow` alternates a follow pass (`queue/follow.py`: list the remote, claim new
-commits, queue them), a run of the embedded worker until its queues are idle, and a
-publish: each finished followed entry's experiment ref and outputs go back to the
-remote, and the experiment is gated against the main build (the main branch fetched
-from the followed remote first); the verdict is added to the commit's claim ref.
+commits, queue them), a run of the embedded worker until its queues are idle (when a
+followed entry is pending or anything it can run waits there), and a publish: each
+finished followed entry's experiment ref and outputs go back to the remote, and the
+experiment is gated against the main build (the main branch fetched from the followed
+remote first); the verdict is added to the commit's claim ref. Throughout, a tick
+thread fires the project's schedules as every worker does (`feedback.scheduler`).
 
 `push_for_feedback` snapshots the workspace (HEAD plus uncommitted changes) as one
 commit with HEAD as parent and pushes it as a new branch `exp/<name>`; HEAD, the index
@@ -27,7 +29,7 @@ from tether.feedback.history import load_settings, main_branch
 from tether.gitstore.git import Git, ident_of
 from tether.gitstore.names import generate_name, validate_name
 from tether.layout import EXPS_REFS, FOLLOW_REFS
-from tether.queue.base import FINAL, QueueBackend
+from tether.queue.base import FINAL, WAITING, QueueBackend, can_run
 from tether.queue.follow import (
     DEFAULT_BRANCHES,
     STAGES_TRAILER,
@@ -37,6 +39,7 @@ from tether.queue.follow import (
     remote_branches,
     remote_slug,
 )
+from tether.queue.timing import Ticker
 from tether.queue.worker import Worker, WorkerOptions, WorkerSummary
 from tether.structs import field, replace, struct
 
@@ -70,22 +73,50 @@ def follow(
     stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Follow `options.remote` until `stop` is set or a signal drains the worker
-    (with `options.once`: one pass, its runs and their publishing)."""
+    (with `options.once`: one pass, its runs and their publishing).
+
+    `options.worker.on_tick` (the schedules) is called every `tick_every` seconds for
+    the follower's whole life, between passes too; a tick that returns something
+    (it enqueued) ends the wait for the next pass, so what it queued runs at once."""
     stop = stop or threading.Event()
-    queue = options.worker.queues[0]
-    follower = Follower(root, options.remote, options.patterns, queue=queue,
-                        clock=options.worker.clock)
+    wake = threading.Event()
+    tick = options.worker.on_tick
+
+    def ticking(now: float) -> None:
+        if tick is not None and not stop.is_set() and tick(now):
+            wake.set()
+
+    ticker = Ticker(ticking if tick is not None else None, options.worker.tick_every,
+                    options.worker.clock)
+    ticker.tick_now()  # what is due now is queued before the first pass looks (--once)
+    ticker.start()
+    try:
+        return _follow_loop(root, backend, options, stop, wake, on_pass, on_result)
+    finally:
+        ticker.stop(5)
+
+
+def _follow_loop(
+    root: Path, backend: QueueBackend, options: FollowOptions, stop: threading.Event,
+    wake: threading.Event, on_pass: Callable[[FollowPass], None] | None,
+    on_result: Callable[[FollowedResult], None] | None,
+) -> WorkerSummary:
+    # The worker of a pass: the follower ticks the schedules itself, between passes too.
+    run_options = replace(options.worker, exit_when_idle=True, on_tick=None)
+    follower = Follower(root, options.remote, options.patterns, queue=run_options.queues[0],
+                        clock=run_options.clock)
     summary = WorkerSummary()
     # Entries a follower here queued and never published (a worker stopped midway).
     pending = {e.id for e in follower.followed_entries(backend) if e.state not in FINAL}
     while True:
+        wake.clear()
         found = follower.follow_once(backend)
         if on_pass is not None:
             on_pass(found)
         pending |= {e.id for e in found.entries}
         drained = False
-        if pending and not stop.is_set():
-            worker = Worker(root, backend, replace(options.worker, exit_when_idle=True))
+        if (pending or claimable(backend, run_options)) and not stop.is_set():
+            worker = Worker(root, backend, run_options)
             ran = worker.run()
             summary.ran += ran.ran
             for state, count in ran.outcomes.items():
@@ -95,23 +126,45 @@ def follow(
         finished = [e for e in entries if e.state in FINAL]
         pending = {e.id for e in entries if e.state not in FINAL}
         for published in follower.publish(finished):
-            result = FollowedResult(published)
-            if options.gate and published.status in ("new", "up-to-date"):
-                try:
-                    result.gate = gate_followed(root, options.remote, str(
-                        published.entry.result_ref))
-                except TetherError as exc:
-                    result.gate_error = str(exc)
-                verdict = result.gate.verdict if result.gate else f"not gated: {result.gate_error}"
-                follower.note_verdict(published.entry.snapshot, f"tether: gate {verdict} "
-                                      f"({published.entry.name}, {published.entry.status})")
+            result = _gated(root, options, follower, published)
             if on_result is not None:
                 on_result(result)
         if options.once or drained or stop.is_set():
             return summary
-        stop.wait(options.interval)
+        _pause(stop, wake, options.interval)
         if stop.is_set():
             return summary
+
+
+def claimable(backend: QueueBackend, options: WorkerOptions) -> bool:
+    """Is an entry this worker could run waiting in its queues (e.g. one a schedule
+    queued, or `tether run --queue`)?"""
+    waiting = backend.entries(states=WAITING, queues=options.queues)
+    return any(can_run(entry.requires, options.tags) for entry in waiting)
+
+
+def _pause(stop: threading.Event, wake: threading.Event, seconds: float) -> None:
+    """Wait `seconds`, or until `stop` or `wake` is set."""
+    end = time.monotonic() + seconds
+    while not (stop.is_set() or wake.is_set()):
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        wake.wait(min(left, 0.2))
+
+
+def _gated(root: Path, options: FollowOptions, follower: Follower,
+           published: Published) -> FollowedResult:
+    result = FollowedResult(published)
+    if options.gate and published.status in ("new", "up-to-date"):
+        try:
+            result.gate = gate_followed(root, options.remote, str(published.entry.result_ref))
+        except TetherError as exc:
+            result.gate_error = str(exc)
+        verdict = result.gate.verdict if result.gate else f"not gated: {result.gate_error}"
+        follower.note_verdict(published.entry.snapshot, f"tether: gate {verdict} "
+                              f"({published.entry.name}, {published.entry.status})")
+    return result
 
 
 def gate_followed(root: Path, remote: str, ref: str) -> GateResult:

@@ -28,6 +28,7 @@ from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git, ident_of
 from tether.layout import RECORD_LOGS_DIR, RECORD_PATH, STATE_DIR
 from tether.pathguard import check_relpath, overlaps
+from tether.queue.base import DEFAULT_QUEUE
 from tether.record.record import RunRecord
 from tether.structs import struct
 
@@ -181,8 +182,9 @@ def repro_name(exp: Experiment, taken: set[str]) -> str:
 
 def enqueue_repro(project_root: Path, target: str, *,
                   tolerances: Mapping[str, str] | None = None,
-                  origin: str | None = None) -> str:
-    """Queue a reproduction of `target` (see `resolve_target`) for a worker; the entry id.
+                  origin: str | None = None, queue: str = DEFAULT_QUEUE) -> str:
+    """Queue a reproduction of `target` (see `resolve_target`) on `queue` for a worker;
+    the entry id.
 
     `tolerances`: metric -> `VALUE` (absolute) or `VALUE%` (relative), over the spec's.
     `origin` says who asked (e.g. `schedule:nightly-repro`); it is kept in the record.
@@ -214,7 +216,7 @@ def enqueue_repro(project_root: Path, target: str, *,
             limits=arguments["limits"], wdir=arguments["wdir"],
             env={SEED: seed} if (seed := recorded_seed(record)) is not None else {},
             message=f"reproduction of {exp.ref.name}", force=True, created_at=now,
-            reproduces=reproduces, requires=_requirements(record),
+            reproduces=reproduces, requires=_requirements(record), queue=queue,
         )
         try:
             backend.enqueue([entry], now)

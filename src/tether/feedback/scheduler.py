@@ -9,8 +9,10 @@ not) is noted next to the claim, for `tether schedule list`.
 
 A `run:` occurrence queues an ordinary run of the main branch's current commit (the
 same entries as `tether run --queue` with its arguments); a `repro:` occurrence
-calls `tether.feedback.repro.enqueue_repro` (on the default queue). Each announces
-itself as the CloudEvent `dev.tether.schedule.fired`. Editing `schedules:` takes
+calls `tether.feedback.repro.enqueue_repro`; either goes to the schedule's `queue:`.
+Each announces itself as the CloudEvent `dev.tether.schedule.fired`. A run by hand
+(`run_now`) claims no occurrence: it is noted apart (`QueueBackend.note_by_hand`), so
+the next occurrence, or a missed one to catch up, still fires. Editing `schedules:` takes
 effect at a worker's next tick: the committed config is read again when it changed.
 """
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from tether.feedback.watch import Feedback
 
 FIRED_EVENT = "schedule.fired"
+SCHEDULED = "scheduled"
+BY_HAND = "by hand"
 LOGGER = "tether.feedback.scheduler"
 
 
@@ -55,7 +59,15 @@ class ScheduleRow:
 
     schedule: Schedule
     next_at: float
-    last: Firing | None
+    last: Firing | None  # the last claimed occurrence
+    by_hand: Firing | None = None  # the last `tether schedule run` (occurrence: when)
+
+    @property
+    def latest(self) -> tuple[str, Firing] | None:
+        """The most recent run, scheduled or by hand, and which (`scheduled`, `by hand`)."""
+        runs = [(how, run) for how, run in ((SCHEDULED, self.last), (BY_HAND, self.by_hand))
+                if run is not None]
+        return max(runs, key=lambda pair: pair[1].claimed_at, default=None)
 
 
 def worker_id() -> str:
@@ -111,7 +123,8 @@ def _enqueue(root: Path, backend: QueueBackend, schedule: Schedule, now: float,
     if schedule.repro is not None:
         from tether.feedback.repro import enqueue_repro
 
-        entry_id = enqueue_repro(root, schedule.repro, tolerances=None, origin=origin)
+        entry_id = enqueue_repro(root, schedule.repro, tolerances=None, origin=origin,
+                                 queue=schedule.queue)
         entry = backend.get(entry_id)
         return [entry] if entry is not None else []
     from tether.queue.client import QueueRequest, enqueue_commit
@@ -190,20 +203,26 @@ class Scheduler:
 
 def run_now(root: Path, backend: QueueBackend, name: str, now: float | None = None) -> Fired:
     """`tether schedule run NAME`: enqueue what the schedule does, once, now (errors are
-    raised). It claims no occurrence: the schedule's next occurrence fires as usual."""
+    raised, and nothing is noted). It claims no occurrence, so the next one (or a missed
+    one to catch up) fires as usual; it is noted as the schedule's last run by hand."""
     schedule = find_schedule(load_schedules(root), name)
     now = time.time() if now is None else now
     entries = _enqueue(root, backend, schedule, now, None)
-    return Fired(schedule, None, worker_id(), now, entries=entries, result=_queued(entries))
+    fired = Fired(schedule, None, worker_id(), now, entries=entries, result=_queued(entries))
+    backend.note_by_hand(schedule.name, fired.worker, now, fired.result)
+    return fired
 
 
 def list_schedules(root: Path, backend: QueueBackend,
                    now: float | None = None) -> list[ScheduleRow]:
-    """Every schedule with its next occurrence and its last claimed one."""
+    """Every schedule with its next occurrence, its last claimed one and its last run
+    by hand."""
     now = time.time() if now is None else now
     schedules = load_schedules(root)
     fired = backend.fired() if schedules else {}
-    return [ScheduleRow(s, s.next_after(now), fired.get(s.name)) for s in schedules]
+    by_hand = backend.by_hand() if schedules else {}
+    return [ScheduleRow(s, s.next_after(now), fired.get(s.name), by_hand.get(s.name))
+            for s in schedules]
 
 
 def announce(feedback: Feedback | None, fired: Fired) -> None:

@@ -9,7 +9,7 @@ Shape (the committed config only: a schedule is reviewed and merged like code)::
         cron: "30 2 * * 1-5"            # cron, parsed by cronsim (5 fields)
         timezone: Europe/Berlin         # default UTC
         run: {args: ["-S", "data.subset=full"]}   # `tether run --queue` arguments
-        queue: gpu                      # default: default
+        queue: gpu                      # default: default (run: and repro: alike)
         catchup: once                   # once (default) | skip
       smoke: {every: 10m, run: {args: [train]}}   # or a fixed interval: 30s, 10m, 2h, 1d
 
@@ -346,9 +346,6 @@ def _options(node: Node, where: str, problems: Problems, values: dict[str, Any])
         if text is not None and (not text.strip() or text != text.strip() or " " in text):
             problems.add(queue.line, f"{where}.queue", f"{text!r}: a queue name must be "
                          "non-empty, without blanks")
-        elif text is not None and node.get("repro") is not None:
-            problems.add(queue.line, f"{where}.queue", "goes with run:; a repro: occurrence "
-                         "is queued on the default queue")
         elif text is not None:
             values["queue"] = text
 

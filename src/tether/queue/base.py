@@ -40,6 +40,8 @@ both pass `tests/queue/contract.py`):
   caller per (schedule, occurrence time), and never for an occurrence older than one
   already claimed; whichever worker wins enqueues it and reports what it enqueued with
   `note_fired`. `fired()` is the last claimed occurrence of each schedule.
+  A run by hand (`tether schedule run`) claims no occurrence: `note_by_hand` keeps
+  the last one apart (`by_hand()`), so it never takes a scheduled occurrence's place.
 - Monitoring: `stats(now)` reads, in one pass and without listing entries, what
   `tether metrics` exports (waiting and running per queue, the oldest claimable
   wait, live workers, and the retry and lost-worker counters a backend keeps as
@@ -360,6 +362,12 @@ class QueueBackend(Protocol):
 
     def fired(self) -> dict[str, Firing]:
         """The last claimed occurrence of each schedule, by schedule name."""
+
+    def note_by_hand(self, schedule: str, worker: str, at: float, result: str) -> None:
+        """Record a run of `schedule` by hand at `at` (the last one is kept)."""
+
+    def by_hand(self) -> dict[str, Firing]:
+        """The last run by hand of each schedule (`occurrence` is when it ran)."""
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         """The local folder an attempt's logs go to."""

@@ -43,10 +43,12 @@ from tether.queue.embedded_stats import (
     LOST_WORKERS,
     RETRIES,
     announce,
+    by_hand,
     claim_occurrence,
     count,
     fired,
     live_workers,
+    note_by_hand,
     note_fired,
     read_stats,
 )
@@ -319,6 +321,13 @@ class EmbeddedQueue:
 
     def fired(self) -> dict[str, Firing]:
         return fired(self._db())
+
+    def note_by_hand(self, schedule: str, worker: str, at: float, result: str) -> None:
+        with self._tx() as db:
+            note_by_hand(db, schedule, worker, at, result)
+
+    def by_hand(self) -> dict[str, Firing]:
+        return by_hand(self._db())
 
     def attempt_dir(self, entry_id: str, attempt: int) -> Path:
         return self.logs_root / entry_id / str(attempt)

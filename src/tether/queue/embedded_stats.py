@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS schedule_firings (
     claimed_at REAL NOT NULL,
     result TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS schedule_by_hand (
+    schedule TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    worker TEXT NOT NULL,
+    result TEXT NOT NULL
+);
 """
 
 
@@ -124,3 +130,18 @@ def fired(db: sqlite3.Connection) -> dict[str, Firing]:
     rows = db.execute("SELECT schedule, occurrence, worker, claimed_at, result "
                       "FROM schedule_firings").fetchall()
     return {row[0]: Firing(*row) for row in rows}
+
+
+def note_by_hand(db: sqlite3.Connection, schedule: str, worker: str, at: float,
+                 result: str) -> None:
+    """`QueueBackend.note_by_hand`: the schedule's last run by hand."""
+    db.execute("INSERT INTO schedule_by_hand (schedule, at, worker, result) VALUES "
+               "(?, ?, ?, ?) ON CONFLICT (schedule) DO UPDATE SET at = excluded.at, "
+               "worker = excluded.worker, result = excluded.result", (schedule, at, worker,
+                                                                        result))
+
+
+def by_hand(db: sqlite3.Connection) -> dict[str, Firing]:
+    """The last run by hand of each schedule."""
+    rows = db.execute("SELECT schedule, at, worker, at, result FROM schedule_by_hand")
+    return {row[0]: Firing(*row) for row in rows.fetchall()}

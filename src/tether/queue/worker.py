@@ -41,7 +41,7 @@ from tether.queue.base import (
 )
 from tether.queue.failed import scrub_attempt
 from tether.queue.outcome import attempt_outcome
-from tether.queue.timing import Tick, next_heartbeat_delay, start_ticks
+from tether.queue.timing import Tick, Ticker, next_heartbeat_delay
 from tether.queue.warm import WarmPool
 from tether.status import FAILED as RUN_FAILED
 from tether.status import STALLED, TIMEOUT
@@ -102,7 +102,7 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._ticks_stop = threading.Event()
+        self.ticker = Ticker(options.on_tick, options.tick_every, options.clock)
         # Run processes started ahead of time (queue.warm): see warm_up().
         self._warm: WarmPool | None = None
 
@@ -131,7 +131,7 @@ class Worker:
         self.warm_up()
         beat = threading.Thread(target=self._heartbeats, daemon=True)
         beat.start()
-        ticks = self.start_ticks()
+        self.ticker.start()
         slots = [threading.Thread(target=self._slot, daemon=True) for _ in range(self.options.jobs)]
         try:
             for slot in slots:
@@ -141,20 +141,18 @@ class Worker:
                     slot.join(0.2)
         finally:
             self._done.set()
-            self._ticks_stop.set()
+            self.ticker.stop(5)
             self.cool_down()
             beat.join(2)
-            if ticks is not None:
-                ticks.join(5)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.sweep_worktrees()
         return self.summary
 
-    def start_ticks(self) -> threading.Thread | None:
-        """Call `options.on_tick` periodically until the worker drains or is done."""
-        return start_ticks(self.options.on_tick, self.options.tick_every, self.options.clock,
-                           self._ticks_stop)
+    def idle(self) -> bool:
+        """With `exit_when_idle`: may this worker exit? True once nothing it can run is
+        waiting or running in its queues, checked after a last tick (`Ticker.settle`)."""
+        return self.ticker.settle(lambda: not runnable_busy(self.backend, self.options))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop(requeue=self.requeue_on_stop or self.draining.is_set())
@@ -162,7 +160,7 @@ class Worker:
     def stop(self, *, requeue: bool) -> None:
         """Take no new entries; with `requeue`, abandon current runs back to the queue."""
         self.draining.set()
-        self._ticks_stop.set()
+        self.ticker.stop()
         if requeue:
             self.requeue_on_stop = True
             with self._lock:
@@ -188,7 +186,7 @@ class Worker:
             self.backend.requeue_expired(now)
             entry = self.backend.claim(opts.queues, self.id, now, opts.lease, opts.tags)
             if entry is None:
-                if opts.exit_when_idle and not runnable_busy(self.backend, opts):
+                if opts.exit_when_idle and self.idle():
                     return
                 self.draining.wait(opts.poll)
                 continue

@@ -42,7 +42,7 @@ from tether.gitstore.git import WITH_HOOKS, Git
 from tether.layout import EXPS_REFS, exp_ref
 from tether.logs import bind, get_logger
 from tether.queue.base import FAILED, WAITING, Entry, Outcome
-from tether.queue.worker import HOST, Worker, WorkerOptions, WorkerSummary, runnable_busy
+from tether.queue.worker import HOST, Worker, WorkerOptions, WorkerSummary
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ if TYPE_CHECKING:
 
 TASK_NAME = "tether.run_entry"
 LOGGER = "tether.queue.celery"
-
-
-# A worker consumes one broker queue per subset of its tags (2**tags of them).
-MAX_CELERY_TAGS = 8
+MAX_CELERY_TAGS = 8  # a worker consumes a broker queue per subset of its tags (2**tags)
 
 
 def celery_queue_name(namespace: str, queue: str, requires: Sequence[str] = ()) -> str:
@@ -197,6 +194,18 @@ class _Runtime:
             self.backend.stop_shipping(entry.id, entry.attempt)
             with self.lock:
                 self.active.discard(entry.id)
+            self.exit_if_idle()
+
+    def exit_if_idle(self) -> bool:
+        """With --exit-when-idle: stop the worker (a warm shutdown, as on SIGTERM) once
+        it runs nothing and nothing it can run waits or runs elsewhere in its queues."""
+        with self.lock:
+            if not self.worker.options.exit_when_idle or self.active:
+                return False
+        if not self.worker.idle():
+            return False
+        celery_worker_state.should_stop = 0
+        return True
 
     def _fetch(self, entry: Entry) -> None:
         """Bring the snapshot (and a record of this run pushed by an earlier attempt) here."""
@@ -276,16 +285,14 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     )
     beats.start()
     sweeper.start()
-    ticks = worker.start_ticks()  # options.on_tick: the schedules, from the CLI
+    worker.ticker.start()  # options.on_tick: the schedules, from the CLI
     worker.warm_up()
     try:
         celery_worker.start()
     finally:
         stop.set()
         worker._done.set()
-        worker._ticks_stop.set()
-        if ticks is not None:
-            ticks.join(5)
+        worker.ticker.stop(5)
         worker.cool_down()
         celery_signals.worker_shutting_down.disconnect(on_shutdown)
         celery_signals.setup_logging.disconnect(_keep_logging)
@@ -306,9 +313,11 @@ def _keep_logging(**kwargs: Any) -> None:
 def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> None:
     """Send the wake-ups clients left to workers, requeue expired leases; exit when idle if asked.
 
-    Between rounds it blocks on the state store's wake-up note (at most `interval`),
-    so an entry a client queues is dispatched at once; the first round, at start,
-    covers the entries queued while no worker ran.
+    Between rounds it blocks on the state store's wake-up note (at most `interval`), so
+    an entry a client queues is dispatched at once; the first round, at start, covers the
+    entries queued while no worker ran. With --exit-when-idle, a round that finds nothing
+    to run exits (as does the end of this worker's last run), and it looks every
+    `options.poll` seconds (an entry running elsewhere may end, and the exit joins it).
     """
     interval = max(0.2, min(options.lease / 3, 5.0))
     # A waiting entry whose wake-up has been out this long while this worker had a free
@@ -316,7 +325,6 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
     # after the broker's visibility timeout, an hour on Redis). Send another.
     stale_after = max(3 * interval, options.lease)
     backend = runtime.backend
-    idle_rounds = 0
     while not stop.is_set():
         try:
             now = time.time()
@@ -325,15 +333,11 @@ def _sweep(runtime: _Runtime, options: WorkerOptions, stop: threading.Event) -> 
                 free = len(runtime.active) < options.jobs
             if free:
                 backend.dispatch_waiting(now, stale_after=stale_after, tags=options.tags)
-            if options.exit_when_idle:
-                busy = runnable_busy(backend, options)
-                with runtime.lock:
-                    mine = bool(runtime.active)
-                idle_rounds = 0 if busy or mine else idle_rounds + 1
-                if idle_rounds >= 2:
-                    celery_worker_state.should_stop = 0  # a warm shutdown, as on SIGTERM
-                    return
-            backend.wait_for_wakeup(interval)
+            if runtime.exit_if_idle():
+                return
+            # Short waits when exiting once idle: the worker's exit waits for this thread.
+            backend.wait_for_wakeup(min(interval, options.poll) if options.exit_when_idle
+                                    else interval)
         except Exception as exc:  # a broker or store hiccup: next round
             get_logger(LOGGER).warning("queue_sweep_failed", error=str(exc), retrying=True)
             stop.wait(interval)

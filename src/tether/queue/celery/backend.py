@@ -21,11 +21,12 @@ import importlib.util
 if any(importlib.util.find_spec(name) is None for name in ("celery", "redis")):
     raise ImportError("the Celery queue backend needs Celery and redis-py: install tether[celery]")
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tether.layout import queue_dir
-from tether.queue.base import QUEUED, WAITING, Entry, EventHook, Outcome, can_run
+from tether.queue.base import QUEUED, RUNNING, WAITING, Entry, EventHook, Firing, Outcome, can_run
+from tether.queue.celery import keys
 from tether.queue.celery.settings import CeleryConfig, load_celery_config, push_snapshots
 from tether.queue.celery.state import RedisState
 
@@ -51,6 +52,21 @@ class CeleryQueue(RedisState):
         self.publisher: Callable[[str, int, str], None] | None = None
         # Set by a worker: send Celery wake-ups (clients never do).
         self.sender: Sender | None = None
+
+    def entries(
+        self, states: Iterable[str] | None = None, queues: Iterable[str] | None = None
+    ) -> list[Entry]:
+        """Waiting or running ones only (what an idle check asks): read through their
+        indexes instead of every entry kept."""
+        wanted = None if states is None else set(states)
+        if wanted is None or not wanted <= {*WAITING, RUNNING}:
+            return super().entries(states, queues)
+        ids = self._retrying(lambda: keys.live_ids(self.redis, self.prefix))
+        found = [entry for entry in self._fetch_many(ids) if entry.state in wanted]
+        if queues is not None:
+            names = set(queues)
+            found = [entry for entry in found if entry.queue in names]
+        return found
 
     def dispatch(self, entries: Sequence[Entry], now: float) -> None:
         """Send one wake-up per entry now (in a worker, whose `sender` does it)."""
@@ -120,6 +136,13 @@ class CeleryQueue(RedisState):
         if due:
             self.dispatch(due, now)
         return due
+
+    def note_by_hand(self, schedule: str, worker: str, at: float, result: str) -> None:
+        self._retrying(lambda: keys.write_by_hand(self.redis, self.prefix, schedule, worker,
+                                                  at, result))
+
+    def by_hand(self) -> dict[str, Firing]:
+        return self._retrying(lambda: keys.read_by_hand(self.redis, self.prefix))
 
     def retry(self, entry_id: str, *, name: str, run_id: str, now: float) -> Entry:
         entry = super().retry(entry_id, name=name, run_id=run_id, now=now)

@@ -239,3 +239,47 @@ def read_firings(conn: redis.Redis, prefix: str) -> dict[str, Firing]:
         found[name] = Firing(name, float(data["occurrence"]), data["worker"],
                              float(data["claimed_at"]), data.get("result", ""))
     return found
+
+
+def write_by_hand(conn: redis.Redis, prefix: str, schedule: str, worker: str, at: float,
+                  result: str) -> None:
+    """`QueueBackend.note_by_hand`: `P byhand:<schedule>` (at worker result), its name in
+    `P byhand`."""
+    pipe = conn.pipeline(transaction=True)
+    pipe.hset(f"{prefix}byhand:{schedule}", mapping={"at": number(at), "worker": worker,
+                                                      "result": result})
+    pipe.sadd(f"{prefix}byhand", schedule)
+    pipe.execute()
+
+
+def read_by_hand(conn: redis.Redis, prefix: str) -> dict[str, Firing]:
+    """The last run by hand of each schedule (`QueueBackend.by_hand`)."""
+    members = cast(set[bytes], conn.smembers(f"{prefix}byhand"))
+    names = sorted(name.decode() for name in members)
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(f"{prefix}byhand:{name}")
+    found = {}
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        if data:
+            at = float(data["at"])
+            found[name] = Firing(name, at, data["worker"], at, data.get("result", ""))
+    return found
+
+
+def live_ids(conn: redis.Redis, prefix: str) -> list[str]:
+    """The ids of the waiting and running entries (`P waiting`, `P leases`, read in one
+    transaction), in enqueue order: what a worker deciding whether it is idle reads,
+    without going through every entry kept."""
+    pipe = conn.pipeline(transaction=True)
+    pipe.zrange(f"{prefix}waiting", 0, -1)
+    pipe.zrange(f"{prefix}leases", 0, -1)
+    waiting, running = pipe.execute()
+    ids = list(dict.fromkeys(value.decode() for value in [*waiting, *running]))
+    if not ids:
+        return []
+    seqs = conn.zmscore(f"{prefix}all", ids)
+    order = {entry_id: seq if seq is not None else float("inf")
+             for entry_id, seq in zip(ids, seqs, strict=True)}
+    return sorted(ids, key=order.__getitem__)
