@@ -37,8 +37,6 @@ MIN_POINTS = LONG_STEP_SERIES  # shorter series are not written: their record re
 # Floats written per value a record holds: dense metrics cost 3 per row, so only a record
 # of many sparse metrics meets the bound, and a hostile one cannot fill the disk.
 FLOATS_PER_VALUE = 8
-
-
 _NONE: Columns = (array("d"), array("d"), array("d"))
 
 
