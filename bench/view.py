@@ -206,7 +206,9 @@ def bench_compare(browser: Any, root: Path, env: dict[str, str], runs: int, step
     names = ",".join(f"cmp-{i:02d}" for i in range(runs))
     marks, walls = [], []
     with tether_view(root, env) as (url, _):
-        for _ in range(repeat + 1):  # the first opening reads the records: reported apart
+        # The first opening reads the columns the runs kept and downsamples them; later
+        # ones reuse its answers: reported apart.
+        for _ in range(repeat + 1):
             context, page, wall = fresh_page(
                 browser, f"{url}#/compare?names={names}",
                 lambda page: page.wait_for_function("() => document.body.dataset.compareReady",

@@ -54,6 +54,16 @@ def runs_dir(root: Path) -> Path:
     return root / STATE_DIR / "runs"
 
 
+# Step series of at least this many points have their columns kept in view_steps_dir.
+LONG_STEP_SERIES = 10_000
+
+
+def view_steps_dir(root: Path) -> Path:
+    """Step metric columns of recorded experiments for `tether view` (a cache), shared
+    by the work trees of the repository like the refs (see `cache_root`)."""
+    return cache_root(root) / STATE_DIR / "view" / "steps"
+
+
 def tmp_dir(root: Path) -> Path:
     return root / STATE_DIR / "tmp"
 

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from conftest import git
 from helpers import exp_refs, record_of
 from tether.gitstore.git import Git
+from tether.record.stepcolumns import RecordSteps
+from tether.record.stepfiles import SeriesFiles
 from tether.web.downsample import lttb
 from tether.web.lru import LRU
-from tether.web.series import RecordSteps, SeriesStore, axis
-from tether.web.seriesfiles import SeriesFiles
+from tether.web.series import SeriesStore, axis
 from tether.web.steps import points_of
 from web.conftest import _env, client_for, record
 

@@ -27,7 +27,7 @@ from tether.gitstore.fastrecord import start_status
 from tether.gitstore.git import Git, GitJob, repo_state
 from tether.gitstore.names import generate_name, validate_name
 from tether.ids import new_run_id
-from tether.layout import RUN_INFO, runs_dir, tmp_dir
+from tether.layout import LONG_STEP_SERIES, RUN_INFO, runs_dir, tmp_dir
 from tether.lockfile import read_lock
 from tether.logs import bind
 from tether.parameters import (
@@ -299,6 +299,7 @@ def _run_named(run: _Run, name: str, taken: set[str], code: dict[str, Any],
     assembled = assemble_record(git, run.workspace, run.pipeline, run.params, loop, fields,
                                 run_dir, run.secrets, emit)
     ref = _commit_and_remember(run, loop, assembled, run_dir, taken, changes)
+    _keep_step_columns(git, ref.commit, assembled.record.steps)
     if not run.workspace.temporary and not bare:  # after the commit: not part of the run
         produced = [out for r in loop.records if r.status in CONTRIBUTING
                     for out in run.pipeline.stages[r.name].outs]
@@ -325,6 +326,15 @@ def _commit_and_remember(
         loop.reuse.remember(fingerprint_digest, files, run_id=run.run_id,
                             experiment={"ref": ref.ref, "name": ref.name, "commit": ref.commit})
     return ref
+
+
+def _keep_step_columns(git: Git, commit: str, steps: dict[str, Any]) -> None:
+    """Write the columns of long step series for `tether view` while the record is in
+    memory; looked for here first, so a run without any imports nothing more."""
+    if any(isinstance(rows, list) and len(rows) >= LONG_STEP_SERIES for rows in steps.values()):
+        from tether.record.stepfiles import keep_columns
+
+        keep_columns(git.root, commit, steps)
 
 
 def _write_params(run: _Run, run_dir: Path) -> None:

@@ -27,6 +27,7 @@ from tether.gitstore.git import Git
 from tether.layout import EXPS_REFS, STATE_DIR, exp_ref
 from tether.record.metrics import flat_params, flatten
 from tether.record.record import as_committed, load_record
+from tether.record.stepfiles import keep_columns
 from tether.record.validate import UNREADABLE, Skipped
 from tether.status import NOT_RUN, SKIPPED
 
@@ -118,8 +119,6 @@ class IndexedExperiment:
         return f"IndexedExperiment({self.ref!r}, {self.commit[:10]!r}, {self.status!r})"
 
 
-
-
 def indexed(row: tuple[Any, ...], rules_seen: dict[str, dict[str, Any]]) -> IndexedExperiment:
     """The experiment of one row of FIELDS; `rules_seen` memoizes decoded metric rules."""
     (ref, commit, base, name, status, created_at, duration, message,
@@ -136,10 +135,11 @@ def index_path(root: Path) -> Path:
 
 
 def _row(
-    ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str]
+    ref: str, commit: str, blob: bytes | None, rules_text: dict[str, str], root: Path
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The table row of one experiment and its stage_runs rows; `rules_text` memoizes
-    encoded metric rules.
+    encoded metric rules. Long step series are kept for `tether view` on the way, while
+    the record is decoded (`record/stepfiles.py`; the run that recorded it kept them).
 
     A ref with an invalid name or record gets an UNREADABLE row saying what is wrong,
     so it is reported (not read again) until the ref moves.
@@ -155,6 +155,7 @@ def _row(
     if parsed is None or record is None:
         return (ref, commit, baseline, name, UNREADABLE, 0.0, 0.0, str(problem), "{}", "{}",
                 "{}", "{}", 0), []
+    keep_columns(root, commit, record.steps)
     rules = record.spec.get("metrics")
     created_at = record.created_at
     committed = as_committed(record)
@@ -381,7 +382,7 @@ def _add(
         rows, stage_rows = [], []
         for position in chunk:
             ref = changed[position]
-            row, stages = _row(ref, refs[ref], blobs[position], rules_text)
+            row, stages = _row(ref, refs[ref], blobs[position], rules_text, git.root)
             rows.append(row)
             stage_rows += stages
         connection.execute("BEGIN IMMEDIATE")

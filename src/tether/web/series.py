@@ -2,68 +2,29 @@
 
 A commit's record never changes, so what is parsed from it stays true: the names of its
 step metrics, and per metric the (step, seconds, value) columns of the first stage that
-logged it. Records of many commits are read in one `git cat-file --batch`; each is
-decoded and validated once (`load_record`, as the index reads them) and the rows turned
-into `array('d')` columns with list comprehensions, NaN where a row has no number.
-Everything is kept in a least-recently-used cache bounded by the floats it holds, so
-20 runs × 100,000 steps cost one read, and a hostile record can only make its own
-series empty or short (rows that are not objects, values that are not finite numbers
-and oversized integers are left out, as `steps.points_of` leaves them).
-"""
+logged it (`record/stepcolumns.py`). Long series are usually on disk already
+(`record/stepfiles.py`, written when the run was recorded or its ref first indexed);
+the others' records are read in one `git cat-file --batch`, each decoded and validated
+once (`load_record`, as the index reads them). Everything is kept in a
+least-recently-used cache bounded by the floats it holds, so 20 runs × 100,000 steps
+cost at most one read each."""
 
 from __future__ import annotations
 
-import contextlib
 from array import array
 from collections.abc import Iterable
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 from tether.gitstore.git import Git
+from tether.record.stepcolumns import Columns, RecordSteps, finite
+from tether.record.stepfiles import SeriesFiles
 from tether.web.lru import LRU
-from tether.web.seriesfiles import Columns, SeriesFiles
 
-_NAN = float("nan")
-_NUMBERS = {int, float}
-_NOT_METRICS = frozenset(("step", "ts"))
 EAGER_METRICS = 8  # metrics of a record turned into columns when it is read; others lazily
 DEFAULT_FLOATS = 24_000_000  # ≈ 190 MB of columns
 
 _EMPTY: Columns = (array("d"), array("d"), array("d"))
-
-
-def _floats(values: list[Any]) -> array[float]:
-    """The values as doubles; NaN for what is not an int or float (bools included)."""
-    if set(map(type, values)) <= _NUMBERS:  # the usual case: converted in C
-        with contextlib.suppress(OverflowError):
-            return array("d", values)
-    try:
-        return array("d", [v if type(v) is float or type(v) is int else _NAN for v in values])
-    except OverflowError:  # an integer too big for a double: left out like a non-number
-        return array("d", [_as_float(v) for v in values])
-
-
-def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
-    """Each row's value of `key` (None where it has none)."""
-    return list(map(dict.get, rows, repeat(key)))
-
-
-def _as_float(value: Any) -> float:
-    if type(value) is not float and type(value) is not int:
-        return _NAN
-    try:
-        return float(value)
-    except OverflowError:
-        return _NAN
-
-
-def _seconds(row: dict[str, Any]) -> Any:
-    """A row's wall time: `ts` in seconds, else dvclive's `timestamp` in milliseconds."""
-    stamp = row.get("timestamp")
-    if type(stamp) is float or type(stamp) is int:
-        return _as_float(stamp) / 1000.0
-    return None
 
 
 def record_steps(blob: bytes | None) -> dict[str, Any]:
@@ -86,49 +47,12 @@ def record_steps(blob: bytes | None) -> dict[str, Any]:
         return {}
 
 
-class RecordSteps:
-    """What one record holds of step metrics: names, and its rows while being read."""
-
-    def __init__(self, steps: dict[str, Any]) -> None:
-        self._stages: list[tuple[list[dict[str, Any]], set[str]]] = []
-        self._axes: dict[int, tuple[array[float], array[float]]] = {}
-        for rows in steps.values():
-            if isinstance(rows, list) and rows:
-                if set(map(type, rows)) != {dict}:
-                    rows = [row if type(row) is dict else {} for row in rows]
-                self._stages.append((rows, set().union(*rows)))
-        self.rows = sum(len(rows) for rows, _ in self._stages)
-        self.names = frozenset().union(*(keys for _, keys in self._stages)) - _NOT_METRICS
-
-    def columns(self, metric: str) -> Columns | None:
-        """The columns of the first stage whose rows name `metric`; None when none does."""
-        for index, (rows, keys) in enumerate(self._stages):
-            if metric in keys:
-                steps, seconds = self._stage_axes(index)
-                return steps, seconds, _floats(_column(rows, metric))
-        return None
-
-    def _stage_axes(self, index: int) -> tuple[array[float], array[float]]:
-        if index not in self._axes:
-            rows = self._stages[index][0]
-            steps = _column(rows, "step")
-            if None in steps:  # rows without a step are placed by their position
-                steps = [row.get("step", position) for position, row in enumerate(rows)]
-            seconds = _floats(_column(rows, "ts"))
-            if not _finite(seconds):  # some rows timed otherwise (dvclive), or not at all
-                seconds = _floats([t if (type(t) is float or type(t) is int) and t - t == 0
-                                   else _seconds(row) for t, row in zip(seconds, rows,
-                                                                        strict=True)])
-            self._axes[index] = (_floats(steps), seconds)
-        return self._axes[index]
-
-
 def axis(columns: Columns, x_axis: str) -> tuple[list[float], list[float]]:
     """The finite (x, y) of `columns` sorted by x: x the step (or row position), or the
     seconds since the first timed point — what `steps.points_of` makes of the rows."""
     steps, seconds, values = columns
     xs = steps if x_axis == "step" else seconds
-    if x_axis == "step" and _finite(xs) and _finite(values):
+    if x_axis == "step" and finite(xs) and finite(values):
         ordered = xs.tolist()
         if sorted(ordered) == ordered:  # the usual case, all in C: no pair per point
             return ordered, values.tolist()
@@ -140,20 +64,13 @@ def axis(columns: Columns, x_axis: str) -> tuple[list[float], list[float]]:
     return [x for x, _ in pairs], [y for _, y in pairs]
 
 
-def _finite(column: array[float]) -> bool:
-    """Whether every value is finite: their sum is, unless one is not (or it overflows,
-    which only sends such columns the long way)."""
-    total = sum(column)
-    return total - total == 0.0
-
-
 def _weight(columns: Columns) -> int:
     return sum(len(column) for column in columns)
 
 
 class SeriesStore:
     """Step metrics of recorded experiments by commit, read in batches and cached in
-    memory, and on disk when `files` is given (`web/seriesfiles.py`)."""
+    memory, and on disk when `files` is given (`record/stepfiles.py`)."""
 
     def __init__(self, files: SeriesFiles | None = None,
                  max_floats: int = DEFAULT_FLOATS) -> None:

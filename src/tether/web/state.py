@@ -7,12 +7,12 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tether.layout import state_dir
+from tether.layout import view_steps_dir
+from tether.record.stepfiles import SeriesFiles
 from tether.web.catalog import Catalog
 from tether.web.lru import LRU
 from tether.web.security import Policy
 from tether.web.series import SeriesStore
-from tether.web.seriesfiles import SeriesFiles
 
 
 class Viewer:
@@ -26,7 +26,7 @@ class Viewer:
         self.live_poll = live_poll  # seconds between two looks at a running run's files
         self.series_cache = LRU(512)  # downsampled step series of recorded experiments
         # their step metric columns by commit, in memory and in .tether/view/steps/
-        self.steps_store = SeriesStore(SeriesFiles(state_dir(root) / "view" / "steps"))
+        self.steps_store = SeriesStore(SeriesFiles(view_steps_dir(root)))
 
     def running_json(self) -> list[dict[str, Any]]:
         """The runs in progress (in place, --temp, queued on this machine), not yet

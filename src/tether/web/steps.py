@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from tether.errors import UsageError
+from tether.record.stepcolumns import Columns, RecordSteps
 from tether.web.downsample import lttb
 from tether.web.responses import JSON
-from tether.web.series import RecordSteps, axis
-from tether.web.seriesfiles import Columns
+from tether.web.series import axis
 from tether.web.state import Viewer, viewer_of
 
 if TYPE_CHECKING:

@@ -1,12 +1,17 @@
-"""Step series kept on disk between two `tether view`s, under `.tether/view/steps/`.
+"""Step series kept on disk for `tether view`, under `.tether/view/steps/`.
 
-A commit's record never changes, so the columns `web/series.py` makes of it stay true:
-one file per (commit, metric) — a header, the point count, then the step, seconds and
-value columns as little-endian doubles — and one per commit with its step metric
-names. Files are written whole under a temporary name then renamed, so a reader sees
-an old file or a new one; one whose size does not match its header is ignored (and
-made again). Only long series are kept (reading a short record costs less than a
-file). The directory is a cache: deleting it loses nothing.
+A commit's record never changes, so the columns `record/stepcolumns.py` makes of it stay
+true: one file per (commit, metric) — a header, the point count, then the step, seconds
+and value columns as little-endian doubles — and one per commit with its step metric
+names. They are written when a run is recorded (`execute/runner.py`) and when the index
+first reads a record that came from elsewhere (`experiments/index.py`: a pull, a fetch),
+so the viewer's first look at long series reads no record; the viewer keeps those it
+reads itself (`web/series.py`). Files are written whole under a temporary name then
+renamed, so a reader sees an old file or a new one; one whose size does not match its
+header is ignored (and made again). Only long series are kept (reading a short record
+costs less than a file); what one record may cost is bounded by the values it holds.
+File names derive from a validated commit id and a hash of the metric's name. The
+directory is a cache: deleting it loses nothing.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from tether.layout import LONG_STEP_SERIES, view_steps_dir
+from tether.record.stepcolumns import Columns, RecordSteps
+
 _MAGIC = b"tether-steps 1\n"
 _COUNT = 8  # bytes of the point count after the header
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-MIN_POINTS = 10_000  # shorter series are not written: their record reads fast enough
-
-Columns = tuple["array[float]", "array[float]", "array[float]"]
+MIN_POINTS = LONG_STEP_SERIES  # shorter series are not written: their record reads fast
+# Floats written per value a record holds: dense metrics cost 3 per row, so only a record
+# of many sparse metrics meets the bound, and a hostile one cannot fill the disk.
+FLOATS_PER_VALUE = 8
+_NONE: Columns = (array("d"), array("d"), array("d"))
 
 
 class SeriesFiles:
@@ -114,3 +124,28 @@ class SeriesFiles:
         except OSError:  # a full disk: no file rather than half of one
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+def keep_columns(root: Path, commit: str, steps: Any) -> None:
+    """Write the columns of the long step series of `steps` (the record's at `commit`),
+    unless `commit`'s are kept already. Never raises: the files are only a cache."""
+    if not isinstance(steps, dict) or not _COMMIT.fullmatch(commit) or not any(
+            isinstance(rows, list) and len(rows) >= MIN_POINTS for rows in steps.values()):
+        return
+    files = SeriesFiles(view_steps_dir(root))
+    if files.load_names(commit) is not None:
+        return
+    try:
+        parsed = RecordSteps(steps)
+        budget = FLOATS_PER_VALUE * parsed.values()
+        for metric in sorted(parsed.names):
+            cost = 3 * parsed.length(metric)
+            if cost >= 3 * files.min_points and cost <= budget:
+                budget -= cost
+                files.save(commit, metric, parsed.columns(metric) or _NONE)
+        files.save_names(commit, parsed.names, parsed.rows)  # last: the others are whole
+    except Exception as exc:  # memory, a bug: the viewer still reads the record
+        from tether.logs import get_logger
+
+        get_logger("tether.stepfiles").warning("step_columns_not_kept", commit=commit,
+                                                error=repr(exc))
