@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
 from tether.errors import UsageError
 from tether.record.stepcolumns import Columns, RecordSteps
-from tether.web.downsample import lttb
+from tether.web.downsample import Floats, lttb
 from tether.web.responses import JSON
 from tether.web.series import axis
 from tether.web.state import Viewer, viewer_of
@@ -33,9 +34,15 @@ _NO_COLUMNS: Columns = (array("d"), array("d"), array("d"))
 
 
 def _number(value: Any) -> float | None:
+    """A finite int or float as a float; None for anything else (an integer too big for
+    a double included, as the recorded columns leave it out)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def points_of(rows: list[dict[str, Any]], metric: str, x_axis: str
@@ -129,8 +136,8 @@ def _kept_answer(viewer: Viewer, name: str, key: tuple[str, str, str, int]
     return answer
 
 
-def _downsampled(name: str, xy: tuple[list[float], list[float]], points: int
-                 ) -> dict[str, Any]:
+def _downsampled(name: str, xy: tuple[Sequence[float], Sequence[float]] | tuple[Floats, Floats],
+                 points: int) -> dict[str, Any]:
     kept_x, kept_y = lttb(xy[0], xy[1], points)
     return {"name": name, "x": kept_x, "y": kept_y, "total": len(xy[0])}
 
