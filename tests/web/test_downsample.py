@@ -44,3 +44,22 @@ def test_a_spike_survives_downsampling() -> None:
 def test_fewer_than_two_points_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         lttb([1, 2, 3], [1, 2, 3], 1)
+
+
+def test_columns_viewed_in_a_kept_file_downsample_like_lists() -> None:
+    """A kept file's columns are views at an odd offset (not aligned), which the compiled
+    LTTB refuses as they are: they are copied first, and give what lists give."""
+    from array import array
+
+    ys = [math.sin(x / 50) + (x % 7) / 10 for x in range(5_000)]
+    xs = [float(x) for x in range(5_000)]
+    data = b"\0" * 3 + array("d", xs).tobytes() + array("d", ys).tobytes()
+    view = memoryview(data)
+    x_view = view[3:3 + 8 * len(xs)].cast("d")
+    y_view = view[3 + 8 * len(xs):].cast("d")
+    import numpy as np
+
+    unaligned = np.asarray(x_view, dtype=np.float64), np.asarray(y_view, dtype=np.float64)
+    assert not unaligned[0].flags.aligned
+    assert lttb(*unaligned, 300) == lttb(xs, ys, 300)
+    assert len(lttb(xs, ys, 300)[0]) == 300

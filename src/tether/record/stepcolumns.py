@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 from array import array
 from itertools import repeat
-from typing import Any
+from typing import Any, Union
 
 _NAN = float("nan")
 _NUMBERS = {int, float}
 _NOT_METRICS = frozenset(("step", "ts"))
 
-Columns = tuple["array[float]", "array[float]", "array[float]"]
+# A column of doubles: an array made from rows, or a read-only view of a kept file's bytes.
+Column = Union["array[float]", "memoryview[float]"]
+Columns = tuple[Column, Column, Column]
 
 
 def _floats(values: list[Any]) -> array[float]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.layout import LONG_STEP_SERIES, view_steps_dir
-from tether.record.stepcolumns import Columns, RecordSteps
+from tether.record.stepcolumns import Column, Columns, RecordSteps
 
 _MAGIC = b"tether-steps 1\n"
 _COUNT = 8  # bytes of the point count after the header
@@ -66,12 +66,15 @@ class SeriesFiles:
         count = int.from_bytes(data[len(_MAGIC):head], "little")
         if len(data) != head + 24 * count:
             return None
-        columns = []
+        columns: list[Column] = []
+        view = memoryview(data)
         for start in range(head, head + 24 * count, 8 * count):
+            if sys.byteorder == "little":  # a view of the bytes read: no copy of 2.4 MB
+                columns.append(view[start:start + 8 * count].cast("d"))
+                continue
             column = array("d")
             column.frombytes(data[start:start + 8 * count])
-            if sys.byteorder != "little":
-                column.byteswap()
+            column.byteswap()
             columns.append(column)
         return columns[0], columns[1], columns[2]
 
@@ -107,7 +110,7 @@ class SeriesFiles:
             return None
 
     def save_json(self, commit: str, what: str, value: Any) -> None:
-        self._write(self._path(commit, what), json.dumps(value).encode())
+        self._write(self._path(commit, what), _dumps(value))
 
     def _write(self, path: Path | None, data: bytes) -> None:
         if path is None:
@@ -124,6 +127,16 @@ class SeriesFiles:
         except OSError:  # a full disk: no file rather than half of one
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+def _dumps(value: Any) -> bytes:
+    """`value` as JSON, by orjson when installed (ten times faster on a downsampled
+    answer of 20 series); the values kept here are finite numbers, strings and lists."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(value).encode()
+    return orjson.dumps(value)
 
 
 def keep_columns(root: Path, commit: str, steps: Any) -> None:

@@ -21,8 +21,10 @@ Floats = NDArray[np.float64]
 
 
 def as_floats(values: Sequence[float] | Floats) -> Floats:
-    """`values` as a float64 array (without a copy when they already are one)."""
-    return np.asarray(values, dtype=np.float64)
+    """`values` as a contiguous, aligned float64 array, what tsdownsample requires (it
+    panics on anything else; a view of a kept file's bytes is not aligned): copied only
+    when they are not one already."""
+    return np.require(values, dtype=np.float64, requirements=("C", "A"))
 
 
 def lttb(xs: Sequence[float] | Floats, ys: Sequence[float] | Floats, points: int

@@ -57,8 +57,8 @@ def axis(columns: Columns, x_axis: str) -> tuple[Floats, Floats]:
     import numpy as np
 
     steps, seconds, values = columns
-    xs = np.frombuffer(steps if x_axis == "step" else seconds, dtype=np.float64)
-    ys = np.frombuffer(values, dtype=np.float64)
+    xs = np.asarray(steps if x_axis == "step" else seconds, dtype=np.float64)  # views, no copies
+    ys = np.asarray(values, dtype=np.float64)
     keep = np.isfinite(xs) & np.isfinite(ys)
     if not keep.all():
         xs, ys = xs[keep], ys[keep]

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from tether.errors import UsageError
 from tether.record.stepcolumns import Columns, RecordSteps
 from tether.web.downsample import Floats, lttb
-from tether.web.responses import JSON
+from tether.web.responses import JSON, FiniteJSON
 from tether.web.series import axis
 from tether.web.state import Viewer, viewer_of
 
@@ -172,4 +172,4 @@ def steps(request: Request) -> JSON:
     for name, run in live.items():  # in progress: read now, keep nothing (the newest run)
         answers[name] = _live(run, metric, x_axis, points)
     series = [{**answers[name], "name": name} for name in names]
-    return JSON({"metric": metric, "x": x_axis, "series": series})
+    return FiniteJSON({"metric": metric, "x": x_axis, "series": series})
