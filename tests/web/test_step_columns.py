@@ -117,6 +117,23 @@ def test_runs_and_pulls_keep_the_columns_the_first_compare_reads(
                 _reference(clone, name, metric, x_axis, points) for name in NAMES]
         assert store.reads == 0
 
+    # A removed experiment's columns (and the viewer's answers) go with the next gc.
+    _ok(clone, "remove", "queued")
+    kept = SeriesFiles(view_steps_dir(clone))
+    dry = run_tether(clone, "gc", "--dry")
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove  " in dry.stdout and "viewer step-column file(s)" in dry.stdout
+    assert kept.load_names(commits["queued"]) is not None  # --dry deletes nothing
+    swept = run_tether(clone, "gc")
+    assert swept.returncode == 0, swept.stderr
+    [line] = [line for line in swept.stdout.splitlines() if "step-column" in line]
+    assert line.startswith("removed  ") and "of experiments no longer kept" in line
+    assert kept.load_names(commits["queued"]) is None
+    assert not list(view_steps_dir(clone).glob(f"{commits['queued'][:2]}/"
+                                               f"{commits['queued'][2:]}.*"))
+    _assert_kept(clone, {"direct": commits["direct"]})
+    assert "step-column" not in run_tether(clone, "gc").stdout  # nothing left to sweep
+
 
 COMMIT = "ab" * 20
 

@@ -71,6 +71,10 @@ def handle(args: argparse.Namespace) -> int:
         print(f"{verb}  run-cache {fingerprint}")
     for path in result.tmp_removed:
         print(f"{verb}  unfinished upload {path}")
+    files, size = result.columns_removed
+    if files:
+        print(f"{verb}  {files} viewer step-column file(s) of experiments no longer kept, "
+              f"{_size(size)} (.tether/view/steps/)")
     print(f"tether: gc {result.where}: {verb} {len(result.removed)} object(s), "
           f"{_size(result.bytes_freed)} freed; kept {result.kept} object(s) of "
           f"{result.kept_experiments} experiment(s) and the lock files", file=sys.stderr)

@@ -40,6 +40,8 @@ class GcResult:
     dropped_experiments: int = 0
     skipped: list[Skipped] = field(default_factory=list)  # refs whose record was invalid
     tmp_removed: list[str] = field(default_factory=list)  # stale uploads of killed transfers
+    # The viewer's kept step columns of commits no experiment ref points to (files, bytes).
+    columns_removed: tuple[int, int] = (0, 0)
     # Removed key -> "PATH of NAME" for the experiments known to have used it (dropped
     # ones, run-cache entries); a key absent here was referenced by nothing known.
     used_by: dict[str, list[str]] = field(default_factory=dict)
@@ -158,9 +160,14 @@ def gc(root: Path, older_than: float | None = None, remote: str | None = None,
     uses: Uses = {}
     direct, kept_exps, dropped_exps = roots(root, older_than, now, skipped, uses)
     store = object_store(root)
+    columns = (0, 0)
     if remote is None:
         swept = sweep_local(store, RunCache(root), direct, kept_exps, dry=dry, now=now,
                             uses=uses)
+        from tether.record.stepfiles import sweep_columns
+
+        refs = {e.commit for e in list_experiments(Git(root))}
+        columns = sweep_columns(root, refs, dry=dry)
     else:
         from tether.project import open_remote
 
@@ -169,6 +176,7 @@ def gc(root: Path, older_than: float | None = None, remote: str | None = None,
     return GcResult(swept.where, dry, removed=swept.removed, kept=swept.kept,
                     runs_removed=swept.runs_removed, kept_experiments=len(kept_exps),
                     dropped_experiments=dropped_exps, skipped=skipped,
-                    tmp_removed=swept.tmp_removed, used_by=swept.used_by)
+                    tmp_removed=swept.tmp_removed, used_by=swept.used_by,
+                    columns_removed=columns)
 
 

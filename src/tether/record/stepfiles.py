@@ -129,6 +129,32 @@ class SeriesFiles:
                 os.unlink(temporary)
 
 
+def sweep_columns(root: Path, keep: set[str], *, dry: bool = False) -> tuple[int, int]:
+    """Delete (or with `dry` only count) the kept columns and answers of every commit not
+    in `keep`: (files, bytes). What is not a file of this cache's layout is left alone."""
+    directory = view_steps_dir(root)
+    files = size = 0
+    try:
+        folders = [d for d in directory.iterdir() if re.fullmatch(r"[0-9a-f]{2}", d.name)]
+    except OSError:
+        return 0, 0
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for path in folder.iterdir():
+                commit = folder.name + path.name.partition(".")[0]
+                if not _COMMIT.fullmatch(commit) or commit in keep or not path.is_file():
+                    continue
+                with contextlib.suppress(OSError):
+                    length = path.stat().st_size
+                    if not dry:
+                        path.unlink()
+                    files, size = files + 1, size + length
+            if not dry:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+    return files, size
+
+
 def _dumps(value: Any) -> bytes:
     """`value` as JSON, by orjson when installed (ten times faster on a downsampled
     answer of 20 series); the values kept here are finite numbers, strings and lists."""
