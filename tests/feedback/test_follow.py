@@ -299,3 +299,137 @@ def test_a_following_worker_notifies_a_failure_and_a_regression_once(
     assert "diverged: lr too high" in by_event["failed"]["message"]
     assert "worse" in by_event["regressed"]["title"]
     assert "acc" in by_event["regressed"]["message"]
+
+
+# -- worker tags: a follower claims only what its tags can run ---------------------------
+
+GPU_SPEC = SPEC.replace("    params: [train]\n", "    params: [train]\n    require: [gpu]\n")
+
+
+def push_spec(dev: Path, branch: str, files: dict[str, str], message: str) -> str:
+    """Push `branch` from main with `files` written (a file's text "" deletes it)."""
+    git(dev, "switch", "-q", "-c", branch, "main")
+    for name, text in files.items():
+        if text:
+            write(dev / name, text)
+        else:
+            (dev / name).unlink()
+    git(dev, "add", "-A")
+    git(dev, "commit", "-q", "-m", message)
+    git(dev, "push", "-q", "origin", branch)
+    sha = git(dev, "rev-parse", "HEAD")
+    git(dev, "switch", "-q", "main")
+    return sha
+
+
+def queued(root: Path) -> list[dict[str, object]]:
+    proc = run_tether(root, "queue", "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_followers_claim_only_what_their_tags_can_run(world: dict[str, Path]) -> None:
+    dev, bare = world["dev"], world["origin"]
+    needs_gpu = push_spec(dev, "exp/on-gpu", {"tether.yaml": GPU_SPEC}, "train on a gpu")
+    plain = push_branch(dev, "exp/plain", 0.11, "no tags needed")
+    names = ("follower", "follower2")
+    tags = {"follower": [], "follower2": ["--tags", "gpu"]}
+    procs = [subprocess.Popen([sys.executable, "-m", "tether", "worker", "--follow", "origin",
+                               "--once", *tags[name]], cwd=world[name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for name in names]
+    outs = dict(zip(names, (p.communicate(timeout=300) for p in procs), strict=True))
+    assert all(p.returncode == 0 for p in procs), outs
+    plain_err, gpu_err = outs["follower"][1], outs["follower2"][1]
+    exps = remote_refs(bare, EXPS_REFS)
+    assert [ref for ref in exps if needs_gpu in ref] == [f"{EXPS_REFS}{needs_gpu}/on-gpu"]
+    assert [ref for ref in exps if plain in ref] == [f"{EXPS_REFS}{plain}/plain"]
+    # The gpu commit: left by the plain follower, saying why, run by the gpu one.
+    left = [line for line in plain_err.splitlines() if "event=push_left" in line]
+    assert len(left) == 1 and "exp/on-gpu" in left[0] and "missing=gpu" in left[0], plain_err
+    assert not re.search(r"event=push_queued .*exp=on-gpu", plain_err)
+    assert re.search(r"event=push_queued .*exp=on-gpu.*requires=gpu", gpu_err), gpu_err
+    assert not git(world["follower"], "for-each-ref", f"{EXPS_REFS}{needs_gpu}")
+    assert record(world["follower2"], f"{EXPS_REFS}{needs_gpu}/on-gpu")["status"] == "success"
+    # The plain commit: run by exactly one of them.
+    ran = [name for name in names if re.search(r"event=push_queued .*exp=plain", outs[name][1])]
+    assert len(ran) == 1, outs
+    # The entries carry the requirements, as `run --queue` entries do.
+    entries = {e["name"]: e for name in names for e in queued(world[name])}
+    assert entries["on-gpu"]["requires"] == ["gpu"]
+    assert entries["plain"]["requires"] == []
+    assert not any(e["name"] == "on-gpu" for e in queued(world["follower"]))
+
+
+def test_a_left_commit_is_reported_once_and_taken_after_a_restart_with_tags(
+    world: dict[str, Path],
+) -> None:
+    from tether.queue.client import open_queue
+
+    dev, follower = world["dev"], world["follower"]
+    needs_gpu = push_spec(dev, "exp/on-gpu", {"tether.yaml": GPU_SPEC}, "train on a gpu")
+    # Only `prepare` (no tag needed) is selected: the trailer's stages decide.
+    prep = push_spec(dev, "exp/prep-only", {"tether.yaml": GPU_SPEC},
+                     "features\n\nTether-Stages: prepare")
+    backend = open_queue(follower, backend="embedded")
+    try:
+        plain = Follower(follower, "origin")
+        first = plain.follow_once(backend)
+        assert [(p.commit, needs) for p, needs in first.left] == [(needs_gpu, ("gpu",))]
+        assert [(e.snapshot, e.requires) for e in first.entries] == [(prep, ())]
+        again = plain.follow_once(backend)  # the next pass: nothing new, nothing reported
+        assert not again.left and not again.entries and not again.skipped
+        assert not git(world["origin"], "for-each-ref", f"{CLAIMS_REFS}{needs_gpu}")
+        # Restarted with the tag (a new follower on the same clone): not marked seen.
+        gpu = Follower(follower, "origin", tags=["gpu"])
+        taken = gpu.follow_once(backend)
+        assert [(e.snapshot, e.requires) for e in taken.entries] == [(needs_gpu, ("gpu",))]
+        assert git(world["origin"], "for-each-ref", f"{CLAIMS_REFS}{needs_gpu}")
+    finally:
+        backend.close()
+
+
+def test_a_commit_whose_spec_cannot_be_read_is_claimed_as_before(
+    world: dict[str, Path],
+) -> None:
+    from tether.queue.client import open_queue
+
+    dev, follower = world["dev"], world["follower"]
+    broken = push_spec(dev, "exp/broken", {"tether.yaml": "stages: [\n"}, "oops")
+    unknown = push_spec(dev, "exp/typo", {"train.py": TRAIN + "#\n"},
+                        "typo\n\nTether-Stages: trian")  # no such stage
+    backend = open_queue(follower, backend="embedded")
+    try:
+        found = Follower(follower, "origin", tags=["cpu"]).follow_once(backend)
+    finally:
+        backend.close()
+    problems = {p.commit: text for p, text in found.unreadable}
+    assert set(problems) == {broken, unknown}
+    assert "YAML syntax error" in problems[broken] and "trian" in problems[unknown]
+    assert sorted((e.snapshot, e.requires) for e in found.entries) == sorted(
+        [(broken, ()), (unknown, ())])
+    assert not found.left
+
+
+def test_a_python_spec_is_read_in_a_child_process(world: dict[str, Path]) -> None:
+    from tether.queue.client import open_queue
+
+    dev, follower = world["dev"], world["follower"]
+    dsl = ("from tether.dsl import Pipeline, stage\n"
+           "pipeline = Pipeline()\n"
+           "pipeline.add(stage('train', cmd='python train.py', deps=['train.py'],\n"
+           "                   require=['gpu', 'a100']))\n")
+    sha = push_spec(dev, "exp/dsl", {"tether.yaml": "", "tether.py": dsl}, "dsl spec")
+    before = repo_state(follower)
+    backend = open_queue(follower, backend="embedded")
+    try:
+        found = Follower(follower, "origin", tags=["gpu"]).follow_once(backend)
+    finally:
+        backend.close()
+    assert [(p.commit, needs) for p, needs in found.left] == [(sha, ("a100", "gpu"))], found
+    assert not found.unreadable and not found.entries
+    after = repo_state(follower)  # but for the queue's database, which this test opened
+    after["status"] = "".join(line for line in after["status"].splitlines(keepends=True)
+                              if ".tether/queue.db" not in line)
+    assert after == before
+    assert not list((follower / ".tether" / "worktrees").glob("spec-*"))

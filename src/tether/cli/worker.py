@@ -75,7 +75,9 @@ def register(sub: Any) -> None:
         "experiment ref and outputs back, and gates it against the main build. The "
         "experiment is recorded against the pushed commit itself, named after the branch's "
         "last component. `[skip tether]` in a commit message opts out; a `Tether-Stages: "
-        "train,eval` trailer chooses the stages. It also runs whatever else waits in its "
+        "train,eval` trailer chooses the stages. A commit whose stages `require` tags this "
+        "worker lacks (--tags) is left unclaimed for a follower that has them. It also runs "
+        "whatever else waits in its "
         "queues, and fires the schedules as every worker does.")
     follow.add_argument("--follow", metavar="REMOTE",
                         help="follow this git remote (a name or URL)")
@@ -257,6 +259,29 @@ def _summarize(summary: WorkerSummary, args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_pass(log: Any, found: FollowPass, tags: tuple[str, ...]) -> None:
+    """What a follow pass skipped, left for better-equipped followers, and queued."""
+    for pushed, reason in found.skipped:
+        log.info("push_skipped", branch=pushed.branch, commit=pushed.commit[:10],
+                 reason=reason)
+    for pushed, needs in found.left:
+        missing = sorted(set(needs) - set(tags))
+        log.info("push_left", branch=pushed.branch, commit=pushed.commit[:10],
+                 requires=",".join(needs), missing=",".join(missing),
+                 reason=f"its stages require tag(s) {','.join(missing)} this worker "
+                 f"lacks (--tags {','.join(tags) or '-'}): left for a follower that "
+                 "has them")
+    for pushed, problem in found.unreadable:
+        log.warning("push_spec_unreadable", branch=pushed.branch,
+                    commit=pushed.commit[:10], error=problem,
+                    note="claimed as any commit, needing no tags: its run reports the problem")
+    for entry in found.entries:
+        log.info("push_queued", message=entry.message, commit=entry.snapshot[:10],
+                 exp=entry.name, entry=entry.id, run_id=entry.run_id,
+                 stages=",".join(entry.targets) or None,
+                 requires=",".join(entry.requires) or None)
+
+
 def _follow(root: Path, args: argparse.Namespace, show: EventHook,
             feedback: Feedback | None, opened: list[Any], tags: tuple[str, ...]) -> int:
     """`tether worker --follow REMOTE`: pass, run, push, gate; again after --interval.
@@ -275,13 +300,7 @@ def _follow(root: Path, args: argparse.Namespace, show: EventHook,
     log = get_logger("tether.worker")
 
     def on_pass(found: FollowPass) -> None:
-        for pushed, reason in found.skipped:
-            log.info("push_skipped", branch=pushed.branch, commit=pushed.commit[:10],
-                     reason=reason)
-        for entry in found.entries:
-            log.info("push_queued", message=entry.message, commit=entry.snapshot[:10],
-                     exp=entry.name, entry=entry.id, run_id=entry.run_id,
-                     stages=",".join(entry.targets) or None)
+        _log_pass(log, found, tags)
 
     def on_result(result: FollowedResult) -> None:
         entry = result.published.entry

@@ -104,7 +104,7 @@ def _follow_loop(
     # The worker of a pass: the follower ticks the schedules itself, between passes too.
     run_options = replace(options.worker, exit_when_idle=True, on_tick=None)
     follower = Follower(root, options.remote, options.patterns, queue=run_options.queues[0],
-                        clock=run_options.clock)
+                        clock=run_options.clock, tags=run_options.tags)
     summary = WorkerSummary()
     # Entries a follower here queued and never published (a worker stopped midway).
     pending = {e.id for e in follower.followed_entries(backend) if e.state not in FINAL}

@@ -7,6 +7,14 @@ matching branch it fetches the commits, reads their messages (`[skip tether]` op
 out, a `Tether-Stages: a,b` trailer chooses the stages), and skips those that already
 have an experiment on the remote.
 
+Worker tags: before claiming, a follower reads each commit's spec from its objects
+(`queue/commitspec.py`, no checkout) and computes the tags its stages `require` (those
+the trailer selects and their upstream), as `run --queue` does. A commit needing a tag
+the follower lacks is left unclaimed for a follower that has it, reported once and not
+marked seen (a follower restarted with more tags takes it); the entries it queues carry
+the requirements in `requires`. A commit whose spec cannot be read is claimed as any
+other: its run fails, and records why, wherever it runs.
+
 Exactly once across followers: a follower claims a commit by pushing
 `refs/tether/claims/<commit>` create-only (`--force-with-lease=<ref>:`, an empty
 expected value: the push fails if the ref exists). Each follower pushes its own claim
@@ -39,7 +47,7 @@ from tether.gitstore.git import Git
 from tether.gitstore.names import generate_name, is_valid_name
 from tether.ids import new_id, new_run_id
 from tether.layout import CLAIMS_REFS, EXPS_REFS, FOLLOW_REFS, QUEUE_REFS
-from tether.queue.base import DEFAULT_QUEUE, FINAL, Entry, QueueBackend
+from tether.queue.base import DEFAULT_QUEUE, FINAL, Entry, QueueBackend, can_run
 from tether.structs import field, struct
 
 if TYPE_CHECKING:
@@ -82,6 +90,10 @@ class FollowPass:
     branches: int = 0  # matching branches on the remote
     entries: list[Entry] = field(default_factory=list)  # queued by this follower
     skipped: list[tuple[PushedCommit, str]] = field(default_factory=list)  # and why
+    # Left unclaimed for a follower with the tags its stages require (reported once).
+    left: list[tuple[PushedCommit, tuple[str, ...]]] = field(default_factory=list)
+    # Claimed although its spec could not be read (its run fails as the spec says).
+    unreadable: list[tuple[PushedCommit, str]] = field(default_factory=list)
 
 
 @struct(frozen=True)
@@ -123,10 +135,12 @@ def experiment_name(branch: str, taken: set[str]) -> str:
 
 
 class Follower:
-    """Follows the branches matching `patterns` on git remote `remote` from `root`."""
+    """Follows the branches matching `patterns` on git remote `remote` from `root`, for a
+    worker with `tags`: it claims only commits whose stages require no other tags."""
 
     def __init__(self, root: Path, remote: str, patterns: Sequence[str] = DEFAULT_BRANCHES,
-                 *, queue: str = DEFAULT_QUEUE, clock: Callable[[], float] = time.time) -> None:
+                 *, queue: str = DEFAULT_QUEUE, clock: Callable[[], float] = time.time,
+                 tags: Sequence[str] = ()) -> None:
         self.root = root
         self.git = Git(root)
         self.remote = remote
@@ -135,6 +149,10 @@ class Follower:
         self.clock = clock
         self.seen_prefix = f"{FOLLOW_REFS}{remote_slug(remote)}/"
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.tags = tuple(tags)
+        # Commits left for better-equipped followers: not marked seen (a restart with
+        # other tags looks again), not looked at again by this follower.
+        self.left: set[str] = set()
 
     # -- one pass ---------------------------------------------------------
 
@@ -204,7 +222,8 @@ class Follower:
         tips = self.tips()
         result.branches = len(tips)
         seen = self._seen()
-        fresh = [p for p in tips if seen.get(p.branch) != p.commit]
+        fresh = [p for p in tips
+                 if seen.get(p.branch) != p.commit and p.commit not in self.left]
         if not fresh:
             return result
         # Fetched into a scratch namespace; `seen` moves only once they are handled.
@@ -227,13 +246,19 @@ class Follower:
                     result.skipped.append((pushed, reason))
                 else:
                     wanted[pushed.commit] = pushed
+            requires = self._requirements(wanted, messages, result)
+            for commit, pushed in list(wanted.items()):
+                if not can_run(requires[commit], self.tags):
+                    result.left.append((pushed, requires[commit]))
+                    self.left.add(commit)
+                    del wanted[commit]
             won = self.claim(list(wanted))
             for commit, pushed in wanted.items():
                 if commit not in won:
                     result.skipped.append((pushed, "claimed by another follower"))
             result.entries = self._enqueue(backend, [wanted[c] for c in wanted if c in won],
-                                           messages)
-            self._mark_seen(fresh)
+                                           messages, requires)
+            self._mark_seen([p for p in fresh if p.commit not in self.left])
         finally:
             refs = self.git.for_each_ref(scratch)
             if refs:
@@ -241,8 +266,30 @@ class Follower:
                 self.git.run("update-ref", "--stdin", input=script, check=False)
         return result
 
+    def _requirements(self, wanted: dict[str, PushedCommit], messages: dict[str, str],
+                      result: FollowPass) -> dict[str, tuple[str, ...]]:
+        """The worker tags the stages each commit runs require (those its `Tether-Stages`
+        trailer selects, and what they depend on), as `run --queue` computes them. A
+        commit whose spec cannot be read needs none: it is run, and fails as the spec
+        says, wherever it runs (noted in `result.unreadable`)."""
+        from tether.queue.commitspec import pipelines_at
+
+        requires: dict[str, tuple[str, ...]] = {}
+        pipelines = pipelines_at(self.git, list(wanted)) if wanted else {}
+        for commit, pushed in wanted.items():
+            pipeline = pipelines[commit]
+            try:
+                if isinstance(pipeline, TetherError):
+                    raise pipeline
+                order = pipeline.order(parse_stages(messages.get(commit, "")) or None)
+                requires[commit] = pipeline.requirements(order)
+            except TetherError as exc:
+                result.unreadable.append((pushed, str(exc)))
+                requires[commit] = ()
+        return requires
+
     def _enqueue(self, backend: QueueBackend, pushed: Sequence[PushedCommit],
-                 messages: dict[str, str]) -> list[Entry]:
+                 messages: dict[str, str], requires: dict[str, tuple[str, ...]]) -> list[Entry]:
         now = self.clock()
         entries = []
         for item in pushed:
@@ -254,6 +301,7 @@ class Follower:
                 run_id=new_run_id(now), queue=self.queue,
                 targets=tuple(parse_stages(messages.get(item.commit, "")) or ()),
                 message=f"followed {item.branch} on {self.remote}", created_at=now,
+                requires=requires.get(item.commit, ()),
             ))
         for entry in entries:
             self.git.update_ref(entry.snapshot_ref, entry.snapshot)

@@ -62,6 +62,11 @@ def load_yaml_spec(path: Path, root: Path) -> Pipeline:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{label}: cannot read the file: {exc}") from exc
+    return parse_yaml_spec(text, path, label)
+
+
+def parse_yaml_spec(text: str, path: Path, label: str) -> Pipeline:
+    """Validate the YAML spec `text` (read from `path`, named `label` in problems)."""
     problems = Problems(label)
     try:
         document = yaml_node(text, problems)
