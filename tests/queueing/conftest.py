@@ -55,7 +55,8 @@ def project(repo: Path) -> Path:
 
 def tether(root: Path, *args: str, env: dict[str, str] | None = None,
            check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tether", *args], cwd=root, text=True,
+    # -P, as the `tether` script runs: a project's tether.py must not hide the package
+    proc = subprocess.run([sys.executable, "-P", "-m", "tether", *args], cwd=root, text=True,
                           capture_output=True, env={**os.environ, **(env or {})},
                           timeout=timeout)
     if check and proc.returncode != 0:
@@ -66,7 +67,7 @@ def tether(root: Path, *args: str, env: dict[str, str] | None = None,
 
 def start_worker(root: Path, *args: str, env: dict[str, str] | None = None,
                  ) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tether", "worker", *args], cwd=root,
+    return subprocess.Popen([sys.executable, "-P", "-m", "tether", "worker", *args], cwd=root,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
 

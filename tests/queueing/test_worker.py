@@ -162,3 +162,28 @@ def test_status_shows_worker_attempt_and_silence(project: Path, workers: list) -
     workers[0].communicate(timeout=60)
     tether(project, "queue", "remove", "--done")
     assert queue_status(project) == []
+
+
+DSL_SPEC = """\
+from tether.dsl import Pipeline, stage
+
+pipeline = Pipeline(metrics={"acc": {"direction": "max"}})
+pipeline.add(stage("train", cmd="python train.py", params=["lr", "epochs"],
+                   metrics=["metrics.json"]))
+"""
+
+
+def test_a_python_spec_project_runs_queued(project: Path) -> None:
+    """A project whose spec is `tether.py`: the worker's child runs in the entry's worktree,
+    where that file must not hide the tether package (it did: every attempt broke its pipe)."""
+    (project / "tether.yaml").unlink()
+    write(project / "tether.py", DSL_SPEC)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "the pipeline in Python")
+    tether(project, "run", "--queue", "-n", "dsl", "-S", "lr=0.2,0.3")
+    tether(project, "worker", "--exit-when-idle", "-j", "2", timeout=180)
+    records = _records(project)
+    assert sorted(records) == ["dsl-1", "dsl-2"], records
+    assert sorted(r["metrics"]["acc"] for r in records.values()) == [0.2, 0.3]  # type: ignore[index]
+    assert all(r["status"] == "success" for r in records.values())
+    assert {e["state"] for e in queue_status(project)} == {"done"}

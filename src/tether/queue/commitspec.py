@@ -69,8 +69,9 @@ def _python_pipeline(git: Git, commit: str) -> Pipeline:
     path = worktrees_dir(git.root) / f"spec-{commit[:12]}-{new_id()}"
     try:
         add_worktree(git, path, commit)
-        # Not started in the worktree: its tether.py would shadow the tether package.
-        proc = subprocess.run([sys.executable, "-m", "tether", "-C", str(path), "spec", "--json"],
+        # -P: the worktree's tether.py must not shadow the tether package.
+        proc = subprocess.run([sys.executable, "-P", "-m", "tether", "-C", str(path), "spec",
+                               "--json"],
                               cwd=path.parent, capture_output=True, env=clean_env(),
                               timeout=PYTHON_SPEC_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:

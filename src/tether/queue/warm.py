@@ -25,7 +25,7 @@ class WarmChild:
         read_fd, write_fd = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [python, "-m", "tether.queue.child", "--warm"],
+                [python, "-P", "-m", "tether.queue.child", "--warm"],  # -P: see worker.py
                 cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, pass_fds=(write_fd,), env=clean_env(),
                 start_new_session=True,

@@ -278,7 +278,9 @@ class Worker:
             with open(attempt_dir / "output.log", "ab") as log:
                 try:
                     proc = subprocess.Popen(
-                        [self.options.python, "-m", "tether.queue.child", str(job_path)],
+                        # -P: the worktree's `tether.py` (a Python spec) must not hide
+                        # the tether package, as the working directory first on sys.path would
+                        [self.options.python, "-P", "-m", "tether.queue.child", str(job_path)],
                         cwd=worktree / entry.wdir, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=log, pass_fds=(write_fd,), env=env, start_new_session=True,
                     )

@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     if queue_section(root).get("backend") != "celery":
         parser.exit(2, f"{parser.prog}: the queue backend of {root} is not celery "
                     "(queue: {backend: celery} in .tether/config.yaml); use `tether worker`\n")
-    command = [sys.executable, "-m", "tether", "-C", str(root), "worker", "-j", str(args.jobs),
-               "--lease", str(args.lease), "--on-term", args.on_term,
+    # -P: started in a project whose tether.py (a Python spec) would hide the package
+    command = [sys.executable, "-P", "-m", "tether", "-C", str(root), "worker",
+               "-j", str(args.jobs), "--lease", str(args.lease), "--on-term", args.on_term,
                "--log-level", args.loglevel, "--ok-on-failed-runs"]
     for queue in args.queues or ():
         command += ["--queue", queue]
