@@ -393,7 +393,7 @@ def test_the_dsl_declares_the_same_sources_as_yaml(tmp_path: Path) -> None:
         "data:\n  posts:\n    source: s3://bucket/posts.xml\n    path: data/posts.xml\n"
         "    subset: {rows: 10}\n    prepare: python subset.py\n"
         "stages:\n  count:\n    cmd: python count.py\n    deps: [data/posts.xml]\n"))
-    write(py_root / "tether.py", (
+    write(py_root / "tetherfile.py", (
         "from tether.dsl import Pipeline, stage\n"
         "pipeline = Pipeline()\n"
         "pipeline.data('posts', 's3://bucket/posts.xml', 'data/posts.xml',\n"

@@ -1,4 +1,4 @@
-"""The Python DSL for `tether.py`: `pipeline = Pipeline(); pipeline.add(stage(...))`."""
+"""The Python DSL for `tetherfile.py`: `pipeline = Pipeline(); pipeline.add(stage(...))`."""
 
 from tether.spec.dsl import Pipeline, StageDecl, stage
 

@@ -71,7 +71,7 @@ class UsageError(TetherError):
 
 
 class SpecError(TetherError):
-    """`tether.yaml`, `tether.py` or a params file is invalid.
+    """`tether.yaml`, `tetherfile.py` or a params file is invalid.
 
     `problems` holds one line per problem, each naming file, line and key.
     """

@@ -18,7 +18,8 @@ FOLLOW_REFS = "refs/tether/follow/"
 
 # Files at the project root.
 SPEC_YAML = "tether.yaml"
-SPEC_PY = "tether.py"
+SPEC_PY = "tetherfile.py"
+SPEC_PY_SHADOWING = "tether.py"  # still read; warns (it hides the package)
 LOCK_FILE = "tether.lock"
 DEFAULT_PARAMS = "params.yaml"
 

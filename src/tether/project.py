@@ -103,15 +103,17 @@ def init_project(root: Path, *, force: bool = False, spec_text: str | None = Non
     from importlib import resources
 
     from tether.errors import UsageError
-    from tether.layout import PROJECT_CONFIG, SPEC_PY, SPEC_YAML
+    from tether.layout import PROJECT_CONFIG, SPEC_PY, SPEC_PY_SHADOWING, SPEC_YAML
 
     created: list[Path] = []
     spec = root / SPEC_YAML
-    if (root / SPEC_PY).exists() and not force:
-        raise UsageError(
-            f"{root / SPEC_PY} already defines this project's pipeline",
-            hint="keep one spec: delete tether.py, or use it instead of tether.yaml",
-        )
+    for python_spec in (root / SPEC_PY, root / SPEC_PY_SHADOWING):
+        if python_spec.exists() and not force:
+            raise UsageError(
+                f"{python_spec} already defines this project's pipeline",
+                hint=f"keep one spec: delete {python_spec.name}, or use it instead of "
+                     "tether.yaml",
+            )
     if spec.exists() and not force:
         raise UsageError(
             f"{spec} already exists; nothing was changed",

@@ -23,7 +23,8 @@ YAML_NAMES = ("tether.yaml", "tether.yml")
 
 def load_pipeline_cached(root: Path, cache_file: Path) -> Pipeline:
     """`load_pipeline(root)`, served from `cache_file` while the YAML spec is unchanged."""
-    present = [root / name for name in (*YAML_NAMES, "tether.py") if (root / name).is_file()]
+    present = [root / name for name in (*YAML_NAMES, "tetherfile.py", "tether.py")
+               if (root / name).is_file()]
     if len(present) != 1 or present[0].suffix == ".py":
         from tether.spec.loader import load_pipeline
 

@@ -419,7 +419,7 @@ def test_a_python_spec_is_read_in_a_child_process(world: dict[str, Path]) -> Non
            "pipeline = Pipeline()\n"
            "pipeline.add(stage('train', cmd='python train.py', deps=['train.py'],\n"
            "                   require=['gpu', 'a100']))\n")
-    sha = push_spec(dev, "exp/dsl", {"tether.yaml": "", "tether.py": dsl}, "dsl spec")
+    sha = push_spec(dev, "exp/dsl", {"tether.yaml": "", "tetherfile.py": dsl}, "dsl spec")
     before = repo_state(follower)
     backend = open_queue(follower, backend="embedded")
     try:

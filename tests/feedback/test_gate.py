@@ -318,7 +318,7 @@ def test_main_branch_fetched_when_absent(origin: Path, tmp_path: Path) -> None:
 
 
 def test_python_dsl_declares_gate_keys(repo: Path) -> None:
-    write(repo / "tether.py", """\
+    write(repo / "tetherfile.py", """\
 from tether.dsl import Pipeline, stage
 pipeline = Pipeline()
 pipeline.add(stage("train", cmd="python train.py"))

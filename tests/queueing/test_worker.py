@@ -187,3 +187,44 @@ def test_a_python_spec_project_runs_queued(project: Path) -> None:
     assert sorted(r["metrics"]["acc"] for r in records.values()) == [0.2, 0.3]  # type: ignore[index]
     assert all(r["status"] == "success" for r in records.values())
     assert {e["state"] for e in queue_status(project)} == {"done"}
+
+
+TRAIN_WITH_TETHER = """\
+import json
+import tether
+p = tether.params()
+for step in range(3):
+    tether.log(step=step, loss=p["lr"] / (step + 1))
+json.dump({"acc": p["lr"] * p["epochs"]}, open("metrics.json", "w"))
+"""
+
+
+def test_scripts_import_tether_beside_a_tetherfile_direct_and_queued(project: Path) -> None:
+    """The DSL's file is `tetherfile.py`: a script beside it imports the tether package, so
+    tether.params and tether.log work in place and on a worker; a `tether.py` (the DSL's
+    first name) would be what `import tether` finds there, and is read with a warning."""
+    (project / "tether.yaml").unlink()
+    write(project / "tetherfile.py", DSL_SPEC)
+    write(project / "train.py", TRAIN_WITH_TETHER)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "the pipeline in Python; train logs steps")
+    direct = tether(project, "run", "-n", "direct")
+    assert "warning" not in direct.stderr
+    tether(project, "run", "--queue", "-n", "queued", "-S", "lr=0.5")
+    tether(project, "worker", "--exit-when-idle", timeout=180)
+    records = _records(project)
+    assert {n: r["status"] for n, r in records.items()} == {"direct": "success",
+                                                            "queued": "success"}
+    for name, lr in (("direct", 0.1), ("queued", 0.5)):
+        steps = records[name]["steps"]["train"]  # type: ignore[index]
+        assert [row["loss"] for row in steps] == [lr, lr / 2, lr / 3]
+
+    git(project, "mv", "tetherfile.py", "tether.py")
+    git(project, "commit", "-q", "-m", "the old name")
+    spec = tether(project, "spec")
+    [warning] = [line for line in spec.stderr.splitlines() if "warning" in line]
+    assert "tether.py hides the tether package" in warning
+    assert "git mv tether.py tetherfile.py" in warning
+    failed = tether(project, "run", "-n", "shadowed", "--force", check=False)
+    assert failed.returncode == 1  # train.py's `import tether` found tether.py
+    assert records.keys() <= _records(project).keys()

@@ -26,7 +26,7 @@ def test_yaml_examples_load(tmp_path: Path, block: str) -> None:
 
 def test_python_example_loads(tmp_path: Path) -> None:
     (block,) = _blocks("python")
-    (tmp_path / "tether.py").write_text(block)
+    (tmp_path / "tetherfile.py").write_text(block)
     pipeline = load_pipeline(tmp_path)
     assert list(pipeline.stages)[:3] == ["prepare", "train@small", "train@large"]
     assert pipeline.order(["evaluate"]) == [

@@ -79,9 +79,9 @@ def test_yaml_and_dsl_are_identical(tmp_path: Path, dsl: str) -> None:
     yaml_root.mkdir()
     dsl_root.mkdir()
     (yaml_root / "tether.yaml").write_text(YAML.lstrip())
-    (dsl_root / "tether.py").write_text(dsl.lstrip())
+    (dsl_root / "tetherfile.py").write_text(dsl.lstrip())
     assert _canonical(dsl_root) == _canonical(yaml_root)
-    assert load_pipeline(dsl_root).source == dsl_root / "tether.py"
+    assert load_pipeline(dsl_root).source == dsl_root / "tetherfile.py"
 
 
 def test_dsl_problems_name_the_calling_line(write_spec: WriteSpec, tmp_path: Path) -> None:
@@ -97,15 +97,15 @@ def test_dsl_problems_name_the_calling_line(write_spec: WriteSpec, tmp_path: Pat
         pipeline.add(stage("a", cmd="again"))
         pipeline.foreach("t", ["x"], cmd="echo ${itme}")
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:3: metrics.acc.direction: expected min or max, found 'up'",
-        "tether.py:4: stages.a.timeout: expected a duration like 30s, 5m or 2h, found 'abc'",
-        "tether.py:6: stages.b.stall_timout: unknown key 'stall_timout'; "
+        "tetherfile.py:3: metrics.acc.direction: expected min or max, found 'up'",
+        "tetherfile.py:4: stages.a.timeout: expected a duration like 30s, 5m or 2h, found 'abc'",
+        "tetherfile.py:6: stages.b.stall_timout: unknown key 'stall_timout'; "
         "did you mean 'stall_timeout'?",
-        "tether.py:8: stages.a: duplicate key 'a' (first at line 4)",
-        "tether.py:9: stages.t.do.cmd: unknown variable ${itme} (available here: ${item})",
+        "tetherfile.py:8: stages.a: duplicate key 'a' (first at line 4)",
+        "tetherfile.py:9: stages.t.do.cmd: unknown variable ${itme} (available here: ${item})",
     ]
 
 
@@ -127,10 +127,10 @@ def test_dsl_lines_through_a_helper_module(write_spec: WriteSpec, tmp_path: Path
         pipeline = Pipeline()
         pipeline.add(make("a"))
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:5: stages.a.retries: expected an integer >= 0, found -1"
+        "tetherfile.py:5: stages.a.retries: expected an integer >= 0, found -1"
     ]
     assert "helpers_for_spec" not in sys.modules
     assert str(tmp_path) not in sys.path
@@ -144,10 +144,10 @@ def test_dsl_graph_problems(write_spec: WriteSpec, tmp_path: Path) -> None:
         pipeline.add(stage("a", cmd="echo", deps=["y"], outs=["x"]))
         pipeline.add(stage("b", cmd="echo", deps=["x"], outs=["y"]))
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     (problem,) = problems(tmp_path)
-    assert problem.startswith("tether.py:3: stages form a cycle: a -> b -> a")
+    assert problem.startswith("tetherfile.py:3: stages form a cycle: a -> b -> a")
 
 
 def test_exception_while_running(write_spec: WriteSpec, tmp_path: Path) -> None:
@@ -158,10 +158,10 @@ def test_exception_while_running(write_spec: WriteSpec, tmp_path: Path) -> None:
         pipeline = Pipeline()
         1 / 0
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:4: error while running the spec: ZeroDivisionError: division by zero"
+        "tetherfile.py:4: error while running the spec: ZeroDivisionError: division by zero"
     ]
 
 
@@ -171,18 +171,18 @@ def test_syntax_error(write_spec: WriteSpec, tmp_path: Path) -> None:
         from tether.dsl import Pipeline
         pipeline = Pipeline(
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     (problem,) = problems(tmp_path)
-    assert problem.startswith("tether.py:2: syntax error:")
+    assert problem.startswith("tetherfile.py:2: syntax error:")
 
 
 def test_missing_pipeline(write_spec: WriteSpec, tmp_path: Path) -> None:
-    path = write_spec("x = 1\n", name="tether.py")
+    path = write_spec("x = 1\n", name="tetherfile.py")
     with pytest.raises(SpecError) as caught:
         load_python_spec(path, tmp_path)
     assert caught.value.problems == [
-        "tether.py: expected a module-level `pipeline = Pipeline(...)`, found nothing"
+        "tetherfile.py: expected a module-level `pipeline = Pipeline(...)`, found nothing"
     ]
 
 
@@ -193,10 +193,10 @@ def test_wrong_stage_name_type(write_spec: WriteSpec, tmp_path: Path) -> None:
         pipeline = Pipeline()
         pipeline.add(stage(3, cmd="echo"))
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:3: error while running the spec: TypeError: a stage name must be a string, "
+        "tetherfile.py:3: error while running the spec: TypeError: a stage name must be a string, "
         "not int"
     ]
 
@@ -208,12 +208,13 @@ def test_dsl_names_still_checked(write_spec: WriteSpec, tmp_path: Path) -> None:
         pipeline = Pipeline()
         pipeline.add(stage("a@", cmd="echo"), stage("x y", cmd="echo"))
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:3: stages.a@: stage names may only contain letters, digits, '_', '.' and '-' "
-        "('@' is reserved for foreach/matrix stages)",
-        "tether.py:3: stages.x y: stage names may only contain letters, digits, '_', '.' and '-'",
+        "tetherfile.py:3: stages.a@: stage names may only contain letters, digits, '_', '.' "
+        "and '-' ('@' is reserved for foreach/matrix stages)",
+        "tetherfile.py:3: stages.x y: stage names may only contain letters, digits, '_', '.' "
+        "and '-'",
     ]
 
 
@@ -225,8 +226,8 @@ def test_dsl_collision_with_generated(write_spec: WriteSpec, tmp_path: Path) -> 
         pipeline.add(stage("train@a", cmd="echo"))
         pipeline.foreach("train", ["a", "b"], cmd="echo ${item}")
     """,
-        name="tether.py",
+        name="tetherfile.py",
     )
     assert problems(tmp_path) == [
-        "tether.py:4: stages.train.do: stage 'train@a' is declared twice (also at line 3)"
+        "tetherfile.py:4: stages.train.do: stage 'train@a' is declared twice (also at line 3)"
     ]

@@ -219,6 +219,6 @@ def test_load_pipeline_needs_exactly_one_spec(write_spec: WriteSpec, tmp_path: P
         load_pipeline(tmp_path)
     assert caught.value.hint is not None and "tether init" in caught.value.hint
     write_spec("stages: {a: {cmd: echo}}\n")
-    write_spec("from tether.dsl import Pipeline\npipeline = Pipeline()\n", name="tether.py")
+    write_spec("from tether.dsl import Pipeline\npipeline = Pipeline()\n", name="tetherfile.py")
     with pytest.raises(SpecError, match="keep exactly one"):
         load_pipeline(tmp_path)

@@ -13,8 +13,8 @@ from tether.spec import load_pipeline
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "spec",
-        help="validate tether.yaml / tether.py and print the compiled spec",
-        description="Validate the pipeline spec (tether.yaml or tether.py) and print it. "
+        help="validate tether.yaml / tetherfile.py and print the compiled spec",
+        description="Validate the pipeline spec (tether.yaml or tetherfile.py) and print it. "
         "Exits 3 with every problem listed (file:line: key: what is wrong) if it is invalid.",
     )
     parser.add_argument("--json", action="store_true", help="print the normalized spec as JSON")

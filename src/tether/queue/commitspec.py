@@ -21,10 +21,9 @@ from tether.gitstore.git import Git, clean_env
 from tether.gitstore.worktrees import add_worktree, remove_worktree
 from tether.ids import new_id
 from tether.layout import worktrees_dir
-from tether.spec.loader import PYTHON_SPEC_NAME, YAML_SPEC_NAMES, parse_yaml_spec
+from tether.spec.loader import PYTHON_SPEC_NAMES, SPEC_NAMES, parse_yaml_spec
 from tether.spec.model import Pipeline
 
-SPEC_NAMES = (*YAML_SPEC_NAMES, PYTHON_SPEC_NAME)
 PYTHON_SPEC_TIMEOUT = 120.0  # seconds a tether.py may take to build its pipeline
 
 
@@ -48,13 +47,13 @@ def pipelines_at(git: Git, commits: Sequence[str]) -> dict[str, Pipeline | SpecE
 def _pipeline(git: Git, commit: str, present: dict[str, bytes]) -> Pipeline:
     where = f"commit {commit[:10]}"
     if not present:
-        raise SpecError(f"{where}: no tether.yaml or tether.py at the top of its tree")
+        raise SpecError(f"{where}: no tether.yaml or tetherfile.py at the top of its tree")
     if len(present) > 1:
         raise SpecError(f"{where}: found {' and '.join(present)}; keep exactly one "
                         "pipeline spec")
     name, blob = next(iter(present.items()))
-    if name == PYTHON_SPEC_NAME:
-        return _python_pipeline(git, commit)
+    if name in PYTHON_SPEC_NAMES:
+        return _python_pipeline(git, commit, name)
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -62,32 +61,32 @@ def _pipeline(git: Git, commit: str, present: dict[str, bytes]) -> Pipeline:
     return parse_yaml_spec(text, git.root / name, f"{name} at {commit[:10]}")
 
 
-def _python_pipeline(git: Git, commit: str) -> Pipeline:
+def _python_pipeline(git: Git, commit: str, name: str) -> Pipeline:
     """`tether spec --json`, run in a worktree of `commit` by a child process."""
     from tether.spec_cache import pipeline_from_json
 
     path = worktrees_dir(git.root) / f"spec-{commit[:12]}-{new_id()}"
     try:
         add_worktree(git, path, commit)
-        # -P: the worktree's tether.py must not shadow the tether package.
+        # -P: a worktree's tether.py must not shadow the tether package.
         proc = subprocess.run([sys.executable, "-P", "-m", "tether", "-C", str(path), "spec",
                                "--json"],
                               cwd=path.parent, capture_output=True, env=clean_env(),
                               timeout=PYTHON_SPEC_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
-        raise SpecError(f"{PYTHON_SPEC_NAME} at {commit[:10]}: building the pipeline took "
+        raise SpecError(f"{name} at {commit[:10]}: building the pipeline took "
                         f"over {PYTHON_SPEC_TIMEOUT:g}s") from exc
     except TetherError as exc:
-        raise SpecError(f"{PYTHON_SPEC_NAME} at {commit[:10]}: cannot check out the "
+        raise SpecError(f"{name} at {commit[:10]}: cannot check out the "
                         f"commit to load it: {exc}") from exc
     finally:
         remove_worktree(git, path)
     if proc.returncode != 0:
         said = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise SpecError(f"{PYTHON_SPEC_NAME} at {commit[:10]}: "
+        raise SpecError(f"{name} at {commit[:10]}: "
                         f"{said[-1] if said else f'tether spec exited {proc.returncode}'}")
     try:
-        return pipeline_from_json(git.root / PYTHON_SPEC_NAME, json.loads(proc.stdout), {})
+        return pipeline_from_json(git.root / name, json.loads(proc.stdout), {})
     except (ValueError, KeyError, TypeError) as exc:
-        raise SpecError(f"{PYTHON_SPEC_NAME} at {commit[:10]}: unreadable "
+        raise SpecError(f"{name} at {commit[:10]}: unreadable "
                         f"`tether spec --json` output: {exc}") from exc

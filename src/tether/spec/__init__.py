@@ -1,4 +1,4 @@
-"""The pipeline spec: loading `tether.yaml` / `tether.py`, validation, and the stage graph.
+"""The pipeline spec: loading `tether.yaml` / `tetherfile.py`, validation, and the stage graph.
 
 The loader (and PyYAML with it) is imported only when a spec must really be
 parsed: a run whose spec is unchanged is served from the spec cache.

@@ -1,4 +1,4 @@
-"""The Python DSL: `tether.py` builds the same node tree a `tether.yaml` parses into."""
+"""The Python DSL: `tetherfile.py` builds the same node tree a `tether.yaml` parses into."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tether.spec.nodes import Entry, Node, python_node
 from tether.structs import struct
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-# The tether.py being loaded, so lines are taken from its frames even through helpers.
+# The tetherfile.py being loaded, so lines are taken from its frames even through helpers.
 loading_file: ContextVar[Path | None] = ContextVar("tether_loading_file", default=None)
 
 
@@ -78,7 +78,7 @@ def _check_name(name: object) -> None:
 
 
 class Pipeline:
-    """The pipeline a `tether.py` declares in its module-level `pipeline` variable."""
+    """The pipeline a `tetherfile.py` declares in its module-level `pipeline` variable."""
 
     def __init__(
         self, metrics: Mapping[str, Mapping[str, Any]] | None = None, version: int | None = None

@@ -19,16 +19,22 @@ from tether.spec.validate import build_pipeline
 from tether.spec.yamlguard import YamlGuardError
 
 YAML_SPEC_NAMES = ("tether.yaml", "tether.yml")
-PYTHON_SPEC_NAME = "tether.py"
+PYTHON_SPEC_NAME = "tetherfile.py"
+# The DSL's first name, still read: in the project root it hides the tether package
+# from the project's own scripts (`import tether` in train.py imports it), so it warns.
+SHADOWING_SPEC_NAME = "tether.py"
+PYTHON_SPEC_NAMES = (PYTHON_SPEC_NAME, SHADOWING_SPEC_NAME)
+SPEC_NAMES = (*YAML_SPEC_NAMES, *PYTHON_SPEC_NAMES)
+_warned: set[Path] = set()
 
 
 def find_spec(root: Path) -> Path:
     """The one spec file of the project at `root`."""
-    candidates = (*YAML_SPEC_NAMES, PYTHON_SPEC_NAME)
-    found = [root / name for name in candidates if (root / name).is_file()]
+    found = [root / name for name in SPEC_NAMES if (root / name).is_file()]
     if not found:
         raise SpecError(
-            f"{root}: no tether.yaml or tether.py found", hint="run `tether init` to create one"
+            f"{root}: no tether.yaml or tetherfile.py found",
+            hint="run `tether init` to create one",
         )
     if len(found) > 1:
         names = " and ".join(p.name for p in found)
@@ -42,9 +48,21 @@ def find_spec(root: Path) -> Path:
 def load_pipeline(root: Path) -> Pipeline:
     """Load and validate the pipeline of the project at `root`."""
     path = find_spec(root)
-    if path.name == PYTHON_SPEC_NAME:
+    if path.name in PYTHON_SPEC_NAMES:
+        if path.name == SHADOWING_SPEC_NAME:
+            warn_shadowing(path)
         return load_python_spec(path, root)
     return load_yaml_spec(path, root)
+
+
+def warn_shadowing(path: Path) -> None:
+    """Say once per process that `path` (a tether.py spec) hides the tether package."""
+    if path in _warned:
+        return
+    _warned.add(path)
+    print(f"tether: warning: {path.name} hides the tether package from the scripts beside it "
+          "(`import tether` in them imports this file, so tether.log and tether.params fail); "
+          f"rename it: git mv {path.name} {PYTHON_SPEC_NAME}", file=sys.stderr)
 
 
 def spec_label(path: Path | str, root: Path) -> str:
