@@ -4,6 +4,7 @@ pinned in tether.lock, reused, verified, resumed, detected when changed, and que
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ class DataServer:
         self.heads = 0
         self.cut_next = False
         self.hold_next = False  # send half the body, then wait for `release`
+        self.silent = False  # accept connections, answer nothing until `release`
+        self.trickle = 0.0  # send the body in 50 pieces, this many seconds apart
         self.token: str | None = None  # when set: 401 without `Authorization: Bearer TOKEN`
         self.release = threading.Event()
         server = self
@@ -61,10 +64,16 @@ class DataServer:
             def do_HEAD(self) -> None:
                 with server.lock:
                     server.heads += 1
+                if server.silent:
+                    server.release.wait(60)
+                    return
                 if not self._refused():
                     self._headers(200, len(server.body), {})
 
             def do_GET(self) -> None:
+                if server.silent:
+                    server.release.wait(60)
+                    return
                 if self._refused():
                     return
                 body, wanted = server.body, self.headers.get("Range")
@@ -83,6 +92,13 @@ class DataServer:
                     if hold:
                         server.release.wait(60)
                     self.close_connection = True
+                    return
+                if server.trickle:
+                    piece = len(part) // 50 + 1
+                    for at in range(0, len(part), piece):
+                        self.wfile.write(part[at:at + piece])
+                        self.wfile.flush()
+                        time.sleep(server.trickle)
                     return
                 self.wfile.write(part)
 
@@ -256,6 +272,59 @@ def test_a_dropped_connection_is_retried_in_the_same_fetch(
     ok(root, "data", "fetch", "posts")
     assert (root / "data" / "posts.xml").read_bytes() == BODY
     assert len(server.gets) == 2
+
+
+def test_a_silent_server_times_out_instead_of_hanging(
+    repo: Path, server: DataServer,
+) -> None:
+    root = project(repo, server.url)
+    ok(root, "data", "fetch")
+    write(root / ".tether" / "config.yaml", "sources:\n  posts: {timeout: 1s}\n")
+    server.silent = True  # the process is alive (connections are accepted) but stuck
+    status = run_tether(root, "status", timeout=60)  # used to wait for minutes
+    assert status.returncode == 0, status.stderr
+    assert "posts: pinned; cannot check the source" in status.stdout
+    assert "cannot be reached: no answer within the timeout" in status.stdout
+    (root / "data" / "posts.xml").unlink()
+    (root / "tether.lock").unlink()
+    shutil.rmtree(root / ".tether" / "cache")
+    fetch = run_tether(root, "data", "fetch", timeout=60)
+    assert fetch.returncode == EXIT_DATA_SOURCE, fetch.stderr
+    assert "cannot be reached: no answer within the timeout" in fetch.stderr
+    assert "timeout: 5m" in fetch.stderr  # the hint says how to give it more time
+    assert not (root / "data" / "posts.xml").exists()
+
+
+def test_a_download_longer_than_the_timeout_is_not_cut(
+    repo: Path, server: DataServer,
+) -> None:
+    # The timeout is for silence, not for the whole download: a large file on a slow
+    # link takes as long as it takes (aiohttp's default cut every one after 5 minutes).
+    root = project(repo, server.url)
+    write(root / ".tether" / "config.yaml", "sources:\n  posts: {timeout: 1}\n")
+    server.trickle = 0.08  # about 4 s in all, never a second without a byte
+    ok(root, "data", "fetch")
+    assert (root / "data" / "posts.xml").read_bytes() == BODY
+    assert server.gets == [None]  # in one piece, not resumed after a cut
+
+
+def test_a_server_that_is_down_is_unreachable_not_missing(
+    repo: Path, server: DataServer,
+) -> None:
+    root = project(repo, server.url)
+    server.close()
+    proc = run_tether(root, "data", "fetch")
+    assert proc.returncode == EXIT_DATA_SOURCE, proc.stderr
+    assert "cannot be reached" in proc.stderr and "does not exist" not in proc.stderr
+
+
+def test_a_bad_timeout_option_is_a_clear_error(repo: Path, server: DataServer) -> None:
+    root = project(repo, server.url)
+    write(root / ".tether" / "config.yaml", "sources:\n  posts: {timeout: soon}\n")
+    proc = run_tether(root, "data", "fetch")
+    assert proc.returncode == EXIT_DATA_SOURCE, proc.stderr
+    assert "option timeout" in proc.stderr and "soon" in proc.stderr
+    assert server.heads == 0 and not (root / "tether.lock").exists()
 
 
 @pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])

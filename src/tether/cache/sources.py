@@ -22,12 +22,20 @@ import blake3
 from tether.cache.hashing import CHUNK, FILE_PREFIX
 from tether.cache.objects import ObjectStore
 from tether.errors import DataSourceError, TetherError
+from tether.spec.values import parse_duration
 from tether.structs import struct
 from tether.urls import mask_urls
 
 Progress = Callable[[int, int], None]
 STREAMED = {"http", "https"}
 ATTEMPTS = 3
+# How long an HTTP server may stay silent (connecting, answering, or between bytes of
+# the body) before an attempt fails; `timeout:` in the source's options overrides it.
+# There is no limit on a whole download: aiohttp's default (5 minutes in all) would cut
+# every large file, and a HEAD to a server that never answers would hang `tether status`.
+SILENCE_TIMEOUT = 60.0
+TIMEOUT_HINT = ("check that the server is up; a slow one gets more time with "
+                "`sources: {NAME: {timeout: 5m}}` in .tether/config.yaml")
 
 
 @struct(frozen=True)
@@ -42,11 +50,36 @@ class SourceIdentity:
         return {"size": self.size, "etag": self.etag, "mtime": self.mtime}
 
 
-def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str, str]:
+def _http_options(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The fsspec options, with tether's `timeout` (seconds of silence allowed, default
+    SILENCE_TIMEOUT) turned into aiohttp's for an http(s) source; an explicit
+    `client_kwargs: {timeout: ...}` is left as given."""
     import fsspec  # type: ignore[import-untyped]
 
+    options = dict(options)
+    given = options.pop("timeout", None)
     try:
-        fs, path = fsspec.core.url_to_fs(url, **dict(options))
+        silence = SILENCE_TIMEOUT if given is None else parse_duration(given)
+    except ValueError as exc:
+        raise DataSourceError(f"source {mask_urls(url)}: option timeout: {exc}") from None
+    if fsspec.core.split_protocol(url)[0] not in STREAMED:
+        return options
+    client = dict(options.get("client_kwargs") or {})
+    try:
+        import aiohttp
+    except ImportError:  # url_to_fs says which extra to install
+        return options
+    client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=silence,
+                                                       sock_read=silence))
+    options["client_kwargs"] = client
+    return options
+
+
+def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str, str]:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **_http_options(url, options))
     except ImportError as exc:
         raise DataSourceError(
             f"source {mask_urls(url)}: {exc}",
@@ -77,7 +110,17 @@ def probe(url: str, options: Mapping[str, Any] | None = None) -> SourceIdentity:
     fs, path, _ = _filesystem(url, options or {})
     try:
         return _identity(fs.info(path))
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        # fsspec's HTTP filesystem reports every failure of its HEAD and GET so, a server
+        # that is down or silent included: that one is unreachable, not missing.
+        cause = exc.__cause__
+        if isinstance(cause, TimeoutError):
+            raise DataSourceError(f"source {mask_urls(url)} cannot be reached: no answer "
+                                  "within the timeout",
+                                  hint=TIMEOUT_HINT) from None
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise DataSourceError(
+                f"source {mask_urls(url)} cannot be reached: {cause}") from None
         raise DataSourceError(
             f"source {mask_urls(url)} cannot be read: it does not exist, or it refused "
             "access",
@@ -188,8 +231,11 @@ def fetch_source(store: ObjectStore, url: str, *, expect: str | None = None, nam
             status = getattr(exc, "status", None)  # an HTTP 4xx will not go away
             refused = isinstance(status, int) and 400 <= status < 500
             if attempt == ATTEMPTS or refused:
+                reason = ("the server sent nothing within the timeout"
+                          if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
                 raise DataSourceError(
-                    f"source {mask_urls(url)}: the download failed {attempt} time(s) ({exc})",
+                    f"source {mask_urls(url)}: the download failed {attempt} time(s) "
+                    f"({reason})",
                     hint="run the same command again: it continues from the "
                     f"{part.stat().st_size if part.exists() else 0} bytes already fetched",
                 ) from None
