@@ -421,3 +421,45 @@ def test_a_bare_command_names_its_metrics_and_plots_files(repo: Path) -> None:
     assert proc.returncode == 2 and "`-- COMMAND` only" in proc.stderr
     proc = run_tether(repo, "run", "--metrics", "../escape.json", "--", "true")
     assert proc.returncode == 2 and "outside the project" in proc.stderr
+
+
+FOREACH_SPEC = """\
+stages:
+  train:
+    foreach: {small: 2, large: 8}
+    do:
+      cmd: python train.py ${key} ${item}
+      deps: [train.py]
+      metrics: ["metrics-${key}.json"]
+      plots: ["steps-${key}.csv"]
+  summary:
+    cmd: python summary.py
+    metrics: [summary.json]
+metrics:
+  "metrics-large.json:score": {direction: max}
+"""
+
+
+def test_the_same_metric_in_several_files_keeps_every_value(repo: Path) -> None:
+    """A foreach whose items each write `score` (as DVC projects do) records each one,
+    as `FILE:score`: no file's value silently replaces another's."""
+    write(repo / "train.py", "import json, sys\n"
+          "name, depth = sys.argv[1], int(sys.argv[2])\n"
+          "json.dump({'score': depth / 10, 'depth': depth}, open(f'metrics-{name}.json', 'w'))\n"
+          "open(f'steps-{name}.csv', 'w').write('step,loss\\n0,1\\n')\n")
+    write(repo / "summary.py", "import json; json.dump({'runs': 2}, open('summary.json', 'w'))\n")
+    write(repo / "tether.yaml", FOREACH_SPEC)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "foreach")
+    proc = run_tether(repo, "run", "-n", "both")
+    assert proc.returncode == 0, proc.stderr
+    assert only_record(repo)["metrics"] == {
+        "metrics-small.json:score": 0.2, "metrics-large.json:score": 0.8,
+        "metrics-small.json:depth": 2, "metrics-large.json:depth": 8,
+        "runs": 2,  # held by one file only: its own name
+    }
+    shown = run_tether(repo, "show", "--json")
+    row = json.loads(shown.stdout)[0]
+    assert row["metrics"]["metrics-small.json:score"] == 0.2
+    filtered = run_tether(repo, "show", "--filter", "metrics.metrics-large.json:score > 0.5")
+    assert filtered.returncode == 0 and "both" in filtered.stdout, filtered.stderr

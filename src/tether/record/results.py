@@ -10,6 +10,7 @@ what it logged with `tether.log` while it ran is kept (it is this run's own).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,17 @@ from tether.status import CONTRIBUTING, SUCCESS
 
 
 class StageResults:
-    """The final metrics and plot series read from one stage's declared files."""
+    """The final metrics (per declared file) and plot series of one stage's files."""
 
-    def __init__(self, metrics: dict[str, Any], plots: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(self, metrics: dict[str, dict[str, Any]],
+                 plots: dict[str, list[dict[str, Any]]]) -> None:
         self.metrics = metrics
         self.plots = plots
 
 
 def read_stage_results(stage: Stage, workspace: Path) -> StageResults:
     """Read the stage's metric and plot files; SpecError names an invalid one."""
-    metrics: dict[str, Any] = {}
-    for path in stage.metrics:
-        metrics.update(read_metrics_file(workspace / path))
+    metrics = {path: read_metrics_file(workspace / path) for path in stage.metrics}
     plots: dict[str, list[dict[str, Any]]] = {}
     for path in stage.plots:
         series = read_step_file(workspace / path)
@@ -44,11 +44,19 @@ def read_stage_results(stage: Stage, workspace: Path) -> StageResults:
 def collect_metrics(
     stages: list[StageRecord], results: dict[str, StageResults], run_dir: Path
 ) -> dict[str, Any]:
-    """Final metrics of the contributing stages: their files, then `tether.summary` values."""
+    """Final metrics of the contributing stages: their files, then `tether.summary` values.
+
+    A name that several files hold (`score` in each `metrics-${key}.json` of a foreach)
+    is kept from each, as `FILE:NAME` (the spelling of a param from another file), so
+    that no file's value silently replaces another's."""
+    files = [(path, values) for stage in stages
+             if stage.status in CONTRIBUTING and stage.name in results
+             for path, values in results[stage.name].metrics.items()]
+    holders = Counter(name for _, values in files for name in values)
     metrics: dict[str, Any] = {}
-    for stage in stages:
-        if stage.status in CONTRIBUTING and stage.name in results:
-            metrics.update(results[stage.name].metrics)
+    for path, values in files:
+        for name, value in values.items():
+            metrics[name if holders[name] == 1 else f"{path}:{name}"] = value
     for stage in stages:
         if stage.status != SUCCESS:
             continue
