@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from conftest import git, run_tether, write
@@ -101,3 +102,18 @@ def test_gc_keeps_tracked_data(repo: Path) -> None:
     (repo / "data" / "raw.csv").unlink()
     ok(repo, "checkout")
     assert (repo / "data" / "raw.csv").read_text() == "keep me\n"
+
+
+def test_the_commit_hint_is_a_command_that_commits_everything_add_wrote(repo: Path) -> None:
+    """The printed `git add` names each pointer and the .gitignore add wrote beside each
+    path (not the root one), quoted, so pasting it leaves nothing uncommitted."""
+    write(repo / "data" / "raw set.csv", "a\n1\n")
+    write(repo / "raw imgs" / "ïmg 1.png", "1")
+    proc = run_tether(repo, "add", "data/raw set.csv", "raw imgs")
+    assert proc.returncode == 0, proc.stderr
+    hint = proc.stderr.split("commit the pointers: ", 1)[1].splitlines()[0]
+    assert hint.startswith("git add ")
+    subprocess.run(hint, shell=True, cwd=repo, check=True)
+    status = git(repo, "status", "--porcelain", "-uall").splitlines()
+    assert sorted(status) == ['A  "data/raw set.csv.tether"', 'A  "raw imgs.tether"',
+                              "A  .gitignore", "A  data/.gitignore"]  # all staged, nothing left

@@ -20,6 +20,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING
 
 from tether.errors import UnsafePathError, UsageError
@@ -143,7 +144,7 @@ def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPoi
         if git.run("ls-files", "-z", "--", rel).stdout:
             raise UsageError(
                 f"cannot track {rel!r}: git tracks it already",
-                hint=f"stop tracking it in git first: git rm -r --cached -- {rel}",
+                hint=f"stop tracking it in git first: git rm -r --cached -- {quote(rel)}",
             )
         key = store.save(full, link=False)
         files = sum(1 for p in full.rglob("*") if p.is_file()) if full.is_dir() else 1
@@ -154,6 +155,15 @@ def add_data(git: Git, paths: Iterable[str], store: ObjectStore) -> list[DataPoi
         _ignore(git.root, rel)
         added.append(pointer)
     return added
+
+
+def files_to_commit(pointers: Iterable[DataPointer]) -> str:
+    """The `git add` arguments that commit what `add_data` wrote: each pointer and the
+    .gitignore beside each path, quoted for a shell (paths may hold spaces)."""
+    pointers = list(pointers)
+    files = [p.pointer for p in pointers]
+    files += [posixpath.join(posixpath.dirname(p.path), ".gitignore") for p in pointers]
+    return " ".join(quote(f) for f in dict.fromkeys(files))
 
 
 def ignore_outputs(git: Git, outs: Iterable[str]) -> list[str]:

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tether.cache.tracked import add_data
+    from tether.cache.tracked import add_data, files_to_commit
     from tether.errors import UsageError
     from tether.gitstore.git import Git, find_root
     from tether.project import ensure_state_dir, object_store
@@ -55,6 +55,5 @@ def handle(args: argparse.Namespace) -> int:
             result = push_objects(object_store(git.root), open_remote(git.root, args.remote),
                                   {p.key for p in added}, progress=bar)
         print(f"tether: {len(result.sent)} object(s) pushed to {args.remote}", file=sys.stderr)
-    names = " ".join(p.pointer for p in added)
-    print(f"tether: commit the pointers: git add {names} .gitignore", file=sys.stderr)
+    print(f"tether: commit the pointers: git add {files_to_commit(added)}", file=sys.stderr)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -59,9 +60,11 @@ def _from_dvc(args: argparse.Namespace, root: Any) -> int:
         print("not in the work tree nor in the local DVC cache; fetch them, then run "
               "`tether init --from-dvc --force` again:")
         for out in data.missing:
-            print(f"  dvc pull {out.pointer}    # {out.path}")
+            print(f"  dvc pull {shlex.quote(out.pointer)}    # {out.path}")
     if data.tracked:
-        names = " ".join(p.pointer for p in data.tracked)
-        print(f"tether: commit the pointers: git add {names}", file=sys.stderr)
+        from tether.cache.tracked import files_to_commit
+
+        print(f"tether: commit the pointers: git add {files_to_commit(data.tracked)}",
+              file=sys.stderr)
     print("next: check tether.yaml (`tether spec`, `tether status`), commit, then `tether run`")
     return 0
