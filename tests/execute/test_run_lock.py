@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import git, run_tether, write
 from helpers import records, repo_state
+from tether.errors import EXIT_BUSY
 
 SPEC = """\
 stages:
@@ -123,9 +124,18 @@ def test_the_lock_dies_with_its_process(repo: Path, tmp_path: Path) -> None:
     gate.mkdir()
     first = _start(repo, gate, "-n", "first")
     _wait_for(gate / "started", first)
-    first.kill()  # no cleanup runs: the kernel drops the flock
+    first.kill()  # no cleanup runs: the kernel drops the flock with the last holder
     first.communicate(timeout=60)
-    (gate / "go").touch()
-    proc = run_tether(repo, "run", "-n", "after", env={"GATE": str(gate)})
+    # Its stage still runs, orphaned, in the work tree: it holds the lock until it ends,
+    # so no run starts beside it (and has its outputs and params written under it).
+    (gate / "started").unlink()
+    busy = run_tether(repo, "run", "-n", "beside", "-S", "lr=0.3", env={"GATE": str(gate)})
+    assert busy.returncode == EXIT_BUSY, busy.stderr
+    assert "a run is in progress in this work tree" in busy.stderr and "first" in busy.stderr
+    assert not (gate / "started").exists()
+    assert (repo / "params.yaml").read_text() == "lr: 0.5\n"
+    (gate / "go").touch()  # the orphan finishes; the next run then takes the lock
+    proc = run_tether(repo, "run", "--wait", "-n", "after", env={"GATE": str(gate)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads((repo / ".tether" / "run.lock").read_text())["name"] == "after"
+    assert [r["name"] for r in records(repo)] == ["after"]  # first was never recorded

@@ -2,8 +2,9 @@
 
 An in-place run rewrites the params files and the outputs of its work tree, so
 two of them at once would record each other's params. The run holds an
-exclusive `flock` on `.tether/run.lock` for its whole life; the kernel releases it
-when the process ends, however it ends, so a lock is never stale. The file
+exclusive `flock` on `.tether/run.lock` for its whole life, and so do its stage
+processes (they inherit the descriptor); the kernel releases it when the last of
+them ends, however it ends, so a lock is never stale. The file
 says who holds it (run id, name, pid, start) for the message of the one that
 waits or gives up. `--temp` and queued runs use worktrees of their own.
 """
@@ -91,6 +92,13 @@ class RunLock:
             self._handle.truncate()
             self._handle.write(json.dumps(self.info))
             self._handle.flush()
+
+    def fds(self) -> tuple[int, ...]:
+        """The lock's descriptor, for the stage processes to inherit: a flock belongs to
+        the open file, so it is held until the last of them closes it. A stage left
+        running by a tether that was killed (SIGKILL, the OOM killer) keeps the work tree
+        busy until it ends, instead of writing outputs under the next run."""
+        return (self._handle.fileno(),) if self._handle is not None else ()
 
     def release(self) -> None:
         if self._handle is not None:

@@ -285,6 +285,7 @@ def _run_named(run: _Run, name: str, taken: set[str], code: dict[str, Any],
         params=run.params, cache=run.cache, secrets=run.secrets, run_id=run.run_id, name=name,
         run_dir=run_dir, echo=options.echo, emit=emit, bare=bare,
         reuse_outputs=not (options.no_run_cache or options.force or bare),
+        keep_fds=run_lock.fds() if run_lock is not None else (),
     )
     loop.run()
     # What the run changed in the workspace: git looked as soon as the last stage's

@@ -36,6 +36,7 @@ def run_stage(
     on_event: Callable[[SupervisorEvent], None] | None,
     stop: threading.Event | None,
     secrets: Secrets,
+    keep_fds: tuple[int, ...] = (),
 ) -> StageRecord:
     """Run each of the stage's commands in turn; stop at the first that does not succeed."""
     cwd = workspace / stage.wdir
@@ -55,6 +56,7 @@ def run_stage(
             echo=echo,
             on_event=on_event,
             stop=stop,
+            keep_fds=keep_fds,
         )
         started = outcome.started_at if started is None else started
         duration += outcome.duration

@@ -44,6 +44,7 @@ class StageLoop:
         self, *, git: Git, workspace: Path, pipeline: Pipeline, plan: Plan, params: Params,
         cache: StatCache, secrets: Secrets, run_id: str, name: str, run_dir: Path,
         echo: BinaryIO | None, emit: Emit, bare: bool, reuse_outputs: bool,
+        keep_fds: tuple[int, ...] = (),
     ) -> None:
         self.git, self.ws, self.pipeline, self.plan = git, workspace, pipeline, plan
         self.params, self.cache, self.secrets = params, cache, secrets
@@ -51,6 +52,7 @@ class StageLoop:
         self.echo, self.emit = echo, emit
         self.bare = bare  # a bare command: neither the lock nor the run-cache could reuse it
         self.reuse_outputs = reuse_outputs  # restore stages from the run-cache
+        self.keep_fds = keep_fds  # inherited by every stage process (the run lock)
         self.lock = read_lock(workspace)
         self.reuse = Reuse(git.root, cache)
         self.records: list[StageRecord] = []
@@ -135,6 +137,7 @@ class StageLoop:
             on_event=supervisor_events(self.emit, stage.name),
             stop=stop,
             secrets=self.secrets,
+            keep_fds=self.keep_fds,
         )
 
     def _finish(

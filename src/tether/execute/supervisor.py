@@ -262,8 +262,12 @@ def supervise(
     monotonic: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     stop: threading.Event | None = None,
+    keep_fds: tuple[int, ...] = (),
 ) -> ProcessOutcome:
     """Run `command` with `/bin/sh -c` in its own process group and supervise it.
+
+    `keep_fds` stay open in the command (the in-place run lock: held by a stage that
+    outlives a killed tether, so no other run starts in the work tree beside it).
 
     Output (stdout and stderr, in arrival order) is appended to `log_path` and
     written to `echo` as it arrives. Limits, `stop` and Ctrl-C end the run by
@@ -283,6 +287,7 @@ def supervise(
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=keep_fds,
             )
         except OSError as exc:
             detail = f"cannot start command in {cwd}: {exc.strerror or exc}"
