@@ -129,12 +129,16 @@ def test_the_lock_dies_with_its_process(repo: Path, tmp_path: Path) -> None:
     # Its stage still runs, orphaned, in the work tree: it holds the lock until it ends,
     # so no run starts beside it (and has its outputs and params written under it).
     (gate / "started").unlink()
-    busy = run_tether(repo, "run", "-n", "beside", "-S", "lr=0.3", env={"GATE": str(gate)})
-    assert busy.returncode == EXIT_BUSY, busy.stderr
-    assert "a run is in progress in this work tree" in busy.stderr and "first" in busy.stderr
-    assert not (gate / "started").exists()
-    assert (repo / "params.yaml").read_text() == "lr: 0.5\n"
-    (gate / "go").touch()  # the orphan finishes; the next run then takes the lock
+    try:
+        busy = run_tether(repo, "run", "-n", "beside", "-S", "lr=0.3", timeout=60,
+                          env={"GATE": str(gate)})
+        assert busy.returncode == EXIT_BUSY, busy.stderr
+        assert "a run is in progress in this work tree" in busy.stderr
+        assert "first" in busy.stderr
+        assert not (gate / "started").exists()
+        assert (repo / "params.yaml").read_text() == "lr: 0.5\n"
+    finally:
+        (gate / "go").touch()  # the orphan finishes; the next run then takes the lock
     proc = run_tether(repo, "run", "--wait", "-n", "after", env={"GATE": str(gate)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads((repo / ".tether" / "run.lock").read_text())["name"] == "after"
