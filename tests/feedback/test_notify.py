@@ -448,3 +448,22 @@ def test_a_successful_run_imports_no_delivery_code(project: Path) -> None:
     for module in ("tether.feedback.delivery", "tether.feedback.events", "apprise",
                    "cloudevents", "urllib.request"):
         assert f" {module}\n" not in imported, module  # ...and nothing that sends
+
+
+def test_an_event_sink_with_credentials_in_its_url_gets_them_as_basic_auth(
+        project: Path) -> None:
+    import base64
+
+    with http_receiver() as receiver:
+        sink = receiver.url("http", "/events").replace("://", "://ops:s3cr%40t-pass@")
+        write(project / ".tether/config.local.yaml", f"events:\n  sinks: ['{sink}']\n")
+        proc = run_tether(project, "run", "-n", "authed")
+        assert proc.returncode == 0, proc.stderr
+        received = receiver.wait_for(6)
+    assert len(received) == 6, read_journal(project)
+    expected = "Basic " + base64.b64encode(b"ops:s3cr@t-pass").decode()
+    assert {r.headers.get("Authorization") for r in received} == {expected}
+    assert all(r.path == "/events" for r in received)
+    journal = read_journal(project)
+    assert journal and all(entry["ok"] for entry in journal)
+    assert "s3cr" not in proc.stderr + json.dumps(journal)

@@ -107,7 +107,9 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    url, auth = _basic_auth(url)
+    request = urllib.request.Request(url, data=body, headers={**auth, **headers},
+                                     method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -126,6 +128,23 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
                           error=f"no answer ({what}) after sending")
     except OSError as exc:
         return SendResult(ok=False, retry=True, error=f"{type(exc).__name__}: {exc}")
+
+
+def _basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its `user:password@` part, and that part as a Basic header.
+
+    urllib takes the user information for part of the host name, so a sink such as
+    `https://user:token@events.example.org/tether` would never be reached.
+    """
+    import base64
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    user = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    host = parts.netloc.rpartition("@")[2]
+    bare = parts._replace(netloc=host).geturl()
+    return bare, {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
 
 
 def _json_target(url: str) -> tuple[str, dict[str, str]]:
