@@ -22,6 +22,7 @@ from tether.feedback.notify import (
 )
 from tether.feedback.watch import Feedback, facts_of, read_recorded, recorded_tail, with_facts
 from tether.layout import runs_dir
+from tether.logs import bind
 from tether.status import STALLED, SUCCESS
 
 if TYPE_CHECKING:
@@ -75,12 +76,15 @@ class RunListener:
             return
         try:
             facts = facts_of(record, ref)
+        except Exception:
+            return
+        # After the run's own context ended: its delivery lines still carry it.
+        with bind(run_id=facts.run_id or None, exp=facts.name or None), \
+                contextlib.suppress(Exception):
             log = ""
             if record.status != SUCCESS and commit and self.feedback.settings.urls:
                 log = recorded_tail(self.root, commit, facts.stage)
             self.feedback.run_ended(self.key or record.id, facts, log)
-        except Exception:
-            pass
 
 
 class QueueListener:
@@ -93,7 +97,11 @@ class QueueListener:
         self.log_path = log_path
 
     def __call__(self, event: QueueEvent) -> None:
-        with contextlib.suppress(Exception):  # nor a worker
+        entry = event.entry
+        # A backend emits "queued" and "started" before the worker binds the attempt's
+        # context: the delivery lines about this entry carry it all the same.
+        with bind(run_id=entry.run_id or None, exp=entry.name or None, entry=entry.id,
+                  queue=entry.queue), contextlib.suppress(Exception):  # nor a worker
             self._handle(event)
 
     def _handle(self, event: QueueEvent) -> None:
