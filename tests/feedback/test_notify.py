@@ -467,3 +467,22 @@ def test_an_event_sink_with_credentials_in_its_url_gets_them_as_basic_auth(
     journal = read_journal(project)
     assert journal and all(entry["ok"] for entry in journal)
     assert "s3cr" not in proc.stderr + json.dumps(journal)
+
+
+def test_notify_on_in_the_committed_config_is_obeyed_and_survives_remote_add(
+        project: Path, tmp_path: Path) -> None:
+    """`on` is a YAML 1.1 boolean: read as True, `notify.on` was ignored (and `tether
+    remote add` rewrote it as `true:`)."""
+    with http_receiver() as receiver:
+        write(project / ".tether/config.yaml",
+              "notify:\n  on: [failed, finished]  # successes too\n")
+        env = {"TETHER_NOTIFY": receiver.url()}
+        assert run_tether(project, "run", "-n", "first", env=env).returncode == 0
+        [first] = receiver.wait_for(1)
+        proc = run_tether(project, "remote", "add", "store", str(tmp_path / "store"))
+        assert proc.returncode == 0, proc.stderr
+        assert "true:" not in (project / ".tether/config.yaml").read_text()
+        assert run_tether(project, "run", "-n", "second", "--force", env=env).returncode == 0
+        received = receiver.wait_for(2)
+    assert [r.json()["event"] for r in received] == ["finished", "finished"]
+    assert "first" in first.json()["title"] and "second" in received[1].json()["title"]
