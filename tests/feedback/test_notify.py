@@ -176,6 +176,10 @@ def test_an_unreachable_receiver_changes_nothing_about_the_run(project: Path) ->
 
     status = run_tether(project, "notify", "status")
     assert "✘" in status.stdout, status.stdout
+    # Still retrying when the run ended: abandoned, with the tries made and why they failed.
+    [dead] = [line for line in status.stdout.splitlines() if "json://" in line]
+    assert "abandoned" in dead and "last try: cannot connect" in dead, dead
+    assert "(attempts 0)" not in dead, dead
     everything = status.stdout + proc.stderr + json.dumps(unheard)
     everything += (project / ".tether/notify/deliveries.jsonl").read_text()
     for secret in ("s3cretPassw0rd", "abcdef0123456789", "xoxsecretpathtoken1", "T0AAAA1"):

@@ -239,6 +239,7 @@ class Outbox:
         self._lanes: dict[str, tuple[queue.Queue[Job | None], threading.Thread]] = {}
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], Job] = {}
+        self._tried: dict[tuple[str, str], tuple[int, str]] = {}  # attempts, last error
         self._seen: set[tuple[str, str]] | None = None
         self._closing = threading.Event()
 
@@ -268,8 +269,10 @@ class Outbox:
             left = list(self._pending.values())
             self._pending.clear()
         for job in left:
-            self._journal(job, ok=False, attempts=0,
-                          error=f"abandoned: the process ended (waited {wait:g}s)")
+            attempts, last = self._tried.get((job.id, url_key(job.url)), (0, ""))
+            error = f"abandoned: the process ended (waited {wait:g}s)"
+            self._journal(job, ok=False, attempts=attempts,
+                          error=f"{error}; last try: {last}" if last else error)
 
     # -- lanes ------------------------------------------------------------
 
@@ -308,12 +311,16 @@ class Outbox:
                 result = SendResult(ok=False, retry=False, error=f"{type(exc).__name__}: {exc}")
             if result.ok or not result.retry or attempt == self.attempts:
                 break
+            with self._lock:  # what close() says if the process ends before the next try
+                self._tried[(job.id, url_key(job.url))] = (
+                    attempt, scrub_error(result.error, job.url))
             delay = self.backoff * 2 ** (attempt - 1)
             if result.retry_after is not None:
                 delay = min(max(delay, result.retry_after), self.max_retry_after)
             if self._closing.wait(delay):
                 break
         with self._lock:
+            self._tried.pop((job.id, url_key(job.url)), None)
             if self._pending.pop((job.id, url_key(job.url)), None) is None:
                 return  # journaled as abandoned by close()
         error = "" if result.ok else scrub_error(result.error, job.url)
