@@ -267,6 +267,28 @@ def test_a_queued_failure_notifies_from_the_worker(project: Path) -> None:
     assert kinds[-1] == "dev.tether.run.failed"
 
 
+def test_a_queued_reminder_quotes_the_stages_output_not_the_childs_log_lines(
+        project: Path) -> None:
+    write(project / "tether.yaml", SPEC.replace("deps: [out/data.txt, train.py]\n",
+                                                "deps: [out/data.txt, train.py]\n"
+                                                "    expected: 1s\n"))
+    write(project / "train.py", "import time\nprint('epoch 1 loss 0.5', flush=True)\n"
+          "time.sleep(3)\nprint('done')\n")
+    git(project, "commit", "-qam", "a slow train")
+    with http_receiver() as receiver:
+        env = {"TETHER_NOTIFY": receiver.url()}
+        assert run_tether(project, "run", "--queue", "-n", "slow", env=env).returncode == 0
+        worker = run_tether(project, "--log-format", "logfmt", "worker", "--exit-when-idle",
+                            env=env, timeout=300)
+        assert worker.returncode == 0, worker.stderr
+        notice = receiver.wait_for(1)[0]
+    body = notice.json()
+    assert body["event"] == "reminder", body
+    quoted = body["message"].split("Last lines of the log:\n", 1)[1]
+    assert quoted.startswith("epoch 1 loss 0.5"), quoted
+    assert "event=" not in quoted and "logger=" not in quoted, quoted
+
+
 # -- delivery, with the Outbox driven directly --------------------------------------
 
 

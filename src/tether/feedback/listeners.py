@@ -87,6 +87,16 @@ class RunListener:
             self.feedback.run_ended(self.key or record.id, facts, log)
 
 
+def _stage_log(attempt_log: Path | None, entry: Entry, stage: str) -> Path | None:
+    """What a queued run's reminder quotes: the stage's own log (the attempt's child keeps
+    its run state in the attempt's folder), else the attempt's log, where the stages'
+    output is interleaved with the child's log lines."""
+    if attempt_log is None:
+        return None
+    own = runs_dir(attempt_log.parent) / entry.run_id / "logs" / f"{stage}.log"
+    return own if entry.run_id and own.is_file() else attempt_log
+
+
 class QueueListener:
     """`tether worker`'s side: the queue's lifecycle events."""
 
@@ -115,7 +125,8 @@ class QueueListener:
         if kind in ("queued", QUEUED) and event.detail != "retry":
             feedback.queued(key, facts)
         elif kind == "started":
-            feedback.run_started(key, facts, log_path=lambda stage: self.log_path(entry))
+            feedback.run_started(
+                key, facts, log_path=lambda stage: _stage_log(self.log_path(entry), entry, stage))
         elif kind == "stage":
             what, _, stage = event.detail.partition(" ")
             stage = stage.strip()
