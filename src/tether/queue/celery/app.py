@@ -271,7 +271,9 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
                                name="tether-sweep")
 
     def on_shutdown(**kwargs: Any) -> None:
-        worker.stop(requeue=options.on_term == "requeue")
+        # Celery sends this on every SIGTERM/SIGINT: a second one requeues at once, as
+        # in the embedded worker.
+        worker.stop(requeue=options.on_term == "requeue" or worker.draining.is_set())
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
     # Celery's own lines go through tether.logs (the root logger's handler), as logfmt.
