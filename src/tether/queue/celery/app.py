@@ -270,9 +270,7 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     sweeper = threading.Thread(target=_sweep, args=(runtime, options, stop), daemon=True,
                                name="tether-sweep")
 
-    def on_shutdown(**kwargs: Any) -> None:
-        # Celery sends this on every SIGTERM/SIGINT: a second one requeues at once, as
-        # in the embedded worker.
+    def on_shutdown(**kwargs: Any) -> None:  # on every signal: the second one requeues
         worker.stop(requeue=options.on_term == "requeue" or worker.draining.is_set())
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
