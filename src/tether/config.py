@@ -53,7 +53,7 @@ def _read(path: Path) -> dict[str, Any]:
     from tether.spec.yamlguard import safe_load
 
     try:
-        data = safe_load(path.read_text())
+        data = safe_load(path.read_text(), text_keys=True)  # `notify: {on: ...}`
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

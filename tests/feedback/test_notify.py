@@ -176,6 +176,10 @@ def test_an_unreachable_receiver_changes_nothing_about_the_run(project: Path) ->
 
     status = run_tether(project, "notify", "status")
     assert "✘" in status.stdout, status.stdout
+    # Still retrying when the run ended: abandoned, with the tries made and why they failed.
+    [dead] = [line for line in status.stdout.splitlines() if "json://" in line]
+    assert "abandoned" in dead and "last try: cannot connect" in dead, dead
+    assert "(attempts 0)" not in dead, dead
     everything = status.stdout + proc.stderr + json.dumps(unheard)
     everything += (project / ".tether/notify/deliveries.jsonl").read_text()
     for secret in ("s3cretPassw0rd", "abcdef0123456789", "xoxsecretpathtoken1", "T0AAAA1"):
@@ -261,6 +265,28 @@ def test_a_queued_failure_notifies_from_the_worker(project: Path) -> None:
     kinds = [r.json()["type"] for r in receiver.accepted if r.path == "/ev"]
     assert kinds[:2] == ["dev.tether.run.queued", "dev.tether.run.started"], kinds
     assert kinds[-1] == "dev.tether.run.failed"
+
+
+def test_a_queued_reminder_quotes_the_stages_output_not_the_childs_log_lines(
+        project: Path) -> None:
+    write(project / "tether.yaml", SPEC.replace("deps: [out/data.txt, train.py]\n",
+                                                "deps: [out/data.txt, train.py]\n"
+                                                "    expected: 1s\n"))
+    write(project / "train.py", "import time\nprint('epoch 1 loss 0.5', flush=True)\n"
+          "time.sleep(3)\nprint('done')\n")
+    git(project, "commit", "-qam", "a slow train")
+    with http_receiver() as receiver:
+        env = {"TETHER_NOTIFY": receiver.url()}
+        assert run_tether(project, "run", "--queue", "-n", "slow", env=env).returncode == 0
+        worker = run_tether(project, "--log-format", "logfmt", "worker", "--exit-when-idle",
+                            env=env, timeout=300)
+        assert worker.returncode == 0, worker.stderr
+        notice = receiver.wait_for(1)[0]
+    body = notice.json()
+    assert body["event"] == "reminder", body
+    quoted = body["message"].split("Last lines of the log:\n", 1)[1]
+    assert quoted.startswith("epoch 1 loss 0.5"), quoted
+    assert "event=" not in quoted and "logger=" not in quoted, quoted
 
 
 # -- delivery, with the Outbox driven directly --------------------------------------
@@ -448,3 +474,41 @@ def test_a_successful_run_imports_no_delivery_code(project: Path) -> None:
     for module in ("tether.feedback.delivery", "tether.feedback.events", "apprise",
                    "cloudevents", "urllib.request"):
         assert f" {module}\n" not in imported, module  # ...and nothing that sends
+
+
+def test_an_event_sink_with_credentials_in_its_url_gets_them_as_basic_auth(
+        project: Path) -> None:
+    import base64
+
+    with http_receiver() as receiver:
+        sink = receiver.url("http", "/events").replace("://", "://ops:s3cr%40t-pass@")
+        write(project / ".tether/config.local.yaml", f"events:\n  sinks: ['{sink}']\n")
+        proc = run_tether(project, "run", "-n", "authed")
+        assert proc.returncode == 0, proc.stderr
+        received = receiver.wait_for(6)
+    assert len(received) == 6, read_journal(project)
+    expected = "Basic " + base64.b64encode(b"ops:s3cr@t-pass").decode()
+    assert {r.headers.get("Authorization") for r in received} == {expected}
+    assert all(r.path == "/events" for r in received)
+    journal = read_journal(project)
+    assert journal and all(entry["ok"] for entry in journal)
+    assert "s3cr" not in proc.stderr + json.dumps(journal)
+
+
+def test_notify_on_in_the_committed_config_is_obeyed_and_survives_remote_add(
+        project: Path, tmp_path: Path) -> None:
+    """`on` is a YAML 1.1 boolean: read as True, `notify.on` was ignored (and `tether
+    remote add` rewrote it as `true:`)."""
+    with http_receiver() as receiver:
+        write(project / ".tether/config.yaml",
+              "notify:\n  on: [failed, finished]  # successes too\n")
+        env = {"TETHER_NOTIFY": receiver.url()}
+        assert run_tether(project, "run", "-n", "first", env=env).returncode == 0
+        [first] = receiver.wait_for(1)
+        proc = run_tether(project, "remote", "add", "store", str(tmp_path / "store"))
+        assert proc.returncode == 0, proc.stderr
+        assert "true:" not in (project / ".tether/config.yaml").read_text()
+        assert run_tether(project, "run", "-n", "second", "--force", env=env).returncode == 0
+        received = receiver.wait_for(2)
+    assert [r.json()["event"] for r in received] == ["finished", "finished"]
+    assert "first" in first.json()["title"] and "second" in received[1].json()["title"]

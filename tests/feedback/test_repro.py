@@ -100,6 +100,24 @@ def test_a_drift_is_caught_with_the_metric_and_both_values(project: Path) -> Non
     tether(project, "repro", "base", "--tolerance", "acc=5%", code=18, DRIFT="0.1")
 
 
+def test_a_reproduction_that_drifted_is_not_the_gates_main_build(project: Path) -> None:
+    """A nightly `repro: last-main-build` records `base-repro` against main's commit, newer
+    than `base`: the gate (and the next `last-main-build`) still judge against `base`."""
+    tether(project, "run", "-n", "base")
+    tether(project, "repro", "base", code=18, DRIFT="0.3")
+    git(project, "switch", "-q", "-c", "feature")
+    write(project / "notes.md", "a change\n")
+    git(project, "add", "notes.md")
+    git(project, "commit", "-qm", "a feature")
+    tether(project, "run", "-n", "feature")
+    proc = tether(project, "gate", "--json", "feature")
+    data = json.loads(proc.stdout)
+    assert data["main_build"]["name"] == "base"
+    assert {m["metric"]: m["verdict"] for m in data["metrics"]}["acc"] == "same"
+    proc = tether(project, "repro", "last-main-build")
+    assert "base-repro-2 reproduces base " in proc.stdout
+
+
 def test_data_outside_git_that_changed_is_named(project: Path) -> None:
     tether(project, "run", "-n", "base")
     write(project / "data" / "raw.txt", "\n".join(str(i) for i in range(80)) + "\n")

@@ -67,6 +67,26 @@ def test_a_worker_run_logs_logfmt_with_the_run_context_everywhere(
     assert bad_output[-2:] == ["out: a negative learning rate", "out: gives up"]
 
 
+def test_every_delivery_line_of_a_queued_run_carries_its_run_id(
+    pipeline_project: Path,
+) -> None:
+    """The run's "started" (emitted as the entry is claimed) and "finished" events are
+    delivered with the entry's context like its stages' events, so one run_id greps them."""
+    root = pipeline_project
+    tether(root, "run", "--queue", "-n", "one")
+    [entry] = map(json.loads, tether(root, "queue", "status", "--json").stdout.splitlines())
+    with http_receiver() as receiver:
+        worker = tether(root, "worker", "--exit-when-idle",
+                        env={"TETHER_EVENTS": receiver.url("http", "/events")})
+    lines = [parse_logfmt(line) for line in worker.stderr.splitlines()]
+    sent = {line["notice"]: line for line in lines
+            if line["event"].startswith("notification_")}
+    assert {"dev.tether.run.started", "dev.tether.run.finished"} <= set(sent)
+    for notice, line in sent.items():
+        assert (line.get("run_id"), line.get("exp"), line.get("entry")) == (
+            entry["run_id"], "one", entry["id"]), notice
+
+
 def test_json_format_and_a_traceback_stay_one_line(pipeline_project: Path) -> None:
     root = pipeline_project
     tether(root, "run", "--queue", "-n", "one")

@@ -398,6 +398,24 @@ def test_entries_queued_with_no_worker_or_an_idle_one_all_run_once(
     assert sorted(cp.recorded("later")) == ["later-1", "later-2"]
 
 
+def test_a_second_sigterm_requeues_the_running_entry_at_once(
+    project: Path, tmp_path: Path, redis_server: RedisServer, worker_procs: list[Any],
+) -> None:
+    """`--on-term finish` (the default) lets a run end on SIGTERM; a second signal
+    abandons it back to the queue, unrecorded, as the embedded worker does."""
+    cp = _celery_project(project, tmp_path, worker_procs, broker=redis_server.url)
+    ids = cp.enqueue(1, "drained")
+    worker = cp.worker("--lease", "30", env={"TRAIN_SLEEP": "120"})
+    cp.wait(lambda: "running" in cp.states(ids), 60, "the run started")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the first signal is handled on its own (not a timing assertion)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, cp.worker_logs()[-4000:]
+    assert cp.states(ids) == ["queued"]
+    assert cp.recorded("drained") == {}
+    assert "requeued: the worker was stopped" in cp.worker_logs()
+
+
 def test_a_wakeup_held_by_a_dead_worker_is_sent_again_by_an_idle_one(
     tmp_path: Path, redis_server: RedisServer,
 ) -> None:

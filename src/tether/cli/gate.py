@@ -29,8 +29,9 @@ def register(sub: Any) -> None:
         help="pass or fail an experiment against the last main build",
         description="Compare an experiment with the last main build: the newest successful "
         "experiment on the main branch's first-parent history (at most feedback.depth "
-        "commits, default 200), preferring one with the same name. Each metric is judged by "
-        "the `metrics:` rules of the spec (direction, tolerance, warn, gate, allow_missing). "
+        "commits, default 200) that is no reproduction, preferring one with the same name. "
+        "Each metric is judged by the `metrics:` rules of the spec (direction, tolerance, "
+        "warn, gate, allow_missing). "
         "Experiment refs only the git remote has are fetched on demand. Exit 0: passed "
         "(warnings included); 16: a gated metric regressed or went missing, or the run "
         "failed; 17: no main build found.",

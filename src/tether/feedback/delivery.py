@@ -107,7 +107,9 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    url, auth = _basic_auth(url)
+    request = urllib.request.Request(url, data=body, headers={**auth, **headers},
+                                     method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -126,6 +128,23 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
                           error=f"no answer ({what}) after sending")
     except OSError as exc:
         return SendResult(ok=False, retry=True, error=f"{type(exc).__name__}: {exc}")
+
+
+def _basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its `user:password@` part, and that part as a Basic header.
+
+    urllib takes the user information for part of the host name, so a sink such as
+    `https://user:token@events.example.org/tether` would never be reached.
+    """
+    import base64
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    user = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    host = parts.netloc.rpartition("@")[2]
+    bare = parts._replace(netloc=host).geturl()
+    return bare, {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
 
 
 def _json_target(url: str) -> tuple[str, dict[str, str]]:
@@ -220,6 +239,7 @@ class Outbox:
         self._lanes: dict[str, tuple[queue.Queue[Job | None], threading.Thread]] = {}
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], Job] = {}
+        self._tried: dict[tuple[str, str], tuple[int, str]] = {}  # attempts, last error
         self._seen: set[tuple[str, str]] | None = None
         self._closing = threading.Event()
 
@@ -249,8 +269,10 @@ class Outbox:
             left = list(self._pending.values())
             self._pending.clear()
         for job in left:
-            self._journal(job, ok=False, attempts=0,
-                          error=f"abandoned: the process ended (waited {wait:g}s)")
+            attempts, last = self._tried.get((job.id, url_key(job.url)), (0, ""))
+            error = f"abandoned: the process ended (waited {wait:g}s)"
+            self._journal(job, ok=False, attempts=attempts,
+                          error=f"{error}; last try: {last}" if last else error)
 
     # -- lanes ------------------------------------------------------------
 
@@ -289,12 +311,16 @@ class Outbox:
                 result = SendResult(ok=False, retry=False, error=f"{type(exc).__name__}: {exc}")
             if result.ok or not result.retry or attempt == self.attempts:
                 break
+            with self._lock:  # what close() says if the process ends before the next try
+                self._tried[(job.id, url_key(job.url))] = (
+                    attempt, scrub_error(result.error, job.url))
             delay = self.backoff * 2 ** (attempt - 1)
             if result.retry_after is not None:
                 delay = min(max(delay, result.retry_after), self.max_retry_after)
             if self._closing.wait(delay):
                 break
         with self._lock:
+            self._tried.pop((job.id, url_key(job.url)), None)
             if self._pending.pop((job.id, url_key(job.url)), None) is None:
                 return  # journaled as abandoned by close()
         error = "" if result.ok else scrub_error(result.error, job.url)

@@ -219,6 +219,8 @@ def judge_against_main(
     found, search, index = find_main_commit(
         gate.git, index, gate.rev, skip=frozenset(e.baseline for e in chosen),
         depth=gate.settings.depth, remote=gate.remote, fetch=gate.fetch)
+    if found is not None:
+        found = found.originals(gate.git)
     return [judge_experiment(exp, found.build_for(exp.name) if found else None, search)
             for exp in chosen], index
 

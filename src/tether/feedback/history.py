@@ -1,4 +1,5 @@
-"""The last main build: the newest successful experiment on the main branch's history.
+"""The last main build: the newest successful experiment on the main branch's history
+that is no reproduction.
 
 `find_main_build` walks the first-parent history of a revision (newest first, at most
 `depth` commits) to the first commit with a successful recorded experiment. Refs that
@@ -41,6 +42,26 @@ class MainCommit:
     distance: int  # first-parent steps from tip to commit
     experiments: list[IndexedExperiment]  # its successful experiments, oldest first
     fetched: int = 0  # baselines whose refs were fetched from the remote on the way
+
+    def originals(self, git: Git) -> MainCommit:
+        """This commit with its reproductions (`tether repro` runs) left out, unless it has
+        nothing else: a nightly reproduction, which may have drifted, is no main build."""
+        import json
+
+        from tether.gitstore.experiments import read_record_blobs
+
+        kept = []
+        for exp, blob in zip(self.experiments,
+                             read_record_blobs(git, [e.commit for e in self.experiments]),
+                             strict=True):
+            try:
+                reproduction = blob is not None and bool(json.loads(blob).get("reproduces"))
+            except (ValueError, RecursionError, AttributeError):
+                reproduction = False
+            if not reproduction:
+                kept.append(exp)
+        return MainCommit(self.rev, self.tip, self.commit, self.distance,
+                          kept or self.experiments, self.fetched)
 
     def build_for(self, name: str) -> MainBuild:
         """The main build for an experiment named `name`: the one of that name if there

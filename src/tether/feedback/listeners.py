@@ -22,6 +22,7 @@ from tether.feedback.notify import (
 )
 from tether.feedback.watch import Feedback, facts_of, read_recorded, recorded_tail, with_facts
 from tether.layout import runs_dir
+from tether.logs import bind
 from tether.status import STALLED, SUCCESS
 
 if TYPE_CHECKING:
@@ -75,12 +76,25 @@ class RunListener:
             return
         try:
             facts = facts_of(record, ref)
+        except Exception:
+            return
+        # After the run's own context ended: its delivery lines still carry it.
+        with bind(run_id=facts.run_id or None, exp=facts.name or None), \
+                contextlib.suppress(Exception):
             log = ""
             if record.status != SUCCESS and commit and self.feedback.settings.urls:
                 log = recorded_tail(self.root, commit, facts.stage)
             self.feedback.run_ended(self.key or record.id, facts, log)
-        except Exception:
-            pass
+
+
+def _stage_log(attempt_log: Path | None, entry: Entry, stage: str) -> Path | None:
+    """What a queued run's reminder quotes: the stage's own log (the attempt's child keeps
+    its run state in the attempt's folder), else the attempt's log, where the stages'
+    output is interleaved with the child's log lines."""
+    if attempt_log is None:
+        return None
+    own = runs_dir(attempt_log.parent) / entry.run_id / "logs" / f"{stage}.log"
+    return own if entry.run_id and own.is_file() else attempt_log
 
 
 class QueueListener:
@@ -93,7 +107,11 @@ class QueueListener:
         self.log_path = log_path
 
     def __call__(self, event: QueueEvent) -> None:
-        with contextlib.suppress(Exception):  # nor a worker
+        entry = event.entry
+        # A backend emits "queued" and "started" before the worker binds the attempt's
+        # context: the delivery lines about this entry carry it all the same.
+        with bind(run_id=entry.run_id or None, exp=entry.name or None, entry=entry.id,
+                  queue=entry.queue), contextlib.suppress(Exception):  # nor a worker
             self._handle(event)
 
     def _handle(self, event: QueueEvent) -> None:
@@ -107,7 +125,8 @@ class QueueListener:
         if kind in ("queued", QUEUED) and event.detail != "retry":
             feedback.queued(key, facts)
         elif kind == "started":
-            feedback.run_started(key, facts, log_path=lambda stage: self.log_path(entry))
+            feedback.run_started(
+                key, facts, log_path=lambda stage: _stage_log(self.log_path(entry), entry, stage))
         elif kind == "stage":
             what, _, stage = event.detail.partition(" ")
             stage = stage.strip()

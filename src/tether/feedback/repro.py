@@ -65,10 +65,8 @@ def _last_main_build(git: Git, *, fetch: bool) -> Experiment:
             f"no main build: no successful experiment on the first {search.walked} commits "
             f"of {gate.rev}'s history",
             hint="record one on the main branch (tether run), or name the experiment")
-    builds = [one_experiment(git, resolve_experiment(git, e.ref))
-              for e in reversed(found.experiments)]
-    originals = [b for b in builds if b.run_record.reproduces is None]
-    return (originals or builds)[0]
+    newest = found.originals(git).experiments[-1]
+    return one_experiment(git, resolve_experiment(git, newest.ref))
 
 
 def reproduces_field(exp: Experiment, tolerances: Mapping[str, str] | None,

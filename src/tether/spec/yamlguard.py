@@ -66,9 +66,25 @@ def compose(text: str) -> yaml.Node | None:
     return root
 
 
-def safe_load(text: str) -> Any:
-    """`yaml.safe_load`, refusing recursive, too deep or exploding documents."""
-    loader = yaml.SafeLoader(text)
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class TextKeyLoader(yaml.SafeLoader):
+    """The safe loader, but a plain mapping key that YAML 1.1 reads as a boolean (`on`,
+    `off`, `yes`, `no`, `true`...) stays the text it is: in a config file `notify: {on:
+    [...]}` names the key `on`, never `True`."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style:
+                key.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str, *, text_keys: bool = False) -> Any:
+    """`yaml.safe_load`, refusing recursive, too deep or exploding documents; with
+    `text_keys`, boolean-looking mapping keys stay text (`TextKeyLoader`)."""
+    loader = (TextKeyLoader if text_keys else yaml.SafeLoader)(text)
     try:
         try:
             root = loader.get_single_node()

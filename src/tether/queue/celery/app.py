@@ -270,8 +270,8 @@ def run_worker(root: Path, backend: CeleryQueue, options: WorkerOptions,
     sweeper = threading.Thread(target=_sweep, args=(runtime, options, stop), daemon=True,
                                name="tether-sweep")
 
-    def on_shutdown(**kwargs: Any) -> None:
-        worker.stop(requeue=options.on_term == "requeue")
+    def on_shutdown(**kwargs: Any) -> None:  # on every signal: the second one requeues
+        worker.stop(requeue=options.on_term == "requeue" or worker.draining.is_set())
 
     celery_signals.worker_shutting_down.connect(on_shutdown, weak=False)
     # Celery's own lines go through tether.logs (the root logger's handler), as logfmt.
