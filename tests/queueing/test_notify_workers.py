@@ -3,6 +3,7 @@ listener as `tether run`'s."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,22 @@ def test_a_queued_run_gets_a_learned_reminder_and_then_succeeds(project: Path,
     assert all(r.json()["event"] == "reminder" for r in receiver.requests)
     [status] = [e for e in queue_status(project) if e["name"] == "slow"]
     assert status["state"] == "done"
+
+
+def test_a_queued_runs_events_are_in_order_across_the_processes_that_sent_them(
+        project: Path) -> None:
+    """`queued` comes from `tether run --queue`, the rest from the worker (and, after a
+    requeue, from another one): ordered by `sequence`, they are in the order they happened."""
+    write(project / ".tether" / "config.yaml", "events:\n  local: true\n")
+    git(project, "add", ".tether/config.yaml")
+    git(project, "commit", "-q", "-m", "events in .tether/events.jsonl")
+    tether(project, "run", "--queue", "-n", "ordered")
+    tether(project, "worker", "--exit-when-idle")
+    lines = (project / ".tether" / "events.jsonl").read_text().splitlines()
+    events = [event for event in map(json.loads, lines)
+              if event["subject"].endswith("/ordered") or event["data"].get("name") == "ordered"]
+    kinds = [e["type"].removeprefix("dev.tether.run.") for e in events]
+    assert kinds[0] == "queued" and kinds[-1] == "finished", kinds
+    sequences = [e["sequence"] for e in events]  # the file's order is the order of events
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences), events
+    assert {len(s) for s in sequences} == {20}

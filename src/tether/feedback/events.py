@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,16 +52,21 @@ def repository_source(root: Path) -> str:
 
 
 class Sequencer:
-    """Numbers the events of each run (key: run id or queue entry) from 1."""
+    """Orders the events of each run (key: run id or queue entry) across the processes
+    that send them — `tether run --queue` sends `queued`, a worker the rest, a later
+    attempt's worker more: each event's number is the wall clock in nanoseconds, made
+    strictly greater than the run's previous one in this process. A per-process count
+    from 1 gave the queued event and the worker's first the same number."""
 
-    def __init__(self) -> None:
-        self._next: dict[str, int] = {}
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._last: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._clock = clock
 
     def next(self, run: str) -> int:
         with self._lock:
-            value = self._next.get(run, 0) + 1
-            self._next[run] = value
+            value = max(self._clock(), self._last.get(run, 0) + 1)
+            self._last[run] = value
             return value
 
 
@@ -78,7 +85,7 @@ def new_event(kind: str, *, source: str, subject: str, data: dict[str, Any],
         "subject": subject,
         "time": when.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
-        "sequence": f"{sequence:08d}",
+        "sequence": f"{sequence:020d}",  # equal widths: lexicographic = numeric order
         "data": data,
     }
 
