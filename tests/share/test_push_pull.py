@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import git, run_tether
+from conftest import git, run_tether, write
 from helpers import exp_refs
 from share.conftest import run_exp, tether_ok
 from tether.cache.runcache import RunCache
@@ -158,3 +158,22 @@ def test_a_missing_object_is_named_by_its_experiment_and_path(alice: Path) -> No
     (alice / "model.bin").unlink()
     out = tether_ok(alice, "push", "origin", "lost-one")
     assert "model.bin of lost-one" in out and "is on neither side" in out
+
+
+def test_pull_says_where_to_look_when_head_has_no_experiment(alice: Path, bob: Path) -> None:
+    """Experiments recorded against an older commit: a plain pull (HEAD's) brings none and
+    says how to see and take them, instead of a bare 'nothing'."""
+    run_exp(alice, "older", 1)
+    tether_ok(alice, "push")
+    write(alice / "notes.txt", "a newer commit\n")
+    git(alice, "add", "notes.txt")
+    git(alice, "commit", "-q", "-m", "newer")
+    git(alice, "push", "-q", "origin", "HEAD")
+    git(bob, "pull", "-q", "origin", "HEAD")
+    said = run_tether(bob, "pull")
+    assert said.returncode == 0, said.stderr
+    assert "origin has no experiment recorded against HEAD" in said.stderr
+    assert "tether ls-remote origin" in said.stderr and "tether pull -A" in said.stderr
+    assert not exp_refs(bob)
+    tether_ok(bob, "pull", "-A")
+    assert exp_refs(bob) == exp_refs(alice)

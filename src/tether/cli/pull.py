@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from tether.cli.push import add_selection, render
@@ -29,4 +30,8 @@ def handle(args: argparse.Namespace) -> int:
         report = pull(find_root(args.cwd), args.git_remote, args.experiments,
                       every=args.every, baseline=args.baseline, artifacts=args.artifacts,
                       force=args.force, remote=args.remote, progress=bar)
+    if not report.refs and not (args.every or args.experiments or args.baseline):
+        print(f"tether: {args.git_remote} has no experiment recorded against HEAD; "
+              f"`tether ls-remote {args.git_remote}` lists what it has, `tether pull -A` "
+              "takes them all", file=sys.stderr)
     return render(report, "pull")
