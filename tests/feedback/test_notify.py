@@ -512,3 +512,14 @@ def test_notify_on_in_the_committed_config_is_obeyed_and_survives_remote_add(
         received = receiver.wait_for(2)
     assert [r.json()["event"] for r in received] == ["finished", "finished"]
     assert "first" in first.json()["title"] and "second" in received[1].json()["title"]
+
+
+def test_a_misspelt_notify_key_is_named_not_silently_ignored(project: Path) -> None:
+    write(project / ".tether/config.yaml",
+          "notify:\n  url: ['json://127.0.0.1:9/x']\n  on: [failed]\nevents:\n  locale: true\n")
+    proc = run_tether(project, "notify", "status")
+    said = proc.stderr
+    assert "tether: warning: .tether/config.yaml: notify.url: unknown key, ignored " \
+           "(did you mean urls?)" in said, said
+    assert "events.locale: unknown key, ignored (did you mean local?)" in said, said
+    assert "notify.on" not in said

@@ -69,6 +69,8 @@ def handle_status(args: argparse.Namespace) -> int:
 
     root = find_root(args.cwd)
     settings = load_settings(root)
+    for problem in settings.problems:
+        print(f"tether: warning: {problem}", file=sys.stderr)
     print("notify:", ", ".join(display_url(u) for u in settings.urls) or "no URLs")
     print("on:", ", ".join(sorted(settings.on)))
     if settings.sinks or settings.events_file:

@@ -96,6 +96,8 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> FeedbackS
         if not isinstance(notify, dict) or not isinstance(events, dict):
             problems.append(f"{where}: `notify` and `events` must be mappings")
             continue
+        _unknown_keys(notify, "notify", ("urls", "on"), where, problems)
+        _unknown_keys(events, "events", ("sinks", "local"), where, problems)
         for key, value in (("notify.urls", notify.get("urls")),
                            ("events.sinks", events.get("sinks"))):
             found = _url_list(value, f"{where}: {key}", problems)
@@ -110,6 +112,19 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> FeedbackS
         events_file = bool(sinks)
     return FeedbackSettings(urls=_unique(urls), on=on, sinks=_unique(sinks),
                             events_file=events_file, problems=problems)
+
+
+def _unknown_keys(section: dict[Any, Any], name: str, known: tuple[str, ...], where: str,
+                  problems: list[str]) -> None:
+    """A key tether does not read (a typo would silently turn notifications off)."""
+    import difflib
+
+    for key in section:
+        if str(key) not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            problems.append(f"{where}: {name}.{key}: unknown key, ignored ("
+                            + (f"did you mean {close[0]}?" if close else
+                               f"known: {', '.join(known)}") + ")")
 
 
 def _unique(items: list[str]) -> list[str]:
