@@ -83,3 +83,16 @@ def test_dash_c_to_a_missing_directory_is_a_usage_error(project: Path, tmp_path:
     write(tmp_path / "file", "x")
     assert_clear(run_tether(project, "-C", str(tmp_path / "file"), "status"), 2,
                  "is not a directory")
+
+
+def test_a_duplicated_section_in_the_config_is_named_with_both_lines(project: Path) -> None:
+    """YAML keeps the last of two equal keys silently: a second `schedules:` dropped the
+    first one's schedules. Config files refuse it, saying where both are."""
+    write(project / ".tether/config.yaml",
+          "schedules:\n  nightly: {every: 1d, run: {args: []}}\nnotify:\n  on: [failed]\n"
+          "schedules:\n  hourly: {every: 1h, run: {args: []}}\n")
+    for args in (["schedule", "list"], ["notify", "status"]):
+        proc = run_tether(project, *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "duplicate key 'schedules' (first at line 1)" in proc.stderr, proc.stderr
+        assert "line 5" in proc.stderr

@@ -75,9 +75,16 @@ class TextKeyLoader(yaml.SafeLoader):
     [...]}` names the key `on`, never `True`."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[str, yaml.Mark] = {}
         for key, _ in node.value:
             if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style:
                 key.tag = "tag:yaml.org,2002:str"
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in seen:  # YAML keeps the last silently: a section lost
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r} (first at line "
+                        f"{seen[key.value].line + 1})", key.start_mark)
+                seen[key.value] = key.start_mark
         return super().construct_mapping(node, deep)
 
 
