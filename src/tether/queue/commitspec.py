@@ -3,7 +3,7 @@
 A follower decides whether it may claim a pushed commit from the worker tags its
 stages `require`, before any worktree exists. A YAML spec is read from the commit's
 objects (one `git cat-file --batch` for many commits) and validated in-process: it is
-data. A `tether.py` spec is code that may import the project's modules: it is loaded
+data. A `tetherfile.py` spec is code that may import the project's modules: it is loaded
 by `tether spec --json` in a child process, in a worktree of the commit under
 `.tether/worktrees/`, so the pushed code never runs inside the follower.
 """
@@ -24,7 +24,7 @@ from tether.layout import worktrees_dir
 from tether.spec.loader import PYTHON_SPEC_NAMES, SPEC_NAMES, parse_yaml_spec
 from tether.spec.model import Pipeline
 
-PYTHON_SPEC_TIMEOUT = 120.0  # seconds a tether.py may take to build its pipeline
+PYTHON_SPEC_TIMEOUT = 120.0  # seconds a tetherfile.py may take to build its pipeline
 
 
 def pipelines_at(git: Git, commits: Sequence[str]) -> dict[str, Pipeline | SpecError]:

@@ -1,4 +1,4 @@
-"""Finding and loading a project's pipeline spec: `tether.yaml` or `tether.py`."""
+"""Finding and loading a project's pipeline spec: `tether.yaml` or `tetherfile.py` (`tether.py`, its first name)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _syntax_hint(text: str, mark: yaml.Mark | None) -> str | None:
 
 
 def load_python_spec(path: Path, root: Path) -> Pipeline:
-    """Run a `tether.py` in a fresh namespace and validate its module-level `pipeline`."""
+    """Run a `tetherfile.py` in a fresh namespace and validate its module-level `pipeline`."""
     label = spec_label(path, root)
     root_entry = str(Path(root).resolve())
     modules_before = set(sys.modules)
