@@ -1,4 +1,5 @@
-"""Finding and loading a project's pipeline spec: `tether.yaml` or `tetherfile.py` (`tether.py`, its first name)."""
+"""Finding and loading a project's pipeline spec: `tether.yaml` or `tetherfile.py`
+(or `tether.py`, the DSL's first name, read with a warning)."""
 
 from __future__ import annotations
 
