@@ -70,3 +70,17 @@ def test_dry_prints_the_grid(project: Path) -> None:
     out = tether(project, "run", "--queue", "--dry", "-S", "lr=1,2", "--repeat", "2").stdout
     assert out.splitlines() == ["lr=1 TETHER_SEED=0", "lr=1 TETHER_SEED=1",
                                 "lr=2 TETHER_SEED=0", "lr=2 TETHER_SEED=1"]
+
+
+def test_a_comma_list_in_place_is_one_value_and_says_so(project: Path) -> None:
+    """In place, `-S epochs=1,2` is one value (the text "1,2"): documented, and now said, with
+    the --queue command that sweeps; a bracketed list or a plain value says nothing."""
+    from helpers import record_of
+
+    proc = tether(project, "run", "-n", "inplace", "-S", "epochs=[1,2]", "-S", "lr=0.5")
+    assert "note" not in proc.stderr
+    said = tether(project, "run", "-n", "text", "-S", "lr=0.2,0.3", check=False).stderr
+    assert ("tether: note: -S lr=0.2,0.3 sets lr to one value, the text '0.2,0.3', in place; "
+            "a sweep over its items needs --queue (tether run --queue -S lr=0.2,0.3)") in said
+    ref = next(r for r in exp_refs(project) if r.endswith("/text"))
+    assert record_of(project, ref)["params"]["params.yaml"]["lr"] == "0.2,0.3"

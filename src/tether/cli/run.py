@@ -167,6 +167,11 @@ def handle(args: argparse.Namespace) -> int:
     if args.require:
         raise UsageError("--require goes with --queue: it says which workers may run the entry",
                          hint=f"tether run --queue --require {','.join(args.require)}")
+    if any("," in text for text in args.overrides):  # else nothing imported
+        from tether.queue.sweep import in_place_notes
+
+        for note in in_place_notes(args.overrides):
+            print(f"tether: note: {note}", file=sys.stderr)
     # git starts answering the run's questions now, while Python imports the runner
     # (imported here: `tether run --queue` only snapshots and enqueues).
     from tether.execute.facts import RunFacts

@@ -68,3 +68,19 @@ def expand(overrides: list[str], repeat: int = 1) -> list[SweepPoint]:
             env = {"TETHER_SEED": str(seed)} if repeat > 1 else {}
             points.append(SweepPoint(tuple(combo), env, len(points)))
     return points
+
+
+def in_place_notes(overrides: list[str]) -> list[str]:
+    """What to say of each `-S key=a,b` of a run in place, where it is one value (a sweep
+    is queued): documented, but easy to miss when a grid was meant."""
+    notes = []
+    for text in overrides:
+        key, _, raw = text.partition("=")
+        try:
+            several = "=" in text and len(split_values(raw)) > 1
+        except ParamsError:
+            continue
+        if several:
+            notes.append(f"-S {text} sets {key} to one value, the text {raw!r}, in place; a "
+                         f"sweep over its items needs --queue (tether run --queue -S {text})")
+    return notes
