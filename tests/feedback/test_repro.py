@@ -197,7 +197,7 @@ def test_queued_reproduction_runs_on_the_embedded_worker(
     with http_receiver() as sink:
         monkeypatch.setenv("TETHER_EVENTS", sink.url("http", "/ev"))
         entry_id = enqueue_repro(project, "last-main-build", tolerances={"rows": "0"},
-                                 origin="schedule:nightly")
+                                 origin="schedule:nightly").id
         monkeypatch.delenv("TETHER_EVENTS")
         [queued_event] = sink.wait_for(1)
     assert queued_event.json()["type"] == "dev.tether.run.queued"
@@ -224,8 +224,9 @@ def test_queued_reproduction_runs_on_the_embedded_worker(
     assert len(notices) == 1 and "did not reproduce" in notices[0]["title"], notices
     checked = tether(project, "repro", "--check", "base-repro", code=18)
     assert "acc" in checked.stdout and "0.85" in checked.stdout
-    queued = tether(project, "repro", "base", "--queue")
-    assert "queued reproduction of base" in queued.stdout
+    queued = tether(project, "repro", "base", "--queue")  # base-repro is taken: the name said
+    assert queued.stdout.startswith("queued base-repro-2, a reproduction of base, as entry ")
+    assert "`tether repro --check base-repro-2`" in queued.stdout, queued.stdout
 
 
 def test_hostile_record_fields_do_not_escape_the_worktree(repo: Path, tmp_path: Path) -> None:
@@ -352,7 +353,7 @@ def test_a_queued_reproduction_needs_the_tags_its_stages_required(project: Path)
     git(project, "add", "-f", "tether.yaml", "data/raw.txt")
     git(project, "commit", "-qm", "the first stage needs a gpu")
     tether(project, "run", "-n", "base")
-    entry_id = enqueue_repro(project, "base")
+    entry_id = enqueue_repro(project, "base").id
     tether(project, "worker", "--exit-when-idle")  # no tags: nothing it can run
     backend = open_queue(project)
     try:

@@ -28,7 +28,7 @@ def test_a_celery_worker_reproduces_and_notifies(repo: Path, redis_server: Redis
     git(repo, "commit", "-qm", "celery, drifting evaluation, raw data")
     tether(repo, "run", "-n", "base")
     queued = tether(repo, "repro", "base", "--queue", "--tolerance", "rows=0")
-    assert "queued reproduction of base" in queued.stdout
+    assert "queued base-repro, a reproduction of base" in queued.stdout, queued.stdout
     with http_receiver() as receiver:
         env = {"TETHER_NOTIFY": receiver.url(), "DRIFT": "0.1"}
         worker = tether(repo, "worker", "--exit-when-idle", env=env, timeout=300, check=False)

@@ -83,10 +83,11 @@ def handle(args: argparse.Namespace) -> int:
         from tether.queue.base import check_queue_name
 
         check_queue_name(args.queue, "--queue")
-        entry_id = enqueue_repro(root, target, tolerances=tolerances, origin="cli",
-                                 queue=args.queue)
-        print(f"queued reproduction of {target} as entry {entry_id} on queue {args.queue}; "
-              "see `tether queue status`, then `tether repro --check <name>-repro`")
+        entry = enqueue_repro(root, target, tolerances=tolerances, origin="cli",
+                              queue=args.queue)
+        print(f"queued {entry.name}, a reproduction of {target}, as entry {entry.id} on queue "
+              f"{args.queue}; see `tether queue status`, then `tether repro --check "
+              f"{entry.name}`")
         return 0
     if args.check:
         from tether.feedback.reproverdict import judge_recorded

@@ -28,7 +28,7 @@ from tether.gitstore.experiments import taken_names
 from tether.gitstore.git import Git, ident_of
 from tether.layout import RECORD_LOGS_DIR, RECORD_PATH, STATE_DIR
 from tether.pathguard import check_relpath, overlaps
-from tether.queue.base import DEFAULT_QUEUE
+from tether.queue.base import DEFAULT_QUEUE, Entry
 from tether.record.record import RunRecord
 from tether.structs import struct
 
@@ -180,16 +180,15 @@ def repro_name(exp: Experiment, taken: set[str]) -> str:
 
 def enqueue_repro(project_root: Path, target: str, *,
                   tolerances: Mapping[str, str] | None = None,
-                  origin: str | None = None, queue: str = DEFAULT_QUEUE) -> str:
+                  origin: str | None = None, queue: str = DEFAULT_QUEUE) -> Entry:
     """Queue a reproduction of `target` (see `resolve_target`) on `queue` for a worker;
-    the entry id.
+    the entry (its name is the reproduction's).
 
     `tolerances`: metric -> `VALUE` (absolute) or `VALUE%` (relative), over the spec's.
     `origin` says who asked (e.g. `schedule:nightly-repro`); it is kept in the record.
     """
     from tether.ids import new_id, new_run_id
     from tether.layout import QUEUE_REFS
-    from tether.queue.base import Entry
     from tether.queue.client import open_enqueuer
 
     git = Git(project_root)
@@ -226,7 +225,7 @@ def enqueue_repro(project_root: Path, target: str, *,
     from tether.feedback.listeners import announce_queued
 
     announce_queued(project_root, entry)
-    return entry.id
+    return entry
 
 
 def _requirements(record: RunRecord) -> tuple[str, ...]:

@@ -123,9 +123,8 @@ def _enqueue(root: Path, backend: QueueBackend, schedule: Schedule, now: float,
     if schedule.repro is not None:
         from tether.feedback.repro import enqueue_repro
 
-        entry_id = enqueue_repro(root, schedule.repro, tolerances=None, origin=origin,
-                                 queue=schedule.queue)
-        entry = backend.get(entry_id)
+        entry = backend.get(enqueue_repro(root, schedule.repro, tolerances=None,
+                                          origin=origin, queue=schedule.queue).id)
         return [entry] if entry is not None else []
     from tether.queue.client import QueueRequest, enqueue_commit
 
