@@ -523,3 +523,18 @@ def test_a_misspelt_notify_key_is_named_not_silently_ignored(project: Path) -> N
            "(did you mean urls?)" in said, said
     assert "events.locale: unknown key, ignored (did you mean local?)" in said, said
     assert "notify.on" not in said
+
+
+@pytest.mark.parametrize(("origin", "source"), [
+    ("https://user:tok@github.com/acme/vision.git", "https://github.com/acme/vision.git"),
+    ("git@github.com:acme/vision.git", "ssh://github.com/acme/vision.git"),
+    ("github.com:/srv/vision.git", "ssh://github.com/srv/vision.git"),
+    ("../origin.git", None),  # a local path: its file URL
+])
+def test_event_source_is_a_uri_without_credentials(repo: Path, origin: str,
+                                                   source: str | None) -> None:
+    from tether.feedback.events import repository_source
+
+    git(repo, "remote", "add", "origin", origin)
+    expected = source or (repo / origin).resolve().as_uri()
+    assert repository_source(repo) == expected

@@ -47,7 +47,10 @@ def repository_source(root: Path) -> str:
             scheme, _, rest = url.partition("://")
             host_and_path = rest.rpartition("@")[2] if "@" in rest.split("/", 1)[0] else rest
             return f"{scheme}://{host_and_path.split('?', 1)[0]}"
-        return url.rpartition("@")[2] if "@" in url.split(":", 1)[0] else url  # scp-like
+        head, colon, path = url.partition(":")
+        if colon and "/" not in head:  # scp-like `user@host:path`: the ssh URL it means
+            return f"ssh://{head.rpartition('@')[2]}/{path.lstrip('/')}"
+        return (root / url).resolve().as_uri()  # a local path, maybe relative
     return root.resolve().as_uri()
 
 
