@@ -301,8 +301,8 @@ def test_a_download_longer_than_the_timeout_is_not_cut(
     # The timeout is for silence, not for the whole download: a large file on a slow
     # link takes as long as it takes (aiohttp's default cut every one after 5 minutes).
     root = project(repo, server.url)
-    write(root / ".tether" / "config.yaml", "sources:\n  posts: {timeout: 1}\n")
-    server.trickle = 0.08  # about 4 s in all, never a second without a byte
+    write(root / ".tether" / "config.yaml", "sources:\n  posts: {timeout: 2}\n")
+    server.trickle = 0.06  # about 3 s in all, never more than 0.06 s without a byte
     ok(root, "data", "fetch")
     assert (root / "data" / "posts.xml").read_bytes() == BODY
     assert server.gets == [None]  # in one piece, not resumed after a cut
